@@ -59,25 +59,61 @@ def main() -> None:
         return hashlib.sha256(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()).digest()
 
     rows = [
-        ("verify (BIP-340)", lambda: verify_schnorr(ours.pubkey, msg, sig), "coincurve xonly.verify",
-         lambda: PublicKeyXOnly(ours.pubkey).verify(sig, msg)),
-        ("verify, parsed key reused", lambda: verify_schnorr(ours.pubkey, msg, sig),
-         "coincurve xonly.verify (key reused)", lambda: raw_xonly.verify(sig, msg)),
-        ("sign (BIP-340)", lambda: ours.sign(msg), "coincurve sign_schnorr", lambda: raw_priv.sign_schnorr(msg)),
-        ("ECDH raw x (constant time)", lambda: ours.shared_x(peer.pubkey), "cryptography ECDH exchange",
-         lambda: crypt_priv.exchange(ec.ECDH(), crypt_peer)),
-        ("NIP-44 encrypt", lambda: nip44.encrypt(text, conv, nonce), "HKDF+ChaCha20+HMAC bare",
-         bare_nip44_encrypt),
-        ("NIP-44 decrypt", lambda: nip44.decrypt(payload, conv), "HKDF+ChaCha20+HMAC bare",
-         bare_nip44_encrypt),
-        ("event id (orjson)", lambda: compute_id(ours.pubkey_hex, 1700000000, 5700, tags, payload),
-         "sha256(json.dumps)", bare_id),
+        (
+            "verify (BIP-340)",
+            lambda: verify_schnorr(ours.pubkey, msg, sig),
+            "coincurve xonly.verify",
+            lambda: PublicKeyXOnly(ours.pubkey).verify(sig, msg),
+        ),
+        (
+            "verify, parsed key reused",
+            lambda: verify_schnorr(ours.pubkey, msg, sig),
+            "coincurve xonly.verify (key reused)",
+            lambda: raw_xonly.verify(sig, msg),
+        ),
+        (
+            "sign (BIP-340)",
+            lambda: ours.sign(msg),
+            "coincurve sign_schnorr",
+            lambda: raw_priv.sign_schnorr(msg),
+        ),
+        (
+            "ECDH raw x (constant time)",
+            lambda: ours.shared_x(peer.pubkey),
+            "cryptography ECDH exchange",
+            lambda: crypt_priv.exchange(ec.ECDH(), crypt_peer),
+        ),
+        (
+            "NIP-44 encrypt",
+            lambda: nip44.encrypt(text, conv, nonce),
+            "HKDF+ChaCha20+HMAC bare",
+            bare_nip44_encrypt,
+        ),
+        (
+            "NIP-44 decrypt",
+            lambda: nip44.decrypt(payload, conv),
+            "HKDF+ChaCha20+HMAC bare",
+            bare_nip44_encrypt,
+        ),
+        (
+            "event id (orjson)",
+            lambda: compute_id(ours.pubkey_hex, 1700000000, 5700, tags, payload),
+            "sha256(json.dumps)",
+            bare_id,
+        ),
     ]
     results = []
     for name, fn, bare_name, bare in rows:
         ours_us, bare_us = per_op_us(fn), per_op_us(bare)
-        results.append({"op": name, "ours_us": round(ours_us, 2), "bare": bare_name,
-                        "bare_us": round(bare_us, 2), "ratio": round(ours_us / bare_us, 2)})
+        results.append(
+            {
+                "op": name,
+                "ours_us": round(ours_us, 2),
+                "bare": bare_name,
+                "bare_us": round(bare_us, 2),
+                "ratio": round(ours_us / bare_us, 2),
+            }
+        )
     if "--json" in sys.argv:
         print(json.dumps(results, indent=2))
         return

@@ -34,7 +34,7 @@ def rust_keys():
 
 
 def test_events_we_sign_verify_in_rust_nostr_with_the_same_id():
-    event = sign_event(OURS, 5700, "héllo \n \"quoted\" 😀", 1700000000, [["p", "ab" * 32], ["encrypted"]])
+    event = sign_event(OURS, 5700, 'héllo \n "quoted" 😀', 1700000000, [["p", "ab" * 32], ["encrypted"]])
     theirs = rn.Event.from_json(event.to_json())
     assert theirs.verify()
     assert theirs.id().to_hex() == event.id

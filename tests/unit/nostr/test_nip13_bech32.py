@@ -11,8 +11,13 @@ from dvm.nostr.event import compute_id
 
 @pytest.mark.parametrize(
     ("hex_id", "bits"),
-    [("ff" + "00" * 31, 0), ("00" * 32, 256), ("0f" + "ff" * 31, 4), ("000000ff" + "00" * 28, 24),
-     ("00000001" + "00" * 28, 31)],
+    [
+        ("ff" + "00" * 31, 0),
+        ("00" * 32, 256),
+        ("0f" + "ff" * 31, 4),
+        ("000000ff" + "00" * 28, 24),
+        ("00000001" + "00" * 28, 31),
+    ],
 )
 def test_leading_zero_bits_counts_bits_not_hex_characters(hex_id, bits):
     assert nip13.leading_zero_bits(bytes.fromhex(hex_id)) == bits
