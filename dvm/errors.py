@@ -81,6 +81,104 @@ class RequestError(DVMError):
     code: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "The service could not handle this request."
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, **details: int) -> None:
         self.message = message or self.default_message
+        self.details = details  # small integers only, e.g. retry_after_s, attempts_left
         super().__init__(self.message)
+
+
+class BadRequest(RequestError):
+    code = "bad_request"
+    default_message = "The request is malformed: unknown method, or a missing, unknown or invalid field."
+
+
+class InvalidEmail(RequestError):
+    code = "invalid_email"
+    default_message = "That email address is not valid."
+
+
+class PowTooLow(RequestError):
+    code = "pow_too_low"
+    default_message = "The request's proof of work (NIP-13) is missing or below the required difficulty."
+
+
+class StaleEvent(RequestError):
+    code = "stale_event"
+    default_message = "The request's created_at is too far from the service's clock; sign it again."
+
+
+class RateLimited(RequestError):
+    code = "rate_limited"
+    default_message = "Too many requests; try again later."
+
+
+class EmailTaken(RequestError):
+    code = "email_taken"
+    default_message = "An account with this email already exists. Log in instead."
+
+
+class UnknownEmail(RequestError):
+    code = "unknown_email"
+    default_message = "No account uses this email address. Sign up instead."
+
+
+class NotActivated(RequestError):
+    code = "not_activated"
+    default_message = "This account's signup was never finished. Request an account again to finish it."
+
+
+class NoSession(RequestError):
+    code = "no_session"
+    default_message = "There is no open session for this key. Start again with a new request."
+
+
+class SessionExpired(RequestError):
+    code = "session_expired"
+    default_message = "This session has expired. Start again with a new request."
+
+
+class CodeInvalid(RequestError):
+    code = "code_invalid"
+    default_message = "That code is not correct."
+
+
+class CodeExpired(RequestError):
+    code = "code_expired"
+    default_message = "That code has expired. Ask for a new one."
+
+
+class TooManyAttempts(RequestError):
+    code = "too_many_attempts"
+    default_message = "Too many wrong codes: this session is locked. Start again with a new request."
+
+
+class NotVerified(RequestError):
+    code = "not_verified"
+    default_message = "Verify the emailed code before activating the account."
+
+
+class PubkeyTaken(RequestError):
+    code = "pubkey_taken"
+    default_message = "This public key already belongs to another account."
+
+
+class AlreadyActivated(RequestError):
+    code = "already_activated"
+    default_message = "This account is already activated with another key or backup."
+
+
+class InternalError(RequestError):
+    code = "internal_error"
+    default_message = "The service failed to handle this request; try again."
+
+
+def error_codes() -> dict[str, type[RequestError]]:
+    """Every protocol error code and its class: the list ``docs/protocol.md`` must document."""
+    found: dict[str, type[RequestError]] = {}
+    pending: list[type[RequestError]] = [RequestError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls is not RequestError:
+            found[cls.code] = cls
+    return found

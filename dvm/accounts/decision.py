@@ -1,0 +1,108 @@
+"""What the state machine reads (:class:`View`) and returns (:class:`Decision`).
+
+A decision is data: rows to write, emails to queue and the reply. The store writes all of it,
+with the processed-request record, in one transaction; nothing is sent until that commits.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from dvm.accounts.rows import SessionRow, UserRow
+from dvm.errors import RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The rows that matter for one request, loaded by the store inside the transaction.
+
+    ``session`` belongs to the event's pubkey; ``email_user`` matches the request's email;
+    ``pubkey_user`` owns the account pubkey named by the request (activation);
+    ``code_sends`` are the times codes went to the request's subject user within the window.
+    """
+
+    session: SessionRow | None = None
+    session_user: UserRow | None = None
+    email_user: UserRow | None = None
+    pubkey_user: UserRow | None = None
+    code_sends: tuple[int, ...] = ()
+
+
+class MailKind(enum.StrEnum):
+    """Every email the service sends; templates are named after these."""
+
+    SIGNUP_CODE = "signup_code"
+    LOGIN_CODE = "login_code"
+    WELCOME = "welcome"
+    LOGIN_NOTICE = "login_notice"
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """An email to queue. ``params`` feed the template; a code lives here only until sent."""
+
+    kind: MailKind
+    to: str
+    user_id: str
+    params: tuple[tuple[str, str | int], ...] = ()
+
+    def params_dict(self) -> dict[str, str | int]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True, slots=True)
+class PutUser:
+    row: UserRow
+
+
+@dataclass(frozen=True, slots=True)
+class PutSession:
+    row: SessionRow
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCodeSend:
+    user_id: str
+    at: int
+
+
+Write = PutUser | PutSession | RecordCodeSend
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A successful reply; ``data`` is None for an empty reply content."""
+
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An error reply: a stable code, a human message and small integer details."""
+
+    code: str
+    message: str
+    details: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(cls, error: RequestError) -> Failure:
+        return cls(error.code, error.message, tuple(sorted(error.details.items())))
+
+
+Reply = Success | Failure
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one request: the reply, and the writes and emails that go with it."""
+
+    reply: Reply
+    writes: tuple[Write, ...] = field(default=())
+    mails: tuple[Mail, ...] = field(default=())
+
+    @property
+    def outcome(self) -> str:
+        """``"ok"`` or the error code: what logs and the processed-request table record."""
+        return "ok" if isinstance(self.reply, Success) else self.reply.code

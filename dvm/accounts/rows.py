@@ -1,0 +1,54 @@
+"""The rows the state machine reads and writes, as frozen dataclasses (the store maps them)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Purpose(enum.StrEnum):
+    """Why a session exists: the SIGit signup or a login from a new device."""
+
+    SIGNUP = "signup"
+    LOGIN = "login"
+
+
+class SessionState(enum.StrEnum):
+    """Lifecycle of a session; see the transition table in :mod:`dvm.accounts.machine`."""
+
+    PENDING = "pending"  # a code was emailed and not yet matched
+    VERIFIED = "verified"  # signup code matched; waiting for activation
+    CONSUMED = "consumed"  # finished (activated, or login answered); never usable again
+    LOCKED = "locked"  # too many wrong codes
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """An account. ``email`` is normalised; ``pubkey``/``bkp``/``entropy`` are ``""`` until set."""
+
+    id: str
+    email: str
+    verified: bool
+    activated: bool
+    entropy: str
+    pubkey: str
+    bkp: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """An ephemeral browser key's session with one user. ``code_hmac`` is ``""`` once used."""
+
+    pubkey: str
+    user_id: str
+    purpose: Purpose
+    state: SessionState
+    code_hmac: str
+    code_sent_at: int
+    code_expires_at: int
+    attempts: int
+    verified_at: int | None
+    created_at: int
+    updated_at: int

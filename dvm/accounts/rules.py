@@ -1,0 +1,17 @@
+"""Tunables of the account state machine, with the defaults DESIGN.md sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRules:
+    """Limits enforced by :func:`dvm.accounts.machine.decide`. All durations in seconds."""
+
+    code_ttl_s: int = 15 * 60
+    max_code_attempts: int = 5
+    max_codes_per_email_per_hour: int = 5
+    resend_cooldown_s: int = 60
+    activation_window_s: int = 60 * 60  # a verified signup session must activate within this
+    code_window_s: int = 60 * 60  # the window of max_codes_per_email_per_hour

@@ -1,0 +1,1 @@
+"""The wire protocol (docs/protocol.md): events in, typed requests; decisions in, reply events."""

@@ -1,0 +1,111 @@
+"""The edge: from a relay's event to a typed request, in the order DESIGN.md fixes.
+
+1. Cheap filters (kind, addressed to us) -- otherwise silence.
+2. Recompute the id and verify the signature -- otherwise silence: an unsigned or forged event has
+   no trustworthy author to answer.
+3. PoW against the lowest per-method minimum (the method is still encrypted), then ``created_at``
+   inside the window, then decrypt from ``event.pubkey``, decode, and the method's own PoW minimum.
+   Failures from here on are answered (``pow_too_low``, ``stale_event``, ``bad_request``...), since
+   the author is authenticated and can read an encrypted reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from dvm.errors import (
+    BadRequest,
+    DecryptionError,
+    InsufficientPow,
+    InvalidEvent,
+    PowTooLow,
+    RequestError,
+    StaleEvent,
+)
+from dvm.nostr import nip13
+from dvm.nostr.encryption import Encryptor, Scheme
+from dvm.nostr.event import Event, verify_event
+from dvm.protocol.methods import Method, Request, RequestLimits, decode_request
+
+DEFAULT_REQUEST_KIND = 5780
+DEFAULT_POW_BITS: Mapping[Method, int] = MappingProxyType(
+    {
+        Method.REQUEST_ACCOUNT: 16,
+        Method.REQUEST_LOGIN: 16,
+        Method.VERIFY_CODE: 12,
+        Method.ACTIVATE: 12,
+        Method.RESEND_CODE: 12,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeRules:
+    """What an event must satisfy to be decided."""
+
+    request_kind: int = DEFAULT_REQUEST_KIND
+    created_at_window_s: int = 600
+    pow_bits: Mapping[Method, int] = field(default_factory=lambda: DEFAULT_POW_BITS)
+    request_limits: RequestLimits = field(default_factory=RequestLimits)
+
+    @property
+    def reply_kind(self) -> int:
+        return self.request_kind + 1000
+
+    @property
+    def pow_gate_bits(self) -> int:
+        """The minimum any method accepts: checked before decrypting."""
+        return min(self.pow_bits.get(method, 0) for method in Method)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """An authenticated request: either decoded, or refused with an error to send back."""
+
+    event: Event
+    scheme: Scheme
+    request: Request | None = None
+    refusal: RequestError | None = None
+
+    @property
+    def method(self) -> str:
+        return self.request.method.value if self.request is not None else ""
+
+
+def addressed_to(event: Event, dvm_pubkey: str, rules: IntakeRules) -> bool:
+    """Kind and ``p`` tag match: the filter a relay subscription should already apply."""
+    return event.kind == rules.request_kind and dvm_pubkey in event.tag_values("p")
+
+
+def open_request(event: Event, encryptor: Encryptor, rules: IntakeRules, now: int) -> Incoming:
+    """Authenticate and decode ``event``.
+
+    Raises :class:`~dvm.errors.InvalidEvent` (or its subclass ``InvalidSignature``) when the event
+    must be dropped silently; returns an :class:`Incoming` otherwise, refused or not.
+    """
+    if not addressed_to(event, encryptor.key.pubkey_hex, rules):
+        raise InvalidEvent("not a request addressed to this DVM")
+    event_id = verify_event(event)
+    scheme = Scheme.of(event.content)
+    try:
+        _check_pow(event_id, event, rules.pow_gate_bits)
+        if abs(event.created_at - now) > rules.created_at_window_s:
+            raise StaleEvent
+        try:
+            plaintext, scheme = encryptor.decrypt(bytes.fromhex(event.pubkey), event.content)
+        except DecryptionError as exc:
+            raise BadRequest(f"content cannot be decrypted: {exc}") from exc
+        request = decode_request(plaintext, rules.request_limits)
+        _check_pow(event_id, event, rules.pow_bits.get(request.method, 0))
+    except RequestError as refusal:
+        return Incoming(event, scheme, refusal=refusal)
+    return Incoming(event, scheme, request=request)
+
+
+def _check_pow(event_id: bytes, event: Event, minimum: int) -> None:
+    try:
+        nip13.check_pow(event_id, event.tags, minimum)
+    except InsufficientPow as exc:
+        raise PowTooLow(f"{exc}.", required_bits=minimum) from exc

@@ -1,0 +1,150 @@
+"""Methods and their typed requests, decoded strictly from the decrypted request JSON.
+
+A request's plaintext is ``{"method": <name>, "params": {...}}``. Unknown methods, unknown or
+missing fields, wrong types and oversized values are all ``bad_request`` (or ``invalid_email``);
+nothing reaches the state machine unless it is fully valid.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from dvm.accounts.email_address import MAX_EMAIL_CHARS, normalise_email
+from dvm.errors import BadRequest, EncodingError, InvalidKey
+from dvm.nostr import bech32
+from dvm.nostr.encoding import decode_base64
+from dvm.nostr.keys import parse_pubkey_hex
+
+NCRYPTSEC_PREFIX = "ncryptsec1"
+
+
+class Method(enum.StrEnum):
+    """Every method a client can call, by its wire name."""
+
+    REQUEST_ACCOUNT = "request_account"
+    VERIFY_CODE = "verify_code"
+    ACTIVATE = "activate"
+    REQUEST_LOGIN = "request_login"
+    RESEND_CODE = "resend_code"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """Size bounds on request fields."""
+
+    max_plaintext_bytes: int = 16 * 1024
+    max_email_chars: int = MAX_EMAIL_CHARS
+    max_backup_bytes: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAccount:
+    email: str
+    method = Method.REQUEST_ACCOUNT
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyCode:
+    code: str
+    method = Method.VERIFY_CODE
+
+
+@dataclass(frozen=True, slots=True)
+class Activate:
+    pubkey: str
+    backup: str
+    method = Method.ACTIVATE
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogin:
+    email: str
+    method = Method.REQUEST_LOGIN
+
+
+@dataclass(frozen=True, slots=True)
+class ResendCode:
+    method = Method.RESEND_CODE
+
+
+Request = RequestAccount | VerifyCode | Activate | RequestLogin | ResendCode
+
+_PARAMS: dict[Method, frozenset[str]] = {
+    Method.REQUEST_ACCOUNT: frozenset({"email"}),
+    Method.VERIFY_CODE: frozenset({"code"}),
+    Method.ACTIVATE: frozenset({"pubkey", "backup"}),
+    Method.REQUEST_LOGIN: frozenset({"email"}),
+    Method.RESEND_CODE: frozenset(),
+}
+
+
+def decode_request(plaintext: str, limits: RequestLimits = RequestLimits()) -> Request:
+    """Parse and validate decrypted request JSON; raise a ``RequestError`` on any defect."""
+    if len(plaintext.encode("utf-8")) > limits.max_plaintext_bytes:
+        raise BadRequest(f"request larger than {limits.max_plaintext_bytes} bytes")
+    try:
+        body = orjson.loads(plaintext)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("request content is not JSON") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("request must be a JSON object")
+    extra = body.keys() - {"method", "params"}
+    if extra:
+        raise BadRequest(f"unknown request field {sorted(extra)[0]!r}")
+    name = body.get("method")
+    if not isinstance(name, str) or name not in Method.__members__.values():
+        raise BadRequest("unknown or missing method")
+    method = Method(name)
+    params = body.get("params", {})
+    if not isinstance(params, dict):
+        raise BadRequest("params must be a JSON object")
+    expected = _PARAMS[method]
+    if params.keys() != expected:
+        unknown, missing = sorted(params.keys() - expected), sorted(expected - params.keys())
+        raise BadRequest(f"{method}: unknown params {unknown[:3]}, missing params {missing}")
+    return _build(method, params, limits)
+
+
+def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Request:
+    if method is Method.REQUEST_ACCOUNT:
+        return RequestAccount(normalise_email(params["email"], limits.max_email_chars))
+    if method is Method.REQUEST_LOGIN:
+        return RequestLogin(normalise_email(params["email"], limits.max_email_chars))
+    if method is Method.VERIFY_CODE:
+        return VerifyCode(_code(params["code"]))
+    if method is Method.ACTIVATE:
+        return Activate(_pubkey(params["pubkey"]), _backup(params["backup"], limits.max_backup_bytes))
+    return ResendCode()
+
+
+def _code(value: object) -> str:
+    if not isinstance(value, str) or len(value) != 6 or not value.isascii() or not value.isdigit():
+        raise BadRequest("code must be a string of six digits")
+    return value
+
+
+def _pubkey(value: object) -> str:
+    try:
+        return parse_pubkey_hex(value, "pubkey").hex()
+    except InvalidKey as exc:
+        raise BadRequest(f"pubkey: {exc}") from exc
+
+
+def _backup(value: object, max_bytes: int) -> str:
+    """A backup is opaque to us: a NIP-49 ncryptsec (shape checked) or bounded base64."""
+    if not isinstance(value, str) or not value:
+        raise BadRequest("backup must be a non-empty string")
+    if len(value) > max_bytes or len(value.encode("utf-8")) > max_bytes:
+        raise BadRequest(f"backup larger than {max_bytes} bytes")
+    try:
+        if value.startswith(NCRYPTSEC_PREFIX):
+            bech32.check_ncryptsec(value)
+        else:
+            decode_base64(value, "backup")
+    except EncodingError as exc:
+        raise BadRequest(f"backup: {exc}") from exc
+    return value

@@ -1,0 +1,147 @@
+"""The account service: one request, one transaction.
+
+For each authenticated request, on the database thread: answer from storage if the event was seen
+before; otherwise load the rows that matter, let the pure state machine decide, build and sign the
+reply, and write rows + queued mails + the request record (with its reply, the outbox) before one
+COMMIT. Publication and mail delivery read the outboxes after the commit, so a crash at any point
+leaves either the whole request or none of it.
+
+Several queued requests may share one transaction (group commit, one fsync); each runs in its own
+savepoint, so a failure rolls back that request alone.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dvm.accounts.decision import Decision, Failure
+from dvm.accounts.machine import Context, decide
+from dvm.accounts.rules import AccountRules
+from dvm.errors import InternalError
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.event import Event
+from dvm.nostr.keys import Rng
+from dvm.protocol.intake import Incoming, IntakeRules, open_request
+from dvm.protocol.methods import Activate, RequestAccount, RequestLogin
+from dvm.protocol.replies import build_reply
+from dvm.store import repository
+from dvm.store.database import immediate, savepoint
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRules:
+    """Everything the service enforces, grouped."""
+
+    intake: IntakeRules = field(default_factory=IntakeRules)
+    accounts: AccountRules = field(default_factory=AccountRules)
+    reply_ttl_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """A request answered: by a new decision, or from storage (``replayed``)."""
+
+    event_id: str
+    method: str
+    outcome: str
+    reply_id: str
+    reply_event: str
+    replayed: bool
+    mails_queued: int = 0
+
+
+class AccountService:
+    """Decides requests against the store. Its methods run on the database thread."""
+
+    def __init__(
+        self,
+        encryptor: Encryptor,
+        code_secret: bytes,
+        rules: ServiceRules | None = None,
+        rng: Rng = secrets.token_bytes,
+    ) -> None:
+        if len(code_secret) < 16:
+            raise ValueError("code secret must be at least 16 bytes")
+        self.encryptor = encryptor
+        self.rules = rules or ServiceRules()
+        self._secret = code_secret
+        self._rng = rng
+
+    @property
+    def pubkey(self) -> str:
+        return self.encryptor.key.pubkey_hex
+
+    def open(self, event: Event, now: int) -> Incoming:
+        """Authenticate and decode an event (pure; raises ``InvalidEvent`` for silence)."""
+        return open_request(event, self.encryptor, self.rules.intake, now)
+
+    def handle(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Handled:
+        """Decide one request in its own transaction."""
+        with immediate(conn):
+            return self._handle(conn, incoming, now)
+
+    def handle_batch(
+        self, conn: sqlite3.Connection, batch: Sequence[Incoming], now: int
+    ) -> list[Handled | Exception]:
+        """Decide several requests in one transaction, each atomic on its own (savepoints)."""
+        results: list[Handled | Exception] = []
+        with immediate(conn):
+            for incoming in batch:
+                try:
+                    with savepoint(conn):
+                        results.append(self._handle(conn, incoming, now))
+                except (sqlite3.IntegrityError, ValueError, InternalError) as exc:
+                    results.append(exc)
+        return results
+
+    def _handle(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Handled:
+        event = incoming.event
+        stored = repository.stored_reply(conn, event.id)
+        if stored is not None:
+            return Handled(
+                event.id, incoming.method, stored.outcome, stored.reply_id, stored.reply_event, True
+            )
+        decision = self._decide(conn, incoming, now)
+        reply = build_reply(
+            self.encryptor,
+            event,
+            incoming.scheme,
+            decision.reply,
+            self.rules.intake.reply_kind,
+            now,
+            self.rules.reply_ttl_s,
+        )
+        reply_json = reply.to_json()
+        repository.apply_writes(conn, decision.writes)
+        for mail in decision.mails:
+            repository.queue_mail(conn, mail, self._rng(16).hex(), event.id, now)
+        repository.record_request(
+            conn,
+            event.id,
+            event.pubkey,
+            incoming.method,
+            decision.outcome,
+            event.created_at,
+            reply.id,
+            reply_json,
+            now,
+        )
+        return Handled(
+            event.id, incoming.method, decision.outcome, reply.id, reply_json, False, len(decision.mails)
+        )
+
+    def _decide(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Decision:
+        request = incoming.request
+        if request is None:
+            refusal = incoming.refusal or InternalError()
+            return Decision(Failure.of(refusal))
+        email = request.email if isinstance(request, RequestAccount | RequestLogin) else None
+        account_pubkey = request.pubkey if isinstance(request, Activate) else None
+        rules = self.rules.accounts
+        view = repository.load_view(
+            conn, incoming.event.pubkey, email, account_pubkey, now - rules.code_window_s
+        )
+        return decide(request, incoming.event.pubkey, view, Context(now, self._rng, rules, self._secret))

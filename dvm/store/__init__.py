@@ -1,0 +1,1 @@
+"""SQLite storage: the schema, the connection thread and the SQL that maps rows."""

@@ -1,0 +1,205 @@
+"""The SQL of the account service: load a :class:`View`, apply a :class:`Decision`, record replies.
+
+Plain synchronous functions on a ``sqlite3.Connection``; the caller owns the transaction (they run
+on the database thread inside :func:`dvm.store.database.immediate` or a savepoint).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from dvm.accounts.decision import Mail, PutSession, PutUser, RecordCodeSend, View, Write
+from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
+
+_SELECT_USER = (
+    "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at FROM users"
+)
+_SELECT_SESSION = (
+    "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
+    "verified_at, created_at, updated_at FROM sessions"
+)
+_PUT_USER = (
+    "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET email = excluded.email, verified = excluded.verified, "
+    "activated = excluded.activated, entropy = excluded.entropy, pubkey = excluded.pubkey, "
+    "bkp = excluded.bkp, updated_at = excluded.updated_at"
+)
+_PUT_SESSION = (
+    "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
+    "code_expires_at, attempts, verified_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _user(row: sqlite3.Row | None) -> UserRow | None:
+    if row is None:
+        return None
+    return UserRow(
+        id=row["id"],
+        email=row["email"],
+        verified=bool(row["verified"]),
+        activated=bool(row["activated"]),
+        entropy=row["entropy"],
+        pubkey=row["pubkey"],
+        bkp=row["bkp"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _session(row: sqlite3.Row | None) -> SessionRow | None:
+    if row is None:
+        return None
+    return SessionRow(
+        pubkey=row["pubkey"],
+        user_id=row["user_id"],
+        purpose=Purpose(row["purpose"]),
+        state=SessionState(row["state"]),
+        code_hmac=row["code_hmac"],
+        code_sent_at=row["code_sent_at"],
+        code_expires_at=row["code_expires_at"],
+        attempts=row["attempts"],
+        verified_at=row["verified_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def user_by_id(conn: sqlite3.Connection, user_id: str) -> UserRow | None:
+    return _user(conn.execute(_SELECT_USER + " WHERE id = ?", (user_id,)).fetchone())
+
+
+def user_by_email(conn: sqlite3.Connection, email: str) -> UserRow | None:
+    return _user(conn.execute(_SELECT_USER + " WHERE email = ?", (email,)).fetchone())
+
+
+def user_by_pubkey(conn: sqlite3.Connection, pubkey: str) -> UserRow | None:
+    return _user(conn.execute(_SELECT_USER + " WHERE pubkey = ? AND pubkey <> ''", (pubkey,)).fetchone())
+
+
+def session_by_pubkey(conn: sqlite3.Connection, pubkey: str) -> SessionRow | None:
+    return _session(conn.execute(_SELECT_SESSION + " WHERE pubkey = ?", (pubkey,)).fetchone())
+
+
+def code_sends_since(conn: sqlite3.Connection, user_id: str, since: int) -> tuple[int, ...]:
+    rows = conn.execute("SELECT sent_at FROM code_sends WHERE user_id = ? AND sent_at > ?", (user_id, since))
+    return tuple(row[0] for row in rows)
+
+
+def load_view(
+    conn: sqlite3.Connection,
+    event_pubkey: str,
+    email: str | None,
+    account_pubkey: str | None,
+    code_window_start: int,
+) -> View:
+    """The rows one request may need: see :class:`~dvm.accounts.decision.View`."""
+    session = session_by_pubkey(conn, event_pubkey)
+    session_user = user_by_id(conn, session.user_id) if session else None
+    email_user = user_by_email(conn, email) if email else None
+    pubkey_user = user_by_pubkey(conn, account_pubkey) if account_pubkey else None
+    subject = email_user or session_user
+    sends = code_sends_since(conn, subject.id, code_window_start) if subject else ()
+    return View(session, session_user, email_user, pubkey_user, sends)
+
+
+def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
+    for write in writes:
+        if isinstance(write, PutUser):
+            u = write.row
+            conn.execute(
+                _PUT_USER,
+                (
+                    u.id,
+                    u.email,
+                    u.verified,
+                    u.activated,
+                    u.entropy,
+                    u.pubkey,
+                    u.bkp,
+                    u.created_at,
+                    u.updated_at,
+                ),
+            )
+        elif isinstance(write, PutSession):
+            s = write.row
+            conn.execute(
+                _PUT_SESSION,
+                (
+                    s.pubkey,
+                    s.user_id,
+                    s.purpose.value,
+                    s.state.value,
+                    s.code_hmac,
+                    s.code_sent_at,
+                    s.code_expires_at,
+                    s.attempts,
+                    s.verified_at,
+                    s.created_at,
+                    s.updated_at,
+                ),
+            )
+        elif isinstance(write, RecordCodeSend):
+            conn.execute("INSERT INTO code_sends (user_id, sent_at) VALUES (?, ?)", (write.user_id, write.at))
+
+
+def queue_mail(
+    conn: sqlite3.Connection, mail: Mail, message_id: str, request_id: str | None, now: int
+) -> None:
+    conn.execute(
+        "INSERT INTO mail (message_id, user_id, request_id, kind, recipient, params, status, "
+        "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+        (
+            message_id,
+            mail.user_id,
+            request_id,
+            mail.kind.value,
+            mail.to,
+            orjson.dumps(mail.params_dict()),
+            now,
+            now,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    """A request already answered: its outcome and the reply event to (re)publish."""
+
+    event_id: str
+    outcome: str
+    reply_id: str
+    reply_event: str
+    published: bool
+
+
+def stored_reply(conn: sqlite3.Connection, event_id: str) -> StoredReply | None:
+    row = conn.execute(
+        "SELECT event_id, outcome, reply_id, reply_event, published_at FROM requests WHERE event_id = ?",
+        (event_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return StoredReply(row[0], row[1], row[2], row[3], row[4] is not None)
+
+
+def record_request(
+    conn: sqlite3.Connection,
+    event_id: str,
+    pubkey: str,
+    method: str,
+    outcome: str,
+    created_at: int,
+    reply_id: str,
+    reply_event: str,
+    now: int,
+) -> None:
+    conn.execute(
+        "INSERT INTO requests (event_id, pubkey, method, outcome, created_at, processed_at, reply_id, "
+        "reply_event, next_publish_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (event_id, pubkey, method, outcome, created_at, now, reply_id, reply_event, now),
+    )

@@ -1,0 +1,79 @@
+-- sigit-dvm schema: the single source of truth. dvm/store/database.py applies it to a new
+-- database and steps PRAGMA user_version through migrations for older ones.
+-- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
+
+PRAGMA user_version = 1;
+
+CREATE TABLE users (
+    id          TEXT PRIMARY KEY,
+    email       TEXT NOT NULL UNIQUE,              -- normalised: trimmed, lower-case, IDNA domain
+    verified    INTEGER NOT NULL CHECK (verified IN (0, 1)),
+    activated   INTEGER NOT NULL CHECK (activated IN (0, 1)),
+    entropy     TEXT NOT NULL DEFAULT '',          -- drawn once at first verification
+    pubkey      TEXT NOT NULL DEFAULT '',          -- the user's real Nostr key, once activated
+    bkp         TEXT NOT NULL DEFAULT '',          -- the client-encrypted key backup (opaque)
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    CHECK (activated = 0 OR verified = 1),
+    CHECK (activated = 0 OR (pubkey <> '' AND bkp <> ''))
+);
+CREATE UNIQUE INDEX users_pubkey ON users (pubkey) WHERE pubkey <> '';
+
+CREATE TABLE sessions (
+    pubkey           TEXT PRIMARY KEY,             -- the browser's ephemeral key
+    user_id          TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    purpose          TEXT NOT NULL CHECK (purpose IN ('signup', 'login')),
+    state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
+    code_hmac        TEXT NOT NULL,                -- HMAC of the code; '' once used or locked
+    code_sent_at     INTEGER NOT NULL,
+    code_expires_at  INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL CHECK (attempts >= 0),
+    verified_at      INTEGER,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+-- One row per code emailed: the hourly cap per address is counted here.
+CREATE TABLE code_sends (
+    user_id  TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    sent_at  INTEGER NOT NULL
+);
+CREATE INDEX code_sends_user ON code_sends (user_id, sent_at);
+
+-- Every answered request: the dedupe record AND the reply outbox. A request id seen again is
+-- answered from reply_event, never decided twice.
+CREATE TABLE requests (
+    event_id         TEXT PRIMARY KEY,
+    pubkey           TEXT NOT NULL,
+    method           TEXT NOT NULL,                -- '' when the request could not be decoded
+    outcome          TEXT NOT NULL,                -- 'ok' or an error code
+    created_at       INTEGER NOT NULL,             -- the request event's created_at
+    processed_at     INTEGER NOT NULL,
+    reply_id         TEXT NOT NULL UNIQUE,
+    reply_event      TEXT NOT NULL,                -- the signed reply, as JSON
+    published_at     INTEGER,                      -- NULL until a relay accepted it
+    publish_attempts INTEGER NOT NULL DEFAULT 0,
+    next_publish_at  INTEGER NOT NULL
+);
+CREATE INDEX requests_unpublished ON requests (next_publish_at) WHERE published_at IS NULL;
+CREATE INDEX requests_created ON requests (created_at);
+
+-- The mail outbox. params holds template values (a code among them) only until the mail is sent.
+CREATE TABLE mail (
+    id               INTEGER PRIMARY KEY,
+    message_id       TEXT NOT NULL UNIQUE,
+    user_id          TEXT,
+    request_id       TEXT,
+    kind             TEXT NOT NULL,
+    recipient        TEXT NOT NULL,
+    params           TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'dead')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    last_error       TEXT NOT NULL DEFAULT '',
+    created_at       INTEGER NOT NULL,
+    sent_at          INTEGER
+);
+CREATE INDEX mail_queued ON mail (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX mail_user ON mail (user_id);

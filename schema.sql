@@ -1,0 +1,1 @@
+dvm/store/schema.sql

@@ -1,0 +1,174 @@
+"""Random sequences of requests from several clients, checked against the account invariants.
+
+Runs the real service on a real SQLite file. Invariants: one user per email; activated implies
+verified; no code works twice, after expiry, after being replaced, or in a locked session; entropy
+only ever goes to the session whose latest code matched, and it is that user's entropy.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import orjson
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from dvm.nostr import bech32
+from dvm.nostr.keys import SecretKey
+from dvm.store import database
+from tests.support.flows import ACCOUNT_RULES, Harness, new_client
+
+EMAILS = ["ana@example.org", "bo@example.org"]
+BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(90))
+CLIENTS = st.integers(0, 3)
+
+
+class AccountMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="sigit-sm-")
+        self.h = Harness(database.connect(Path(self.dir) / "db.sqlite3"))
+        self.clients = [new_client(100 + i) for i in range(4)]
+        rng = random.Random(5).randbytes
+        self.accounts = [SecretKey.generate(rng).pubkey_hex for _ in range(3)]
+        self.worked: set[tuple[str, str]] = set()
+        self.last_event: dict[int, object] = {}
+
+    def teardown(self) -> None:
+        self.h.conn.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def mailed_codes(self, pubkey: str) -> list[tuple[str, int]]:
+        """Codes mailed for requests from ``pubkey``, newest first, with their send time."""
+        rows = self.h.conn.execute(
+            "SELECT mail.params, mail.created_at FROM mail "
+            "JOIN requests ON mail.request_id = requests.event_id WHERE requests.pubkey = ? AND mail.kind LIKE '%code' ORDER BY mail.id DESC",
+            (pubkey,),
+        ).fetchall()
+        return [(str(orjson.loads(r[0])["code"]), r[1]) for r in rows]
+
+    def send(self, c: int, method: str, params: dict | None = None):
+        event = self.h.event(self.clients[c], method, params)
+        self.last_event[c] = event
+        handled, reply = self.h.send_event(self.clients[c], event)
+        assert not handled.replayed
+        if method != "verify_code":  # entropy travels only in a verify_code answer
+            assert not (reply.result or {}).get("entropy")
+        return reply
+
+    def session(self, pubkey: str):
+        return self.h.conn.execute("SELECT * FROM sessions WHERE pubkey = ?", (pubkey,)).fetchone()
+
+    # --- rules ---------------------------------------------------------------------------------
+
+    @rule(c=CLIENTS, e=st.sampled_from(EMAILS))
+    def request_account(self, c, e):
+        self.send(c, "request_account", {"email": e})
+
+    @rule(c=CLIENTS, e=st.sampled_from(EMAILS))
+    def request_login(self, c, e):
+        self.send(c, "request_login", {"email": e})
+
+    @rule(c=CLIENTS)
+    def resend(self, c):
+        self.send(c, "resend_code")
+
+    @rule(c=CLIENTS, which=st.sampled_from(["latest", "older", "wrong"]))
+    def verify(self, c, which):
+        client = self.clients[c]
+        pubkey = client.key.pubkey_hex
+        mailed = self.mailed_codes(pubkey)
+        before = self.session(pubkey)
+        if which == "latest" and mailed:
+            code, sent_at = mailed[0]
+        elif which == "older" and len(mailed) > 1:
+            code, sent_at = mailed[1]
+        else:
+            code, sent_at = f"{random.Random(len(mailed)).randrange(10**6):06d}", None
+        reply = self.send(c, "verify_code", {"code": code})
+        if not reply.ok:
+            return
+        # A code that worked: the latest one mailed to this very session, fresh, once, unlocked.
+        assert sent_at is not None and code == mailed[0][0]
+        assert (pubkey, code) not in self.worked
+        self.worked.add((pubkey, code))
+        assert self.h.now < sent_at + ACCOUNT_RULES.code_ttl_s
+        assert before is not None and before["state"] == "pending"
+        after = self.session(pubkey)
+        assert after["state"] in ("verified", "consumed")
+        user = self.h.conn.execute("SELECT * FROM users WHERE id = ?", (after["user_id"],)).fetchone()
+        assert reply.result["entropy"] == user["entropy"] != ""
+
+    @rule(c=CLIENTS)
+    def hammer_wrong_codes(self, c):
+        """Enough wrong codes in a row to reach the lock."""
+        mailed = {code for code, _ in self.mailed_codes(self.clients[c].key.pubkey_hex)}
+        wrong = next(f"{n:06d}" for n in range(10**6) if f"{n:06d}" not in mailed)
+        for _ in range(ACCOUNT_RULES.max_code_attempts):
+            assert not self.send(c, "verify_code", {"code": wrong}).ok
+
+    @rule(c=CLIENTS, k=st.integers(0, 2))
+    def activate(self, c, k):
+        before = self.session(self.clients[c].key.pubkey_hex)
+        reply = self.send(c, "activate", {"pubkey": self.accounts[k], "backup": BACKUP})
+        if reply.ok:
+            assert before is not None and before["state"] in ("verified", "consumed")
+
+    @rule(seconds=st.sampled_from([1, 30, 61, 600, 901, 3601]))
+    def tick(self, seconds):
+        self.h.now += seconds
+
+    @precondition(lambda self: self.last_event)
+    @rule(data=st.data())
+    def replay_a_seen_event(self, data):
+        c = data.draw(st.sampled_from(sorted(self.last_event)))
+        event = self.last_event[c]
+        stored = self.h.conn.execute(
+            "SELECT reply_event FROM requests WHERE event_id = ?", (event.id,)
+        ).fetchone()
+        tables = ("users", "sessions", "mail", "code_sends", "requests")
+        counts = [self.h.count(t) for t in tables]
+        users = self.h.conn.execute("SELECT * FROM users ORDER BY id").fetchall()
+        handled, _ = self.h.send_event(self.clients[c], event)
+        # Seen before: answered from storage, byte for byte, and nothing decided twice.
+        assert handled.replayed and handled.reply_event == stored[0]
+        assert [self.h.count(t) for t in tables] == counts
+        assert self.h.conn.execute("SELECT * FROM users ORDER BY id").fetchall() == users
+
+    # --- invariants ----------------------------------------------------------------------------
+
+    @invariant()
+    def one_user_per_email(self):
+        dupes = self.h.conn.execute("SELECT email FROM users GROUP BY email HAVING count(*) > 1").fetchall()
+        assert dupes == []
+
+    @invariant()
+    def activated_implies_verified_with_key_and_backup(self):
+        assert self.h.count("users", "activated = 1 AND (verified = 0 OR pubkey = '' OR bkp = '')") == 0
+
+    @invariant()
+    def verified_sessions_belong_to_verified_users(self):
+        bad = self.h.conn.execute(
+            "SELECT count(*) FROM sessions JOIN users ON users.id = sessions.user_id "
+            "WHERE sessions.state = 'verified' AND users.verified = 0"
+        ).fetchone()[0]
+        assert bad == 0
+
+    @invariant()
+    def no_session_exceeds_the_attempt_limit(self):
+        assert self.h.count("sessions", "attempts > ?", ACCOUNT_RULES.max_code_attempts) == 0
+
+
+AccountMachine.TestCase.settings = settings(
+    max_examples=40,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestAccountInvariants = AccountMachine.TestCase

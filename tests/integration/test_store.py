@@ -1,0 +1,229 @@
+"""The account service over a real SQLite file: flows, replays, concurrency, crashes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dvm.nostr import bech32
+from dvm.nostr.event import parse_event_json
+from dvm.nostr.keys import SecretKey
+from dvm.store import database
+from tests.support.flows import T0, Harness, make_service, new_client
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(range(90)))
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "sigit.sqlite3"
+
+
+@pytest.fixture
+def h(db_path):
+    conn = database.connect(db_path)
+    yield Harness(conn)
+    conn.close()
+
+
+def signup(h: Harness, client, email="Ana@Example.org", account=None) -> tuple[str, str]:
+    assert h.send(client, "request_account", {"email": email}).ok
+    entropy = h.send(client, "verify_code", {"code": h.last_code(email.lower())}).result["entropy"]
+    account = account or SecretKey.generate().pubkey_hex
+    assert h.send(client, "activate", {"pubkey": account, "backup": BACKUP}).ok
+    return entropy, account
+
+
+def test_signup_then_login_on_a_new_device_returns_entropy_and_backup(h):
+    browser = new_client(1)
+    entropy, account = signup(h, browser)
+    user = h.conn.execute("SELECT * FROM users").fetchone()
+    assert (user["email"], user["verified"], user["activated"], user["pubkey"], user["bkp"]) == (
+        "ana@example.org",
+        1,
+        1,
+        account,
+        BACKUP,
+    )
+    assert user["entropy"] == entropy
+    laptop = new_client(2)
+    assert h.send(laptop, "request_login", {"email": "ANA@example.org"}).ok
+    reply = h.send(laptop, "verify_code", {"code": h.last_code("ana@example.org")})
+    assert reply.result == {"entropy": entropy, "pubkey": account, "backup": BACKUP}
+    kinds = [r[0] for r in h.conn.execute("SELECT kind FROM mail ORDER BY id")]
+    assert kinds == ["signup_code", "welcome", "login_code", "login_notice"]
+
+
+def test_codes_are_never_stored_in_clear_in_sessions(h):
+    client = new_client(3)
+    h.send(client, "request_account", {"email": "bo@example.org"})
+    code = h.last_code("bo@example.org")
+    dump = "\n".join(h.conn.iterdump())
+    session_lines = [line for line in dump.splitlines() if 'INSERT INTO "sessions"' in line]
+    assert session_lines and not any(code in line for line in session_lines)
+
+
+def test_existing_account_gets_email_taken_and_nothing_changes(h):
+    signup(h, new_client(1))
+    before = [h.count(t) for t in ("users", "sessions", "mail", "code_sends")]
+    reply = h.send(new_client(2), "request_account", {"email": "ana@example.org"})
+    assert reply.code == "email_taken"
+    assert [h.count(t) for t in ("users", "sessions", "mail", "code_sends")] == before
+
+
+def test_the_same_event_twice_is_answered_from_storage_and_decided_once(h):
+    client = new_client(1)
+    event = h.event(client, "request_account", {"email": "ana@example.org"})
+    first, _ = h.send_event(client, event)
+    h.now += 5
+    second, _ = h.send_event(client, event)
+    assert (second.replayed, second.reply_event, second.outcome) == (True, first.reply_event, "ok")
+    assert h.count("mail") == 1 and h.count("requests") == 1
+
+
+def test_a_new_event_for_the_same_pending_signup_sends_no_second_email(h):
+    client = new_client(1)
+    h.send(client, "request_account", {"email": "ana@example.org"})
+    h.now += 1
+    assert h.send(client, "request_account", {"email": "ana@example.org"}).ok
+    assert h.count("mail") == 1 and h.count("requests") == 2
+
+
+def test_wrong_codes_lock_the_session_and_the_right_code_then_fails(h):
+    client = new_client(1)
+    h.send(client, "request_account", {"email": "ana@example.org"})
+    code = h.last_code("ana@example.org")
+    wrong = "000000" if code != "000000" else "111111"
+    codes = [h.send(client, "verify_code", {"code": wrong}).code for _ in range(5)]
+    assert codes == ["code_invalid"] * 4 + ["too_many_attempts"]
+    assert h.send(client, "verify_code", {"code": code}).code == "too_many_attempts"
+    assert h.count("users", "verified = 1") == 0
+
+
+def test_refusals_at_the_edge_are_recorded_and_answered(h):
+    client = new_client(1)
+    event = h.event(client, "request_account", {"email": "nope"})
+    handled, reply = h.send_event(client, event)
+    assert reply.code == "invalid_email" and handled.outcome == "invalid_email"
+    assert h.count("requests", "outcome = 'invalid_email'") == 1
+    assert h.count("users") == 0
+
+
+def _signup_worker(args: tuple[str, list[str], int]) -> list[str]:
+    """Child process: its own connection and service, one email, many ephemeral keys."""
+    path, events, now = args
+    conn = database.connect(path)
+    service = make_service()
+    outcomes = []
+    for raw in events:
+        handled = service.handle(conn, service.open(parse_event_json(raw), now), now)
+        outcomes.append(handled.outcome)
+    conn.close()
+    return outcomes
+
+
+def test_concurrent_requests_for_one_email_from_four_processes_create_one_user(db_path):
+    database.connect(db_path).close()
+    h = Harness(database.connect(db_path))
+    batches = [
+        [
+            h.event(new_client(10 * p + i), "request_account", {"email": "race@example.org"}).to_json()
+            for i in range(5)
+        ]
+        for p in range(4)
+    ]
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        outcomes = [
+            o for chunk in pool.map(_signup_worker, [(str(db_path), b, T0) for b in batches]) for o in chunk
+        ]
+    # 20 keys, one address: one user; the hourly cap (5 codes) refuses the rest.
+    assert h.count("users", "email = 'race@example.org'") == 1
+    assert outcomes.count("ok") == 5 and outcomes.count("rate_limited") == 15
+    assert h.count("mail") == 5 and h.count("sessions") == 5 and h.count("requests") == 20
+
+
+CRASH_SCRIPT = """
+import os, signal, sys
+from dvm.nostr.event import parse_event_json
+from dvm.service import AccountService
+from dvm.store import database, repository
+from tests.support.flows import make_service
+
+path, point, raw, now = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+real = getattr(repository, point)
+
+def write_then_die(*args, **kwargs):
+    real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # mid-transaction: after this write, before COMMIT
+
+setattr(repository, point, write_then_die)
+conn = database.connect(path)
+service = make_service()
+service.handle(conn, service.open(parse_event_json(raw), now), now)
+"""
+
+
+@pytest.mark.parametrize("point", ["apply_writes", "queue_mail", "record_request"])
+def test_kill_9_between_decide_and_commit_leaves_none_of_the_request(db_path, point):
+    h = Harness(database.connect(db_path))
+    client = new_client(1)
+    event = h.event(client, "request_account", {"email": "ana@example.org"})
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(db_path), point, event.to_json(), str(T0)],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    h.conn.close()
+    h.conn = database.connect(db_path)
+    assert [h.count(t) for t in ("users", "sessions", "code_sends", "mail", "requests")] == [0] * 5
+    # The same event, handled again after the crash, is decided exactly once, completely.
+    handled, reply = h.send_event(client, event)
+    assert reply.ok and not handled.replayed
+    assert [h.count(t) for t in ("users", "sessions", "code_sends", "mail", "requests")] == [1] * 5
+
+
+def test_batched_requests_see_each_others_writes_and_fail_alone(h):
+    a, b = new_client(1), new_client(2)
+    for client, email in ((a, "a@example.org"), (b, "b@example.org")):
+        h.send(client, "request_account", {"email": email})
+        h.send(client, "verify_code", {"code": h.last_code(email)})
+    shared = SecretKey.generate().pubkey_hex
+    events = [h.event(c, "activate", {"pubkey": shared, "backup": BACKUP}) for c in (a, b)]
+    results = h.service.handle_batch(h.conn, [h.service.open(e, h.now) for e in events], h.now)
+    assert [r.outcome for r in results] == ["ok", "pubkey_taken"]
+    assert h.count("users", "activated = 1") == 1
+
+
+def test_new_database_gets_the_current_schema_and_newer_ones_are_refused(db_path):
+    conn = database.connect(db_path)
+    assert database.user_version(conn) == database.SCHEMA_VERSION
+    conn.execute(f"PRAGMA user_version = {database.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(database.StoreError, match="newer"):
+        database.connect(db_path)
+
+
+def test_schema_sql_at_the_root_is_the_packaged_schema():
+    assert (ROOT / "schema.sql").read_text() == database.schema_sql()
+
+
+def test_database_thread_runs_a_whole_transaction_in_one_call(db_path):
+    import asyncio
+
+    async def main():
+        db = await database.Database(db_path).open()
+        try:
+            return await db.run(lambda conn: json.dumps(conn.execute("PRAGMA journal_mode").fetchone()[0]))
+        finally:
+            await db.close()
+
+    assert asyncio.run(main()) == '"wal"'

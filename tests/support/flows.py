@@ -1,0 +1,66 @@
+"""A synchronous harness over the real service and a real SQLite file, for store-level tests."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dvm.accounts.rules import AccountRules
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.event import Event, parse_event_json
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.client import OpenedReply, build_request, open_reply
+from dvm.protocol.intake import IntakeRules
+from dvm.protocol.methods import Method
+from dvm.service import AccountService, Handled, ServiceRules
+
+DVM_SECRET = "d1" * 32
+CODE_SECRET = b"c" * 32
+T0 = 1_800_000_000
+LOW_POW = ServiceRules(intake=IntakeRules(pow_bits=dict.fromkeys(Method, 2)))
+
+
+def make_service(rules: ServiceRules = LOW_POW, seed: int = 0) -> AccountService:
+    rng = random.Random(seed).randbytes
+    return AccountService(Encryptor(SecretKey(bytes.fromhex(DVM_SECRET)), rng), CODE_SECRET, rules, rng)
+
+
+def new_client(seed: int) -> Encryptor:
+    rng = random.Random(1000 + seed).randbytes
+    return Encryptor(SecretKey.generate(rng), rng)
+
+
+@dataclass
+class Harness:
+    """Sends requests through ``AccountService.handle`` and reads codes from the mail outbox."""
+
+    conn: sqlite3.Connection
+    service: AccountService = field(default_factory=make_service)
+    now: int = T0
+
+    def event(self, client: Encryptor, method: str, params: dict[str, Any] | None = None) -> Event:
+        return build_request(client, self.service.pubkey, method, params or {}, self.now, pow_bits=2)
+
+    def send_event(self, client: Encryptor, event: Event) -> tuple[Handled, OpenedReply]:
+        handled = self.service.handle(self.conn, self.service.open(event, self.now), self.now)
+        return handled, open_reply(client, parse_event_json(handled.reply_event), self.service.pubkey)
+
+    def send(self, client: Encryptor, method: str, params: dict[str, Any] | None = None) -> OpenedReply:
+        return self.send_event(client, self.event(client, method, params))[1]
+
+    def last_code(self, email: str) -> str:
+        row = self.conn.execute(
+            "SELECT params FROM mail WHERE recipient = ? AND kind LIKE '%code' ORDER BY id DESC LIMIT 1",
+            (email,),
+        ).fetchone()
+        return str(orjson.loads(row[0])["code"])
+
+    def count(self, table: str, where: str = "1", *args: Any) -> int:
+        return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0])
+
+
+ACCOUNT_RULES = AccountRules()

@@ -1,0 +1,123 @@
+"""The edge (authentication, PoW, window, decryption, decoding) and reply events."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from dvm.accounts.decision import Failure, Success
+from dvm.errors import InvalidEvent, InvalidSignature
+from dvm.nostr import nip13
+from dvm.nostr.encryption import Encryptor, Scheme
+from dvm.nostr.event import sign_event, verify_event
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.client import build_request, open_reply
+from dvm.protocol.intake import IntakeRules, open_request
+from dvm.protocol.methods import Method, RequestAccount
+from dvm.protocol.replies import build_reply, reply_plaintext
+
+NOW = 1_800_000_000
+DVM = Encryptor(SecretKey(bytes.fromhex("d0" * 32)), random.Random(1).randbytes)
+CLIENT = Encryptor(SecretKey(bytes.fromhex("c0" * 32)), random.Random(2).randbytes)
+# Low PoW keeps the unit tests fast; the rule is the same at any difficulty.
+RULES = IntakeRules(pow_bits=dict.fromkeys(Method, 4) | {Method.REQUEST_ACCOUNT: 8})
+
+
+def request(method="request_account", params=None, *, pow_bits=8, created_at=NOW, **kw):
+    params = {"email": "ana@example.org"} if params is None else params
+    return build_request(CLIENT, DVM.key.pubkey_hex, method, params, created_at, pow_bits=pow_bits, **kw)
+
+
+def test_a_good_request_is_authenticated_decrypted_and_typed():
+    incoming = open_request(request(), DVM, RULES, NOW)
+    assert incoming.refusal is None
+    assert incoming.request == RequestAccount("ana@example.org")
+    assert incoming.scheme is Scheme.NIP44
+
+
+def test_nip04_requests_are_accepted_and_marked_for_a_nip04_answer():
+    incoming = open_request(request(scheme=Scheme.NIP04), DVM, RULES, NOW)
+    assert incoming.request == RequestAccount("ana@example.org")
+    assert incoming.scheme is Scheme.NIP04
+
+
+def test_events_for_other_kinds_or_other_dvms_are_dropped_silently():
+    with pytest.raises(InvalidEvent):
+        open_request(request(kind=5999), DVM, RULES, NOW)
+    other = build_request(CLIENT, "ab" * 32, "request_account", {"email": "a@b.org"}, NOW, pow_bits=8)
+    with pytest.raises(InvalidEvent):
+        open_request(other, DVM, RULES, NOW)
+
+
+def test_forged_events_are_dropped_silently_before_any_decryption():
+    event = request()
+    with pytest.raises(InvalidSignature):
+        open_request(replace(event, sig="00" * 64), DVM, RULES, NOW)
+    with pytest.raises(InvalidEvent, match="id"):
+        open_request(replace(event, content="tampered"), DVM, RULES, NOW)
+
+
+def refusal(event, now=NOW, rules=RULES) -> str:
+    incoming = open_request(event, DVM, rules, now)
+    assert incoming.refusal is not None, incoming
+    return incoming.refusal.code
+
+
+def test_missing_or_low_pow_is_answered_pow_too_low():
+    assert refusal(request(pow_bits=0)) == "pow_too_low"
+    # Passes the gate (4 bits) but not request_account's own minimum (8).
+    assert refusal(request(pow_bits=5)) == "pow_too_low"
+
+
+def test_per_method_minimum_is_applied_after_decryption():
+    # 4 bits is enough for verify_code (its own minimum) though not for request_account.
+    incoming = open_request(request("verify_code", {"code": "123456"}, pow_bits=4), DVM, RULES, NOW)
+    assert incoming.refusal is None
+    tags = [("p", DVM.key.pubkey_hex), ("nonce", "0", "30")]  # claims 30 bits it does not have
+    bogus = build_request(CLIENT, DVM.key.pubkey_hex, "verify_code", {"code": "123456"}, NOW, pow_bits=0)
+    bogus = sign_event(CLIENT.key, bogus.kind, bogus.content, NOW, tags)
+    assert refusal(bogus) == "pow_too_low"
+
+
+def test_created_at_outside_the_window_is_stale():
+    assert refusal(request(created_at=NOW - 601)) == "stale_event"
+    assert refusal(request(created_at=NOW + 601)) == "stale_event"
+    assert open_request(request(created_at=NOW - 600), DVM, RULES, NOW).refusal is None
+
+
+def test_undecryptable_or_malformed_content_is_bad_request():
+    key = CLIENT.key
+    tags = nip13.mine(key.pubkey_hex, NOW, 5780, [("p", DVM.key.pubkey_hex)], "garbage", target=8)
+    assert refusal(sign_event(key, 5780, "garbage", NOW, tags)) == "bad_request"
+    assert refusal(request("no_such_method", {})) == "bad_request"
+    assert refusal(request(params={"email": "not-an-email"})) == "invalid_email"
+
+
+def test_reply_plaintexts():
+    assert reply_plaintext(Success()) == ""
+    assert orjson.loads(reply_plaintext(Success({"entropy": "ab"}))) == {"result": {"entropy": "ab"}}
+    error = orjson.loads(reply_plaintext(Failure("rate_limited", "slow down", (("retry_after_s", 5),))))
+    assert error == {"error": {"code": "rate_limited", "message": "slow down", "retry_after_s": 5}}
+
+
+@pytest.mark.parametrize("scheme", list(Scheme))
+def test_replies_are_signed_tagged_and_encrypted_to_the_requester_in_its_scheme(scheme):
+    req = request(scheme=scheme)
+    reply = build_reply(DVM, req, scheme, Success({"entropy": "ab"}), 6780, NOW, 3600)
+    verify_event(reply)
+    assert reply.kind == 6780 and reply.pubkey == DVM.key.pubkey_hex
+    assert reply.tag_values("e") == [req.id] and reply.tag_values("p") == [req.pubkey]
+    assert reply.tag_values("expiration") == [str(NOW + 3600)]
+    assert reply.first_tag("encrypted") is not None
+    assert Scheme.of(reply.content) is scheme
+    opened = open_reply(CLIENT, reply, DVM.key.pubkey_hex)
+    assert opened.result == {"entropy": "ab"} and opened.ok
+
+
+def test_empty_success_has_empty_content_and_no_encrypted_tag():
+    reply = build_reply(DVM, request(), Scheme.NIP44, Success(), 6780, NOW, 3600)
+    assert reply.content == "" and reply.first_tag("encrypted") is None
+    assert open_reply(CLIENT, reply, DVM.key.pubkey_hex).code == "ok"
