@@ -48,7 +48,8 @@ class AccountMachine(RuleBasedStateMachine):
         """Codes mailed for requests from ``pubkey``, newest first, with their send time."""
         rows = self.h.conn.execute(
             "SELECT mail.params, mail.created_at FROM mail "
-            "JOIN requests ON mail.request_id = requests.event_id WHERE requests.pubkey = ? AND mail.kind LIKE '%code' ORDER BY mail.id DESC",
+            "JOIN requests ON mail.request_id = requests.event_id "
+            "WHERE requests.pubkey = ? AND mail.kind LIKE '%code' ORDER BY mail.id DESC",
             (pubkey,),
         ).fetchall()
         return [(str(orjson.loads(r[0])["code"]), r[1]) for r in rows]
