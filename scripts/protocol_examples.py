@@ -1,0 +1,140 @@
+"""Regenerate the byte-exact examples in docs/protocol.md from a real flow through the service.
+
+Keys and randomness are fixed, so the output is stable. ``--write`` replaces the block between
+the EXAMPLES markers in docs/protocol.md; without it the block is printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from dvm.nostr import bech32
+from dvm.nostr.encryption import Encryptor, Scheme
+from dvm.nostr.event import Event, parse_event_json
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.client import build_request, request_plaintext
+from dvm.service import AccountService
+from dvm.store import database
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "protocol.md"
+BEGIN, END = "<!-- BEGIN EXAMPLES (scripts/protocol_examples.py --write) -->", "<!-- END EXAMPLES -->"
+CREATED_AT = 1795000000
+
+
+def secret(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+DVM_SECRET = secret("sigit-dvm example dvm key")
+BROWSER_SECRET = secret("sigit-dvm example browser key")
+ACCOUNT_SECRET = secret("sigit-dvm example account key")
+CODE_SECRET = secret("sigit-dvm example code hmac secret")
+
+
+def block(kind: str, text: str) -> str:
+    return f"```json {kind}\n{text}\n```"
+
+
+def event_json(event: Event) -> str:
+    """One field per line, values in compact JSON: readable and exactly the signed event."""
+    fields = [f'  "{name}": {orjson.dumps(value).decode()}' for name, value in event.to_dict().items()]
+    return "{\n" + ",\n".join(fields) + "\n}"
+
+
+def examples() -> str:
+    rng = random.Random(2026).randbytes
+    dvm = Encryptor(SecretKey(DVM_SECRET, rng), rng)
+    browser = Encryptor(SecretKey(BROWSER_SECRET, rng), rng)
+    account = SecretKey(ACCOUNT_SECRET)
+    service = AccountService(dvm, CODE_SECRET, rng=rng)
+    out: list[str] = [
+        "Test keys (never use them for anything else):",
+        "",
+        "| role | secret key (hex) | public key (hex) |",
+        "|---|---|---|",
+        f"| DVM | `{DVM_SECRET.hex()}` | `{dvm.key.pubkey_hex}` |",
+        f"| browser (ephemeral) | `{BROWSER_SECRET.hex()}` | `{browser.key.pubkey_hex}` |",
+        f"| account (the user's real key) | `{ACCOUNT_SECRET.hex()}` | `{account.pubkey_hex}` |",
+        "",
+    ]
+    # Shape-valid NIP-49 bytes (version 0x02, log_n 16); real clients send real NIP-49 output.
+    backup = bech32.encode("ncryptsec", b"\x02\x10" + bytes(range(89)))
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = database.connect(Path(tmp) / "examples.sqlite3")
+        now = CREATED_AT
+        steps: list[tuple[str, str, dict[str, object], Scheme]] = [
+            ("request_account", "request_account", {"email": "ana@example.org"}, Scheme.NIP44),
+            ("verify_code", "verify_code", {"code": ""}, Scheme.NIP44),
+            ("activate", "activate", {"pubkey": account.pubkey_hex, "backup": backup}, Scheme.NIP44),
+            ("request_account (error)", "request_account", {"email": "ana@example.org"}, Scheme.NIP44),
+        ]
+        for title, method, given, scheme in steps:
+            params = {"code": last_code(conn)} if method == "verify_code" else given
+            bits = service.rules.intake.pow_bits[method]  # type: ignore[index]
+            request = build_request(
+                browser, dvm.key.pubkey_hex, method, params, now, pow_bits=bits, scheme=scheme
+            )
+            handled = service.handle(conn, service.open(request, now), now)
+            reply = parse_event_json(handled.reply_event)
+            opened = reply_text(dvm, browser, reply)
+            out += [
+                f"### Example: {title}",
+                "",
+                f"Request plaintext (encrypted with NIP-44 to the DVM; PoW {bits} bits):",
+                "",
+                block("plaintext", request_plaintext(method, params)),
+                "",
+                "Request event:",
+                "",
+                block("event", event_json(request)),
+                "",
+                *(
+                    ["Reply plaintext (decrypted by the browser):", "", block("plaintext", opened), ""]
+                    if opened
+                    else ["The reply's content is empty: success without data."]
+                ),
+                "",
+                "Reply event:",
+                "",
+                block("event", event_json(reply)),
+                "",
+            ]
+            now += 30
+        conn.close()
+    return "\n".join(out).rstrip() + "\n"
+
+
+def last_code(conn: sqlite3.Connection) -> str:
+    row = conn.execute(
+        "SELECT params FROM mail WHERE kind = 'signup_code' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return str(orjson.loads(row[0])["code"])
+
+
+def reply_text(dvm: Encryptor, browser: Encryptor, reply: Event) -> str:
+    if not reply.content:
+        return ""
+    return browser.decrypt(dvm.key.pubkey, reply.content)[0]
+
+
+def main() -> None:
+    text = examples()
+    if "--write" not in sys.argv:
+        print(text)
+        return
+    doc = DOC.read_text()
+    head, _, rest = doc.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOC.write_text(f"{head}{BEGIN}\n\n{text}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
