@@ -12,7 +12,8 @@ Rules, in prose (``TRANSITIONS`` below is the same, as data; docs/protocol.md is
 * Codes are single use, expire after ``code_ttl_s``, are stored only as an HMAC, and at most
   ``max_codes_per_email_per_hour`` are sent to one address per hour. ``resend_code`` replaces the
   code of a pending session after ``resend_cooldown_s``; the old code stops working.
-* Requesting an account for an email that is activated answers ``email_taken`` (go to login); for an
+* Requesting an account for an email that is activated answers ``email_taken`` (go to login), and
+  so does any other step of a signup session whose account another session has activated; for an
   email whose signup was never finished it starts a new signup session (the owner proves the
   address again). A repeated request from the same key for the same pending session is a no-op
   success, so a client may retry without triggering a second email.
@@ -96,9 +97,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("verify_code", _L, _L, "too_many_attempts", "locked sessions take no more codes"),
     Transition("verify_code", _V, _V, "code_invalid", "a code works once"),
     Transition("verify_code", None, None, "no_session", "no session for this key"),
+    Transition(
+        "verify_code", _P, _P, "email_taken", "signup code, but another session activated the account"
+    ),
     Transition("activate", _V, _C, "ok", "pubkey and backup stored, user activated"),
     Transition("activate", _C, _C, "ok", "same pubkey and backup again: no-op"),
     Transition("activate", _C, _C, "already_activated", "different pubkey or backup"),
+    Transition("activate", _P, _P, "email_taken", "another session activated the account"),
     Transition("activate", _P, _P, "not_verified", "code not verified yet"),
     Transition("activate", _V, _V, "session_expired", "verified longer than activation_window_s ago"),
     Transition("activate", _V, _V, "pubkey_taken", "pubkey belongs to another account"),
@@ -161,8 +166,10 @@ def _activate(request: Activate, view: View, ctx: Context) -> Decision:
     if session.purpose is not Purpose.SIGNUP:
         raise NoSession("This session is a login session; activation needs a signup session.")
     if user.activated:
+        if session.state is not SessionState.CONSUMED:  # another session finished this signup
+            raise EmailTaken
         if (user.pubkey, user.bkp) == (request.pubkey, request.backup):
-            return Decision(Success())
+            return Decision(Success())  # this session's own activation, repeated
         raise AlreadyActivated
     if session.state is SessionState.PENDING:
         raise NotVerified
@@ -210,9 +217,8 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
     if not codes.code_matches(ctx.code_secret, pubkey, request.code, session.code_hmac):
         return _wrong_code(session, ctx)
     if session.purpose is Purpose.SIGNUP:
-        if user.activated:  # activated through another session meanwhile
-            spent = replace(session, state=SessionState.CONSUMED, code_hmac="", updated_at=ctx.now)
-            return Decision(Failure.of(EmailTaken()), (PutSession(spent),))
+        if user.activated:  # another session finished this signup meanwhile
+            raise EmailTaken
         entropy = user.entropy or codes.new_token(ctx.rng, 32)
         verified_user = replace(user, verified=True, entropy=entropy, updated_at=ctx.now)
         verified = replace(

@@ -7,6 +7,7 @@ only ever goes to the session whose latest code matched, and it is that user's e
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import tempfile
@@ -167,7 +168,7 @@ class AccountMachine(RuleBasedStateMachine):
 
 
 AccountMachine.TestCase.settings = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("SIGIT_SM_EXAMPLES", "40")),
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

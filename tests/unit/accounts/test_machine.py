@@ -204,8 +204,15 @@ def test_code_from_another_session_does_not_match():
 
 def test_signup_code_after_activation_elsewhere_sends_to_login():
     decision = decide(VerifyCode("123456"), KEY, View(session=session(), session_user=active_user()), ctx())
-    assert failure(decision) == "email_taken"
-    assert only(decision.writes, PutSession).state is SessionState.CONSUMED
+    assert failure(decision) == "email_taken" and decision.writes == ()
+
+
+@pytest.mark.parametrize("state", [SessionState.PENDING, SessionState.VERIFIED])
+def test_activation_from_another_session_of_an_activated_account_sends_to_login(state):
+    # Even with the very pubkey and backup the account holds: only the activating session gets ok.
+    view = View(session=session(state=state, verified_at=NOW), session_user=active_user())
+    decision = decide(Activate(ACCOUNT, "ncryptsec1xyz"), KEY, view, ctx())
+    assert failure(decision) == "email_taken" and decision.writes == ()
 
 
 # --- activate ----------------------------------------------------------------------------------
