@@ -1,0 +1,1 @@
+"""Mail delivery: templates, message building, SMTP/file backends and the outbox worker."""

@@ -1,0 +1,119 @@
+"""Where rendered messages go: an SMTP server (aiosmtplib) or ``.eml`` files (development).
+
+Failures are classified once, here: a 4xx reply, a timeout or a network error is temporary (retry
+with backoff); a 5xx reply is permanent (dead letter, reason kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from dvm.config import MailSettings
+from dvm.errors import DVMError
+
+
+class DeliveryError(DVMError):
+    """A message was not accepted. ``permanent`` failures are not retried."""
+
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class Backend(Protocol):
+    async def send(self, message: EmailMessage) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def classify(exc: BaseException) -> DeliveryError:
+    """Map an aiosmtplib or network exception to a temporary or permanent failure."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        permanent = bool(codes) and all(500 <= c < 600 for c in codes)
+        detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+        return DeliveryError(f"recipient refused: {detail}", permanent=permanent)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return DeliveryError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600)
+    if isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError):
+        return DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
+    return DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
+
+
+class SmtpBackend:
+    """A small pool of reused SMTP connections (one per concurrent sender)."""
+
+    def __init__(
+        self, settings: MailSettings, password: str = "", tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        self._settings = settings
+        self._password = password
+        self._tls_context = tls_context
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self.connections_opened = 0
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        return aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username or None,
+            password=self._password or None,
+            use_tls=s.tls == "implicit",
+            start_tls=s.tls == "starttls",
+            timeout=s.timeout_s,
+            tls_context=self._tls_context,
+        )
+
+    async def send(self, message: EmailMessage) -> None:
+        async with self._slots:
+            client = self._idle.get_nowait() if not self._idle.empty() else self._client()
+            try:
+                if not client.is_connected:
+                    await client.connect()
+                    self.connections_opened += 1
+                await client.send_message(message)
+            except BaseException as exc:
+                client.close()  # the session state is unknown: never reuse it
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise classify(exc) from exc
+            self._idle.put_nowait(client)
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            client = self._idle.get_nowait()
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+
+
+class FileBackend:
+    """Writes each message to ``<dir>/<Message-ID token>.eml`` (atomically; a resend overwrites)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, message: EmailMessage) -> None:
+        token = str(message["Message-ID"]).strip("<>").partition("@")[0]
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = self.directory / f".{token}.tmp"
+            tmp.write_bytes(message.as_bytes())
+            os.replace(tmp, self.directory / f"{token}.eml")
+        except OSError as exc:
+            raise DeliveryError(f"cannot write {self.directory}: {exc.strerror}", permanent=False) from exc
+
+    async def close(self) -> None:
+        return None

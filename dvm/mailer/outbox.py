@@ -1,0 +1,103 @@
+"""The mail outbox table: claim due rows under a lease, then mark them sent, retried or dead.
+
+Claiming pushes ``next_attempt_at`` forward by a lease, so a crashed sender's rows come back by
+themselves and two workers never send one row at once. A row is ``sent`` only after the server
+accepted it; the code in ``params`` is scrubbed once a row is sent or dead, so codes live in
+clear only while queued.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+import orjson
+
+from dvm.accounts.decision import MailKind
+from dvm.store.database import immediate
+
+SCRUBBED_KEYS = ("code",)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMail:
+    id: int
+    message_token: str
+    kind: MailKind
+    recipient: str
+    params: dict[str, str | int]
+    attempts: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailMetrics:
+    queued: int
+    sent: int
+    dead: int
+    retried: int  # rows that needed more than one attempt (any status)
+    oldest_queued_age_s: int
+
+
+def claim_due(conn: sqlite3.Connection, now: int, limit: int, lease_s: int) -> list[OutboxMail]:
+    """Take up to ``limit`` due rows, counting the attempt and leasing them for ``lease_s``."""
+    with immediate(conn):
+        rows = conn.execute(
+            "SELECT id, message_id, kind, recipient, params, attempts, created_at FROM mail "
+            "WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        conn.executemany(
+            "UPDATE mail SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?",
+            [(now + lease_s, row[0]) for row in rows],
+        )
+    return [
+        OutboxMail(row[0], row[1], MailKind(row[2]), row[3], orjson.loads(row[4]), row[5] + 1, row[6])
+        for row in rows
+    ]
+
+
+def _scrubbed(params: dict[str, str | int]) -> bytes:
+    return orjson.dumps({k: v for k, v in params.items() if k not in SCRUBBED_KEYS})
+
+
+def mark_sent(conn: sqlite3.Connection, mail: OutboxMail, now: int) -> None:
+    with immediate(conn):
+        conn.execute(
+            "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ? "
+            "WHERE id = ? AND status = 'queued'",
+            (now, _scrubbed(mail.params), mail.id),
+        )
+
+
+def mark_retry(conn: sqlite3.Connection, mail: OutboxMail, error: str, next_attempt_at: int) -> None:
+    with immediate(conn):
+        conn.execute(
+            "UPDATE mail SET next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'queued'",
+            (next_attempt_at, error[:500], mail.id),
+        )
+
+
+def mark_dead(conn: sqlite3.Connection, mail: OutboxMail, error: str) -> None:
+    with immediate(conn):
+        conn.execute(
+            "UPDATE mail SET status = 'dead', last_error = ?, params = ? WHERE id = ? AND status = 'queued'",
+            (error[:500], _scrubbed(mail.params), mail.id),
+        )
+
+
+def next_due(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT min(next_attempt_at) FROM mail WHERE status = 'queued'").fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def metrics(conn: sqlite3.Connection, now: int) -> MailMetrics:
+    row = conn.execute(
+        "SELECT "
+        "  coalesce(sum(status = 'queued'), 0), coalesce(sum(status = 'sent'), 0), "
+        "  coalesce(sum(status = 'dead'), 0), coalesce(sum(attempts > 1), 0), "
+        "  min(CASE WHEN status = 'queued' THEN created_at END) "
+        "FROM mail"
+    ).fetchone()
+    oldest = 0 if row[4] is None else max(0, now - int(row[4]))
+    return MailMetrics(int(row[0]), int(row[1]), int(row[2]), int(row[3]), oldest)

@@ -1,0 +1,263 @@
+"""Mail delivery against a real SMTP server (aiosmtpd on 127.0.0.1) and a real SQLite outbox."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from dvm.accounts.decision import Mail, MailKind
+from dvm.config import MailSettings
+from dvm.mailer import outbox
+from dvm.mailer.backends import FileBackend, SmtpBackend
+from dvm.mailer.message import Sender
+from dvm.mailer.templates import TemplateContext, Templates
+from dvm.mailer.worker import MailWorker
+from dvm.store import database, repository
+from tests.support.flows import T0, Harness, new_client
+from tests.support.smtp import Authenticator, Catcher, client_tls, self_signed, server_tls, start_smtp
+
+LINK = "https://sigit.example/#/verify?code={code}"
+SENDER = Sender("no-reply@sigit.example", "SIGit", reply_to="help@sigit.example")
+
+
+class Clock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    path = tmp_path / "mail.sqlite3"
+    database.connect(path).close()
+    return path
+
+
+@pytest.fixture
+def catcher():
+    catcher = Catcher()
+    controller = start_smtp(catcher)
+    catcher.port = controller.port
+    yield catcher
+    controller.stop()
+
+
+def settings(port: int, **changes) -> MailSettings:
+    return replace(MailSettings(host="127.0.0.1", port=port, retry_base_s=5, max_attempts=4), **changes)
+
+
+async def worker_for(db_path, backend, mail_settings, clock) -> MailWorker:
+    db = await database.Database(db_path).open()
+    return MailWorker(
+        db,
+        backend,
+        Templates(TemplateContext(LINK, "https://sigit.example/help")),
+        SENDER,
+        mail_settings,
+        clock,
+    )
+
+
+def queue_signup(db_path, email="ana@example.org") -> str:
+    conn = database.connect(db_path)
+    h = Harness(conn)
+    h.send(new_client(1), "request_account", {"email": email})
+    code = h.last_code(email)
+    conn.close()
+    return code
+
+
+def queue(db_path, count: int, kind=MailKind.WELCOME) -> None:
+    conn = database.connect(db_path)
+    with database.immediate(conn):
+        for i in range(count):
+            mail = Mail(kind, f"user{i}@example.org", f"u{i}", (("at", T0),))
+            repository.queue_mail(conn, mail, f"tok{i:04d}", None, T0)
+    conn.close()
+
+
+def rows(db_path):
+    conn = database.connect(db_path)
+    result = conn.execute(
+        "SELECT status, attempts, last_error, params, next_attempt_at FROM mail ORDER BY id"
+    ).fetchall()
+    conn.close()
+    return result
+
+
+async def test_code_email_has_the_code_link_expiry_and_proper_headers(db_path, catcher):
+    code = queue_signup(db_path)
+    worker = await worker_for(db_path, SmtpBackend(settings(catcher.port)), settings(catcher.port), Clock())
+    assert await worker.drain() == 1
+    await worker.backend.close()
+    (msg,) = catcher.messages
+    assert msg["To"] == "ana@example.org"
+    assert msg["From"] == "SIGit <no-reply@sigit.example>"
+    assert msg["Reply-To"] == "help@sigit.example"
+    assert code in msg["Subject"]
+    assert re.fullmatch(r"<[0-9a-f]{32}@sigit\.example>", msg["Message-ID"])
+    assert msg["Date"] and msg["Auto-Submitted"] == "auto-generated"
+    assert msg.get_content_type() == "multipart/alternative"
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    link = LINK.replace("{code}", code)
+    for part in (text, html):
+        assert code in part and link in part and "ana@example.org" in part
+        assert "15 minutes" in part and "UTC" in part
+        assert "$" not in part and "{code}" not in part
+    assert "font-size:36px" in html and "https://sigit.example/help" in html
+    (status, attempts, _, params, _) = rows(db_path)[0]
+    assert (status, attempts) == ("sent", 1)
+    assert "code" not in orjson.loads(params)  # codes leave the database once sent
+    await worker.db.close()
+
+
+async def test_starttls_with_auth(db_path, tmp_path):
+    cert, key = self_signed(tmp_path)
+    catcher = Catcher()
+    controller = start_smtp(catcher, starttls=server_tls(cert, key), auth=Authenticator("dvm", "s3cret"))
+    try:
+        conf = settings(controller.port, tls="starttls", username="dvm")
+        queue(db_path, 1)
+        backend = SmtpBackend(conf, password="s3cret", tls_context=client_tls(cert))
+        worker = await worker_for(db_path, backend, conf, Clock())
+        await worker.drain()
+        await backend.close()
+        await worker.db.close()
+        assert len(catcher.messages) == 1 and rows(db_path)[0][0] == "sent"
+    finally:
+        controller.stop()
+
+
+async def test_implicit_tls(db_path, tmp_path):
+    cert, key = self_signed(tmp_path)
+    catcher = Catcher()
+    controller = start_smtp(catcher, implicit=server_tls(cert, key))
+    try:
+        conf = settings(controller.port, tls="implicit")
+        queue(db_path, 1)
+        backend = SmtpBackend(conf, tls_context=client_tls(cert))
+        worker = await worker_for(db_path, backend, conf, Clock())
+        await worker.drain()
+        await backend.close()
+        await worker.db.close()
+        assert len(catcher.messages) == 1
+    finally:
+        controller.stop()
+
+
+async def test_wrong_smtp_password_is_retried_then_dead(db_path, tmp_path):
+    cert, key = self_signed(tmp_path)
+    controller = start_smtp(Catcher(), starttls=server_tls(cert, key), auth=Authenticator("dvm", "right"))
+    try:
+        conf = settings(controller.port, tls="starttls", username="dvm")
+        queue(db_path, 1)
+        backend = SmtpBackend(conf, password="wrong", tls_context=client_tls(cert))
+        worker = await worker_for(db_path, backend, conf, Clock())
+        await worker.drain()
+        status, attempts, error, _, _ = rows(db_path)[0]
+        assert (status, attempts) == ("dead", 1) and error.startswith("535")
+        await worker.db.close()
+    finally:
+        controller.stop()
+
+
+async def test_server_down_then_up_delivers_after_retry(db_path):
+    from tests.support.smtp import free_port
+
+    port = free_port()  # nothing listens yet
+    queue_signup(db_path)
+    clock = Clock()
+    conf = settings(port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, clock)
+    await worker.drain()
+    status, attempts, error, _, next_at = rows(db_path)[0]
+    assert (status, attempts, next_at) == ("queued", 1, T0 + 5)
+    assert "ConnectError" in error or "Connection" in error
+    clock.t += 4
+    assert await worker.drain() == 0  # backing off
+    catcher = Catcher()
+    controller = start_smtp(catcher, port=port)
+    try:
+        clock.t += 1
+        assert await worker.drain() == 1
+        assert rows(db_path)[0][:2] == ("sent", 2) and len(catcher.messages) == 1
+    finally:
+        await worker.backend.close()
+        controller.stop()
+        await worker.db.close()
+
+
+async def test_temporary_refusals_back_off_exponentially_then_give_up(db_path, catcher):
+    catcher.refuse = "451 4.3.0 try again later"
+    queue(db_path, 1)
+    clock = Clock()
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, clock)
+    waits = []
+    for _ in range(conf.max_attempts):
+        await worker.drain()
+        status, attempts, error, _, next_at = rows(db_path)[0]
+        if status == "dead":
+            break
+        waits.append(next_at - clock.t)
+        clock.t = next_at
+    assert waits == [5, 10, 20]
+    assert (status, attempts) == ("dead", 4) and "451" in error and "gave up" in error
+    await worker.backend.close()
+    await worker.db.close()
+
+
+async def test_permanent_refusal_is_dead_lettered_and_the_worker_keeps_serving(db_path, catcher):
+    queue(db_path, 1)
+    catcher.refuse = "550 5.1.1 no such user"
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    await worker.drain()
+    catcher.refuse = None
+    queue_signup(db_path)
+    await worker.drain()
+    (dead, sent) = rows(db_path)
+    assert dead[0] == "dead" and "550 5.1.1 no such user" in dead[2] and dead[1] == 1
+    assert sent[0] == "sent" and len(catcher.messages) == 1
+    metrics = await worker.db.run(lambda conn: outbox.metrics(conn, T0))
+    assert (metrics.queued, metrics.sent, metrics.dead) == (0, 1, 1)
+    await worker.backend.close()
+    await worker.db.close()
+
+
+async def test_200_mails_drain_over_reused_connections(db_path, catcher):
+    queue(db_path, 200)
+    conf = settings(catcher.port, concurrency=4)
+    backend = SmtpBackend(conf)
+    worker = await worker_for(db_path, backend, conf, Clock())
+    assert await worker.drain() == 200
+    assert len(catcher.messages) == 200
+    assert backend.connections_opened <= 4
+    assert len({m["Message-ID"] for m in catcher.messages}) == 200
+    await backend.close()
+    await worker.db.close()
+
+
+async def test_file_backend_writes_one_eml_per_message_id(db_path, tmp_path):
+    queue(db_path, 3)
+    conf = settings(1)
+    worker = await worker_for(db_path, FileBackend(tmp_path / "out"), conf, Clock())
+    await worker.drain()
+    files = sorted((tmp_path / "out").glob("*.eml"))
+    assert [f.name for f in files] == ["tok0000.eml", "tok0001.eml", "tok0002.eml"]
+    assert b"Subject: Welcome to SIGit" in files[0].read_bytes()
+    await worker.db.close()
+
+
+async def test_metrics_report_age_of_oldest_queued(db_path):
+    queue(db_path, 2)
+    conn = database.connect(db_path)
+    m = outbox.metrics(conn, T0 + 42)
+    assert (m.queued, m.sent, m.dead, m.retried, m.oldest_queued_age_s) == (2, 0, 0, 0, 42)
+    conn.close()

@@ -1,0 +1,68 @@
+"""Every mail kind renders completely, consistently in text and HTML, and safely."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dvm.accounts.decision import MailKind
+from dvm.errors import ConfigError
+from dvm.mailer.message import Sender, build_message
+from dvm.mailer.templates import TemplateContext, Templates
+
+NOW = 1_800_000_000
+PARAMS = {"code": "042917", "expires_at": NOW + 900, "at": NOW}
+TEMPLATES = Templates(TemplateContext("https://sigit.example/v?code={code}", "https://sigit.example/help"))
+
+
+@pytest.mark.parametrize("kind", list(MailKind))
+def test_every_kind_renders_with_no_placeholder_left_and_parts_agree(kind):
+    rendered = TEMPLATES.render(kind, "ana@example.org", PARAMS, NOW)
+    assert rendered.subject and "\n" not in rendered.subject
+    for part in (rendered.subject, rendered.text, rendered.html):
+        assert not re.search(r"\$\w|\$\{|\{code\}", part), part
+    for value in ("ana@example.org", "https://sigit.example/help"):
+        assert value in rendered.text and value in rendered.html
+    if kind in (MailKind.SIGNUP_CODE, MailKind.LOGIN_CODE):
+        for part in (rendered.text, rendered.html):
+            assert "042917" in part and "https://sigit.example/v?code=042917" in part
+            assert "15 minutes" in part and "2027-01-15 08:15 UTC" in part
+        assert "042917" in rendered.subject
+
+
+def test_values_are_html_escaped_in_the_html_part_only():
+    rendered = TEMPLATES.render(MailKind.WELCOME, "a<b>@example.org", {"at": NOW}, NOW)
+    assert "a&lt;b&gt;@example.org" in rendered.html and "a<b>@example.org" not in rendered.html
+    assert "a<b>@example.org" in rendered.text
+
+
+def test_operator_directory_overrides_a_template(tmp_path):
+    (tmp_path / "welcome.txt").write_text("Subject: Hi from $email\n\nCustom body.\n")
+    rendered = Templates(TemplateContext("x"), tmp_path).render(
+        MailKind.WELCOME, "ana@example.org", {"at": NOW}, NOW
+    )
+    assert rendered.subject == "Hi from ana@example.org" and rendered.text == "Custom body.\n"
+
+
+def test_a_template_with_an_unknown_placeholder_fails_at_render_not_silently(tmp_path):
+    (tmp_path / "welcome.txt").write_text("Subject: x\n\n$nonexistent\n")
+    with pytest.raises(ConfigError, match="needs a value"):
+        Templates(TemplateContext("x"), tmp_path).render(MailKind.WELCOME, "a@b.org", {"at": NOW}, NOW)
+
+
+def test_a_template_without_subject_line_is_refused_at_start(tmp_path):
+    (tmp_path / "welcome.txt").write_text("no subject\n")
+    with pytest.raises(ConfigError, match="Subject"):
+        Templates(TemplateContext("x"), tmp_path)
+
+
+def test_message_headers_and_idn_recipient():
+    rendered = TEMPLATES.render(MailKind.WELCOME, "ana@xn--exmple-cua.org", {"at": NOW}, NOW)
+    msg = build_message(
+        rendered, "ana@xn--exmple-cua.org", "ab" * 16, Sender("dvm@sigit.example", "SIGit"), NOW
+    )
+    assert msg["Message-ID"] == f"<{'ab' * 16}@sigit.example>"
+    assert msg["Date"] == "Fri, 15 Jan 2027 08:00:00 +0000"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in msg.iter_parts())
