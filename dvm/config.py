@@ -76,7 +76,7 @@ class StoreSettings:
 class MailSettings:
     """Where and how mail goes out, and what it says."""
 
-    backend: str = "smtp"  # smtp | file | none
+    backend: str = "smtp"  # smtp | file
     host: str = "127.0.0.1"
     port: int = 25
     tls: str = "none"  # none | starttls | implicit
@@ -145,7 +145,7 @@ SECTIONS: dict[str, type] = {
     "daemon": DaemonSettings,
 }
 CHOICES: dict[tuple[str, str], frozenset[str]] = {
-    ("mail", "backend"): frozenset({"smtp", "file", "none"}),
+    ("mail", "backend"): frozenset({"smtp", "file"}),
     ("mail", "tls"): frozenset({"none", "starttls", "implicit"}),
     ("daemon", "log_format"): frozenset({"text", "json"}),
     ("daemon", "log_level"): frozenset({"debug", "info", "warning", "error"}),

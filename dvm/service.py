@@ -38,6 +38,7 @@ class ServiceRules:
     intake: IntakeRules = field(default_factory=IntakeRules)
     accounts: AccountRules = field(default_factory=AccountRules)
     reply_ttl_s: int = 3600
+    publish_grace_s: int = 30  # before the retry loop republishes a reply not yet marked published
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,7 @@ class AccountService:
             reply.id,
             reply_json,
             now,
+            self.rules.publish_grace_s,
         )
         return Handled(
             event.id, incoming.method, decision.outcome, reply.id, reply_json, False, len(decision.mails)

@@ -122,6 +122,10 @@ class Database:
         self._conn = await self._submit(lambda: connect(self.path))
         return self
 
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the database thread and return its result."""
         conn = self._conn

@@ -197,9 +197,52 @@ def record_request(
     reply_id: str,
     reply_event: str,
     now: int,
+    publish_grace_s: int = 0,
 ) -> None:
+    """Record a decided request and its reply; the retry loop picks the reply up after the grace
+    period unless the immediate publication marks it published first."""
     conn.execute(
         "INSERT INTO requests (event_id, pubkey, method, outcome, created_at, processed_at, reply_id, "
         "reply_event, next_publish_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (event_id, pubkey, method, outcome, created_at, now, reply_id, reply_event, now),
+        (event_id, pubkey, method, outcome, created_at, now, reply_id, reply_event, now + publish_grace_s),
     )
+
+
+# --- the reply outbox (the requests table) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReply:
+    event_id: str
+    reply_event: str
+    attempts: int
+
+
+def mark_published(conn: sqlite3.Connection, event_id: str, now: int) -> None:
+    conn.execute(
+        "UPDATE requests SET published_at = ?, publish_attempts = publish_attempts + 1 "
+        "WHERE event_id = ? AND published_at IS NULL",
+        (now, event_id),
+    )
+
+
+def mark_publish_failed(conn: sqlite3.Connection, event_id: str, next_publish_at: int) -> None:
+    conn.execute(
+        "UPDATE requests SET publish_attempts = publish_attempts + 1, next_publish_at = ? "
+        "WHERE event_id = ? AND published_at IS NULL",
+        (next_publish_at, event_id),
+    )
+
+
+def due_replies(conn: sqlite3.Connection, now: int, limit: int) -> list[PendingReply]:
+    rows = conn.execute(
+        "SELECT event_id, reply_event, publish_attempts FROM requests "
+        "WHERE published_at IS NULL AND next_publish_at <= ? ORDER BY next_publish_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    return [PendingReply(row[0], row[1], row[2]) for row in rows]
+
+
+def last_request_created_at(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT max(created_at) FROM requests").fetchone()
+    return None if row[0] is None else int(row[0])

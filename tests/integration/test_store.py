@@ -116,11 +116,11 @@ def test_refusals_at_the_edge_are_recorded_and_answered(h):
     assert h.count("users") == 0
 
 
-def _signup_worker(args: tuple[str, list[str], int]) -> list[str]:
+def _signup_worker(args: tuple[str, list[str], int, int]) -> list[str]:
     """Child process: its own connection and service, one email, many ephemeral keys."""
-    path, events, now = args
+    path, events, now, seed = args
     conn = database.connect(path)
-    service = make_service()
+    service = make_service(seed=seed)
     outcomes = []
     for raw in events:
         handled = service.handle(conn, service.open(parse_event_json(raw), now), now)
@@ -141,7 +141,11 @@ def test_concurrent_requests_for_one_email_from_four_processes_create_one_user(d
     ]
     with multiprocessing.get_context("fork").Pool(4) as pool:
         outcomes = [
-            o for chunk in pool.map(_signup_worker, [(str(db_path), b, T0) for b in batches]) for o in chunk
+            o
+            for chunk in pool.map(
+                _signup_worker, [(str(db_path), b, T0, seed) for seed, b in enumerate(batches)]
+            )
+            for o in chunk
         ]
     # 20 keys, one address: one user; the hourly cap (5 codes) refuses the rest.
     assert h.count("users", "email = 'race@example.org'") == 1

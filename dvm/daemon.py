@@ -1,0 +1,348 @@
+"""The long-running service: relays in, decisions committed, replies and mail out.
+
+Pipeline, per event: a relay connection parses it and, if it is addressed to us and not seen in
+this run, puts it on a bounded intake queue (a full queue stops that relay's reader: back-pressure,
+not memory growth). The processor takes whatever is queued (up to ``store.batch_max``),
+authenticates and decrypts each event, and decides the batch in ONE database call and transaction
+(group commit; each request in its own savepoint). After the commit it publishes each reply and
+wakes the mail worker. Replies no relay accepted stay in the outbox and are retried with backoff.
+
+Shutdown order (uvicorn's): stop taking events, drain the queue and in-flight work with a timeout,
+finish publishing, stop the mail worker, close relays and the database. A second SIGINT/SIGTERM
+cancels what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from dvm.config import Settings, load_relays, read_secret
+from dvm.errors import DVMError, NostrError
+from dvm.keyfile import parse_secret
+from dvm.mailer.backends import Backend, FileBackend, SmtpBackend
+from dvm.mailer.message import Sender
+from dvm.mailer.templates import TemplateContext, Templates
+from dvm.mailer.worker import MailWorker
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event, parse_event_json
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.announcement import announcement
+from dvm.protocol.intake import Incoming, addressed_to
+from dvm.relays.backoff import Backoff
+from dvm.relays.connection import RelayConnection
+from dvm.relays.pool import RelayPool
+from dvm.service import AccountService, Handled
+from dvm.store import repository
+from dvm.store.database import Database
+from dvm.systemd import Notifier
+
+log = logging.getLogger("sigit.daemon")
+
+SEEN_CAPACITY = 100_000
+PUBLISH_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    key: SecretKey
+    code_secret: bytes
+    smtp_password: str = ""
+
+    @classmethod
+    def load(cls, settings: Settings) -> Secrets:
+        key = parse_secret(read_secret("dvm_key", settings.daemon.key_file, settings))
+        code_secret = read_secret("code_secret", settings.daemon.code_secret_file, settings).encode()
+        if len(code_secret) < 16:
+            raise DVMError("the code secret must be at least 16 characters")
+        password = ""
+        if settings.mail.username:
+            password = read_secret("smtp_password", settings.mail.password_file, settings)
+        return cls(key, code_secret, password)
+
+
+@dataclass
+class _Item:
+    event: Event
+    received: float
+    relay: str
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: Secrets,
+        *,
+        clock: Callable[[], float] = time.time,
+        backend: Backend | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self._clock = clock
+        self.notifier = notifier or Notifier()
+        self.db = Database(settings.path(settings.store.path))
+        rules = settings.service.rules()
+        self.service = AccountService(Encryptor(secrets.key), secrets.code_secret, rules)
+        self.backend = backend or self._make_backend()
+        mail = settings.mail
+        self.mail = MailWorker(
+            self.db,
+            self.backend,
+            Templates(TemplateContext(mail.link_template, mail.support_url), mail.templates_dir or None),
+            Sender(mail.from_address, mail.from_name, mail.reply_to),
+            mail,
+            clock,
+        )
+        relay = settings.relays
+        self._relay_backoff = Backoff(relay.reconnect_base_s, relay.reconnect_max_s)
+        self._publish_backoff = Backoff(relay.publish_retry_base_s, relay.publish_retry_max_s, jitter=0.0)
+        self.pool = RelayPool(self._connection)
+        self.intake: asyncio.Queue[_Item] = asyncio.Queue(maxsize=settings.daemon.max_in_flight)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._last_created_at = 0
+        self._accepting = False
+        self._stopping = asyncio.Event()
+        self._mail_stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._publishing: set[asyncio.Task[Any]] = set()
+        self._busy = 0
+        self.handled = 0
+        self._force = False
+
+    # --- wiring ------------------------------------------------------------------------------
+
+    def _make_backend(self) -> Backend:
+        mail = self.settings.mail
+        if mail.backend == "file":
+            return FileBackend(self.settings.path(mail.outbox_dir))
+        return SmtpBackend(mail, self.secrets.smtp_password)
+
+    def _connection(self, url: str) -> RelayConnection:
+        conn = RelayConnection(
+            url,
+            on_event=self._on_event,
+            make_filter=self._filter,
+            key=self.secrets.key,
+            backoff=self._relay_backoff,
+            publish_timeout_s=self.settings.relays.publish_timeout_s,
+            clock=self._clock,
+            on_connect=self._announce,
+        )
+        return conn
+
+    def _filter(self) -> dict[str, Any]:
+        """Our subscription; ``since`` reaches back to requests sent while we were away."""
+        rules = self.settings.service
+        margin = self.settings.relays.since_margin_s
+        now = int(self._clock())
+        since = max(self._last_created_at - margin, now - rules.created_at_window_s - margin)
+        return {"kinds": [rules.request_kind], "#p": [self.service.pubkey], "since": since}
+
+    def _spawn(self, coro: Any, group: set[asyncio.Task[Any]]) -> None:
+        task = asyncio.ensure_future(coro)
+        group.add(task)
+        task.add_done_callback(group.discard)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.db.open()
+        last = await self.db.run(repository.last_request_created_at)
+        self._last_created_at = last or 0
+        self._accepting = True
+        self._spawn(self._process(), self._tasks)
+        self._spawn(self.mail.run(self._mail_stopping), self._tasks)
+        self._spawn(self._retry_replies(), self._tasks)
+        if self.notifier.watchdog_interval_s:
+            self._spawn(self._watchdog(self.notifier.watchdog_interval_s), self._tasks)
+        await self.reload_relays()
+        self.notifier.notify("READY=1", f"STATUS=serving as {self.service.pubkey[:16]}")
+        log.info("sigit-dvm serving as %s on %d relay(s)", self.service.pubkey, len(self.pool.urls))
+
+    async def reload_relays(self) -> None:
+        urls = load_relays(self.settings.path(self.settings.relays.relays_file))
+        added, removed = await self.pool.update(urls)
+        self.notifier.notify(f"STATUS=relays {len(self.pool.urls)} (+{len(added)} -{len(removed)})")
+
+    def request_stop(self) -> None:
+        if self._stopping.is_set():
+            self._force = True
+            log.warning("second stop request: cancelling in-flight work")
+            for task in [*self._tasks, *self._publishing]:
+                task.cancel()
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, then shut down in order. SIGHUP reloads relays."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_logged(), self._tasks))
+        try:
+            await self.start()
+            await self._stopping.wait()
+        finally:
+            await self.shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload_relays()
+        except DVMError as exc:
+            log.error("SIGHUP: relays not reloaded: %s", exc)
+
+    async def shutdown(self) -> None:
+        self.notifier.notify("STOPPING=1")
+        self._stopping.set()
+        self._accepting = False
+        timeout = self.settings.daemon.drain_timeout_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained(), timeout)
+        if self._publishing:
+            await asyncio.wait(set(self._publishing), timeout=timeout)
+        self._mail_stopping.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._publishing, return_exceptions=True)
+        await self.pool.close()
+        await self.backend.close()
+        if self.db.is_open:
+            await self.db.close()
+        log.info("sigit-dvm stopped after %d request(s)", self.handled)
+
+    async def _drained(self) -> None:
+        while not self.intake.empty() or self._busy:
+            await asyncio.sleep(0.01)
+
+    async def _watchdog(self, interval_s: float) -> None:
+        while True:
+            self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(interval_s)
+
+    # --- intake ------------------------------------------------------------------------------
+
+    async def _on_event(self, raw: dict[str, Any], relay: str) -> None:
+        if not self._accepting:
+            return  # not marked seen: a restart's subscription fetches it again
+        try:
+            event = parse_event(raw, DEFAULT_LIMITS)
+        except NostrError as exc:
+            log.debug("dropped malformed event from %s: %s", relay, exc)
+            return
+        if event.id in self._seen or not addressed_to(event, self.service.pubkey, self.service.rules.intake):
+            return
+        self._seen[event.id] = None
+        if len(self._seen) > SEEN_CAPACITY:
+            self._seen.popitem(last=False)
+        await self.intake.put(_Item(event, time.monotonic(), relay))
+
+    async def _process(self) -> None:
+        batch_max = max(1, self.settings.store.batch_max)
+        while True:
+            items = [await self.intake.get()]
+            self._busy += 1
+            try:
+                while len(items) < batch_max and not self.intake.empty():
+                    items.append(self.intake.get_nowait())
+                await self._decide(items)
+            except Exception:
+                log.exception("batch of %d request(s) failed; they will be retried", len(items))
+                for item in items:
+                    self._seen.pop(item.event.id, None)
+            finally:
+                self._busy -= 1
+
+    async def _decide(self, items: list[_Item]) -> None:
+        now = int(self._clock())
+        accepted: list[tuple[_Item, Incoming]] = []
+        for item in items:
+            try:
+                accepted.append((item, self.service.open(item.event, now)))
+            except NostrError as exc:
+                log.info("dropped event %s from %s: %s", item.event.id[:12], item.relay, exc)
+        if not accepted:
+            return
+        handle = partial(self.service.handle_batch, batch=[inc for _, inc in accepted], now=now)
+        results = await self.db.run(handle)
+        wake_mail = False
+        for (item, incoming), result in zip(accepted, results, strict=True):
+            latency_ms = (time.monotonic() - item.received) * 1000
+            if isinstance(result, Exception):
+                self._seen.pop(item.event.id, None)
+                log.error("request %s failed: %s", item.event.id[:12], type(result).__name__)
+                continue
+            self.handled += 1
+            self._last_created_at = max(self._last_created_at, item.event.created_at)
+            wake_mail = wake_mail or result.mails_queued > 0
+            self._log_request(item, incoming, result, latency_ms)
+            self._spawn(self._publish(result.event_id, result.reply_event, 0), self._publishing)
+        if wake_mail:
+            self.mail.wake()
+
+    def _log_request(self, item: _Item, incoming: Incoming, result: Handled, latency_ms: float) -> None:
+        fields = {
+            "event": item.event.id,
+            "method": incoming.method or "-",
+            "outcome": result.outcome,
+            "replayed": result.replayed,
+            "latency_ms": round(latency_ms, 2),
+            "relay": item.relay,
+        }
+        log.info(
+            "request %s method=%s outcome=%s%s latency_ms=%.1f",
+            item.event.id[:12],
+            fields["method"],
+            result.outcome,
+            " (replayed)" if result.replayed else "",
+            latency_ms,
+            extra={"fields": fields},
+        )
+
+    # --- replies -----------------------------------------------------------------------------
+
+    async def _publish(self, event_id: str, reply_json: str, attempts: int) -> None:
+        reply = parse_event_json(reply_json)
+        results = await self.pool.publish(reply)
+        now = int(self._clock())
+        if any(r.accepted for r in results):
+            await self.db.run(partial(repository.mark_published, event_id=event_id, now=now))
+            return
+        delays = self._publish_backoff.delays()
+        delay = next(delays)
+        for _ in range(attempts):
+            delay = next(delays)
+        await self.db.run(
+            partial(repository.mark_publish_failed, event_id=event_id, next_publish_at=now + int(delay))
+        )
+        reasons = "; ".join(f"{r.relay}: {r.message}" for r in results) or "no relays"
+        log.warning("reply to %s not published yet (%s)", event_id[:12], reasons[:300])
+
+    async def _retry_replies(self) -> None:
+        while True:
+            try:
+                now = int(self._clock())
+                due = await self.db.run(partial(repository.due_replies, now=now, limit=PUBLISH_BATCH))
+                if due and self.pool.connected:
+                    await asyncio.gather(*(self._publish(r.event_id, r.reply_event, r.attempts) for r in due))
+            except Exception:
+                log.exception("reply retry pass failed")
+            await asyncio.sleep(1.0)
+
+    async def _announce(self, conn: RelayConnection) -> None:
+        """Publish the NIP-89 announcement to a relay each time it (re)connects."""
+        d = self.settings.daemon
+        event = announcement(self.secrets.key, self.service.rules.intake, d.name, d.about, int(self._clock()))
+        result = await conn.publish(event)
+        if not result.accepted:
+            log.warning("announcement refused by %s: %s", conn.url, result.message)

@@ -1,0 +1,195 @@
+"""``scripts/demo``: run sigit-dvm on an embedded default and walk a browser through it.
+
+Starts a local nostr-relay, a mail catcher and ``sigit-dvm run`` (a real subprocess, with its
+settings file, key file and SQLite database in a fresh directory), then plays a SIGit browser:
+signup, code from the email, activation with a real NIP-49 backup, and login on a new device that
+recovers the key. ``--once`` exits after the walkthrough; otherwise everything stays up until
+Ctrl-C so you can point your own client at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+from dvm.demo.browser import Browser, as_json, make_backup, open_backup
+from dvm.demo.catcher import MailCatcher
+from dvm.demo.relay import LocalRelay
+from dvm.nostr import bech32
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.intake import DEFAULT_REQUEST_KIND
+from dvm.protocol.methods import Method
+
+EMAIL = "ana@example.org"
+PASSWORD = "correct horse battery staple"  # noqa: S105 (the simulated user's password)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(n: int, text: str) -> None:
+    bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+    say(f"\n{bold}[{n}] {text}{plain}")
+
+
+def show_mail(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    text = body.get_content() if body is not None else ""
+    say(f"    -- email to {message['To']}: {message['Subject']}")
+    for line in text.strip().splitlines()[:14]:
+        say(f"    | {line}")
+    match = re.search(r"code: (\d{6})", str(message["Subject"]))
+    return match.group(1) if match else ""
+
+
+def write_settings(workdir: Path, relay_url: str, smtp_port: int) -> Path:
+    key = SecretKey.generate()
+    (workdir / "dvm.key").write_text(key.secret_bytes().hex() + "\n")
+    (workdir / "dvm.key").chmod(0o600)
+    (workdir / "code.secret").write_text(os.urandom(32).hex() + "\n")
+    (workdir / "relays.toml").write_text(f'relays = ["{relay_url}"]\n')
+    config = workdir / "sigit-dvm.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            # Written by scripts/demo. Every setting: docs/operations.md.
+            [daemon]
+            key_file = "dvm.key"
+            code_secret_file = "code.secret"
+
+            [store]
+            path = "sigit-dvm.sqlite3"
+
+            [mail]
+            host = "127.0.0.1"
+            port = {smtp_port}
+            from_address = "no-reply@sigit.localhost"
+            link_template = "http://localhost:3000/#/verify?code={{code}}"
+
+            [relays]
+            relays_file = "relays.toml"
+            reconnect_base_s = 0.5
+            """
+        )
+    )
+    return config
+
+
+async def walkthrough(relay_url: str, dvm_pubkey: str, catcher: MailCatcher) -> None:
+    async with Browser(relay_url, dvm_pubkey, DEFAULT_REQUEST_KIND) as browser:
+        step(1, f"Signup: the browser makes an ephemeral key and asks for an account for {EMAIL}")
+        reply, mined = await browser.call(Method.REQUEST_ACCOUNT, {"email": EMAIL})
+        say(f"    request_account -> {reply.code}   (PoW 16 bits mined in {mined:.2f} s)")
+        code = show_mail(catcher.wait_for(1))
+
+        step(2, "Verify: the code from the email goes back, encrypted; the DVM returns the entropy")
+        reply, _ = await browser.call(Method.VERIFY_CODE, {"code": code})
+        assert reply.result is not None, reply.error
+        entropy = str(reply.result["entropy"])
+        say(f"    verify_code({code}) -> {reply.code}, entropy {entropy[:16]}...")
+
+        step(3, "Activate: the browser creates the user's real key and a NIP-49 backup (password + entropy)")
+        account = SecretKey.generate()
+        backup = make_backup(account.secret_bytes().hex(), PASSWORD, entropy)
+        reply, _ = await browser.call(Method.ACTIVATE, {"pubkey": account.pubkey_hex, "backup": backup})
+        say(f"    activate({bech32.npub(account.pubkey)[:24]}..., {backup[:24]}...) -> {reply.code}")
+        show_mail(catcher.wait_for(2))
+
+        step(4, "Someone tries to sign up again with the same address")
+        browser.new_session()
+        reply, _ = await browser.call(Method.REQUEST_ACCOUNT, {"email": EMAIL})
+        say(f"    request_account -> {reply.code}: {as_json(reply.error)}")
+
+        step(5, "Login on a new device: a new ephemeral key asks to log in")
+        browser.new_session()
+        reply, mined = await browser.call(Method.REQUEST_LOGIN, {"email": EMAIL})
+        say(f"    request_login -> {reply.code}   (PoW 16 bits mined in {mined:.2f} s)")
+        code = show_mail(catcher.wait_for(3))
+        reply, _ = await browser.call(
+            Method.VERIFY_CODE, {"code": "000000" if code != "000000" else "111111"}
+        )
+        say(f"    verify_code(wrong) -> {reply.code} {as_json(reply.error)}")
+        reply, _ = await browser.call(Method.VERIFY_CODE, {"code": code})
+        assert reply.result is not None, reply.error
+        say(f"    verify_code({code}) -> {reply.code}: entropy, pubkey and backup returned")
+        recovered = open_backup(str(reply.result["backup"]), PASSWORD, str(reply.result["entropy"]))
+        assert recovered == account.pubkey_hex, "the backup did not open to the account key"
+        npub = bech32.npub(account.pubkey)[:24]
+        say(f"    the browser opens the backup with the password: key {npub}... recovered")
+        show_mail(catcher.wait_for(4))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--once", action="store_true", help="run the walkthrough and exit (for CI and scripts)"
+    )
+    parser.add_argument("--dir", help="working directory (default: a new temporary one)")
+    args = parser.parse_args(argv)
+    workdir = Path(args.dir or tempfile.mkdtemp(prefix="sigit-demo-")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    say(f"sigit-dvm demo in {workdir}")
+    relay = LocalRelay(workdir / "relay").start()
+    catcher = MailCatcher().start()
+    config = write_settings(workdir, relay.url, catcher.port)
+    log = (workdir / "daemon.log").open("ab")
+    daemon = subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
+        [sys.executable, "-m", "dvm.cli", "-c", str(config), "run"], stdout=log, stderr=subprocess.STDOUT
+    )
+    pubkey = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "dvm.cli", "-c", str(config), "pubkey"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[0]
+    say(f"relay    {relay.url}")
+    say(f"mail     smtp://127.0.0.1:{catcher.port} (caught and printed here)")
+    say(f"daemon   sigit-dvm -c {config} run   (log: {workdir / 'daemon.log'})")
+    say(f"DVM key  {pubkey}")
+    try:
+        time.sleep(1.0)  # let the daemon subscribe; requests sent earlier would be served anyway
+        started = time.monotonic()
+        asyncio.run(walkthrough(relay.url, pubkey, catcher))
+        elapsed = time.monotonic() - started
+        say(f"\nWalkthrough complete in {elapsed:.1f} s: signup, activation and login all worked.")
+        if not args.once:
+            say(f"\nStill running. Point a client at {relay.url}, kind {DEFAULT_REQUEST_KIND}, DVM {pubkey}.")
+            say("New emails are printed below. Ctrl-C stops everything.")
+            shown = len(catcher.messages)
+            while daemon.poll() is None:
+                time.sleep(0.5)
+                while len(catcher.messages) > shown:
+                    shown += 1
+                    show_mail(catcher.messages[shown - 1])
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        say(f"\ndemo failed: {exc!r}; daemon log: {workdir / 'daemon.log'}")
+        return 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        log.close()
+        catcher.stop()
+        relay.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

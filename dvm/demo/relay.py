@@ -1,0 +1,123 @@
+"""A local relay for the demo and the tests: the ``nostr-relay`` package (PyPI) as a subprocess
+on 127.0.0.1.
+
+Each relay gets its own config, SQLite file and HOME (gunicorn writes a control socket under
+HOME) in a temp directory. ``stop()`` and ``start()`` again keep the stored events, like a relay
+that crashed and came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+CONFIG = """\
+DEBUG: false
+relay_name: sigit-dvm test relay
+storage:
+  sqlalchemy.url: sqlite+aiosqlite:///{db}
+  validators:
+    - nostr_relay.validators.is_not_too_large
+    - nostr_relay.validators.is_signed
+gunicorn:
+  bind: 127.0.0.1:{port}
+  workers: 1
+  loglevel: warning
+authentication:
+  enabled: {auth}
+  valid_urls:
+    - ws://127.0.0.1:{port}
+  actions:
+    save: a
+    query: a
+message_timeout: 1800
+subscription_limit: 32
+max_limit: 6000
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalRelay:
+    def __init__(self, directory: Path, *, auth: bool = False) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.auth = auth
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.directory / "relay.log"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> LocalRelay:
+        """Start (or restart, keeping stored events) and wait until it accepts connections."""
+        config = self.directory / "relay.yaml"
+        config.write_text(
+            CONFIG.format(db=self.directory / "relay.sqlite3", port=self.port, auth=str(self.auth).lower())
+        )
+        exe = Path(sys.executable).parent / "nostr-relay"
+        env = dict(os.environ, HOME=str(self.directory))
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603 (our own venv executable, fixed args)
+                [str(exe), "-c", str(config), "serve"],
+                cwd=self.directory,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nostr-relay exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("nostr-relay did not start in time")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, 15)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole relay process group (a crash)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+            self.proc = None
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout_s: float = 20.0, interval_s: float = 0.05
+) -> None:
+    """Poll ``predicate`` until it is true, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(interval_s)
+    raise TimeoutError("condition not met in time")

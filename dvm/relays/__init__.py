@@ -1,0 +1,1 @@
+"""Relay connections: subscribe, reconnect with backoff, authenticate, publish with OK tracking."""

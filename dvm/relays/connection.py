@@ -1,0 +1,206 @@
+"""One relay: a websocket kept open with backoff, our subscription, NIP-42 AUTH and publishing.
+
+The connection reads relay messages in order and hands events to ``on_event``, awaiting it: when
+the daemon's intake queue is full, reading stops and TCP back-pressure reaches the relay, so a
+flood cannot grow memory without bound. Publishing waits for the relay's ``OK`` (with a timeout)
+and handles its prefixes: ``duplicate:`` counts as accepted, ``auth-required:`` is retried once
+after authenticating; anything else is reported to the caller, who keeps the reply queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from dvm.nostr.event import Event, sign_event
+from dvm.nostr.keys import SecretKey
+from dvm.relays import messages
+from dvm.relays.backoff import Backoff
+
+log = logging.getLogger("sigit.relays")
+
+AUTH_KIND = 22242
+SUBSCRIPTION = "sigit-dvm"
+MAX_MESSAGE_BYTES = 512 * 1024
+
+OnEvent = Callable[[dict[str, Any], str], Awaitable[None]]
+OnConnect = Callable[["RelayConnection"], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    relay: str
+    accepted: bool
+    message: str
+
+
+class RelayConnection:
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_event: OnEvent,
+        make_filter: Callable[[], dict[str, Any]],
+        key: SecretKey,
+        backoff: Backoff,
+        publish_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        on_connect: OnConnect | None = None,
+    ) -> None:
+        self.url = url
+        self._on_event = on_event
+        self._on_connect = on_connect
+        self._hooks: set[asyncio.Task[None]] = set()
+        self._make_filter = make_filter
+        self._key = key
+        self._backoff = backoff
+        self._publish_timeout_s = publish_timeout_s
+        self._clock = clock
+        self._ws: ClientConnection | None = None
+        self._pending: dict[str, asyncio.Future[messages.OkMsg]] = {}
+        self._auth_event_id: str | None = None
+        self._authenticated = asyncio.Event()
+        self._resubscribe_on_auth = False
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.connected = asyncio.Event()
+        self.connects = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"relay {self.url}")
+
+    async def close(self) -> None:
+        self._closing = True
+        for hook in list(self._hooks):
+            hook.cancel()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delays = self._backoff.delays()
+        while not self._closing:
+            try:
+                async with connect(
+                    self.url, max_size=MAX_MESSAGE_BYTES, open_timeout=10, ping_interval=20, ping_timeout=20
+                ) as ws:
+                    self._ws = ws
+                    self.connects += 1
+                    delays = self._backoff.delays()
+                    await ws.send(messages.req(SUBSCRIPTION, self._make_filter()))
+                    self.connected.set()
+                    log.info("relay connected %s", self.url)
+                    if self._on_connect is not None:  # a task: it may publish, which needs this reader
+                        hook = asyncio.create_task(self._on_connect(self))
+                        self._hooks.add(hook)
+                        hook.add_done_callback(self._hooks.discard)
+                    async for raw in ws:
+                        await self._dispatch(raw)
+                    log.warning("relay closed the connection %s", self.url)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                log.warning("relay unreachable %s: %s", self.url, type(exc).__name__)
+            finally:
+                self._lost()
+            if not self._closing:
+                await asyncio.sleep(next(delays))
+
+    def _lost(self) -> None:
+        self._ws = None
+        self.connected.clear()
+        self._authenticated.clear()
+        self._auth_event_id = None
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(messages.OkMsg("", False, "error: connection lost"))
+        self._pending.clear()
+
+    async def _dispatch(self, raw: str | bytes) -> None:
+        msg = messages.parse_relay_message(raw)
+        if isinstance(msg, messages.EventMsg):
+            if msg.subscription == SUBSCRIPTION:
+                await self._on_event(msg.event, self.url)
+        elif isinstance(msg, messages.OkMsg):
+            await self._ok(msg)
+        elif isinstance(msg, messages.AuthMsg):
+            await self._authenticate(msg.challenge)
+        elif isinstance(msg, messages.ClosedMsg) and msg.subscription == SUBSCRIPTION:
+            await self._subscription_closed(msg.message)
+        elif isinstance(msg, messages.NoticeMsg):
+            log.info("relay notice %s: %s", self.url, msg.message[:200])
+        elif isinstance(msg, messages.EoseMsg):
+            log.debug("relay %s: end of stored events", self.url)
+
+    async def _ok(self, msg: messages.OkMsg) -> None:
+        if msg.event_id == self._auth_event_id:
+            if msg.accepted:
+                self._authenticated.set()
+                if self._resubscribe_on_auth and self._ws is not None:
+                    self._resubscribe_on_auth = False
+                    await self._ws.send(messages.req(SUBSCRIPTION, self._make_filter()))
+            else:
+                log.warning("relay %s refused our AUTH: %s", self.url, msg.message)
+            return
+        future = self._pending.pop(msg.event_id, None)
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    async def _authenticate(self, challenge: str) -> None:
+        """NIP-42: answer the challenge with a signed kind-22242 event."""
+        if self._ws is None:
+            return
+        tags = [("relay", self.url), ("challenge", challenge[:256])]
+        auth = sign_event(self._key, AUTH_KIND, "", int(self._clock()), tags)
+        self._auth_event_id = auth.id
+        await self._ws.send(messages.auth(auth.to_dict()))
+
+    async def _subscription_closed(self, reason: str) -> None:
+        if reason.startswith("auth-required:"):
+            self._resubscribe_on_auth = True  # the relay's AUTH challenge comes (or came); retry then
+            if self._authenticated.is_set() and self._ws is not None:
+                self._resubscribe_on_auth = False
+                await self._ws.send(messages.req(SUBSCRIPTION, self._make_filter()))
+            return
+        log.warning("relay %s closed our subscription: %s; reconnecting", self.url, reason[:200])
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def publish(self, event: Event) -> PublishResult:
+        """Send ``event`` and wait for the relay's OK (or a timeout)."""
+        result = await self._publish_once(event)
+        if not result.accepted and result.message.startswith("auth-required:"):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._authenticated.wait(), self._publish_timeout_s)
+                result = await self._publish_once(event)
+        return result
+
+    async def _publish_once(self, event: Event) -> PublishResult:
+        ws = self._ws
+        if ws is None:
+            return PublishResult(self.url, False, "error: not connected")
+        future: asyncio.Future[messages.OkMsg] = asyncio.get_running_loop().create_future()
+        self._pending[event.id] = future
+        try:
+            await ws.send(messages.event(event.to_dict()))
+            ok = await asyncio.wait_for(future, self._publish_timeout_s)
+        except TimeoutError:
+            return PublishResult(self.url, False, "error: no OK before the timeout")
+        except websockets.exceptions.WebSocketException as exc:
+            return PublishResult(self.url, False, f"error: {type(exc).__name__}")
+        finally:
+            self._pending.pop(event.id, None)
+        accepted = ok.accepted or ok.prefix == "duplicate"
+        return PublishResult(self.url, accepted, ok.message)

@@ -1,0 +1,56 @@
+"""Settings and an in-process daemon for end-to-end tests (short backoffs, low PoW)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dvm.config import DaemonSettings, MailSettings, RelaySettings, ServiceSettings, Settings, StoreSettings
+from dvm.daemon import Daemon, Secrets
+from dvm.nostr.keys import SecretKey
+
+DVM_KEY = SecretKey(bytes.fromhex("5d" * 32))
+CODE_SECRET = b"test-code-secret-0123456789"
+TEST_POW = {"pow_request_account_bits": 8, "pow_request_login_bits": 8, "pow_other_bits": 4}
+
+
+def write_relays(directory: Path, urls: list[str]) -> Path:
+    path = directory / "relays.toml"
+    path.write_text("relays = [" + ", ".join(f'"{u}"' for u in urls) + "]\n")
+    return path
+
+
+def make_settings(directory: Path, relays: list[str], smtp_port: int, **service: int) -> Settings:
+    directory.mkdir(parents=True, exist_ok=True)
+    write_relays(directory, relays)
+    return Settings(
+        service=ServiceSettings(**(TEST_POW | service)),
+        store=StoreSettings(path="dvm.sqlite3"),
+        mail=MailSettings(
+            host="127.0.0.1", port=smtp_port, poll_s=0.2, retry_base_s=0.5, from_address="dvm@sigit.test"
+        ),
+        relays=RelaySettings(
+            relays_file="relays.toml",
+            reconnect_base_s=0.2,
+            reconnect_max_s=1.0,
+            publish_retry_base_s=0.5,
+            publish_retry_max_s=2.0,
+            publish_timeout_s=5.0,
+        ),
+        daemon=DaemonSettings(drain_timeout_s=5.0),
+        base_dir=directory,
+    )
+
+
+async def start_daemon(settings: Settings) -> Daemon:
+    daemon = Daemon(settings, Secrets(DVM_KEY, CODE_SECRET))
+    await daemon.start()
+    return daemon
+
+
+def code_from(messages: list, email: str) -> str:
+    """The code of the newest code email to ``email``."""
+    for msg in reversed(messages):
+        if msg["To"] == email and (match := re.search(r"code: (\d{6})", msg["Subject"])):
+            return match.group(1)
+    raise AssertionError(f"no code email to {email}")
