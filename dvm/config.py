@@ -46,6 +46,8 @@ class ServiceSettings:
     activation_window_s: int = 3600
     max_backup_bytes: int = 4096
     max_email_chars: int = 254
+    email_grace_s: int = 7 * 24 * 3600
+    private_mode: bool = False
 
     def rules(self) -> ServiceRules:
         pow_bits = dict.fromkeys(Method, self.pow_other_bits) | {
@@ -61,6 +63,8 @@ class ServiceSettings:
                 max_codes_per_email_per_hour=self.max_codes_per_email_per_hour,
                 resend_cooldown_s=self.resend_cooldown_s,
                 activation_window_s=self.activation_window_s,
+                email_grace_s=self.email_grace_s,
+                private_mode=self.private_mode,
             ),
             reply_ttl_s=self.reply_ttl_s,
         )

@@ -167,6 +167,18 @@ class AlreadyActivated(RequestError):
     default_message = "This account is already activated with another key or backup."
 
 
+class UnknownAccount(RequestError):
+    code = "unknown_account"
+    default_message = (
+        "No activated account uses this key. Account methods must be signed by the account's key."
+    )
+
+
+class ChangeExpired(RequestError):
+    code = "change_expired"
+    default_message = "The email change was not confirmed in time. Start it again."
+
+
 class InternalError(RequestError):
     code = "internal_error"
     default_message = "The service failed to handle this request; try again."

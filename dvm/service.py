@@ -25,7 +25,7 @@ from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import Event
 from dvm.nostr.keys import Rng
 from dvm.protocol.intake import Incoming, IntakeRules, open_request
-from dvm.protocol.methods import Activate, RequestAccount, RequestLogin
+from dvm.protocol.methods import Activate, ChangeEmail, RequestAccount, RequestLogin
 from dvm.protocol.replies import build_reply
 from dvm.store import repository
 from dvm.store.database import immediate, savepoint
@@ -140,7 +140,7 @@ class AccountService:
         if request is None:
             refusal = incoming.refusal or InternalError()
             return Decision(Failure.of(refusal))
-        email = request.email if isinstance(request, RequestAccount | RequestLogin) else None
+        email = request.email if isinstance(request, RequestAccount | RequestLogin | ChangeEmail) else None
         account_pubkey = request.pubkey if isinstance(request, Activate) else None
         rules = self.rules.accounts
         view = repository.load_view(

@@ -19,8 +19,10 @@ class View:
     """The rows that matter for one request, loaded by the store inside the transaction.
 
     ``session`` belongs to the event's pubkey; ``email_user`` matches the request's email;
-    ``pubkey_user`` owns the account pubkey named by the request (activation);
-    ``code_sends`` are the times codes went to the request's subject user within the window.
+    ``pending_user`` has the request's email as a pending change; ``pubkey_user`` owns the
+    account pubkey named by the request (activation); ``account_user`` owns the event's pubkey
+    (account-key methods); ``code_sends`` are the times codes went to the request's subject
+    user within the window.
     """
 
     session: SessionRow | None = None
@@ -28,6 +30,8 @@ class View:
     email_user: UserRow | None = None
     pubkey_user: UserRow | None = None
     code_sends: tuple[int, ...] = ()
+    account_user: UserRow | None = None
+    pending_user: UserRow | None = None
 
 
 class MailKind(enum.StrEnum):
@@ -37,6 +41,12 @@ class MailKind(enum.StrEnum):
     LOGIN_CODE = "login_code"
     WELCOME = "welcome"
     LOGIN_NOTICE = "login_notice"
+    EMAIL_CHANGE_CODE = "email_change_code"  # to the new address
+    EMAIL_CHANGE_NOTICE = "email_change_notice"  # to the old address: a change was requested
+    EMAIL_CHANGED = "email_changed"  # to the old address: the change is done
+    BACKUP_CHANGED = "backup_changed"
+    DELETION_CODE = "deletion_code"
+    ACCOUNT_DELETED = "account_deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +55,7 @@ class Mail:
 
     kind: MailKind
     to: str
-    user_id: str
+    user_id: str | None  # None: survives the user's erasure (the deletion notice)
     params: tuple[tuple[str, str | int], ...] = ()
 
     def params_dict(self) -> dict[str, str | int]:
@@ -68,7 +78,14 @@ class RecordCodeSend:
     at: int
 
 
-Write = PutUser | PutSession | RecordCodeSend
+@dataclass(frozen=True, slots=True)
+class DeleteUser:
+    """Erase a user: sessions, code records and queued mail go with it (GDPR erasure)."""
+
+    user_id: str
+
+
+Write = PutUser | PutSession | RecordCodeSend | DeleteUser
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,18 @@ Rules, in prose (``TRANSITIONS`` below is the same, as data; docs/protocol.md is
   address again). A repeated request from the same key for the same pending session is a no-op
   success, so a client may retry without triggering a second email.
 
+* **Account upkeep** is signed by the account's own key (``unknown_account`` otherwise). An email
+  change reserves the new address at once, mails a code to it and a notice to the old one; login
+  keeps using the confirmed address until ``confirm_email`` switches it (a notice goes to the old
+  address). The change must be confirmed within ``email_grace_s``: the deadline is set by the
+  first change of a pending period and NOT moved by further changes before confirmation; past it
+  the change lapses (``change_expired``) and the reservation is released. ``status`` reports the
+  deadline as signed seconds (positive: time left; negative: overdue). ``update_backup`` keeps the
+  previous backup; deleting an account needs a fresh code (``request_deletion``) and erases it.
+* In **private mode**, ``request_account`` and ``request_login`` answer ``ok`` whatever the
+  address: an existing account's owner is mailed a login code (so the browser continues as a
+  login), an unfinished signup gets a signup code, an unknown address gets nothing.
+
 Everything here is pure: ``decide`` gets the rows, the request, ``now`` and an ``rng`` and returns
 a :class:`~dvm.accounts.decision.Decision`. Refusals that change nothing are raised as
 ``RequestError`` inside and turned into a reply at the boundary.
@@ -25,11 +37,13 @@ a :class:`~dvm.accounts.decision.Decision`. Refusals that change nothing are rai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from dvm.accounts import codes
 from dvm.accounts.decision import (
     Decision,
+    DeleteUser,
     Failure,
     Mail,
     MailKind,
@@ -44,9 +58,11 @@ from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.accounts.rules import AccountRules
 from dvm.errors import (
     AlreadyActivated,
+    ChangeExpired,
     CodeExpired,
     CodeInvalid,
     EmailTaken,
+    InvalidEmail,
     NoSession,
     NotActivated,
     NotVerified,
@@ -55,10 +71,25 @@ from dvm.errors import (
     RequestError,
     SessionExpired,
     TooManyAttempts,
+    UnknownAccount,
     UnknownEmail,
 )
 from dvm.nostr.keys import Rng
-from dvm.protocol.methods import Activate, Request, RequestAccount, RequestLogin, ResendCode, VerifyCode
+from dvm.protocol.methods import (
+    Activate,
+    ChangeEmail,
+    ConfirmEmail,
+    DeleteAccount,
+    Request,
+    RequestAccount,
+    RequestDeletion,
+    RequestLogin,
+    ResendCode,
+    SetNotifications,
+    Status,
+    UpdateBackup,
+    VerifyCode,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +144,20 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("resend_code", _P, _P, "ok", "new code emailed, old one void"),
     Transition("resend_code", _P, _P, "rate_limited", "within resend_cooldown_s or hourly cap"),
     Transition("resend_code", None, None, "no_session", "no pending session for this key"),
+    Transition("status", None, None, "ok", "email, pending change, grace, preferences"),
+    Transition("status", None, None, "unknown_account", "the key is not an activated account's"),
+    Transition("change_email", None, _P, "ok", "new address reserved, code to it, notice to the old one"),
+    Transition(
+        "change_email", None, None, "email_taken", "the address is used or reserved by another account"
+    ),
+    Transition("confirm_email", _P, _C, "ok", "code matches: the address switches, notice to the old one"),
+    Transition("confirm_email", _P, _C, "change_expired", "the grace period ran out: the change lapses"),
+    Transition("confirm_email", _P, _P, "code_invalid", "wrong code, attempts left"),
+    Transition("update_backup", None, None, "ok", "new backup stored, previous kept, notice mailed"),
+    Transition("set_notifications", None, None, "ok", "optional notices switched on or off"),
+    Transition("request_deletion", None, _P, "ok", "deletion code mailed to the account's address"),
+    Transition("delete_account", _P, None, "ok", "code matches: the account is erased, notice mailed"),
+    Transition("delete_account", _P, _P, "code_invalid", "wrong code, attempts left"),
 )
 
 
@@ -129,6 +174,22 @@ def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
             return _request_login(request, pubkey, view, ctx)
         if isinstance(request, ResendCode):
             return _resend_code(pubkey, view, ctx)
+        if isinstance(request, Status):
+            return _status(view, ctx)
+        if isinstance(request, ChangeEmail):
+            return _change_email(request, pubkey, view, ctx)
+        if isinstance(request, ConfirmEmail):
+            return _confirm_email(request, pubkey, view, ctx)
+        if isinstance(request, UpdateBackup):
+            return _update_backup(request, view, ctx)
+        if isinstance(request, SetNotifications):
+            return _set_notifications(request, view, ctx)
+        if isinstance(request, RequestDeletion):
+            return _request_deletion(pubkey, view, ctx)
+        if isinstance(request, DeleteAccount):
+            return _delete_account(request, pubkey, view, ctx)
+    except _WrongCode as wrong:
+        return wrong.decision
     except RequestError as refusal:
         return Decision(Failure.of(refusal))
     raise TypeError(f"no rule for {type(request).__name__}")  # pragma: no cover
@@ -139,7 +200,17 @@ def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
 
 def _request_account(request: RequestAccount, pubkey: str, view: View, ctx: Context) -> Decision:
     user = view.email_user
+    private = ctx.rules.private_mode
     if user is not None and user.activated:
+        if not private:
+            raise EmailTaken
+        owner = user
+        if _is_retry(view.session, owner, Purpose.LOGIN, ctx):
+            return Decision(Success())
+        return _quiet_if_capped(lambda: _open_session(pubkey, owner, Purpose.LOGIN, view, ctx, ()))
+    if user is None and _reserved_by_other(view.pending_user, None, ctx):
+        if private:
+            return Decision(Success())
         raise EmailTaken
     if user is not None and _is_retry(view.session, user, Purpose.SIGNUP, ctx):
         return Decision(Success())
@@ -158,7 +229,10 @@ def _request_account(request: RequestAccount, pubkey: str, view: View, ctx: Cont
         first: tuple[Write, ...] = (PutUser(user),)
     else:
         first = ()
-    return _open_session(pubkey, user, Purpose.SIGNUP, view, ctx, first)
+    signup = user
+    if private:
+        return _quiet_if_capped(lambda: _open_session(pubkey, signup, Purpose.SIGNUP, view, ctx, first))
+    return _open_session(pubkey, signup, Purpose.SIGNUP, view, ctx, first)
 
 
 def _activate(request: Activate, view: View, ctx: Context) -> Decision:
@@ -192,12 +266,19 @@ def _activate(request: Activate, view: View, ctx: Context) -> Decision:
 
 def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context) -> Decision:
     user = view.email_user
+    if ctx.rules.private_mode and (user is None or not user.activated):
+        if user is None:
+            return Decision(Success())  # nothing to send, and nothing to tell
+        unfinished = user
+        return _quiet_if_capped(lambda: _open_session(pubkey, unfinished, Purpose.SIGNUP, view, ctx, ()))
     if user is None:
         raise UnknownEmail
     if not user.activated:
         raise NotActivated
     if _is_retry(view.session, user, Purpose.LOGIN, ctx):
         return Decision(Success())
+    if ctx.rules.private_mode:
+        return _quiet_if_capped(lambda: _open_session(pubkey, user, Purpose.LOGIN, view, ctx, ()))
     return _open_session(pubkey, user, Purpose.LOGIN, view, ctx, ())
 
 
@@ -212,10 +293,9 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
         raise CodeInvalid("This code has already been used.")
     if session.state is not SessionState.PENDING:
         raise NoSession
-    if ctx.now >= session.code_expires_at:
-        raise CodeExpired
-    if not codes.code_matches(ctx.code_secret, pubkey, request.code, session.code_hmac):
-        return _wrong_code(session, ctx)
+    if session.purpose not in (Purpose.SIGNUP, Purpose.LOGIN):
+        raise NoSession("This key's session is not a signup or login session.")
+    _check_code(session, request.code, pubkey, ctx)
     if session.purpose is Purpose.SIGNUP:
         if user.activated:  # another session finished this signup meanwhile
             raise EmailTaken
@@ -230,9 +310,11 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
     spent = replace(
         session, state=SessionState.CONSUMED, code_hmac="", verified_at=ctx.now, updated_at=ctx.now
     )
-    notice = Mail(MailKind.LOGIN_NOTICE, user.email, user.id, (("at", ctx.now),))
+    notices = (
+        (Mail(MailKind.LOGIN_NOTICE, user.email, user.id, (("at", ctx.now),)),) if user.notify_login else ()
+    )
     data = {"entropy": user.entropy, "pubkey": user.pubkey, "backup": user.bkp}
-    return Decision(Success(data), (PutSession(spent),), (notice,))
+    return Decision(Success(data), (PutSession(spent),), notices)
 
 
 def _wrong_code(session: SessionRow, ctx: Context) -> Decision:
@@ -269,7 +351,154 @@ def _resend_code(pubkey: str, view: View, ctx: Context) -> Decision:
     return Decision(Success(), writes, (_code_mail(session.purpose, user, code, ctx),))
 
 
+# --- account upkeep (signed by the account key) ------------------------------------------------
+
+
+def _account(view: View) -> UserRow:
+    user = view.account_user
+    if user is None or not user.activated:
+        raise UnknownAccount
+    return user
+
+
+def _status(view: View, ctx: Context) -> Decision:
+    user = _account(view)
+    grace = None if user.grace_deadline is None else user.grace_deadline - ctx.now
+    data = {
+        "email": user.email,
+        "verified": user.verified,
+        "activated": user.activated,
+        "pending_email": user.pending_email or None,
+        "grace_s": grace if user.pending_email else None,
+        "notifications": {"login_notice": user.notify_login},
+        "created_at": user.created_at,
+    }
+    return Decision(Success(data))
+
+
+def _change_email(request: ChangeEmail, pubkey: str, view: View, ctx: Context) -> Decision:
+    user = _account(view)
+    if request.email == user.email:
+        if not user.pending_email:
+            raise InvalidEmail("This is already the account's address.")
+        cancelled = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
+        return Decision(Success(), (PutUser(cancelled),))  # changing back cancels the pending change
+    if view.email_user is not None and view.email_user.id != user.id:
+        raise EmailTaken
+    if _reserved_by_other(view.pending_user, user, ctx):
+        raise EmailTaken
+    live = bool(user.pending_email) and _grace_left(user, ctx)
+    deadline = (
+        user.grace_deadline if live and user.grace_deadline is not None else ctx.now + ctx.rules.email_grace_s
+    )
+    changing = replace(user, pending_email=request.email, grace_deadline=deadline, updated_at=ctx.now)
+    decision = _open_session(pubkey, changing, Purpose.EMAIL_CHANGE, view, ctx, (PutUser(changing),))
+    notice = Mail(
+        MailKind.EMAIL_CHANGE_NOTICE, user.email, user.id, (("new_email", request.email), ("at", ctx.now))
+    )
+    return replace(decision, mails=(*decision.mails, notice))
+
+
+def _confirm_email(request: ConfirmEmail, pubkey: str, view: View, ctx: Context) -> Decision:
+    user = _account(view)
+    session = _purpose_session(view, user, Purpose.EMAIL_CHANGE)
+    if not user.pending_email:
+        raise NoSession("There is no pending email change.")
+    spent = replace(session, state=SessionState.CONSUMED, code_hmac="", updated_at=ctx.now)
+    if not _grace_left(user, ctx):
+        lapsed = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
+        return Decision(Failure.of(ChangeExpired()), (PutUser(lapsed), PutSession(spent)))
+    _check_code(session, request.code, pubkey, ctx)
+    if view.email_user is not None and view.email_user.id != user.id:  # taken meanwhile
+        released = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
+        return Decision(Failure.of(EmailTaken()), (PutUser(released), PutSession(spent)))
+    switched = replace(
+        user, email=user.pending_email, pending_email="", grace_deadline=None, updated_at=ctx.now
+    )
+    notice = Mail(
+        MailKind.EMAIL_CHANGED, user.email, user.id, (("new_email", user.pending_email), ("at", ctx.now))
+    )
+    return Decision(Success({"email": switched.email}), (PutUser(switched), PutSession(spent)), (notice,))
+
+
+def _update_backup(request: UpdateBackup, view: View, ctx: Context) -> Decision:
+    user = _account(view)
+    if request.backup == user.bkp:
+        return Decision(Success())
+    updated = replace(user, bkp=request.backup, bkp_previous=user.bkp, updated_at=ctx.now)
+    notice = Mail(MailKind.BACKUP_CHANGED, user.email, user.id, (("at", ctx.now),))
+    return Decision(Success(), (PutUser(updated),), (notice,))
+
+
+def _set_notifications(request: SetNotifications, view: View, ctx: Context) -> Decision:
+    user = _account(view)
+    updated = replace(user, notify_login=request.login_notice, updated_at=ctx.now)
+    return Decision(Success({"notifications": {"login_notice": request.login_notice}}), (PutUser(updated),))
+
+
+def _request_deletion(pubkey: str, view: View, ctx: Context) -> Decision:
+    user = _account(view)
+    return _open_session(pubkey, user, Purpose.DELETION, view, ctx, ())
+
+
+def _delete_account(request: DeleteAccount, pubkey: str, view: View, ctx: Context) -> Decision:
+    user = _account(view)
+    session = _purpose_session(view, user, Purpose.DELETION)
+    _check_code(session, request.code, pubkey, ctx)
+    notice = Mail(MailKind.ACCOUNT_DELETED, user.email, None, (("at", ctx.now),))
+    return Decision(Success(), (DeleteUser(user.id),), (notice,))
+
+
 # --- shared steps ------------------------------------------------------------------------------
+
+
+def _purpose_session(view: View, user: UserRow, purpose: Purpose) -> SessionRow:
+    """The account key's pending session for ``purpose``, or ``no_session``."""
+    session = view.session
+    if session is None or session.user_id != user.id or session.purpose is not purpose:
+        raise NoSession
+    if session.state is SessionState.LOCKED:
+        raise TooManyAttempts
+    if session.state is not SessionState.PENDING:
+        raise NoSession
+    return session
+
+
+class _WrongCode(RequestError):
+    """Internal: a wrong code, carrying the decision that counts it."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__()
+        self.decision = decision
+
+
+def _check_code(session: SessionRow, code: str, pubkey: str, ctx: Context) -> None:
+    """Expiry, then the constant-time comparison; a wrong code is counted (and may lock)."""
+    if ctx.now >= session.code_expires_at:
+        raise CodeExpired
+    if not codes.code_matches(ctx.code_secret, pubkey, code, session.code_hmac):
+        raise _WrongCode(_wrong_code(session, ctx))
+
+
+def _grace_left(user: UserRow, ctx: Context) -> bool:
+    return user.grace_deadline is not None and ctx.now < user.grace_deadline
+
+
+def _reserved_by_other(pending_user: UserRow | None, me: UserRow | None, ctx: Context) -> bool:
+    """The address is another user's pending change that has not lapsed."""
+    return (
+        pending_user is not None
+        and (me is None or pending_user.id != me.id)
+        and _grace_left(pending_user, ctx)
+    )
+
+
+def _quiet_if_capped(open_session: Callable[[], Decision]) -> Decision:
+    """Private mode: a capped address answers like any other (nothing is sent)."""
+    try:
+        return open_session()
+    except RateLimited:
+        return Decision(Success())
 
 
 def _own_session(view: View) -> tuple[SessionRow, UserRow]:
@@ -322,7 +551,16 @@ def _open_session(
     return Decision(Success(), writes, (_code_mail(purpose, user, code, ctx),))
 
 
+_CODE_MAILS = {
+    Purpose.SIGNUP: MailKind.SIGNUP_CODE,
+    Purpose.LOGIN: MailKind.LOGIN_CODE,
+    Purpose.EMAIL_CHANGE: MailKind.EMAIL_CHANGE_CODE,
+    Purpose.DELETION: MailKind.DELETION_CODE,
+}
+
+
 def _code_mail(purpose: Purpose, user: UserRow, code: str, ctx: Context) -> Mail:
-    kind = MailKind.SIGNUP_CODE if purpose is Purpose.SIGNUP else MailKind.LOGIN_CODE
+    """The code email; an email change's code goes to the NEW address."""
+    to = user.pending_email if purpose is Purpose.EMAIL_CHANGE else user.email
     params = (("code", code), ("expires_at", ctx.now + ctx.rules.code_ttl_s))
-    return Mail(kind, user.email, user.id, params)
+    return Mail(_CODE_MAILS[purpose], to, user.id, params)

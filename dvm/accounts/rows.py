@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 
 class Purpose(enum.StrEnum):
-    """Why a session exists: the SIGit signup or a login from a new device."""
+    """Why a session exists: signup, login from a new device, or an account-key operation."""
 
     SIGNUP = "signup"
     LOGIN = "login"
+    EMAIL_CHANGE = "email_change"  # a code to the new address, from the account key
+    DELETION = "deletion"  # a fresh code before the account is erased
 
 
 class SessionState(enum.StrEnum):
@@ -24,7 +26,11 @@ class SessionState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class UserRow:
-    """An account. ``email`` is normalised; ``pubkey``/``bkp``/``entropy`` are ``""`` until set."""
+    """An account. ``email`` is normalised; ``pubkey``/``bkp``/``entropy`` are ``""`` until set.
+
+    ``pending_email`` is an email change awaiting its code (reserved for this user until
+    ``grace_deadline``); ``bkp_previous`` keeps the backup replaced by the last ``update_backup``.
+    """
 
     id: str
     email: str
@@ -35,6 +41,10 @@ class UserRow:
     bkp: str
     created_at: int
     updated_at: int
+    bkp_previous: str = ""
+    pending_email: str = ""
+    grace_deadline: int | None = None
+    notify_login: bool = True
 
 
 @dataclass(frozen=True, slots=True)

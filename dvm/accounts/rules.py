@@ -15,3 +15,5 @@ class AccountRules:
     resend_cooldown_s: int = 60
     activation_window_s: int = 60 * 60  # a verified signup session must activate within this
     code_window_s: int = 60 * 60  # the window of max_codes_per_email_per_hour
+    email_grace_s: int = 7 * 24 * 60 * 60  # to confirm an email change before it lapses
+    private_mode: bool = False  # request_account/request_login never reveal whether an email exists

@@ -30,6 +30,27 @@ class Method(enum.StrEnum):
     ACTIVATE = "activate"
     REQUEST_LOGIN = "request_login"
     RESEND_CODE = "resend_code"
+    STATUS = "status"
+    CHANGE_EMAIL = "change_email"
+    CONFIRM_EMAIL = "confirm_email"
+    UPDATE_BACKUP = "update_backup"
+    SET_NOTIFICATIONS = "set_notifications"
+    REQUEST_DELETION = "request_deletion"
+    DELETE_ACCOUNT = "delete_account"
+
+
+ACCOUNT_KEY_METHODS = frozenset(
+    {
+        Method.STATUS,
+        Method.CHANGE_EMAIL,
+        Method.CONFIRM_EMAIL,
+        Method.UPDATE_BACKUP,
+        Method.SET_NOTIFICATIONS,
+        Method.REQUEST_DELETION,
+        Method.DELETE_ACCOUNT,
+    }
+)
+"""Methods signed by the account's own key (after activation), not by an ephemeral key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +92,60 @@ class ResendCode:
     method = Method.RESEND_CODE
 
 
-Request = RequestAccount | VerifyCode | Activate | RequestLogin | ResendCode
+@dataclass(frozen=True, slots=True)
+class Status:
+    method = Method.STATUS
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEmail:
+    email: str
+    method = Method.CHANGE_EMAIL
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmEmail:
+    code: str
+    method = Method.CONFIRM_EMAIL
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateBackup:
+    backup: str
+    method = Method.UPDATE_BACKUP
+
+
+@dataclass(frozen=True, slots=True)
+class SetNotifications:
+    login_notice: bool
+    method = Method.SET_NOTIFICATIONS
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDeletion:
+    method = Method.REQUEST_DELETION
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAccount:
+    code: str
+    method = Method.DELETE_ACCOUNT
+
+
+Request = (
+    RequestAccount
+    | VerifyCode
+    | Activate
+    | RequestLogin
+    | ResendCode
+    | Status
+    | ChangeEmail
+    | ConfirmEmail
+    | UpdateBackup
+    | SetNotifications
+    | RequestDeletion
+    | DeleteAccount
+)
 
 _PARAMS: dict[Method, frozenset[str]] = {
     Method.REQUEST_ACCOUNT: frozenset({"email"}),
@@ -79,6 +153,13 @@ _PARAMS: dict[Method, frozenset[str]] = {
     Method.ACTIVATE: frozenset({"pubkey", "backup"}),
     Method.REQUEST_LOGIN: frozenset({"email"}),
     Method.RESEND_CODE: frozenset(),
+    Method.STATUS: frozenset(),
+    Method.CHANGE_EMAIL: frozenset({"email"}),
+    Method.CONFIRM_EMAIL: frozenset({"code"}),
+    Method.UPDATE_BACKUP: frozenset({"backup"}),
+    Method.SET_NOTIFICATIONS: frozenset({"login_notice"}),
+    Method.REQUEST_DELETION: frozenset(),
+    Method.DELETE_ACCOUNT: frozenset({"code"}),
 }
 
 
@@ -118,7 +199,24 @@ def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Req
         return VerifyCode(_code(params["code"]))
     if method is Method.ACTIVATE:
         return Activate(_pubkey(params["pubkey"]), _backup(params["backup"], limits.max_backup_bytes))
-    return ResendCode()
+    if method is Method.CHANGE_EMAIL:
+        return ChangeEmail(normalise_email(params["email"], limits.max_email_chars))
+    if method is Method.CONFIRM_EMAIL:
+        return ConfirmEmail(_code(params["code"]))
+    if method is Method.UPDATE_BACKUP:
+        return UpdateBackup(_backup(params["backup"], limits.max_backup_bytes))
+    if method is Method.SET_NOTIFICATIONS:
+        if not isinstance(params["login_notice"], bool):
+            raise BadRequest("login_notice must be true or false")
+        return SetNotifications(params["login_notice"])
+    if method is Method.DELETE_ACCOUNT:
+        return DeleteAccount(_code(params["code"]))
+    simple: dict[Method, Request] = {
+        Method.RESEND_CODE: ResendCode(),
+        Method.STATUS: Status(),
+        Method.REQUEST_DELETION: RequestDeletion(),
+    }
+    return simple[method]
 
 
 def _code(value: object) -> str:

@@ -25,9 +25,35 @@ from dvm.errors import DVMError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, str] = {}
-"""``{from_version: sql}`` applied in order to reach SCHEMA_VERSION (none yet: version 1 is first)."""
+SCHEMA_VERSION = 2
+MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: account upkeep (email change with grace, backup history, preferences, deletion).
+    1: """
+    ALTER TABLE users ADD COLUMN bkp_previous TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN pending_email TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN grace_deadline INTEGER;
+    ALTER TABLE users ADD COLUMN notify_login INTEGER NOT NULL DEFAULT 1 CHECK (notify_login IN (0, 1));
+    CREATE INDEX users_pending_email ON users (pending_email) WHERE pending_email <> '';
+    CREATE TABLE sessions_v2 (
+        pubkey           TEXT PRIMARY KEY,
+        user_id          TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        purpose          TEXT NOT NULL CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion')),
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
+        code_hmac        TEXT NOT NULL,
+        code_sent_at     INTEGER NOT NULL,
+        code_expires_at  INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL CHECK (attempts >= 0),
+        verified_at      INTEGER,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    );
+    INSERT INTO sessions_v2 SELECT * FROM sessions;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v2 RENAME TO sessions;
+    CREATE INDEX sessions_user ON sessions (user_id);
+    """,
+}
+"""``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""
 
 BUSY_TIMEOUT_MS = 5000
 

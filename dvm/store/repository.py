@@ -12,22 +12,26 @@ from dataclasses import dataclass
 
 import orjson
 
-from dvm.accounts.decision import Mail, PutSession, PutUser, RecordCodeSend, View, Write
+from dvm.accounts.decision import DeleteUser, Mail, PutSession, PutUser, RecordCodeSend, View, Write
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 
 _SELECT_USER = (
-    "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at FROM users"
+    "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
+    "bkp_previous, pending_email, grace_deadline, notify_login FROM users"
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
     "verified_at, created_at, updated_at FROM sessions"
 )
 _PUT_USER = (
-    "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
+    "bkp_previous, pending_email, grace_deadline, notify_login) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET email = excluded.email, verified = excluded.verified, "
     "activated = excluded.activated, entropy = excluded.entropy, pubkey = excluded.pubkey, "
-    "bkp = excluded.bkp, updated_at = excluded.updated_at"
+    "bkp = excluded.bkp, updated_at = excluded.updated_at, bkp_previous = excluded.bkp_previous, "
+    "pending_email = excluded.pending_email, grace_deadline = excluded.grace_deadline, "
+    "notify_login = excluded.notify_login"
 )
 _PUT_SESSION = (
     "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
@@ -48,6 +52,10 @@ def _user(row: sqlite3.Row | None) -> UserRow | None:
         bkp=row["bkp"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        bkp_previous=row["bkp_previous"],
+        pending_email=row["pending_email"],
+        grace_deadline=row["grace_deadline"],
+        notify_login=bool(row["notify_login"]),
     )
 
 
@@ -77,6 +85,12 @@ def user_by_email(conn: sqlite3.Connection, email: str) -> UserRow | None:
     return _user(conn.execute(_SELECT_USER + " WHERE email = ?", (email,)).fetchone())
 
 
+def user_by_pending_email(conn: sqlite3.Connection, email: str) -> UserRow | None:
+    """The user who most recently reserved ``email`` as a pending change (lapsed or not)."""
+    sql = _SELECT_USER + " WHERE pending_email = ? ORDER BY grace_deadline DESC LIMIT 1"
+    return _user(conn.execute(sql, (email,)).fetchone())
+
+
 def user_by_pubkey(conn: sqlite3.Connection, pubkey: str) -> UserRow | None:
     return _user(conn.execute(_SELECT_USER + " WHERE pubkey = ? AND pubkey <> ''", (pubkey,)).fetchone())
 
@@ -97,14 +111,24 @@ def load_view(
     account_pubkey: str | None,
     code_window_start: int,
 ) -> View:
-    """The rows one request may need: see :class:`~dvm.accounts.decision.View`."""
+    """The rows one request may need: see :class:`~dvm.accounts.decision.View`.
+
+    ``email`` is the request's address; for a confirmation (no address in the request) the
+    account's pending address is looked up instead, to see whether someone took it meanwhile.
+    """
     session = session_by_pubkey(conn, event_pubkey)
     session_user = user_by_id(conn, session.user_id) if session else None
+    account_user = user_by_pubkey(conn, event_pubkey)
+    if email is None and account_user is not None and account_user.pending_email:
+        email = account_user.pending_email
+        pending_user = None
+    else:
+        pending_user = user_by_pending_email(conn, email) if email else None
     email_user = user_by_email(conn, email) if email else None
     pubkey_user = user_by_pubkey(conn, account_pubkey) if account_pubkey else None
-    subject = email_user or session_user
+    subject = email_user or account_user or session_user
     sends = code_sends_since(conn, subject.id, code_window_start) if subject else ()
-    return View(session, session_user, email_user, pubkey_user, sends)
+    return View(session, session_user, email_user, pubkey_user, sends, account_user, pending_user)
 
 
 def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
@@ -123,6 +147,10 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                     u.bkp,
                     u.created_at,
                     u.updated_at,
+                    u.bkp_previous,
+                    u.pending_email,
+                    u.grace_deadline,
+                    u.notify_login,
                 ),
             )
         elif isinstance(write, PutSession):
@@ -145,6 +173,14 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
             )
         elif isinstance(write, RecordCodeSend):
             conn.execute("INSERT INTO code_sends (user_id, sent_at) VALUES (?, ?)", (write.user_id, write.at))
+        elif isinstance(write, DeleteUser):
+            erase_user(conn, write.user_id)
+
+
+def erase_user(conn: sqlite3.Connection, user_id: str) -> None:
+    """Delete a user; sessions and code records cascade; queued and past mail rows go too."""
+    conn.execute("DELETE FROM mail WHERE user_id = ?", (user_id,))
+    conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
 
 def queue_mail(

@@ -2,7 +2,7 @@
 -- database and steps PRAGMA user_version through migrations for older ones.
 -- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
@@ -12,17 +12,22 @@ CREATE TABLE users (
     entropy     TEXT NOT NULL DEFAULT '',          -- drawn once at first verification
     pubkey      TEXT NOT NULL DEFAULT '',          -- the user's real Nostr key, once activated
     bkp         TEXT NOT NULL DEFAULT '',          -- the client-encrypted key backup (opaque)
+    bkp_previous TEXT NOT NULL DEFAULT '',         -- the backup before the last update_backup
+    pending_email TEXT NOT NULL DEFAULT '',        -- an email change awaiting its code (reserved)
+    grace_deadline INTEGER,                        -- when the pending change lapses
+    notify_login INTEGER NOT NULL DEFAULT 1 CHECK (notify_login IN (0, 1)),
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
     CHECK (activated = 0 OR verified = 1),
     CHECK (activated = 0 OR (pubkey <> '' AND bkp <> ''))
 );
 CREATE UNIQUE INDEX users_pubkey ON users (pubkey) WHERE pubkey <> '';
+CREATE INDEX users_pending_email ON users (pending_email) WHERE pending_email <> '';
 
 CREATE TABLE sessions (
     pubkey           TEXT PRIMARY KEY,             -- the browser's ephemeral key
     user_id          TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    purpose          TEXT NOT NULL CHECK (purpose IN ('signup', 'login')),
+    purpose          TEXT NOT NULL CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion')),
     state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
     code_hmac        TEXT NOT NULL,                -- HMAC of the code; '' once used or locked
     code_sent_at     INTEGER NOT NULL,

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from dvm.nostr import bech32
-from dvm.nostr.keys import SecretKey
 from dvm.store import database
 from tests.support.flows import ACCOUNT_RULES, Harness, new_client
 
@@ -34,8 +33,8 @@ class AccountMachine(RuleBasedStateMachine):
         self.dir = tempfile.mkdtemp(prefix="sigit-sm-")
         self.h = Harness(database.connect(Path(self.dir) / "db.sqlite3"))
         self.clients = [new_client(100 + i) for i in range(4)]
-        rng = random.Random(5).randbytes
-        self.accounts = [SecretKey.generate(rng).pubkey_hex for _ in range(3)]
+        self.owners = [new_client(200 + i) for i in range(3)]  # account keys, which sign upkeep methods
+        self.accounts = [owner.key.pubkey_hex for owner in self.owners]
         self.worked: set[tuple[str, str]] = set()
         self.last_event: dict[int, object] = {}
 
@@ -122,7 +121,28 @@ class AccountMachine(RuleBasedStateMachine):
         if reply.ok:
             assert before is not None and before["state"] in ("verified", "consumed")
 
-    @rule(seconds=st.sampled_from([1, 30, 61, 600, 901, 3601]))
+    @rule(k=st.integers(0, 2), e=st.sampled_from([*EMAILS, "cy@example.org"]))
+    def change_email(self, k, e):
+        self.h.send(self.owners[k], "change_email", {"email": e})
+
+    @rule(k=st.integers(0, 2))
+    def confirm_email(self, k):
+        owner = self.owners[k]
+        mailed = self.h.conn.execute(
+            "SELECT mail.params FROM mail JOIN requests ON mail.request_id = requests.event_id "
+            "WHERE requests.pubkey = ? AND mail.kind = 'email_change_code' ORDER BY mail.id DESC LIMIT 1",
+            (owner.key.pubkey_hex,),
+        ).fetchone()
+        code = str(orjson.loads(mailed[0])["code"]) if mailed else "000000"
+        pending = self.h.conn.execute(
+            "SELECT pending_email FROM users WHERE pubkey = ?", (owner.key.pubkey_hex,)
+        )
+        before = pending.fetchone()
+        reply = self.h.send(owner, "confirm_email", {"code": code})
+        if reply.ok:  # the address switched to exactly the pending one
+            assert before is not None and reply.result == {"email": before[0]}
+
+    @rule(seconds=st.sampled_from([1, 30, 61, 600, 901, 3601, 7 * 24 * 3600]))
     def tick(self, seconds):
         self.h.now += seconds
 
@@ -161,6 +181,15 @@ class AccountMachine(RuleBasedStateMachine):
             "WHERE sessions.state = 'verified' AND users.verified = 0"
         ).fetchone()[0]
         assert bad == 0
+
+    @invariant()
+    def a_live_reservation_is_nobody_elses_address(self):
+        clash = self.h.conn.execute(
+            "SELECT count(*) FROM users a JOIN users b ON a.pending_email = b.email AND a.id <> b.id "
+            "WHERE a.pending_email <> '' AND a.grace_deadline > ?",
+            (self.h.now,),
+        ).fetchone()[0]
+        assert clash == 0
 
     @invariant()
     def no_session_exceeds_the_attempt_limit(self):

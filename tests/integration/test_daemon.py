@@ -189,3 +189,50 @@ async def test_reloading_relays_adds_a_relay(tmp_path, relay, smtp):
     finally:
         await daemon.shutdown()
         second.stop()
+
+
+async def test_email_change_end_to_end_with_both_mails_captured(tmp_path, relay, smtp):
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+    daemon = await start_daemon(settings)
+    try:
+        async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
+            await browser.call("request_account", {"email": "old@example.org"})
+            await wait_for_mail(smtp, 1)
+            await browser.call("verify_code", {"code": code_from(smtp.messages, "old@example.org")})
+            account = rn.Keys.generate()  # the user's real key: it signs account methods from now on
+            activate = {"pubkey": account.public_key().to_hex(), "backup": BACKUP}
+            assert (await browser.call("activate", activate)).code == "ok"
+            await wait_for_mail(smtp, 2)  # welcome
+
+            assert (
+                await browser.call("change_email", {"email": "new@example.org"}, keys=account)
+            ).code == "ok"
+            await wait_for_mail(smtp, 4)
+            to_new = [m for m in smtp.messages if m["To"] == "new@example.org"]
+            to_old = [
+                m for m in smtp.messages if m["To"] == "old@example.org" and "about to change" in m["Subject"]
+            ]
+            assert len(to_new) == 1 and len(to_old) == 1
+            assert "new@example.org" in to_old[0].get_body(("plain",)).get_content()
+
+            status = await browser.call("status", keys=account)
+            assert status.result["pending_email"] == "new@example.org"
+            assert 0 < status.result["grace_s"] <= 7 * 24 * 3600
+            # Until confirmed, login still uses the old address.
+            browser.new_key()
+            assert (await browser.call("request_login", {"email": "new@example.org"})).code == "unknown_email"
+
+            code = code_from(smtp.messages, "new@example.org")
+            confirmed = await browser.call("confirm_email", {"code": code}, keys=account)
+            assert confirmed.result == {"email": "new@example.org"}
+            await wait_for_mail(smtp, 5)
+            assert smtp.messages[-1]["To"] == "old@example.org"
+            assert smtp.messages[-1]["Subject"] == "Your SIGit address was changed"
+
+            browser.new_key()
+            assert (await browser.call("request_login", {"email": "new@example.org"})).code == "ok"
+            assert (await browser.call("request_login", {"email": "old@example.org"})).code == "unknown_email"
+            # An ephemeral key cannot use account methods.
+            assert (await browser.call("status")).code == "unknown_account"
+    finally:
+        await daemon.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -231,3 +232,68 @@ def test_database_thread_runs_a_whole_transaction_in_one_call(db_path):
             await db.close()
 
     assert asyncio.run(main()) == '"wal"'
+
+
+def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tmp_path):
+    old = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(old)
+    conn.executescript((ROOT / "tests" / "fixtures" / "schema_v1.sql").read_text())
+    conn.execute("INSERT INTO users VALUES ('u1', 'a@example.org', 1, 1, 'e', 'p', 'b', 1, 1)")
+    conn.execute("INSERT INTO sessions VALUES ('k', 'u1', 'signup', 'consumed', '', 1, 2, 0, 1, 1, 1)")
+    conn.commit()
+    conn.close()
+    migrated = database.connect(old)
+    fresh = database.connect(tmp_path / "fresh.sqlite3")
+
+    def shape(c):
+        tables = [
+            r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        ]
+        columns = {t: [r[1:3] for r in c.execute(f"PRAGMA table_info({t})")] for t in tables}
+        indexes = sorted(
+            r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        )
+        return tables, {t: sorted(cols) for t, cols in columns.items()}, indexes
+
+    assert database.user_version(migrated) == database.SCHEMA_VERSION == 2
+    assert shape(migrated) == shape(fresh)
+    assert [tuple(r) for r in migrated.execute("SELECT email, pending_email, notify_login FROM users")] == [
+        ("a@example.org", "", 1)
+    ]
+    assert [tuple(r) for r in migrated.execute("SELECT purpose, state FROM sessions")] == [
+        ("signup", "consumed")
+    ]
+    migrated.execute(
+        "INSERT INTO sessions VALUES ('k2', 'u1', 'email_change', 'pending', 'h', 1, 2, 0, NULL, 1, 1)"
+    )  # the new purposes are allowed after the migration
+
+
+def test_email_change_and_deletion_through_the_store(h):
+    browser = new_client(1)
+    owner = SecretKey.generate()  # the user's real key, made by the browser before activation
+    signup(h, browser, account=owner.pubkey_hex)
+    from dvm.nostr.encryption import Encryptor
+
+    me = Encryptor(owner)
+    assert h.send(me, "change_email", {"email": "New@Example.org"}).ok
+    assert h.send(new_client(5), "request_account", {"email": "new@example.org"}).code == "email_taken"
+    assert h.send(me, "status").result["pending_email"] == "new@example.org"
+    reply = h.send(me, "confirm_email", {"code": h.last_code("new@example.org")})
+    assert reply.result == {"email": "new@example.org"}
+    kinds = [
+        r[0] for r in h.conn.execute("SELECT kind || ':' || recipient FROM mail WHERE id > 2 ORDER BY id")
+    ]
+    assert kinds == [
+        "email_change_code:new@example.org",
+        "email_change_notice:ana@example.org",
+        "email_changed:ana@example.org",
+    ]
+    assert h.send(me, "request_deletion").ok
+    code = h.conn.execute("SELECT params FROM mail WHERE kind = 'deletion_code'").fetchone()[0]
+    import orjson
+
+    assert h.send(me, "delete_account", {"code": orjson.loads(code)["code"]}).ok
+    assert [h.count(t) for t in ("users", "sessions", "code_sends")] == [0, 0, 0]
+    # Only the deletion notice is left in the mail table for this address; it is not tied to the user.
+    assert [tuple(r) for r in h.conn.execute("SELECT kind, user_id FROM mail")] == [("account_deleted", None)]
+    assert h.send(me, "status").code == "unknown_account"

@@ -51,6 +51,6 @@ async def start_daemon(settings: Settings) -> Daemon:
 def code_from(messages: list, email: str) -> str:
     """The code of the newest code email to ``email``."""
     for msg in reversed(messages):
-        if msg["To"] == email and (match := re.search(r"code: (\d{6})", msg["Subject"])):
+        if msg["To"] == email and (match := re.search(r": (\d{6})$", msg["Subject"])):
             return match.group(1)
     raise AssertionError(f"no code email to {email}")

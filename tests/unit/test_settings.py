@@ -91,3 +91,12 @@ def test_relays_file(tmp_path):
     path.write_text('relay = ["wss://a"]\n')
     with pytest.raises(ConfigError, match="unknown key"):
         load_relays(path)
+
+
+def test_private_mode_and_grace_reach_the_rules(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("[service]\nprivate_mode = true\nemail_grace_s = 3600\n")
+    rules = load_settings(path, environ={}).service.rules().accounts
+    assert rules.private_mode is True and rules.email_grace_s == 3600
+    env = load_settings(None, environ={"SIGIT_SERVICE_PRIVATE_MODE": "yes"}).service.rules().accounts
+    assert env.private_mode is True

@@ -32,9 +32,14 @@ def user(**changes) -> UserRow:
 
 
 def active_user(**changes) -> UserRow:
-    return user(
-        verified=True, activated=True, entropy="e" * 64, pubkey=ACCOUNT, bkp="ncryptsec1xyz", **changes
-    )
+    defaults = {
+        "verified": True,
+        "activated": True,
+        "entropy": "e" * 64,
+        "pubkey": ACCOUNT,
+        "bkp": "ncryptsec1xyz",
+    }
+    return user(**(defaults | changes))
 
 
 def session(code: str = "123456", **changes) -> SessionRow:

@@ -12,7 +12,7 @@ from dvm.mailer.message import Sender, build_message
 from dvm.mailer.templates import TemplateContext, Templates
 
 NOW = 1_800_000_000
-PARAMS = {"code": "042917", "expires_at": NOW + 900, "at": NOW}
+PARAMS = {"code": "042917", "expires_at": NOW + 900, "at": NOW, "new_email": "new@example.org"}
 TEMPLATES = Templates(TemplateContext("https://sigit.example/v?code={code}", "https://sigit.example/help"))
 
 
