@@ -339,16 +339,59 @@ def _resend_code(pubkey: str, view: View, ctx: Context) -> Decision:
     if wait > 0:
         raise RateLimited("Wait before asking for another code.", retry_after_s=wait)
     _check_hourly_cap(view, ctx)
+    return _renew_code(session, user, ctx)
+
+
+def _renew_code(
+    session: SessionRow, user: UserRow, ctx: Context, *, reset_attempts: bool = False
+) -> Decision:
+    """A new code for ``session`` (the old one stops working), emailed and counted."""
     code = codes.new_code(ctx.rng)
     renewed = replace(
         session,
-        code_hmac=codes.code_hmac(ctx.code_secret, pubkey, code),
+        state=SessionState.PENDING,
+        attempts=0 if reset_attempts else session.attempts,
+        code_hmac=codes.code_hmac(ctx.code_secret, session.pubkey, code),
         code_sent_at=ctx.now,
         code_expires_at=ctx.now + ctx.rules.code_ttl_s,
         updated_at=ctx.now,
     )
     writes = (PutSession(renewed), RecordCodeSend(user.id, ctx.now))
     return Decision(Success(), writes, (_code_mail(session.purpose, user, code, ctx),))
+
+
+# --- operator actions (the admin CLI; no cooldown or hourly cap) -------------------------------
+
+
+def admin_resend_code(session: SessionRow, user: UserRow, ctx: Context) -> Decision:
+    """An operator's resend for a pending session."""
+    if session.state is not SessionState.PENDING:
+        raise NoSession(f"session is {session.state}, not pending")
+    return _renew_code(session, user, ctx)
+
+
+def admin_unlock(session: SessionRow, user: UserRow, ctx: Context) -> Decision:
+    """Unlock a locked session: attempts reset and a new code emailed (the old one was voided)."""
+    if session.state is not SessionState.LOCKED:
+        raise NoSession(f"session is {session.state}, not locked")
+    return _renew_code(session, user, ctx, reset_attempts=True)
+
+
+def admin_change_email(user: UserRow, new_email: str, holder: UserRow | None, ctx: Context) -> Decision:
+    """The operator moves an account to an address checked out of band; the old one is told."""
+    if holder is not None and holder.id != user.id:
+        raise EmailTaken("That address belongs to another account.")
+    if new_email == user.email:
+        raise InvalidEmail("This is already the account's address.")
+    moved = replace(user, email=new_email, pending_email="", grace_deadline=None, updated_at=ctx.now)
+    notice = Mail(MailKind.EMAIL_CHANGED, user.email, user.id, (("new_email", new_email), ("at", ctx.now)))
+    return Decision(Success(), (PutUser(moved),), (notice,) if user.activated else ())
+
+
+def admin_delete(user: UserRow, ctx: Context, *, notify: bool = True) -> Decision:
+    """Erase an account (GDPR); its owner is told unless ``notify`` is off."""
+    notice = Mail(MailKind.ACCOUNT_DELETED, user.email, None, (("at", ctx.now),))
+    return Decision(Success(), (DeleteUser(user.id),), (notice,) if notify else ())
 
 
 # --- account upkeep (signed by the account key) ------------------------------------------------

@@ -25,7 +25,7 @@ from dvm.errors import DVMError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: account upkeep (email change with grace, backup history, preferences, deletion).
     1: """
@@ -51,6 +51,17 @@ MIGRATIONS: dict[int, str] = {
     DROP TABLE sessions;
     ALTER TABLE sessions_v2 RENAME TO sessions;
     CREATE INDEX sessions_user ON sessions (user_id);
+    """,
+    # 2 -> 3: the admin audit log.
+    2: """
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        detail  TEXT NOT NULL DEFAULT ''
+    );
     """,
 }
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""

@@ -2,7 +2,7 @@
 -- database and steps PRAGMA user_version through migrations for older ones.
 -- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
@@ -82,3 +82,13 @@ CREATE TABLE mail (
 );
 CREATE INDEX mail_queued ON mail (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX mail_user ON mail (user_id);
+
+-- Every admin action taken through the CLI: who, when, what, on what.
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    detail  TEXT NOT NULL DEFAULT ''
+);

@@ -1,0 +1,1 @@
+"""What the admin CLI reads and does on the live database (short transactions, WAL)."""
