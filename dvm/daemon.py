@@ -33,7 +33,7 @@ from dvm.mailer.message import Sender
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
 from dvm.nostr.encryption import Encryptor
-from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event, parse_event_json
+from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.announcement import announcement
 from dvm.protocol.intake import Incoming, addressed_to
@@ -265,19 +265,15 @@ class Daemon:
 
     async def _decide(self, items: list[_Item]) -> None:
         now = int(self._clock())
-        accepted: list[tuple[_Item, Incoming]] = []
-        for item in items:
-            try:
-                accepted.append((item, self.service.open(item.event, now)))
-            except NostrError as exc:
-                log.info("dropped event %s from %s: %s", item.event.id[:12], item.relay, exc)
-        if not accepted:
-            return
-        handle = partial(self.service.handle_batch, batch=[inc for _, inc in accepted], now=now)
+        handle = partial(self.service.handle_events, events=[item.event for item in items], now=now)
         results = await self.db.run(handle)
         wake_mail = False
-        for (item, incoming), result in zip(accepted, results, strict=True):
+        replies: list[repository.PendingReply] = []
+        for item, (incoming, result) in zip(items, results, strict=True):
             latency_ms = (time.monotonic() - item.received) * 1000
+            if incoming is None:
+                log.info("dropped event %s from %s: %s", item.event.id[:12], item.relay, result)
+                continue
             if isinstance(result, Exception):
                 self._seen.pop(item.event.id, None)
                 log.error("request %s failed: %s", item.event.id[:12], type(result).__name__)
@@ -286,7 +282,9 @@ class Daemon:
             self._last_created_at = max(self._last_created_at, item.event.created_at)
             wake_mail = wake_mail or result.mails_queued > 0
             self._log_request(item, incoming, result, latency_ms)
-            self._spawn(self._publish(result.event_id, result.reply_event, 0), self._publishing)
+            replies.append(repository.PendingReply(result.event_id, result.reply_id, result.reply_event, 0))
+        if replies:
+            self._spawn(self._publish(replies), self._publishing)
         if wake_mail:
             self.mail.wake()
 
@@ -311,22 +309,27 @@ class Daemon:
 
     # --- replies -----------------------------------------------------------------------------
 
-    async def _publish(self, event_id: str, reply_json: str, attempts: int) -> None:
-        reply = parse_event_json(reply_json)
-        results = await self.pool.publish(reply)
+    async def _publish(self, replies: list[repository.PendingReply]) -> None:
+        """Publish replies to every relay, then record all outcomes in ONE transaction."""
+        results = await asyncio.gather(*(self.pool.publish_raw(r.reply_id, r.reply_event) for r in replies))
         now = int(self._clock())
-        if any(r.accepted for r in results):
-            await self.db.run(partial(repository.mark_published, event_id=event_id, now=now))
-            return
+        published: list[str] = []
+        failed: list[tuple[str, int]] = []
+        for reply, outcome in zip(replies, results, strict=True):
+            if any(r.accepted for r in outcome):
+                published.append(reply.event_id)
+                continue
+            failed.append((reply.event_id, now + int(self._publish_delay(reply.attempts))))
+            reasons = "; ".join(f"{r.relay}: {r.message}" for r in outcome) or "no relays"
+            log.warning("reply to %s not published yet (%s)", reply.event_id[:12], reasons[:300])
+        await self.db.run(partial(repository.record_publication, published=published, failed=failed, now=now))
+
+    def _publish_delay(self, attempts: int) -> float:
         delays = self._publish_backoff.delays()
         delay = next(delays)
         for _ in range(attempts):
             delay = next(delays)
-        await self.db.run(
-            partial(repository.mark_publish_failed, event_id=event_id, next_publish_at=now + int(delay))
-        )
-        reasons = "; ".join(f"{r.relay}: {r.message}" for r in results) or "no relays"
-        log.warning("reply to %s not published yet (%s)", event_id[:12], reasons[:300])
+        return delay
 
     async def _retry_replies(self) -> None:
         while True:
@@ -334,7 +337,7 @@ class Daemon:
                 now = int(self._clock())
                 due = await self.db.run(partial(repository.due_replies, now=now, limit=PUBLISH_BATCH))
                 if due and self.pool.connected:
-                    await asyncio.gather(*(self._publish(r.event_id, r.reply_event, r.attempts) for r in due))
+                    await self._publish(due)
             except Exception:
                 log.exception("reply retry pass failed")
             await asyncio.sleep(1.0)

@@ -32,10 +32,14 @@ def normalise_email(raw: object, max_chars: int = MAX_EMAIL_CHARS) -> str:
         raise InvalidEmail("the part before @ is not valid")
     if local.startswith(".") or local.endswith(".") or ".." in local:
         raise InvalidEmail("the part before @ has misplaced dots")
-    try:
-        ascii_domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
-    except (UnicodeError, ValueError) as exc:
-        raise InvalidEmail("the domain is not valid") from exc
+    domain = domain.rstrip(".")
+    if domain.isascii():  # the common case: the IDNA codec would only lower-case it (and is slow)
+        ascii_domain = domain.lower()
+    else:
+        try:
+            ascii_domain = domain.encode("idna").decode("ascii").lower()
+        except (UnicodeError, ValueError) as exc:
+            raise InvalidEmail("the domain is not valid") from exc
     labels = ascii_domain.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         raise InvalidEmail("the domain is not valid")

@@ -180,27 +180,31 @@ class RelayConnection:
 
     async def publish(self, event: Event) -> PublishResult:
         """Send ``event`` and wait for the relay's OK (or a timeout)."""
-        result = await self._publish_once(event)
+        return await self.publish_raw(event.id, event.to_json())
+
+    async def publish_raw(self, event_id: str, event_json: str) -> PublishResult:
+        """Send an already serialized event (as stored in the outbox) and wait for its OK."""
+        result = await self._publish_once(event_id, event_json)
         if not result.accepted and result.message.startswith("auth-required:"):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._authenticated.wait(), self._publish_timeout_s)
-                result = await self._publish_once(event)
+                result = await self._publish_once(event_id, event_json)
         return result
 
-    async def _publish_once(self, event: Event) -> PublishResult:
+    async def _publish_once(self, event_id: str, event_json: str) -> PublishResult:
         ws = self._ws
         if ws is None:
             return PublishResult(self.url, False, "error: not connected")
         future: asyncio.Future[messages.OkMsg] = asyncio.get_running_loop().create_future()
-        self._pending[event.id] = future
+        self._pending[event_id] = future
         try:
-            await ws.send(messages.event(event.to_dict()))
+            await ws.send(messages.event_raw(event_json))
             ok = await asyncio.wait_for(future, self._publish_timeout_s)
         except TimeoutError:
             return PublishResult(self.url, False, "error: no OK before the timeout")
         except websockets.exceptions.WebSocketException as exc:
             return PublishResult(self.url, False, f"error: {type(exc).__name__}")
         finally:
-            self._pending.pop(event.id, None)
+            self._pending.pop(event_id, None)
         accepted = ok.accepted or ok.prefix == "duplicate"
         return PublishResult(self.url, accepted, ok.message)

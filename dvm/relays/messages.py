@@ -88,5 +88,10 @@ def event(event_dict: dict[str, Any]) -> str:
     return orjson.dumps(["EVENT", event_dict]).decode()
 
 
+def event_raw(event_json: str) -> str:
+    """``["EVENT", <event>]`` around JSON that is already serialized (no re-encoding)."""
+    return f'["EVENT",{event_json}]'
+
+
 def auth(event_dict: dict[str, Any]) -> str:
     return orjson.dumps(["AUTH", event_dict]).decode()

@@ -51,8 +51,11 @@ class RelayPool:
         return bool(done)
 
     async def publish(self, event: Event) -> list[PublishResult]:
+        return await self.publish_raw(event.id, event.to_json())
+
+    async def publish_raw(self, event_id: str, event_json: str) -> list[PublishResult]:
         conns = list(self.connections.values())
-        return list(await asyncio.gather(*(c.publish(event) for c in conns)))
+        return list(await asyncio.gather(*(c.publish_raw(event_id, event_json) for c in conns)))
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.connections.values()))

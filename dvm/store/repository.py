@@ -14,6 +14,7 @@ import orjson
 
 from dvm.accounts.decision import DeleteUser, Mail, PutSession, PutUser, RecordCodeSend, View, Write
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
+from dvm.store.database import immediate
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -110,21 +111,26 @@ def load_view(
     email: str | None,
     account_pubkey: str | None,
     code_window_start: int,
+    *,
+    account_key: bool = True,
+    reservations: bool = True,
 ) -> View:
     """The rows one request may need: see :class:`~dvm.accounts.decision.View`.
 
     ``email`` is the request's address; for a confirmation (no address in the request) the
     account's pending address is looked up instead, to see whether someone took it meanwhile.
+    ``account_key`` (the event key may be an account's) and ``reservations`` (an unused address
+    may be reserved by a pending change) skip lookups a method cannot use.
     """
     session = session_by_pubkey(conn, event_pubkey)
     session_user = user_by_id(conn, session.user_id) if session else None
-    account_user = user_by_pubkey(conn, event_pubkey)
+    account_user = user_by_pubkey(conn, event_pubkey) if account_key else None
+    pending_user = None
     if email is None and account_user is not None and account_user.pending_email:
         email = account_user.pending_email
-        pending_user = None
-    else:
-        pending_user = user_by_pending_email(conn, email) if email else None
     email_user = user_by_email(conn, email) if email else None
+    if reservations and email and email_user is None:
+        pending_user = user_by_pending_email(conn, email)
     pubkey_user = user_by_pubkey(conn, account_pubkey) if account_pubkey else None
     subject = email_user or account_user or session_user
     sends = code_sends_since(conn, subject.id, code_window_start) if subject else ()
@@ -249,34 +255,38 @@ def record_request(
 
 @dataclass(frozen=True, slots=True)
 class PendingReply:
+    """A reply to (re)publish: the request it answers, the reply's id and JSON."""
+
     event_id: str
+    reply_id: str
     reply_event: str
     attempts: int
 
 
-def mark_published(conn: sqlite3.Connection, event_id: str, now: int) -> None:
-    conn.execute(
-        "UPDATE requests SET published_at = ?, publish_attempts = publish_attempts + 1 "
-        "WHERE event_id = ? AND published_at IS NULL",
-        (now, event_id),
-    )
-
-
-def mark_publish_failed(conn: sqlite3.Connection, event_id: str, next_publish_at: int) -> None:
-    conn.execute(
-        "UPDATE requests SET publish_attempts = publish_attempts + 1, next_publish_at = ? "
-        "WHERE event_id = ? AND published_at IS NULL",
-        (next_publish_at, event_id),
-    )
+def record_publication(
+    conn: sqlite3.Connection, published: Sequence[str], failed: Sequence[tuple[str, int]], now: int
+) -> None:
+    """Mark replies published, or schedule their next attempt: one transaction for a whole batch."""
+    with immediate(conn):
+        conn.executemany(
+            "UPDATE requests SET published_at = ?, publish_attempts = publish_attempts + 1 "
+            "WHERE event_id = ? AND published_at IS NULL",
+            [(now, event_id) for event_id in published],
+        )
+        conn.executemany(
+            "UPDATE requests SET publish_attempts = publish_attempts + 1, next_publish_at = ? "
+            "WHERE event_id = ? AND published_at IS NULL",
+            [(next_at, event_id) for event_id, next_at in failed],
+        )
 
 
 def due_replies(conn: sqlite3.Connection, now: int, limit: int) -> list[PendingReply]:
     rows = conn.execute(
-        "SELECT event_id, reply_event, publish_attempts FROM requests "
+        "SELECT event_id, reply_id, reply_event, publish_attempts FROM requests "
         "WHERE published_at IS NULL AND next_publish_at <= ? ORDER BY next_publish_at LIMIT ?",
         (now, limit),
     ).fetchall()
-    return [PendingReply(row[0], row[1], row[2]) for row in rows]
+    return [PendingReply(row[0], row[1], row[2], row[3]) for row in rows]
 
 
 def last_request_created_at(conn: sqlite3.Connection) -> int | None:
