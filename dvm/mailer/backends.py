@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +16,7 @@ import aiosmtplib
 
 from dvm.config import MailSettings
 from dvm.errors import DVMError
+from dvm.mailer.message import Outgoing
 
 
 class DeliveryError(DVMError):
@@ -29,7 +29,7 @@ class DeliveryError(DVMError):
 
 
 class Backend(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(self, message: Outgoing) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -74,14 +74,14 @@ class SmtpBackend:
             tls_context=self._tls_context,
         )
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Outgoing) -> None:
         async with self._slots:
             client = self._idle.get_nowait() if not self._idle.empty() else self._client()
             try:
                 if not client.is_connected:
                     await client.connect()
                     self.connections_opened += 1
-                await client.send_message(message)
+                await client.sendmail(message.sender, [message.recipient], message.data)
             except BaseException as exc:
                 client.close()  # the session state is unknown: never reuse it
                 if isinstance(exc, asyncio.CancelledError):
@@ -105,12 +105,12 @@ class FileBackend:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage) -> None:
-        token = str(message["Message-ID"]).strip("<>").partition("@")[0]
+    async def send(self, message: Outgoing) -> None:
+        token = message.message_id.strip("<>").partition("@")[0]
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = self.directory / f".{token}.tmp"
-            tmp.write_bytes(message.as_bytes())
+            tmp.write_bytes(message.data)
             os.replace(tmp, self.directory / f"{token}.eml")
         except OSError as exc:
             raise DeliveryError(f"cannot write {self.directory}: {exc.strerror}", permanent=False) from exc

@@ -1,11 +1,18 @@
-"""Build the MIME message for one outbox row: headers right, text and HTML parts, UTF-8."""
+"""Build the MIME bytes for one outbox row: headers right, text and HTML parts, UTF-8.
+
+Built with the standard library's compat32 MIME classes and serialized once: ``EmailMessage``
+with the default policy parses every header through its registry and costs about 4 ms per message
+here, compat32 about 1 ms, and a message serialized once is sent as-is (no second flattening).
+"""
 
 from __future__ import annotations
 
+import email.policy
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formatdate
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate
 
 from dvm.mailer.templates import Rendered
 
@@ -23,22 +30,46 @@ class Sender:
         return self.address.rpartition("@")[2] or "localhost"
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message ready for a backend: envelope and bytes."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+
 def message_id(token: str, sender: Sender) -> str:
     """A stable Message-ID per outbox row: a resend after a crash carries the same one."""
     return f"<{token}@{sender.domain}>"
 
 
-def build_message(rendered: Rendered, recipient: str, token: str, sender: Sender, now: int) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = Address(display_name=sender.name, addr_spec=sender.address)
+def _header(value: str) -> str:
+    """ASCII as is; anything else RFC 2047-encoded."""
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def build_message(rendered: Rendered, recipient: str, token: str, sender: Sender, now: int) -> Outgoing:
+    # A boundary from the row's token: both parts are base64, whose alphabet has no "_", so it
+    # cannot occur inside them (and the generator skips compiling a regex to find a free one).
+    msg = MIMEMultipart("alternative", boundary=f"==_sigit_{token}_==")
+    msg["From"] = formataddr((sender.name, sender.address), charset="utf-8")
     msg["To"] = recipient
     if sender.reply_to:
         msg["Reply-To"] = sender.reply_to
-    msg["Subject"] = rendered.subject
+    msg["Subject"] = _header(rendered.subject)
     msg["Date"] = formatdate(now, usegmt=True)
-    msg["Message-ID"] = message_id(token, sender)
+    mid = message_id(token, sender)
+    msg["Message-ID"] = mid
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
     msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(rendered.text, charset="utf-8")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
-    return msg
+    msg.attach(MIMEText(rendered.text, "plain", "utf-8"))
+    msg.attach(MIMEText(rendered.html, "html", "utf-8"))
+    # An internationalised local part needs SMTPUTF8 (RFC 6531); everything else stays 7-bit and is
+    # serialized with compat32 (CRLF), which skips the slow header registry.
+    policy = _CRLF if recipient.isascii() else email.policy.SMTPUTF8
+    return Outgoing(sender.address, recipient, mid, msg.as_bytes(policy=policy))
+
+
+_CRLF = email.policy.compat32.clone(linesep="\r\n", max_line_length=None)

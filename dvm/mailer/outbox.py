@@ -61,29 +61,37 @@ def _scrubbed(params: dict[str, str | int]) -> bytes:
     return orjson.dumps({k: v for k, v in params.items() if k not in SCRUBBED_KEYS})
 
 
-def mark_sent(conn: sqlite3.Connection, mail: OutboxMail, now: int) -> None:
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed row: sent, retry at a time, or dead with a reason."""
+
+    mail: OutboxMail
+    status: str  # "sent" | "retry" | "dead"
+    error: str = ""
+    at: int = 0  # sent_at, or the next attempt
+
+
+def record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+    """Record a pass's outcomes in one transaction (one fsync, not one per message)."""
     with immediate(conn):
-        conn.execute(
-            "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ? "
-            "WHERE id = ? AND status = 'queued'",
-            (now, _scrubbed(mail.params), mail.id),
-        )
-
-
-def mark_retry(conn: sqlite3.Connection, mail: OutboxMail, error: str, next_attempt_at: int) -> None:
-    with immediate(conn):
-        conn.execute(
-            "UPDATE mail SET next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'queued'",
-            (next_attempt_at, error[:500], mail.id),
-        )
-
-
-def mark_dead(conn: sqlite3.Connection, mail: OutboxMail, error: str) -> None:
-    with immediate(conn):
-        conn.execute(
-            "UPDATE mail SET status = 'dead', last_error = ?, params = ? WHERE id = ? AND status = 'queued'",
-            (error[:500], _scrubbed(mail.params), mail.id),
-        )
+        for o in outcomes:
+            if o.status == "sent":
+                conn.execute(
+                    "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ? "
+                    "WHERE id = ? AND status = 'queued'",
+                    (o.at, _scrubbed(o.mail.params), o.mail.id),
+                )
+            elif o.status == "retry":
+                conn.execute(
+                    "UPDATE mail SET next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'queued'",
+                    (o.at, o.error[:500], o.mail.id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE mail SET status = 'dead', last_error = ?, params = ? "
+                    "WHERE id = ? AND status = 'queued'",
+                    (o.error[:500], _scrubbed(o.mail.params), o.mail.id),
+                )
 
 
 def next_due(conn: sqlite3.Connection) -> int | None:

@@ -18,7 +18,7 @@ from dvm.config import MailSettings
 from dvm.errors import ConfigError
 from dvm.mailer import outbox
 from dvm.mailer.backends import Backend, DeliveryError
-from dvm.mailer.message import Sender, build_message
+from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
 from dvm.store.database import Database
 
@@ -77,33 +77,33 @@ class MailWorker:
             )
             if not due:
                 return total
-            await asyncio.gather(*(self._deliver(mail) for mail in due))
+            outcomes = await asyncio.gather(*(self._deliver(mail) for mail in due))
+            await self.db.run(partial(outbox.record, outcomes=list(outcomes)))
             total += len(due)
 
-    async def _deliver(self, mail: outbox.OutboxMail) -> None:
+    async def _deliver(self, mail: outbox.OutboxMail) -> outbox.Outcome:
         now = int(self._clock())
         try:
-            rendered = self.templates.render(mail.kind, mail.recipient, mail.params, now)
-            message = build_message(rendered, mail.recipient, mail.message_token, self.sender, now)
+            # About 1 ms of CPU per message: off the event loop, so requests keep flowing.
+            message = await asyncio.to_thread(self._build, mail, now)
             await self.backend.send(message)
         except ConfigError as exc:
-            reason = f"template: {exc}"
-            await self.db.run(lambda conn: outbox.mark_dead(conn, mail, reason))
-            log.error("mail %d (%s) dead: %s", mail.id, mail.kind, reason)
-            return
+            log.error("mail %d (%s) dead: template: %s", mail.id, mail.kind, exc)
+            return outbox.Outcome(mail, "dead", f"template: {exc}")
         except DeliveryError as exc:
-            await self._failed(mail, exc)
-            return
-        sent_at = int(self._clock())
-        await self.db.run(lambda conn: outbox.mark_sent(conn, mail, sent_at))
+            return self._failed(mail, exc)
         log.info("mail %d (%s) sent, attempt %d", mail.id, mail.kind, mail.attempts)
+        return outbox.Outcome(mail, "sent", at=int(self._clock()))
 
-    async def _failed(self, mail: outbox.OutboxMail, exc: DeliveryError) -> None:
+    def _build(self, mail: outbox.OutboxMail, now: int) -> Outgoing:
+        rendered = self.templates.render(mail.kind, mail.recipient, mail.params, now)
+        return build_message(rendered, mail.recipient, mail.message_token, self.sender, now)
+
+    def _failed(self, mail: outbox.OutboxMail, exc: DeliveryError) -> outbox.Outcome:
         if exc.permanent or mail.attempts >= self.settings.max_attempts:
             reason = exc.reason if exc.permanent else f"gave up after {mail.attempts} attempts: {exc.reason}"
-            await self.db.run(lambda conn: outbox.mark_dead(conn, mail, reason))
             log.warning("mail %d (%s) dead: %s", mail.id, mail.kind, reason)
-            return
+            return outbox.Outcome(mail, "dead", reason)
         retry_at = int(self._clock()) + self.backoff_s(mail.attempts)
-        await self.db.run(lambda conn: outbox.mark_retry(conn, mail, exc.reason, retry_at))
         log.info("mail %d (%s) retry at %d: %s", mail.id, mail.kind, retry_at, exc.reason)
+        return outbox.Outcome(mail, "retry", exc.reason, retry_at)

@@ -57,12 +57,25 @@ def test_a_template_without_subject_line_is_refused_at_start(tmp_path):
         Templates(TemplateContext("x"), tmp_path)
 
 
-def test_message_headers_and_idn_recipient():
+def test_message_headers_parts_and_non_ascii_values():
+    import email
+    import email.policy
+
     rendered = TEMPLATES.render(MailKind.WELCOME, "ana@xn--exmple-cua.org", {"at": NOW}, NOW)
-    msg = build_message(
-        rendered, "ana@xn--exmple-cua.org", "ab" * 16, Sender("dvm@sigit.example", "SIGit"), NOW
+    out = build_message(
+        rendered, "ana@xn--exmple-cua.org", "ab" * 16, Sender("dvm@sigit.example", "SIGit Zürich"), NOW
     )
-    assert msg["Message-ID"] == f"<{'ab' * 16}@sigit.example>"
-    assert msg["Date"] == "Fri, 15 Jan 2027 08:00:00 +0000"
+    assert out.message_id == f"<{'ab' * 16}@sigit.example>" and out.recipient == "ana@xn--exmple-cua.org"
+    assert out.data.isascii()  # 7-bit clean for any SMTP server
+    msg = email.message_from_bytes(out.data, policy=email.policy.default)
+    assert msg["Message-ID"] == out.message_id and msg["Date"] == "Fri, 15 Jan 2027 08:00:00 +0000"
+    assert str(msg["From"]) == "SIGit Zürich <dvm@sigit.example>"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
     assert all(p.get_content_charset() == "utf-8" for p in msg.iter_parts())
+    assert "ana@xn--exmple-cua.org" in msg.get_body(("plain",)).get_content()
+
+
+def test_internationalised_local_part_uses_smtputf8():
+    rendered = TEMPLATES.render(MailKind.WELCOME, "jürgen@example.org", {"at": NOW}, NOW)
+    out = build_message(rendered, "jürgen@example.org", "cd" * 16, Sender("dvm@sigit.example"), NOW)
+    assert "To: jürgen@example.org".encode() in out.data

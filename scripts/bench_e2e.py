@@ -1,0 +1,153 @@
+"""End to end through a local nostr-relay: requests/s and publish-to-reply latency.
+
+A local ``nostr-relay`` and ``sigit-dvm run`` (a real process) on 127.0.0.1; CLIENTS websocket
+connections send pre-built request_account events (own ephemeral key each, PoW 8 bits, NIP-44)
+at a fixed total rate, each connection subscribed to the replies for its keys. Every rate runs
+for SECONDS; the table shows achieved throughput and p50/p99 latency, so the saturation point is
+where throughput stops following the offered rate and latency climbs. All three processes (relay,
+daemon, load) share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+from dvm.demo.relay import LocalRelay
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.client import build_request
+from dvm.relays import messages
+
+CLIENTS = 8
+POW_BITS = 8
+
+
+def start_daemon(directory: Path, relay_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    key = SecretKey.generate()
+    (directory / "dvm.key").write_text(key.secret_bytes().hex())
+    (directory / "code.secret").write_text("bench-code-secret-0123456789")
+    (directory / "relays.toml").write_text(f'relays = ["{relay_url}"]\n')
+    config = directory / "sigit-dvm.toml"
+    config.write_text(
+        '[daemon]\nkey_file = "dvm.key"\ncode_secret_file = "code.secret"\nlog_level = "warning"\n'
+        f"[service]\npow_request_account_bits = {POW_BITS}\nmax_codes_per_email_per_hour = 100000\n"
+        '[mail]\nbackend = "file"\n[store]\npath = "bench.sqlite3"\n'
+    )
+    log = (directory / "daemon.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvm.cli", "-c", str(config), "run"], stdout=log, stderr=subprocess.STDOUT
+    )
+    return proc, key.pubkey_hex
+
+
+def build_events(dvm: str, count: int) -> list[tuple[str, str, str]]:
+    """(event id, requester pubkey, event JSON) for ``count`` signups."""
+    now = int(time.time())
+    out = []
+    for i in range(count):
+        client = Encryptor(SecretKey.generate())
+        ev = build_request(
+            client, dvm, "request_account", {"email": f"e2e{i}-{now}@example.org"}, now, pow_bits=POW_BITS
+        )
+        out.append((ev.id, ev.pubkey, ev.to_json()))
+    return out
+
+
+async def client(
+    url: str,
+    events: list[tuple[str, str, str]],
+    start: float,
+    step: float,
+    offset: int,
+    sent: dict,
+    got: dict,
+) -> None:
+    async with connect(url, max_size=2**22) as ws:
+        await ws.send(messages.req("replies", {"kinds": [6780], "#p": [pk for _, pk, _ in events]}))
+
+        async def reader() -> None:
+            async for raw in ws:
+                msg = messages.parse_relay_message(raw)
+                if isinstance(msg, messages.EventMsg):
+                    for tag in msg.event.get("tags", []):
+                        if tag[:1] == ["e"] and tag[1] in sent and tag[1] not in got:
+                            got[tag[1]] = time.perf_counter()
+
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0.5)  # let the subscription settle before the clock starts
+        for j, (event_id, _, raw) in enumerate(events):
+            due = start + (offset + j * CLIENTS) * step
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[event_id] = time.perf_counter()
+            await ws.send(messages.event_raw(raw))
+        deadline = time.perf_counter() + 15
+        while time.perf_counter() < deadline and not all(e in got for e, _, _ in events):
+            await asyncio.sleep(0.05)
+        task.cancel()
+
+
+async def run_rate(url: str, dvm: str, rate: int, seconds: float) -> dict:
+    count = int(rate * seconds)
+    events = build_events(dvm, count)
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    start = time.perf_counter() + 1.0
+    step = 1.0 / rate
+    shards = [events[i::CLIENTS] for i in range(CLIENTS)]
+    await asyncio.gather(*(client(url, shard, start, step, i, sent, got) for i, shard in enumerate(shards)))
+    latencies = sorted((got[e] - sent[e]) * 1000 for e in sent if e in got)
+    answered = len(latencies)
+    span = (max(got.values()) - min(sent.values())) if got else float("inf")
+    return {
+        "offered_req_per_s": rate,
+        "requests": count,
+        "answered": answered,
+        "achieved_req_per_s": round(answered / span, 1) if got else 0,
+        "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+        "p99_ms": round(latencies[int(0.99 * (answered - 1))], 1) if latencies else None,
+    }
+
+
+def main() -> None:
+    rates = [int(r) for r in os.environ.get("SIGIT_BENCH_RATES", "100,200,300").split(",")]
+    seconds = float(os.environ.get("SIGIT_BENCH_SECONDS", "8"))
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        relay = LocalRelay(directory / "relay").start()
+        proc, dvm = start_daemon(directory, relay.url)
+        try:
+            time.sleep(2.0)
+            for rate in rates:
+                print(f"offering {rate} req/s for {seconds:.0f} s...", file=sys.stderr)
+                results.append(asyncio.run(run_rate(relay.url, dvm, rate, seconds)))
+        finally:
+            proc.terminate()
+            proc.wait(20)
+            relay.stop()
+    if "--json" in sys.argv:
+        print(json.dumps(results, indent=2))
+        return
+    head = f"{'offered':>8} {'achieved':>9} {'answered':>9} {'p50 ms':>7} {'p99 ms':>7}"
+    print(f"{'end to end (relay + daemon)':28} {head}")
+    for r in results:
+        print(
+            f"{'request_account':28} {r['offered_req_per_s']:8} {r['achieved_req_per_s']:9} "
+            f"{r['answered']:>5}/{r['requests']:<4} {r['p50_ms']!s:>6} {r['p99_ms']!s:>7}"
+        )
+
+
+if __name__ == "__main__":
+    main()
