@@ -122,6 +122,8 @@ class DaemonSettings:
     log_level: str = "info"
     max_in_flight: int = 256
     drain_timeout_s: float = 10.0
+    per_key_burst: int = 30
+    per_key_per_s: float = 1.0
     name: str = "SIGit account service"
     about: str = "Email signup and login for SIGit, over Nostr."
 

@@ -37,6 +37,7 @@ from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.announcement import announcement
 from dvm.protocol.intake import Incoming, addressed_to
+from dvm.ratelimit import KeyRateLimiter
 from dvm.relays.backoff import Backoff
 from dvm.relays.connection import RelayConnection
 from dvm.relays.pool import RelayPool
@@ -108,7 +109,10 @@ class Daemon:
         self._publish_backoff = Backoff(relay.publish_retry_base_s, relay.publish_retry_max_s, jitter=0.0)
         self.pool = RelayPool(self._connection)
         self.intake: asyncio.Queue[_Item] = asyncio.Queue(maxsize=settings.daemon.max_in_flight)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.limiter = KeyRateLimiter(settings.daemon.per_key_burst, settings.daemon.per_key_per_s)
+        self._retry_backoff = Backoff(0.5, 30.0)
+        self._seen: OrderedDict[str, None] = OrderedDict()  # decided event ids (bounded LRU)
+        self._queued: set[Event] = set()  # events waiting in the intake (bounded by its size)
         self._last_created_at = 0
         self._accepting = False
         self._stopping = asyncio.Event()
@@ -116,6 +120,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._publishing: set[asyncio.Task[Any]] = set()
         self._busy = 0
+        self._failures = 0
         self.handled = 0
         self._force = False
 
@@ -240,11 +245,14 @@ class Daemon:
         except NostrError as exc:
             log.debug("dropped malformed event from %s: %s", relay, exc)
             return
-        if event.id in self._seen or not addressed_to(event, self.service.pubkey, self.service.rules.intake):
+        # Ids enter _seen only once verified and decided, so a forged copy of an event (same id,
+        # bad signature or content) cannot shadow the genuine one; queued copies are compared as
+        # whole events for the same reason.
+        if event.id in self._seen or event in self._queued:
             return
-        self._seen[event.id] = None
-        if len(self._seen) > SEEN_CAPACITY:
-            self._seen.popitem(last=False)
+        if not addressed_to(event, self.service.pubkey, self.service.rules.intake):
+            return
+        self._queued.add(event)
         await self.intake.put(_Item(event, time.monotonic(), relay))
 
     async def _process(self) -> None:
@@ -256,28 +264,53 @@ class Daemon:
                 while len(items) < batch_max and not self.intake.empty():
                     items.append(self.intake.get_nowait())
                 await self._decide(items)
-            except Exception:
-                log.exception("batch of %d request(s) failed; they will be retried", len(items))
-                for item in items:
-                    self._seen.pop(item.event.id, None)
+                self._failures = 0
+            except Exception as exc:  # locked or full database, I/O error: nothing was committed
+                self._failures += 1
+                delay = self._retry_delay(self._failures)
+                log.error(
+                    "batch of %d request(s) failed (%s: %s); retrying in %.1f s",
+                    len(items),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                self._spawn(self._requeue(items, delay), self._tasks)
             finally:
                 self._busy -= 1
 
+    def _retry_delay(self, failures: int) -> float:
+        delays = self._retry_backoff.delays()
+        delay = next(delays)
+        for _ in range(min(failures, 16) - 1):
+            delay = next(delays)
+        return delay
+
+    async def _requeue(self, items: list[_Item], delay: float) -> None:
+        """Put a failed batch back after ``delay``: a database error is retried, never dropped."""
+        await asyncio.sleep(delay)
+        for item in items:
+            await self.intake.put(item)
+
     async def _decide(self, items: list[_Item]) -> None:
         now = int(self._clock())
-        handle = partial(self.service.handle_events, events=[item.event for item in items], now=now)
+        events = [item.event for item in items]
+        handle = partial(self.service.handle_events, events=events, now=now, limiter=self.limiter)
         results = await self.db.run(handle)
         wake_mail = False
         replies: list[repository.PendingReply] = []
         for item, (incoming, result) in zip(items, results, strict=True):
             latency_ms = (time.monotonic() - item.received) * 1000
+            self._queued.discard(item.event)
             if incoming is None:
                 log.info("dropped event %s from %s: %s", item.event.id[:12], item.relay, result)
                 continue
             if isinstance(result, Exception):
-                self._seen.pop(item.event.id, None)
                 log.error("request %s failed: %s", item.event.id[:12], type(result).__name__)
                 continue
+            self._seen[item.event.id] = None
+            if len(self._seen) > SEEN_CAPACITY:
+                self._seen.popitem(last=False)
             self.handled += 1
             self._last_created_at = max(self._last_created_at, item.event.created_at)
             wake_mail = wake_mail or result.mails_queued > 0

@@ -27,6 +27,7 @@ from dvm.nostr.keys import Rng
 from dvm.protocol.intake import Incoming, IntakeRules, open_request
 from dvm.protocol.methods import ACCOUNT_KEY_METHODS, Activate, ChangeEmail, RequestAccount, RequestLogin
 from dvm.protocol.replies import build_reply
+from dvm.ratelimit import KeyRateLimiter
 from dvm.store import repository
 from dvm.store.database import immediate, savepoint
 
@@ -99,21 +100,30 @@ class AccountService:
         return results
 
     def handle_events(
-        self, conn: sqlite3.Connection, events: Sequence[Event], now: int
+        self,
+        conn: sqlite3.Connection,
+        events: Sequence[Event],
+        now: int,
+        limiter: KeyRateLimiter | None = None,
     ) -> list[tuple[Incoming | None, Handled | Exception]]:
         """Authenticate, decrypt and decide a batch of raw events, all on the calling thread.
 
         The daemon runs this on its database thread so that one thread does a batch's CPU work
         start to finish: splitting it with the event loop thread costs more in GIL hand-offs (each
-        sqlite call releases the GIL) than the crypto itself. Events to drop silently come back
-        as ``(None, NostrError)``.
+        sqlite call releases the GIL) than the crypto itself. Events to drop silently (malformed,
+        forged, or over ``limiter``'s per-key budget) come back as ``(None, NostrError)``.
         """
         opened: list[Incoming | NostrError] = []
         for event in events:
             try:
-                opened.append(self.open(event, now))
+                incoming = self.open(event, now)
             except NostrError as exc:
                 opened.append(exc)
+                continue
+            if limiter is not None and not limiter.allow(event.pubkey, now):
+                opened.append(NostrError("over the per-key request limit"))
+            else:
+                opened.append(incoming)
         results = iter(self.handle_batch(conn, [o for o in opened if isinstance(o, Incoming)], now))
         return [(o, next(results)) if isinstance(o, Incoming) else (None, o) for o in opened]
 

@@ -1,0 +1,32 @@
+"""Per-key request limits: a token bucket per (verified) pubkey, bounded in memory.
+
+Checked after the signature is verified, so nobody can spend another key's budget. Requests over
+the limit are dropped without an answer: answering a flood would cost the crypto the limit saves.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class KeyRateLimiter:
+    def __init__(self, burst: int, per_s: float, capacity: int = 100_000) -> None:
+        self.burst = burst
+        self.per_s = per_s
+        self._capacity = capacity
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+
+    def allow(self, key: str, now: float) -> bool:
+        """Take one token for ``key`` if it has one."""
+        if self.burst <= 0:
+            return True
+        tokens, at = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + max(0.0, now - at) * self.per_s)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > self._capacity:
+            self._buckets.popitem(last=False)
+        return allowed
+
+    def __len__(self) -> int:
+        return len(self._buckets)
