@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import signal
 import time
@@ -110,7 +111,7 @@ class Daemon:
         self.pool = RelayPool(self._connection)
         self.intake: asyncio.Queue[_Item] = asyncio.Queue(maxsize=settings.daemon.max_in_flight)
         self.limiter = KeyRateLimiter(settings.daemon.per_key_burst, settings.daemon.per_key_per_s)
-        self._retry_backoff = Backoff(0.5, 30.0)
+        self._retry_backoff = Backoff(0.5, 10.0)  # a failing database is retried at least every 10 s
         self._seen: OrderedDict[str, None] = OrderedDict()  # decided event ids (bounded LRU)
         self._queued: set[Event] = set()  # events waiting in the intake (bounded by its size)
         self._last_created_at = 0
@@ -161,7 +162,11 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._lock_database()
         await self.db.open()
+        pending = await self.db.run(partial(repository.replies_due_now, now=int(self._clock())))
+        if pending:
+            log.warning("%d reply(ies) from a previous run were not published yet; publishing", pending)
         last = await self.db.run(repository.last_request_created_at)
         self._last_created_at = last or 0
         self._accepting = True
@@ -173,6 +178,16 @@ class Daemon:
         await self.reload_relays()
         self.notifier.notify("READY=1", f"STATUS=serving as {self.service.pubkey[:16]}")
         log.info("sigit-dvm serving as %s on %d relay(s)", self.service.pubkey, len(self.pool.urls))
+
+    def _lock_database(self) -> None:
+        """One daemon per database: a second one would take over the first one's mail claims."""
+        path = self.db.path.with_name(self.db.path.name + ".lock")
+        self._lock_file = path.open("a")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock_file.close()
+            raise DVMError(f"another sigit-dvm is already running on {self.db.path}") from exc
 
     async def reload_relays(self) -> None:
         urls = load_relays(self.settings.path(self.settings.relays.relays_file))
@@ -224,6 +239,8 @@ class Daemon:
         await self.backend.close()
         if self.db.is_open:
             await self.db.close()
+        if getattr(self, "_lock_file", None) is not None:
+            self._lock_file.close()  # releases the flock
         log.info("sigit-dvm stopped after %d request(s)", self.handled)
 
     async def _drained(self) -> None:

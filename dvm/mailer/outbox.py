@@ -39,8 +39,10 @@ class MailMetrics:
     oldest_queued_age_s: int
 
 
-def claim_due(conn: sqlite3.Connection, now: int, limit: int, lease_s: int) -> list[OutboxMail]:
-    """Take up to ``limit`` due rows, counting the attempt and leasing them for ``lease_s``."""
+def claim_due(
+    conn: sqlite3.Connection, now: int, limit: int, lease_s: int, claimer: str = ""
+) -> list[OutboxMail]:
+    """Take up to ``limit`` due rows for ``claimer``, counting the attempt and leasing them."""
     with immediate(conn):
         rows = conn.execute(
             "SELECT id, message_id, kind, recipient, params, attempts, created_at FROM mail "
@@ -48,8 +50,8 @@ def claim_due(conn: sqlite3.Connection, now: int, limit: int, lease_s: int) -> l
             (now, limit),
         ).fetchall()
         conn.executemany(
-            "UPDATE mail SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?",
-            [(now + lease_s, row[0]) for row in rows],
+            "UPDATE mail SET attempts = attempts + 1, next_attempt_at = ?, claimed_by = ? WHERE id = ?",
+            [(now + lease_s, claimer or None, row[0]) for row in rows],
         )
     return [
         OutboxMail(row[0], row[1], MailKind(row[2]), row[3], orjson.loads(row[4]), row[5] + 1, row[6])
@@ -77,21 +79,35 @@ def record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
         for o in outcomes:
             if o.status == "sent":
                 conn.execute(
-                    "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ? "
+                    "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ?, "
+                    "claimed_by = NULL "
                     "WHERE id = ? AND status = 'queued'",
                     (o.at, _scrubbed(o.mail.params), o.mail.id),
                 )
             elif o.status == "retry":
                 conn.execute(
-                    "UPDATE mail SET next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'queued'",
+                    "UPDATE mail SET next_attempt_at = ?, last_error = ?, claimed_by = NULL "
+                    "WHERE id = ? AND status = 'queued'",
                     (o.at, o.error[:500], o.mail.id),
                 )
             else:
                 conn.execute(
-                    "UPDATE mail SET status = 'dead', last_error = ?, params = ? "
+                    "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
                     "WHERE id = ? AND status = 'queued'",
                     (o.error[:500], _scrubbed(o.mail.params), o.mail.id),
                 )
+
+
+def release_claims(conn: sqlite3.Connection, claimer: str, now: int) -> int:
+    """Make mail claimed by earlier (dead) worker runs due now, instead of after their lease."""
+    with immediate(conn):
+        return int(
+            conn.execute(
+                "UPDATE mail SET next_attempt_at = ?, claimed_by = NULL "
+                "WHERE status = 'queued' AND claimed_by IS NOT NULL AND claimed_by <> ?",
+                (now, claimer),
+            ).rowcount
+        )
 
 
 def next_due(conn: sqlite3.Connection) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from functools import partial
@@ -43,6 +44,8 @@ class MailWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self.lease_s = int(max(60.0, 4 * settings.timeout_s))
+        self.run_id = secrets.token_hex(8)  # whose claims are whose: see release_claims
+        self._released = False
 
     def wake(self) -> None:
         """Look at the outbox now (called after a commit that queued mail)."""
@@ -71,9 +74,22 @@ class MailWorker:
         """Send every row due now; return how many were attempted."""
         total = 0
         batch = max(1, self.settings.concurrency) * 8
+        if not self._released:  # mail a killed predecessor had claimed goes out now, not after its lease
+            released = await self.db.run(
+                partial(outbox.release_claims, claimer=self.run_id, now=int(self._clock()))
+            )
+            if released:
+                log.warning("took over %d mail(s) claimed by a previous run", released)
+            self._released = True
         while True:
             due = await self.db.run(
-                partial(outbox.claim_due, now=int(self._clock()), limit=batch, lease_s=self.lease_s)
+                partial(
+                    outbox.claim_due,
+                    now=int(self._clock()),
+                    limit=batch,
+                    lease_s=self.lease_s,
+                    claimer=self.run_id,
+                )
             )
             if not due:
                 return total

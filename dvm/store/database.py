@@ -52,8 +52,9 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE sessions_v2 RENAME TO sessions;
     CREATE INDEX sessions_user ON sessions (user_id);
     """,
-    # 2 -> 3: the admin audit log.
+    # 2 -> 3: the admin audit log; who is sending a queued mail.
     2: """
+    ALTER TABLE mail ADD COLUMN claimed_by TEXT;
     CREATE TABLE audit (
         id      INTEGER PRIMARY KEY,
         at      INTEGER NOT NULL,

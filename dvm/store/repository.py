@@ -289,6 +289,17 @@ def due_replies(conn: sqlite3.Connection, now: int, limit: int) -> list[PendingR
     return [PendingReply(row[0], row[1], row[2], row[3]) for row in rows]
 
 
+def replies_due_now(conn: sqlite3.Connection, now: int) -> int:
+    """At start: replies a previous run committed but never saw published are due at once."""
+    with immediate(conn):
+        return int(
+            conn.execute(
+                "UPDATE requests SET next_publish_at = ? WHERE published_at IS NULL AND next_publish_at > ?",
+                (now, now),
+            ).rowcount
+        )
+
+
 def last_request_created_at(conn: sqlite3.Connection) -> int | None:
     row = conn.execute("SELECT max(created_at) FROM requests").fetchone()
     return None if row[0] is None else int(row[0])

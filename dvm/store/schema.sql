@@ -78,7 +78,8 @@ CREATE TABLE mail (
     next_attempt_at  INTEGER NOT NULL,
     last_error       TEXT NOT NULL DEFAULT '',
     created_at       INTEGER NOT NULL,
-    sent_at          INTEGER
+    sent_at          INTEGER,
+    claimed_by       TEXT                          -- the worker run sending it now (NULL: nobody)
 );
 CREATE INDEX mail_queued ON mail (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX mail_user ON mail (user_id);

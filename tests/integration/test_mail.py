@@ -261,3 +261,17 @@ async def test_metrics_report_age_of_oldest_queued(db_path):
     m = outbox.metrics(conn, T0 + 42)
     assert (m.queued, m.sent, m.dead, m.retried, m.oldest_queued_age_s) == (2, 0, 0, 0, 42)
     conn.close()
+
+
+async def test_mail_claimed_by_a_killed_run_goes_out_at_once_not_after_its_lease(db_path, catcher):
+    queue(db_path, 3)
+    conn = database.connect(db_path)
+    claimed = outbox.claim_due(conn, T0, 10, lease_s=3600, claimer="run-that-was-killed")
+    conn.close()
+    assert len(claimed) == 3
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    assert await worker.drain() == 3
+    assert len(catcher.messages) == 3 and [r[0] for r in rows(db_path)] == ["sent"] * 3
+    await worker.backend.close()
+    await worker.db.close()
