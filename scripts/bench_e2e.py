@@ -22,6 +22,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
+from dvm.demo.local import write_local_config
 from dvm.demo.relay import LocalRelay
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.keys import SecretKey
@@ -33,15 +34,15 @@ POW_BITS = 8
 
 
 def start_daemon(directory: Path, relay_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    key = SecretKey.generate()
-    (directory / "dvm.key").write_text(key.secret_bytes().hex())
-    (directory / "code.secret").write_text("bench-code-secret-0123456789")
-    (directory / "relays.toml").write_text(f'relays = ["{relay_url}"]\n')
-    config = directory / "sigit-dvm.toml"
-    config.write_text(
-        '[daemon]\nkey_file = "dvm.key"\ncode_secret_file = "code.secret"\nlog_level = "warning"\n'
-        f"[service]\npow_request_account_bits = {POW_BITS}\nmax_codes_per_email_per_hour = 100000\n"
-        '[mail]\nbackend = "file"\n[store]\npath = "bench.sqlite3"\n'
+    config, key = write_local_config(
+        directory,
+        [relay_url],
+        25,
+        overrides={
+            "daemon": {"log_level": "warning"},
+            "service": {"pow_request_account_bits": POW_BITS, "max_codes_per_email_per_hour": 100000},
+            "mail": {"backend": "file"},
+        },
     )
     log = (directory / "daemon.log").open("wb")
     proc = subprocess.Popen(

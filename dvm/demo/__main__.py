@@ -12,19 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from email.message import EmailMessage
 from pathlib import Path
 
 from dvm.demo.browser import Browser, as_json, make_backup, open_backup
 from dvm.demo.catcher import MailCatcher
+from dvm.demo.local import write_local_config
 from dvm.demo.relay import LocalRelay
 from dvm.nostr import bech32
 from dvm.nostr.keys import SecretKey
@@ -52,39 +51,6 @@ def show_mail(message: EmailMessage) -> str:
         say(f"    | {line}")
     match = re.search(r"code: (\d{6})", str(message["Subject"]))
     return match.group(1) if match else ""
-
-
-def write_settings(workdir: Path, relay_url: str, smtp_port: int) -> Path:
-    key = SecretKey.generate()
-    (workdir / "dvm.key").write_text(key.secret_bytes().hex() + "\n")
-    (workdir / "dvm.key").chmod(0o600)
-    (workdir / "code.secret").write_text(os.urandom(32).hex() + "\n")
-    (workdir / "relays.toml").write_text(f'relays = ["{relay_url}"]\n')
-    config = workdir / "sigit-dvm.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            # Written by scripts/demo. Every setting: docs/operations.md.
-            [daemon]
-            key_file = "dvm.key"
-            code_secret_file = "code.secret"
-
-            [store]
-            path = "sigit-dvm.sqlite3"
-
-            [mail]
-            host = "127.0.0.1"
-            port = {smtp_port}
-            from_address = "no-reply@sigit.localhost"
-            link_template = "http://localhost:3000/#/verify?code={{code}}"
-
-            [relays]
-            relays_file = "relays.toml"
-            reconnect_base_s = 0.5
-            """
-        )
-    )
-    return config
 
 
 async def walkthrough(relay_url: str, dvm_pubkey: str, catcher: MailCatcher) -> None:
@@ -143,7 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     say(f"sigit-dvm demo in {workdir}")
     relay = LocalRelay(workdir / "relay").start()
     catcher = MailCatcher().start()
-    config = write_settings(workdir, relay.url, catcher.port)
+    config, _ = write_local_config(
+        workdir,
+        [relay.url],
+        catcher.port,
+        overrides={
+            "mail": {
+                "from_address": "no-reply@sigit.localhost",
+                "link_template": "http://localhost:3000/#/verify?code={code}",
+            }
+        },
+        comment="Written by scripts/demo. Every setting: docs/operations.md.",
+    )
     log = (workdir / "daemon.log").open("ab")
     daemon = subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
         [sys.executable, "-m", "dvm.cli", "-c", str(config), "run"], stdout=log, stderr=subprocess.STDOUT

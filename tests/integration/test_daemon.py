@@ -12,26 +12,9 @@ from dvm.nostr import bech32
 from tests.support.daemon import DVM_KEY, code_from, make_settings, start_daemon, write_relays
 from tests.support.relay import LocalRelay, wait_until
 from tests.support.sdk_browser import SdkBrowser
-from tests.support.smtp import Catcher, start_smtp
 
 pytestmark = pytest.mark.slow
 BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(range(90)))
-
-
-@pytest.fixture
-def relay(tmp_path):
-    relay = LocalRelay(tmp_path / "relay-a").start()
-    yield relay
-    relay.stop()
-
-
-@pytest.fixture
-def smtp():
-    catcher = Catcher()
-    controller = start_smtp(catcher)
-    catcher.port = controller.port
-    yield catcher
-    controller.stop()
 
 
 def db_rows(settings, sql, *args):

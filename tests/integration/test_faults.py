@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from dvm.demo.local import write_local_config
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request
@@ -69,16 +70,16 @@ async def replies_on_relay(url: str, request_ids: list[str]) -> dict[str, set[st
 
 
 def write_daemon_config(directory: Path, relay_url: str, smtp_port: int) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "dvm.key").write_text(DVM_KEY.secret_bytes().hex())
-    (directory / "code.secret").write_text("fault-test-code-secret-123")
-    (directory / "relays.toml").write_text(f'relays = ["{relay_url}"]\n')
-    config = directory / "sigit-dvm.toml"
-    config.write_text(
-        '[daemon]\nkey_file = "dvm.key"\ncode_secret_file = "code.secret"\n'
-        "[service]\npow_request_account_bits = 8\npow_request_login_bits = 8\npow_other_bits = 4\n"
-        f'[mail]\nhost = "127.0.0.1"\nport = {smtp_port}\nretry_base_s = 0.5\npoll_s = 0.2\n'
-        '[store]\npath = "dvm.sqlite3"\n[relays]\nreconnect_base_s = 0.2\npublish_retry_base_s = 0.5\n'
+    config, _ = write_local_config(
+        directory,
+        [relay_url],
+        smtp_port,
+        key=DVM_KEY,
+        overrides={
+            "service": {"pow_request_account_bits": 8, "pow_request_login_bits": 8, "pow_other_bits": 4},
+            "mail": {"retry_base_s": 0.5, "poll_s": 0.2},
+            "relays": {"reconnect_base_s": 0.2, "publish_retry_base_s": 0.5},
+        },
     )
     return config
 
@@ -128,7 +129,7 @@ async def test_kill_9_during_a_burst_then_restart_answers_everything_once(tmp_pa
         per_address[message["To"]].add(message["Message-ID"])
     assert len(per_address) == len(events)
     assert all(len(mids) == 1 for mids in per_address.values())  # each code email went out once
-    conn = sqlite3.connect(config.parent / "dvm.sqlite3")
+    conn = sqlite3.connect(config.parent / "sigit-dvm.sqlite3")
     assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM requests").fetchone() == (60, 60)
     assert conn.execute("SELECT count(*) FROM mail WHERE status = 'sent'").fetchone()[0] == 60
     conn.close()

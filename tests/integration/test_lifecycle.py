@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from dvm.demo.local import write_local_config
+from dvm.nostr.keys import SecretKey
 from tests.support.daemon import write_relays
 from tests.support.relay import LocalRelay
 from tests.support.smtp import Catcher, start_smtp
@@ -22,28 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SIGIT = Path(sys.executable).parent / "sigit-dvm"
 
 
-def write_config(directory: Path, smtp_port: int) -> Path:
-    (directory / "dvm.key").write_text("7a" * 32 + "\n")
-    (directory / "code.secret").write_text("a-long-test-code-secret\n")
-    config = directory / "sigit-dvm.toml"
-    config.write_text(
-        f"""
-[daemon]
-key_file = "dvm.key"
-code_secret_file = "code.secret"
-log_format = "json"
-
-[store]
-path = "dvm.sqlite3"
-
-[mail]
-host = "127.0.0.1"
-port = {smtp_port}
-
-[relays]
-relays_file = "relays.toml"
-reconnect_base_s = 0.2
-"""
+def write_config(directory: Path, smtp_port: int, relays: list[str]) -> Path:
+    config, _ = write_local_config(
+        directory,
+        relays,
+        smtp_port,
+        key=SecretKey(bytes.fromhex("7a" * 32)),
+        overrides={"daemon": {"log_format": "json"}, "relays": {"reconnect_base_s": 0.2}},
     )
     return config
 
@@ -70,8 +57,7 @@ def test_run_notifies_systemd_reloads_on_sighup_and_exits_cleanly_on_sigterm(tmp
     notify = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify))
-    config = write_config(tmp_path, smtp.port)
-    write_relays(tmp_path, [relay_a.url])
+    config = write_config(tmp_path, smtp.port, [relay_a.url])
     env = dict(os.environ, NOTIFY_SOCKET=str(notify), WATCHDOG_USEC="2000000")
     log = (tmp_path / "daemon.log").open("wb")
     proc = subprocess.Popen(
@@ -102,8 +88,7 @@ def test_run_notifies_systemd_reloads_on_sighup_and_exits_cleanly_on_sigterm(tmp
 
 
 def test_check_config_and_pubkey(tmp_path):
-    config = write_config(tmp_path, 2525)
-    write_relays(tmp_path, ["wss://relay.example"])
+    config = write_config(tmp_path, 2525, ["wss://relay.example"])
     out = subprocess.run(
         [str(SIGIT), "-c", str(config), "check-config", "--json"], capture_output=True, text=True
     )

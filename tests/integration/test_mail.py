@@ -39,12 +39,8 @@ def db_path(tmp_path):
 
 
 @pytest.fixture
-def catcher():
-    catcher = Catcher()
-    controller = start_smtp(catcher)
-    catcher.port = controller.port
-    yield catcher
-    controller.stop()
+def catcher(smtp):
+    return smtp
 
 
 def settings(port: int, **changes) -> MailSettings:
