@@ -137,12 +137,7 @@ def purge_mail(conn: sqlite3.Connection, now: int, older_than_s: int, actor: str
 
 
 def _user(conn: sqlite3.Connection, ref: str) -> UserRow:
-    ref = ref.strip()
-    user = (
-        repository.user_by_id(conn, ref)
-        or repository.user_by_email(conn, ref.lower())
-        or repository.user_by_pubkey(conn, ref.lower())
-    )
+    user = repository.find_user(conn, ref)
     if user is None:
         raise AdminError(f"no user {ref!r} (give an id, an email or a pubkey)")
     return user

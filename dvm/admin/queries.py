@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from dvm.mailer import outbox
-from dvm.store.repository import user_by_email, user_by_id, user_by_pubkey
+from dvm.store import repository
 
 SESSION_COLUMNS = (
     "sessions.pubkey AS pubkey, users.email AS email, purpose, state, attempts, "
@@ -60,12 +60,8 @@ def _session_dict(row: sqlite3.Row, now: int) -> dict[str, Any]:
 
 def find_user(conn: sqlite3.Connection, ref: str) -> dict[str, Any] | None:
     """A user by id, email (normalised lower-case) or account pubkey."""
-    ref = ref.strip()
-    user = user_by_id(conn, ref) or user_by_email(conn, ref.lower()) or user_by_pubkey(conn, ref.lower())
-    if user is None:
-        return None
-    data = _user_dict(user.id, conn)
-    return data
+    user = repository.find_user(conn, ref)
+    return None if user is None else _user_dict(user.id, conn)
 
 
 def _user_dict(user_id: str, conn: sqlite3.Connection) -> dict[str, Any]:
