@@ -32,11 +32,10 @@ gunicorn:
   loglevel: warning
 authentication:
   enabled: {auth}
-  valid_urls:
-    - ws://127.0.0.1:{port}
+  relay_urls: ws://127.0.0.1:{port}
   actions:
-    save: a
-    query: a
+    save: {save}
+    query: {query}
 message_timeout: 1800
 subscription_limit: 32
 max_limit: 6000
@@ -50,11 +49,12 @@ def free_port() -> int:
 
 
 class LocalRelay:
-    def __init__(self, directory: Path, *, auth: bool = False) -> None:
+    def __init__(self, directory: Path, *, auth: bool = False, query_roles: str = "a") -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.auth = auth
+        self.query_roles = query_roles  # with auth: "w" lets only keys given that role read
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.directory / "relay.log"
 
@@ -66,7 +66,13 @@ class LocalRelay:
         """Start (or restart, keeping stored events) and wait until it accepts connections."""
         config = self.directory / "relay.yaml"
         config.write_text(
-            CONFIG.format(db=self.directory / "relay.sqlite3", port=self.port, auth=str(self.auth).lower())
+            CONFIG.format(
+                db=self.directory / "relay.sqlite3",
+                port=self.port,
+                auth=str(self.auth).lower(),
+                save="a",
+                query=self.query_roles,
+            )
         )
         exe = Path(sys.executable).parent / "nostr-relay"
         env = dict(os.environ, HOME=str(self.directory))
@@ -89,6 +95,17 @@ class LocalRelay:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("nostr-relay did not start in time")
+
+    def grant(self, pubkey: str, roles: str) -> None:
+        """Give a key roles (e.g. "w") in the relay's authentication table."""
+        exe = Path(sys.executable).parent / "nostr-relay"
+        config = self.directory / "relay.yaml"
+        subprocess.run(  # noqa: S603 (our own venv executable, fixed args)
+            [str(exe), "-c", str(config), "role", "set", "-p", pubkey, "-r", roles],
+            check=True,
+            capture_output=True,
+            env=dict(os.environ, HOME=str(self.directory)),
+        )
 
     def stop(self) -> None:
         if self.proc is None:

@@ -166,6 +166,11 @@ class RelayConnection:
         auth = sign_event(self._key, AUTH_KIND, "", int(self._clock()), tags)
         self._auth_event_id = auth.id
         await self._ws.send(messages.auth(auth.to_dict()))
+        # Subscribe again behind the AUTH (same id: it replaces the first one). A REQ sent before
+        # the challenge may have been refused, with CLOSED or only a NOTICE, and some relays never
+        # answer AUTH with an OK; messages are handled in order, so this REQ is authenticated.
+        self._resubscribe_on_auth = False
+        await self._ws.send(messages.req(SUBSCRIPTION, self._make_filter()))
 
     async def _subscription_closed(self, reason: str) -> None:
         if reason.startswith("auth-required:"):

@@ -219,3 +219,23 @@ async def test_email_change_end_to_end_with_both_mails_captured(tmp_path, relay,
             assert (await browser.call("status")).code == "unknown_account"
     finally:
         await daemon.shutdown()
+
+
+async def test_nip42_auth_lets_the_daemon_read_a_relay_that_requires_it(tmp_path, smtp):
+    relay = LocalRelay(tmp_path / "auth-relay", auth=True, query_roles="w").start()
+    try:
+        relay.grant(DVM_KEY.pubkey_hex, "aw")  # may read (w, only after AUTH) and publish (a)
+        settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+        daemon = await start_daemon(settings)
+        try:
+            async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
+                event = browser.request("request_account", {"email": "auth@example.org"})
+                await browser.publish(event)  # anyone may publish
+            await wait_until(lambda: daemon.handled == 1, timeout_s=20)
+            await wait_until(
+                lambda: db_rows(settings, "SELECT published_at IS NOT NULL FROM requests") == [(1,)]
+            )
+        finally:
+            await daemon.shutdown()
+    finally:
+        relay.stop()
