@@ -122,6 +122,7 @@ class DaemonSettings:
     log_level: str = "info"
     max_in_flight: int = 256
     drain_timeout_s: float = 10.0
+    open_workers: int = 1
     per_key_burst: int = 30
     per_key_per_s: float = 1.0
     name: str = "SIGit account service"

@@ -2,10 +2,12 @@
 
 Pipeline, per event: a relay connection parses it and, if it is addressed to us and not seen in
 this run, puts it on a bounded intake queue (a full queue stops that relay's reader: back-pressure,
-not memory growth). The processor takes whatever is queued (up to ``store.batch_max``),
-authenticates and decrypts each event, and decides the batch in ONE database call and transaction
-(group commit; each request in its own savepoint). After the commit it publishes each reply and
-wakes the mail worker. Replies no relay accepted stay in the outbox and are retried with backoff.
+not memory growth). Stage 1 takes whatever is queued (up to ``store.batch_max``) and has a worker
+process authenticate and decrypt it (``daemon.open_workers``; 0 does it on the database thread);
+stage 2 decides the opened batch in ONE database call and transaction (group commit; each request
+in its own savepoint) while stage 1 opens the next batch on the other core. After the commit it
+publishes each reply and wakes the mail worker. Replies no relay accepted stay in the outbox and
+are retried with backoff.
 
 Shutdown order (uvicorn's): stop taking events, drain the queue and in-flight work with a timeout,
 finish publishing, stop the mail worker, close relays and the database. A second SIGINT/SIGTERM
@@ -36,6 +38,7 @@ from dvm.mailer.worker import MailWorker
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
 from dvm.nostr.keys import SecretKey
+from dvm.opener import Opener
 from dvm.protocol.announcement import announcement
 from dvm.protocol.intake import Incoming, addressed_to
 from dvm.ratelimit import KeyRateLimiter
@@ -111,6 +114,10 @@ class Daemon:
         self.pool = RelayPool(self._connection)
         self.intake: asyncio.Queue[_Item] = asyncio.Queue(maxsize=settings.daemon.max_in_flight)
         self.limiter = KeyRateLimiter(settings.daemon.per_key_burst, settings.daemon.per_key_per_s)
+        self.opener = Opener(secrets.key, rules.intake, settings.daemon.open_workers)
+        self._opened: asyncio.Queue[tuple[list[_Item], list[Incoming | NostrError] | None, int]] = (
+            asyncio.Queue(maxsize=2)
+        )
         self._retry_backoff = Backoff(0.5, 10.0)  # a failing database is retried at least every 10 s
         self._seen: OrderedDict[str, None] = OrderedDict()  # decided event ids (bounded LRU)
         self._queued: set[Event] = set()  # events waiting in the intake (bounded by its size)
@@ -170,7 +177,9 @@ class Daemon:
         last = await self.db.run(repository.last_request_created_at)
         self._last_created_at = last or 0
         self._accepting = True
-        self._spawn(self._process(), self._tasks)
+        await self.opener.open([], int(self._clock()))  # start the worker now, not on the first request
+        self._spawn(self._open_stage(), self._tasks)
+        self._spawn(self._commit_stage(), self._tasks)
         self._spawn(self.mail.run(self._mail_stopping), self._tasks)
         self._spawn(self._retry_replies(), self._tasks)
         if self.notifier.watchdog_interval_s:
@@ -235,6 +244,7 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._publishing, return_exceptions=True)
+        await asyncio.to_thread(self.opener.close)
         await self.pool.close()
         await self.backend.close()
         if self.db.is_open:
@@ -272,15 +282,28 @@ class Daemon:
         self._queued.add(event)
         await self.intake.put(_Item(event, time.monotonic(), relay))
 
-    async def _process(self) -> None:
+    async def _open_stage(self) -> None:
+        """Stage 1: take what is queued (up to a batch) and open it in the worker process."""
         batch_max = max(1, self.settings.store.batch_max)
         while True:
             items = [await self.intake.get()]
             self._busy += 1
+            while len(items) < batch_max and not self.intake.empty():
+                items.append(self.intake.get_nowait())
+            now = int(self._clock())
+            opened: list[Incoming | NostrError] | None = None
             try:
-                while len(items) < batch_max and not self.intake.empty():
-                    items.append(self.intake.get_nowait())
-                await self._decide(items)
+                opened = await self.opener.open([item.event for item in items], now)
+            except Exception as exc:  # a dead worker: this batch is opened inline instead
+                log.error("opening worker failed (%s); opening inline", type(exc).__name__)
+            await self._opened.put((items, opened, now))
+
+    async def _commit_stage(self) -> None:
+        """Stage 2: decide an opened batch in one transaction while stage 1 opens the next."""
+        while True:
+            items, opened, now = await self._opened.get()
+            try:
+                await self._decide(items, opened, now)
                 self._failures = 0
             except Exception as exc:  # locked or full database, I/O error: nothing was committed
                 self._failures += 1
@@ -309,10 +332,12 @@ class Daemon:
         for item in items:
             await self.intake.put(item)
 
-    async def _decide(self, items: list[_Item]) -> None:
-        now = int(self._clock())
-        events = [item.event for item in items]
-        handle = partial(self.service.handle_events, events=events, now=now, limiter=self.limiter)
+    async def _decide(self, items: list[_Item], opened: list[Incoming | NostrError] | None, now: int) -> None:
+        if opened is None:  # no worker: open on the database thread, in the same call
+            events = [item.event for item in items]
+            handle = partial(self.service.handle_events, events=events, now=now, limiter=self.limiter)
+        else:
+            handle = partial(self.service.handle_opened, opened=opened, now=now, limiter=self.limiter)
         results = await self.db.run(handle)
         wake_mail = False
         replies: list[repository.PendingReply] = []

@@ -99,6 +99,43 @@ class AccountService:
                     results.append(exc)
         return results
 
+    def open_events(self, events: Sequence[Event], now: int) -> list[Incoming | NostrError]:
+        """Authenticate and decrypt a batch (pure: any thread or process may run it).
+
+        Events to drop silently (malformed, forged, not for us) come back as their ``NostrError``.
+        """
+        opened: list[Incoming | NostrError] = []
+        for event in events:
+            try:
+                opened.append(self.open(event, now))
+            except NostrError as exc:
+                opened.append(exc)
+        return opened
+
+    def handle_opened(
+        self,
+        conn: sqlite3.Connection,
+        opened: Sequence[Incoming | NostrError],
+        now: int,
+        limiter: KeyRateLimiter | None = None,
+    ) -> list[tuple[Incoming | None, Handled | Exception]]:
+        """Decide an opened batch in one transaction, after the per-key budget.
+
+        Keys over ``limiter``'s budget are dropped like forged events: ``(None, NostrError)``.
+        """
+        checked: list[Incoming | NostrError] = []
+        for item in opened:
+            if (
+                isinstance(item, Incoming)
+                and limiter is not None
+                and not limiter.allow(item.event.pubkey, now)
+            ):
+                checked.append(NostrError("over the per-key request limit"))
+            else:
+                checked.append(item)
+        results = iter(self.handle_batch(conn, [o for o in checked if isinstance(o, Incoming)], now))
+        return [(o, next(results)) if isinstance(o, Incoming) else (None, o) for o in checked]
+
     def handle_events(
         self,
         conn: sqlite3.Connection,
@@ -106,26 +143,9 @@ class AccountService:
         now: int,
         limiter: KeyRateLimiter | None = None,
     ) -> list[tuple[Incoming | None, Handled | Exception]]:
-        """Authenticate, decrypt and decide a batch of raw events, all on the calling thread.
-
-        The daemon runs this on its database thread so that one thread does a batch's CPU work
-        start to finish: splitting it with the event loop thread costs more in GIL hand-offs (each
-        sqlite call releases the GIL) than the crypto itself. Events to drop silently (malformed,
-        forged, or over ``limiter``'s per-key budget) come back as ``(None, NostrError)``.
-        """
-        opened: list[Incoming | NostrError] = []
-        for event in events:
-            try:
-                incoming = self.open(event, now)
-            except NostrError as exc:
-                opened.append(exc)
-                continue
-            if limiter is not None and not limiter.allow(event.pubkey, now):
-                opened.append(NostrError("over the per-key request limit"))
-            else:
-                opened.append(incoming)
-        results = iter(self.handle_batch(conn, [o for o in opened if isinstance(o, Incoming)], now))
-        return [(o, next(results)) if isinstance(o, Incoming) else (None, o) for o in opened]
+        """Open and decide a batch on the calling thread (one thread does all of its CPU work:
+        cheaper than splitting it with the event loop, since every sqlite call releases the GIL)."""
+        return self.handle_opened(conn, self.open_events(events, now), now, limiter)
 
     def _handle(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Handled:
         event = incoming.event

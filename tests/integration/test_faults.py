@@ -266,3 +266,28 @@ async def test_a_locked_or_full_database_is_an_error_and_a_retry_not_a_crash(tmp
         await daemon.shutdown()
         smtp.stop()
         relay.stop()
+
+
+def test_the_opening_worker_exits_when_its_daemon_is_killed(tmp_path):
+    relay = LocalRelay(tmp_path / "relay").start()
+    try:
+        config = write_daemon_config(tmp_path / "dvm", relay.url, 2525)
+        proc = start_process(config)
+        deadline = time.monotonic() + 20
+        workers: list[str] = []
+        while not workers:
+            assert time.monotonic() < deadline, "no worker process started"
+            time.sleep(0.2)
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            workers = children.read_text().split() if children.exists() else []
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while any(
+            Path(f"/proc/{pid}").exists() and "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+            for pid in workers
+        ):
+            assert time.monotonic() < deadline, "the worker outlived its killed daemon"
+            time.sleep(0.2)
+    finally:
+        relay.stop()
