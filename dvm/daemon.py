@@ -130,7 +130,6 @@ class Daemon:
         self._busy = 0
         self._failures = 0
         self.handled = 0
-        self._force = False
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -205,7 +204,6 @@ class Daemon:
 
     def request_stop(self) -> None:
         if self._stopping.is_set():
-            self._force = True
             log.warning("second stop request: cancelling in-flight work")
             for task in [*self._tasks, *self._publishing]:
                 task.cancel()

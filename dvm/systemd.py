@@ -23,10 +23,6 @@ class Notifier:
         watched = usec.isdigit() and (not pid or pid == str(os.getpid()))
         self.watchdog_interval_s: float | None = int(usec) / 2e6 if watched else None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def notify(self, *lines: str) -> None:
         """Send ``KEY=value`` lines (READY=1, STATUS=..., WATCHDOG=1, STOPPING=1)."""
         if not self._address:

@@ -104,7 +104,7 @@ def floor(events: list[dict], directory: Path, key: SecretKey, batch: int) -> fl
     keypair = ffi.new("secp256k1_keypair *")
     lib.secp256k1_keypair_create(ctx, keypair, key.secret_bytes())
 
-    def copy_x(out, x32, y32, data):
+    def copy_x(out, x32, _y32, _data):
         ffi.memmove(out, x32, 32)
         return 1
 

@@ -110,11 +110,6 @@ def release_claims(conn: sqlite3.Connection, claimer: str, now: int) -> int:
         )
 
 
-def next_due(conn: sqlite3.Connection) -> int | None:
-    row = conn.execute("SELECT min(next_attempt_at) FROM mail WHERE status = 'queued'").fetchone()
-    return None if row[0] is None else int(row[0])
-
-
 def metrics(conn: sqlite3.Connection, now: int) -> MailMetrics:
     row = conn.execute(
         "SELECT "

@@ -72,7 +72,6 @@ class RelayConnection:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.connected = asyncio.Event()
-        self.connects = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"relay {self.url}")
@@ -97,7 +96,6 @@ class RelayConnection:
                     self.url, max_size=MAX_MESSAGE_BYTES, open_timeout=10, ping_interval=20, ping_timeout=20
                 ) as ws:
                     self._ws = ws
-                    self.connects += 1
                     delays = self._backoff.delays()
                     await ws.send(messages.req(SUBSCRIPTION, self._make_filter()))
                     self.connected.set()

@@ -40,16 +40,6 @@ class RelayPool:
             log.info("relays: +%s -%s", added, removed)
         return added, removed
 
-    async def wait_connected(self, timeout_s: float) -> bool:
-        """True once at least one relay is connected (or False after the timeout)."""
-        waits = [asyncio.ensure_future(c.connected.wait()) for c in self.connections.values()]
-        if not waits:
-            return False
-        done, pending = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        return bool(done)
-
     async def publish(self, event: Event) -> list[PublishResult]:
         return await self.publish_raw(event.id, event.to_json())
 
