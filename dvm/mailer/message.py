@@ -2,7 +2,8 @@
 
 Built with the standard library's compat32 MIME classes and serialized once: ``EmailMessage``
 with the default policy parses every header through its registry and costs about 4 ms per message
-here, compat32 about 1 ms, and a message serialized once is sent as-is (no second flattening).
+here, compat32 about 1.2 ms, and compat32 writing short ASCII header lines as they are (the same
+bytes, tested) about 0.55 ms. A message serialized once is sent as-is (no second flattening).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import Compat32
 from email.utils import formataddr, formatdate
+from typing import Any
 
 from dvm.mailer.templates import Rendered
 
@@ -72,4 +75,24 @@ def build_message(rendered: Rendered, recipient: str, token: str, sender: Sender
     return Outgoing(sender.address, recipient, mid, msg.as_bytes(policy=policy))
 
 
-_CRLF = email.policy.compat32.clone(linesep="\r\n", max_line_length=None)
+class _Compat32Crlf(Compat32):
+    """compat32 with CRLF, writing a short ASCII header line as it is.
+
+    compat32 runs every header through ``Header.encode`` to fold it (about 100 us a header);
+    the headers built here are ASCII or already RFC 2047-encoded, so a line that fits in 78
+    characters needs no folding. Anything else takes the standard path.
+    """
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if (
+            isinstance(value, str)
+            and len(name) + 2 + len(value) <= (self.max_line_length or 78)
+            and value.isascii()
+            and "\n" not in value
+            and "\r" not in value
+        ):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_CRLF = _Compat32Crlf(linesep="\r\n", max_line_length=78)  # RFC 5322's recommended line length
