@@ -5,7 +5,12 @@ connections send pre-built request_account events (own ephemeral key each, PoW 8
 at a fixed total rate, each connection subscribed to the replies for its keys. Every rate runs
 for SECONDS; the table shows achieved throughput and p50/p99 latency, so the saturation point is
 where throughput stops following the offered rate and latency climbs. All three processes (relay,
-daemon, load) share this machine's cores.
+daemon, load) share this machine's cores; the CPU columns say what each cost per request (user +
+system time from /proc, the daemon with its opening worker).
+
+The relay runs on nostr-relay's LMDB storage, which costs it less than half the CPU per event of
+its default SQLite storage; ``SIGIT_BENCH_RELAY=sqlite`` measures with the default one.
+Environment: SIGIT_BENCH_RATES (default 100,200,300), SIGIT_BENCH_SECONDS (default 8).
 """
 
 from __future__ import annotations
@@ -99,7 +104,33 @@ async def client(
         task.cancel()
 
 
-async def run_rate(url: str, dvm: str, rate: int, seconds: float) -> dict:
+def cpu_seconds(root: int) -> float:
+    """User + system CPU of ``root`` and its live descendants, from /proc (Linux); this process alone
+    for its own pid (the relay and the daemon are its children)."""
+    if root == os.getpid():
+        own = os.times()
+        return own.user + own.system
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [c for c, p in parents.items() if p == pid]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_rate(url: str, dvm: str, rate: int, seconds: float, pids: dict[str, int]) -> dict:
     count = int(rate * seconds)
     events = build_events(dvm, count)
     sent: dict[str, float] = {}
@@ -107,7 +138,12 @@ async def run_rate(url: str, dvm: str, rate: int, seconds: float) -> dict:
     start = time.perf_counter() + 1.0
     step = 1.0 / rate
     shards = [events[i::CLIENTS] for i in range(CLIENTS)]
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     await asyncio.gather(*(client(url, shard, start, step, i, sent, got) for i, shard in enumerate(shards)))
+    cpu_ms = {
+        f"cpu_ms_per_req_{name}": round((cpu_seconds(pid) - before[name]) * 1000 / count, 2)
+        for name, pid in pids.items()
+    }
     latencies = sorted((got[e] - sent[e]) * 1000 for e in sent if e in got)
     answered = len(latencies)
     span = (max(got.values()) - min(sent.values())) if got else float("inf")
@@ -118,22 +154,27 @@ async def run_rate(url: str, dvm: str, rate: int, seconds: float) -> dict:
         "achieved_req_per_s": round(answered / span, 1) if got else 0,
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p99_ms": round(latencies[int(0.99 * (answered - 1))], 1) if latencies else None,
+        **cpu_ms,
     }
 
 
 def main() -> None:
     rates = [int(r) for r in os.environ.get("SIGIT_BENCH_RATES", "100,200,300").split(",")]
     seconds = float(os.environ.get("SIGIT_BENCH_SECONDS", "8"))
+    storage = os.environ.get("SIGIT_BENCH_RELAY", "lmdb")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        relay = LocalRelay(directory / "relay").start()
+        relay = LocalRelay(directory / "relay", storage=storage).start()
         proc, dvm = start_daemon(directory, relay.url)
         try:
             time.sleep(2.0)
             for rate in rates:
                 print(f"offering {rate} req/s for {seconds:.0f} s...", file=sys.stderr)
-                results.append(asyncio.run(run_rate(relay.url, dvm, rate, seconds)))
+                assert relay.proc is not None
+                pids = {"relay": relay.proc.pid, "daemon": proc.pid, "load": os.getpid()}
+                result = asyncio.run(run_rate(relay.url, dvm, rate, seconds, pids))
+                results.append({"relay_storage": storage, **result})
         finally:
             proc.terminate()
             proc.wait(20)
@@ -141,12 +182,16 @@ def main() -> None:
     if "--json" in sys.argv:
         print(json.dumps(results, indent=2))
         return
-    head = f"{'offered':>8} {'achieved':>9} {'answered':>9} {'p50 ms':>7} {'p99 ms':>7}"
-    print(f"{'end to end (relay + daemon)':28} {head}")
+    print(f"end to end: request_account through nostr-relay ({storage} storage); CPU is ms per request")
+    print(
+        f"{'offered':>8} {'achieved':>9} {'answered':>10} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'relay CPU':>10} {'daemon CPU':>11} {'load CPU':>9}"
+    )
     for r in results:
         print(
-            f"{'request_account':28} {r['offered_req_per_s']:8} {r['achieved_req_per_s']:9} "
-            f"{r['answered']:>5}/{r['requests']:<4} {r['p50_ms']!s:>6} {r['p99_ms']!s:>7}"
+            f"{r['offered_req_per_s']:8} {r['achieved_req_per_s']:9} {r['answered']:>5}/{r['requests']:<4} "
+            f"{r['p50_ms']!s:>8} {r['p99_ms']!s:>8} {r['cpu_ms_per_req_relay']:10} "
+            f"{r['cpu_ms_per_req_daemon']:11} {r['cpu_ms_per_req_load']:9}"
         )
 
 

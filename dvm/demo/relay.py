@@ -22,7 +22,7 @@ CONFIG = """\
 DEBUG: false
 relay_name: sigit-dvm test relay
 storage:
-  sqlalchemy.url: sqlite+aiosqlite:///{db}
+{storage}
   validators:
     - nostr_relay.validators.is_not_too_large
     - nostr_relay.validators.is_signed
@@ -39,7 +39,32 @@ authentication:
 message_timeout: 1800
 subscription_limit: 32
 max_limit: 6000
+logging:
+  version: 1
+  handlers:
+    console:
+      class: logging.StreamHandler
+      stream: ext://sys.stdout
+  loggers:
+    nostr_relay:
+      level: WARNING
+      handlers: [console]
+      propagate: false
+  root:
+    level: WARNING
+    handlers: [console]
 """
+
+
+# nostr-relay's storages: its default (SQLAlchemy over SQLite), and its LMDB key-value store, which
+# costs the relay less than half the CPU per event (docs/performance.md); the benchmarks use it.
+STORAGE = {
+    "sqlite": "  sqlalchemy.url: sqlite+aiosqlite:///{dir}/relay.sqlite3",
+    "lmdb": (
+        "  class: nostr_relay.storage.kv.LMDBStorage\n  path: {dir}/relay.lmdb\n"
+        "  map_size: 1073741824\n  metasync: false"
+    ),
+}
 
 
 def free_port() -> int:
@@ -49,12 +74,22 @@ def free_port() -> int:
 
 
 class LocalRelay:
-    def __init__(self, directory: Path, *, auth: bool = False, query_roles: str = "a") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        auth: bool = False,
+        query_roles: str = "a",
+        storage: str = "sqlite",
+    ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.auth = auth
         self.query_roles = query_roles  # with auth: "w" lets only keys given that role read
+        if storage not in STORAGE:
+            raise ValueError(f"relay storage must be one of {sorted(STORAGE)}")
+        self.storage = storage
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.directory / "relay.log"
 
@@ -67,7 +102,7 @@ class LocalRelay:
         config = self.directory / "relay.yaml"
         config.write_text(
             CONFIG.format(
-                db=self.directory / "relay.sqlite3",
+                storage=STORAGE[self.storage].format(dir=self.directory),
                 port=self.port,
                 auth=str(self.auth).lower(),
                 save="a",

@@ -72,6 +72,9 @@ class RelayConnection:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.connected = asyncio.Event()
+        # Set at our subscription's EOSE: events published from then on come live. A relay may miss
+        # an event published while it was still answering the REQ (nostr-relay's LMDB store does).
+        self.caught_up = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"relay {self.url}")
@@ -119,6 +122,7 @@ class RelayConnection:
     def _lost(self) -> None:
         self._ws = None
         self.connected.clear()
+        self.caught_up.clear()
         self._authenticated.clear()
         self._auth_event_id = None
         for future in self._pending.values():
@@ -139,8 +143,9 @@ class RelayConnection:
             await self._subscription_closed(msg.message)
         elif isinstance(msg, messages.NoticeMsg):
             log.info("relay notice %s: %s", self.url, msg.message[:200])
-        elif isinstance(msg, messages.EoseMsg):
+        elif isinstance(msg, messages.EoseMsg) and msg.subscription == SUBSCRIPTION:
             log.debug("relay %s: end of stored events", self.url)
+            self.caught_up.set()
 
     async def _ok(self, msg: messages.OkMsg) -> None:
         if msg.event_id == self._auth_event_id:

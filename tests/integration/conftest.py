@@ -9,8 +9,10 @@ from tests.support.smtp import Catcher, start_smtp
 
 
 @pytest.fixture
-def relay(tmp_path):
-    relay = LocalRelay(tmp_path / "relay-a").start()
+def relay(tmp_path, request):
+    """nostr-relay on its default storage; ``@pytest.mark.parametrize("relay", [...], indirect=True)``
+    picks another ("lmdb", the benchmarks' relay)."""
+    relay = LocalRelay(tmp_path / "relay-a", storage=getattr(request, "param", "sqlite")).start()
     yield relay
     relay.stop()
 

@@ -29,6 +29,7 @@ async def wait_for_mail(smtp, count):
     await wait_until(lambda: len(smtp.messages) >= count)
 
 
+@pytest.mark.parametrize("relay", ["sqlite", "lmdb"], indirect=True)
 async def test_signup_activation_and_login_through_a_real_relay(tmp_path, relay, smtp):
     settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
     daemon = await start_daemon(settings)
@@ -139,7 +140,7 @@ async def test_a_reply_committed_while_no_relay_is_up_is_published_when_one_come
         event = browser.request("request_account", {"email": "outbox@example.org"})
         await browser.publish(event)
     relay.stop()
-    daemon = await start_daemon(settings)
+    daemon = await start_daemon(settings, live=False)
     try:
         # Decide without any relay: the stored request arrives only when the relay is back, so
         # instead feed the event straight in, as a relay connection would.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -42,9 +43,16 @@ def make_settings(directory: Path, relays: list[str], smtp_port: int, **service:
     )
 
 
-async def start_daemon(settings: Settings) -> Daemon:
+async def start_daemon(settings: Settings, *, live: bool = True) -> Daemon:
+    """Start a daemon and, with ``live``, wait until its subscription is live on every relay (EOSE),
+    as a browser would only come by later: a request published while a relay is still answering
+    the daemon's REQ may be missed by that relay."""
     daemon = Daemon(settings, Secrets(DVM_KEY, CODE_SECRET))
     await daemon.start()
+    if live:
+        async with asyncio.timeout(10):
+            for conn in daemon.pool.connections.values():
+                await conn.caught_up.wait()
     return daemon
 
 
