@@ -104,15 +104,19 @@ class FileBackend:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._made = False
 
     async def send(self, message: Outgoing) -> None:
         token = message.message_id.strip("<>").partition("@")[0]
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            if not self._made:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._made = True
             tmp = self.directory / f".{token}.tmp"
             tmp.write_bytes(message.data)
             os.replace(tmp, self.directory / f"{token}.eml")
         except OSError as exc:
+            self._made = False  # the directory may have gone: make it again on the next try
             raise DeliveryError(f"cannot write {self.directory}: {exc.strerror}", permanent=False) from exc
 
     async def close(self) -> None:

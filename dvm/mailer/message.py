@@ -1,18 +1,21 @@
 """Build the MIME bytes for one outbox row: headers right, text and HTML parts, UTF-8.
 
-Built with the standard library's compat32 MIME classes and serialized once: ``EmailMessage``
-with the default policy parses every header through its registry and costs about 4 ms per message
-here, compat32 about 1.2 ms, and compat32 writing short ASCII header lines as they are (the same
-bytes, tested) about 0.55 ms. A message serialized once is sent as-is (no second flattening).
+Built with the standard library's compat32 MIME classes and serialized once. Per message here:
+``EmailMessage`` with the default policy (every header parsed through its registry) about 4 ms,
+``MIMEText`` parts with stock compat32 about 1.2 ms, and this module about 0.4 ms: short ASCII
+header lines are written as they are instead of folded one by one, and the text parts are base64
+-encoded once without the charset machinery. The bytes are the same as the stock build's (tested
+for every kind and for random subjects and bodies). A message serialized once is sent as-is.
 """
 
 from __future__ import annotations
 
+import base64
 import email.policy
 from dataclasses import dataclass
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import formataddr, formatdate
 from typing import Any
@@ -53,6 +56,15 @@ def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
+def _utf8_part(subtype: str, body: str) -> MIMENonMultipart:
+    """What ``MIMEText(body, subtype, "utf-8")`` builds (same bytes, tested), in a fifth of the time:
+    the body is base64-encoded once, without the charset machinery's header re-parsing."""
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(base64.encodebytes(body.encode()).decode("ascii"))
+    return part
+
+
 def build_message(rendered: Rendered, recipient: str, token: str, sender: Sender, now: int) -> Outgoing:
     # A boundary from the row's token: both parts are base64, whose alphabet has no "_", so it
     # cannot occur inside them (and the generator skips compiling a regex to find a free one).
@@ -67,8 +79,8 @@ def build_message(rendered: Rendered, recipient: str, token: str, sender: Sender
     msg["Message-ID"] = mid
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
     msg["X-Auto-Response-Suppress"] = "All"
-    msg.attach(MIMEText(rendered.text, "plain", "utf-8"))
-    msg.attach(MIMEText(rendered.html, "html", "utf-8"))
+    msg.attach(_utf8_part("plain", rendered.text))
+    msg.attach(_utf8_part("html", rendered.html))
     # An internationalised local part needs SMTPUTF8 (RFC 6531); everything else stays 7-bit and is
     # serialized with compat32 (CRLF), which skips the slow header registry.
     policy = _CRLF if recipient.isascii() else email.policy.SMTPUTF8

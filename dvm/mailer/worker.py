@@ -93,27 +93,32 @@ class MailWorker:
             )
             if not due:
                 return total
-            outcomes = await asyncio.gather(*(self._deliver(mail) for mail in due))
+            # About 0.5 ms of CPU per message: built off the event loop, the whole pass in one hop.
+            built = await asyncio.to_thread(self._build_all, due, int(self._clock()))
+            outcomes = await asyncio.gather(*(self._deliver(m, b) for m, b in zip(due, built, strict=True)))
             await self.db.run(partial(outbox.record, outcomes=list(outcomes)))
             total += len(due)
 
-    async def _deliver(self, mail: outbox.OutboxMail) -> outbox.Outcome:
-        now = int(self._clock())
+    async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError) -> outbox.Outcome:
+        if isinstance(built, ConfigError):
+            log.error("mail %d (%s) dead: template: %s", mail.id, mail.kind, built)
+            return outbox.Outcome(mail, "dead", f"template: {built}")
         try:
-            # About 1 ms of CPU per message: off the event loop, so requests keep flowing.
-            message = await asyncio.to_thread(self._build, mail, now)
-            await self.backend.send(message)
-        except ConfigError as exc:
-            log.error("mail %d (%s) dead: template: %s", mail.id, mail.kind, exc)
-            return outbox.Outcome(mail, "dead", f"template: {exc}")
+            await self.backend.send(built)
         except DeliveryError as exc:
             return self._failed(mail, exc)
         log.info("mail %d (%s) sent, attempt %d", mail.id, mail.kind, mail.attempts)
         return outbox.Outcome(mail, "sent", at=int(self._clock()))
 
-    def _build(self, mail: outbox.OutboxMail, now: int) -> Outgoing:
-        rendered = self.templates.render(mail.kind, mail.recipient, mail.params, now)
-        return build_message(rendered, mail.recipient, mail.message_token, self.sender, now)
+    def _build_all(self, due: list[outbox.OutboxMail], now: int) -> list[Outgoing | ConfigError]:
+        built: list[Outgoing | ConfigError] = []
+        for mail in due:
+            try:
+                rendered = self.templates.render(mail.kind, mail.recipient, mail.params, now)
+                built.append(build_message(rendered, mail.recipient, mail.message_token, self.sender, now))
+            except ConfigError as exc:
+                built.append(exc)
+        return built
 
     def _failed(self, mail: outbox.OutboxMail, exc: DeliveryError) -> outbox.Outcome:
         if exc.permanent or mail.attempts >= self.settings.max_attempts:
