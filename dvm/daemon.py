@@ -3,9 +3,10 @@
 Pipeline, per event: a relay connection parses it and, if it is addressed to us and not seen in
 this run, puts it on a bounded intake queue (a full queue stops that relay's reader: back-pressure,
 not memory growth). Stage 1 takes whatever is queued (up to ``store.batch_max``) and has a worker
-process authenticate and decrypt it (``daemon.open_workers``; 0 does it on the database thread);
-stage 2 decides the opened batch in ONE database call and transaction (group commit; each request
-in its own savepoint) while stage 1 opens the next batch on the other core. After the commit it
+process authenticate and decrypt it (``daemon.open_workers``; with 0 workers, or for a batch under
+``WORKER_MIN_BATCH``, the database thread opens it); stage 2 decides the opened batch in ONE
+database call and transaction (group commit; each request in its own savepoint) while stage 1
+opens the next batch on the other core. After the commit it
 publishes each reply and wakes the mail worker. Replies no relay accepted stay in the outbox and
 are retried with backoff.
 
@@ -54,6 +55,11 @@ log = logging.getLogger("sigit.daemon")
 
 SEEN_CAPACITY = 100_000
 PUBLISH_BATCH = 100
+MARKS_FLUSH_S = 0.2  # published-reply marks wait this long for a batch to ride along with
+# Smaller batches are opened on the database thread: the round trip to the worker process costs
+# more CPU than opening a few events, and under light load the database thread is not busy. When
+# requests queue up, batches grow and the worker opens them in parallel with the commits.
+WORKER_MIN_BATCH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,15 @@ class Secrets:
         if settings.mail.username:
             password = read_secret("smtp_password", settings.mail.password_file, settings)
         return cls(key, code_secret, password)
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """Publication outcomes not yet written: ``(request id, published at)`` and
+    ``(request id, next attempt at)``."""
+
+    published: list[tuple[str, int]]
+    failed: list[tuple[str, int]]
 
 
 @dataclass
@@ -128,6 +143,9 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._publishing: set[asyncio.Task[Any]] = set()
         self._busy = 0
+        self._published: list[tuple[str, int]] = []  # (request id, at): marks not yet written
+        self._unpublished: list[tuple[str, int]] = []  # (request id, next attempt at)
+        self._marks_flush: asyncio.Future[None] | None = None
         self._failures = 0
         self.handled = 0
 
@@ -242,6 +260,9 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._publishing, return_exceptions=True)
+        if self.db.is_open:
+            with contextlib.suppress(Exception):
+                await self._flush_marks(0.0)
         await asyncio.to_thread(self.opener.close)
         await self.pool.close()
         await self.backend.close()
@@ -290,10 +311,11 @@ class Daemon:
                 items.append(self.intake.get_nowait())
             now = int(self._clock())
             opened: list[Incoming | NostrError] | None = None
-            try:
-                opened = await self.opener.open([item.event for item in items], now)
-            except Exception as exc:  # a dead worker: this batch is opened inline instead
-                log.error("opening worker failed (%s); opening inline", type(exc).__name__)
+            if len(items) >= WORKER_MIN_BATCH:
+                try:
+                    opened = await self.opener.open([item.event for item in items], now)
+                except Exception as exc:  # a dead worker: this batch is opened inline instead
+                    log.error("opening worker failed (%s); opening inline", type(exc).__name__)
             await self._opened.put((items, opened, now))
 
     async def _commit_stage(self) -> None:
@@ -331,11 +353,22 @@ class Daemon:
             await self.intake.put(item)
 
     async def _decide(self, items: list[_Item], opened: list[Incoming | NostrError] | None, now: int) -> None:
+        marks = self._take_marks()
+        # Published-reply marks ride along in this batch's transaction.
+        along = (
+            None
+            if marks is None
+            else partial(repository.mark_publication, published=marks.published, failed=marks.failed)
+        )
         if opened is None:  # no worker: open on the database thread, in the same call
             events = [item.event for item in items]
-            handle = partial(self.service.handle_events, events=events, now=now, limiter=self.limiter)
+            handle = partial(
+                self.service.handle_events, events=events, now=now, limiter=self.limiter, bookkeeping=along
+            )
         else:
-            handle = partial(self.service.handle_opened, opened=opened, now=now, limiter=self.limiter)
+            handle = partial(
+                self.service.handle_opened, opened=opened, now=now, limiter=self.limiter, bookkeeping=along
+            )
         results = await self.db.run(handle)
         wake_mail = False
         replies: list[repository.PendingReply] = []
@@ -383,19 +416,42 @@ class Daemon:
     # --- replies -----------------------------------------------------------------------------
 
     async def _publish(self, replies: list[repository.PendingReply]) -> None:
-        """Publish replies to every relay, then record all outcomes in ONE transaction."""
+        """Publish replies to every relay and note the outcomes for the next transaction.
+
+        The marks ride along with the next batch of requests, or go in a transaction of their own
+        after ``MARKS_FLUSH_S`` when none comes. A mark lost in a crash only means the reply is
+        published again after the restart: the same event, which relays and clients take once.
+        """
         results = await asyncio.gather(*(self.pool.publish_raw(r.reply_id, r.reply_event) for r in replies))
         now = int(self._clock())
-        published: list[str] = []
-        failed: list[tuple[str, int]] = []
         for reply, outcome in zip(replies, results, strict=True):
             if any(r.accepted for r in outcome):
-                published.append(reply.event_id)
+                self._published.append((reply.event_id, now))
                 continue
-            failed.append((reply.event_id, now + int(self._publish_delay(reply.attempts))))
+            self._unpublished.append((reply.event_id, now + int(self._publish_delay(reply.attempts))))
             reasons = "; ".join(f"{r.relay}: {r.message}" for r in outcome) or "no relays"
             log.warning("reply to %s not published yet (%s)", reply.event_id[:12], reasons[:300])
-        await self.db.run(partial(repository.record_publication, published=published, failed=failed, now=now))
+        if self._marks_flush is None or self._marks_flush.done():
+            self._marks_flush = asyncio.ensure_future(self._flush_marks(MARKS_FLUSH_S))
+
+    def _take_marks(self) -> Marks | None:
+        if not self._published and not self._unpublished:
+            return None
+        marks = Marks(self._published, self._unpublished)
+        self._published, self._unpublished = [], []
+        return marks
+
+    async def _flush_marks(self, delay_s: float) -> None:
+        """Record the marks no batch of requests took along within ``delay_s``."""
+        await asyncio.sleep(delay_s)
+        marks = self._take_marks()
+        if marks is not None:
+            try:
+                await self.db.run(
+                    partial(repository.record_publication, published=marks.published, failed=marks.failed)
+                )
+            except Exception:
+                log.exception("recording published replies failed; they will be published again")
 
     def _publish_delay(self, attempts: int) -> float:
         delays = self._publish_backoff.delays()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dvm.accounts.decision import Decision, Failure
@@ -30,6 +30,8 @@ from dvm.protocol.replies import build_reply
 from dvm.ratelimit import KeyRateLimiter
 from dvm.store import repository
 from dvm.store.database import immediate, savepoint
+
+Bookkeeping = Callable[[sqlite3.Connection], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +88,21 @@ class AccountService:
             return self._handle(conn, incoming, now)
 
     def handle_batch(
-        self, conn: sqlite3.Connection, batch: Sequence[Incoming], now: int
+        self,
+        conn: sqlite3.Connection,
+        batch: Sequence[Incoming],
+        now: int,
+        bookkeeping: Bookkeeping | None = None,
     ) -> list[Handled | Exception]:
-        """Decide several requests in one transaction, each atomic on its own (savepoints)."""
+        """Decide several requests in one transaction, each atomic on its own (savepoints).
+
+        ``bookkeeping`` runs first in the same transaction: the caller's small idempotent updates
+        (replies marked published) ride along instead of paying for a commit of their own.
+        """
         results: list[Handled | Exception] = []
         with immediate(conn):
+            if bookkeeping is not None:
+                bookkeeping(conn)
             for incoming in batch:
                 try:
                     with savepoint(conn):
@@ -118,6 +130,7 @@ class AccountService:
         opened: Sequence[Incoming | NostrError],
         now: int,
         limiter: KeyRateLimiter | None = None,
+        bookkeeping: Bookkeeping | None = None,
     ) -> list[tuple[Incoming | None, Handled | Exception]]:
         """Decide an opened batch in one transaction, after the per-key budget.
 
@@ -133,7 +146,8 @@ class AccountService:
                 checked.append(NostrError("over the per-key request limit"))
             else:
                 checked.append(item)
-        results = iter(self.handle_batch(conn, [o for o in checked if isinstance(o, Incoming)], now))
+        requests = [o for o in checked if isinstance(o, Incoming)]
+        results = iter(self.handle_batch(conn, requests, now, bookkeeping))
         return [(o, next(results)) if isinstance(o, Incoming) else (None, o) for o in checked]
 
     def handle_events(
@@ -142,10 +156,11 @@ class AccountService:
         events: Sequence[Event],
         now: int,
         limiter: KeyRateLimiter | None = None,
+        bookkeeping: Bookkeeping | None = None,
     ) -> list[tuple[Incoming | None, Handled | Exception]]:
         """Open and decide a batch on the calling thread (one thread does all of its CPU work:
         cheaper than splitting it with the event loop, since every sqlite call releases the GIL)."""
-        return self.handle_opened(conn, self.open_events(events, now), now, limiter)
+        return self.handle_opened(conn, self.open_events(events, now), now, limiter, bookkeeping)
 
     def _handle(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Handled:
         event = incoming.event

@@ -269,21 +269,29 @@ class PendingReply:
     attempts: int
 
 
-def record_publication(
-    conn: sqlite3.Connection, published: Sequence[str], failed: Sequence[tuple[str, int]], now: int
+def mark_publication(
+    conn: sqlite3.Connection, published: Sequence[tuple[str, int]], failed: Sequence[tuple[str, int]]
 ) -> None:
-    """Mark replies published, or schedule their next attempt: one transaction for a whole batch."""
+    """Mark replies published ``(request id, at)``, or schedule their next attempt
+    ``(request id, next at)``, in the caller's transaction."""
+    conn.executemany(
+        "UPDATE requests SET published_at = ?, publish_attempts = publish_attempts + 1 "
+        "WHERE event_id = ? AND published_at IS NULL",
+        [(at, event_id) for event_id, at in published],
+    )
+    conn.executemany(
+        "UPDATE requests SET publish_attempts = publish_attempts + 1, next_publish_at = ? "
+        "WHERE event_id = ? AND published_at IS NULL",
+        [(next_at, event_id) for event_id, next_at in failed],
+    )
+
+
+def record_publication(
+    conn: sqlite3.Connection, published: Sequence[tuple[str, int]], failed: Sequence[tuple[str, int]]
+) -> None:
+    """``mark_publication`` in a transaction of its own."""
     with immediate(conn):
-        conn.executemany(
-            "UPDATE requests SET published_at = ?, publish_attempts = publish_attempts + 1 "
-            "WHERE event_id = ? AND published_at IS NULL",
-            [(now, event_id) for event_id in published],
-        )
-        conn.executemany(
-            "UPDATE requests SET publish_attempts = publish_attempts + 1, next_publish_at = ? "
-            "WHERE event_id = ? AND published_at IS NULL",
-            [(next_at, event_id) for event_id, next_at in failed],
-        )
+        mark_publication(conn, published, failed)
 
 
 def due_replies(conn: sqlite3.Connection, now: int, limit: int) -> list[PendingReply]:

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from dvm.nostr import bech32
 from dvm.nostr.event import parse_event_json
 from dvm.nostr.keys import SecretKey
-from dvm.store import database
+from dvm.store import database, repository
 from tests.support.flows import T0, Harness, make_service, new_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,6 +207,26 @@ def test_batched_requests_see_each_others_writes_and_fail_alone(h):
     results = h.service.handle_batch(h.conn, [h.service.open(e, h.now) for e in events], h.now)
     assert [r.outcome for r in results] == ["ok", "pubkey_taken"]
     assert h.count("users", "activated = 1") == 1
+
+
+def test_bookkeeping_rides_in_the_batch_transaction_and_rolls_back_with_it(h):
+    first = h.event(new_client(1), "request_account", {"email": "a@example.org"})
+    h.service.handle_batch(h.conn, [h.service.open(first, h.now)], h.now)
+    mark = partial(repository.mark_publication, published=[(first.id, h.now)], failed=[])
+    second = h.event(new_client(2), "request_account", {"email": "b@example.org"})
+    h.service.handle_batch(h.conn, [h.service.open(second, h.now)], h.now, bookkeeping=mark)
+    assert h.count("requests", "published_at IS NOT NULL") == 1
+    assert h.count("requests") == 2
+
+    def broken(conn):
+        repository.mark_publication(conn, published=[(second.id, h.now)], failed=[])
+        raise sqlite3.OperationalError("disk I/O error")
+
+    third = h.event(new_client(3), "request_account", {"email": "c@example.org"})
+    with pytest.raises(sqlite3.OperationalError):
+        h.service.handle_batch(h.conn, [h.service.open(third, h.now)], h.now, bookkeeping=broken)
+    assert h.count("requests", "published_at IS NOT NULL") == 1  # nothing of that batch stayed
+    assert h.count("requests") == 2
 
 
 def test_new_database_gets_the_current_schema_and_newer_ones_are_refused(db_path):
