@@ -6,12 +6,14 @@ not memory growth). Stage 1 takes whatever is queued (up to ``store.batch_max``)
 process authenticate and decrypt it (``daemon.open_workers``; with 0 workers, or for a batch under
 ``WORKER_MIN_BATCH``, the database thread opens it); stage 2 decides the opened batch in ONE
 database call and transaction (group commit; each request in its own savepoint) while stage 1
-opens the next batch on the other core. After the commit it
-publishes each reply and wakes the mail worker. Replies no relay accepted stay in the outbox and
-are retried with backoff.
+opens the next batch on the other core. After the commit it publishes each reply and hands the
+mail (committed already claimed by the mail worker's run) to the mail worker. Replies no relay
+accepted stay in the outbox and are retried with backoff. What publishing and sending learn (reply
+published, mail sent) rides along in the next batch's transaction (``store.writebehind``).
 
 Shutdown order (uvicorn's): stop taking events, drain the queue and in-flight work with a timeout,
-finish publishing, stop the mail worker, close relays and the database. A second SIGINT/SIGTERM
+finish publishing, stop the mail worker, write what the write-behind holds, close relays and the
+database. A second SIGINT/SIGTERM
 cancels what is left.
 """
 
@@ -34,6 +36,7 @@ from dvm.errors import DVMError, NostrError
 from dvm.keyfile import parse_secret
 from dvm.mailer.backends import Backend, FileBackend, SmtpBackend
 from dvm.mailer.message import Sender
+from dvm.mailer.outbox import OutboxMail
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
 from dvm.nostr.encryption import Encryptor
@@ -49,13 +52,14 @@ from dvm.relays.pool import RelayPool
 from dvm.service import AccountService, Handled
 from dvm.store import repository
 from dvm.store.database import Database
+from dvm.store.writebehind import WriteBehind
 from dvm.systemd import Notifier
 
 log = logging.getLogger("sigit.daemon")
 
 SEEN_CAPACITY = 100_000
 PUBLISH_BATCH = 100
-MARKS_FLUSH_S = 0.2  # published-reply marks wait this long for a batch to ride along with
+WRITE_BEHIND_S = 0.05  # replies marked published and mails marked sent wait this long for a batch
 # Smaller batches are opened on the database thread: the round trip to the worker process costs
 # more CPU than opening a few events, and under light load the database thread is not busy. When
 # requests queue up, batches grow and the worker opens them in parallel with the commits.
@@ -78,15 +82,6 @@ class Secrets:
         if settings.mail.username:
             password = read_secret("smtp_password", settings.mail.password_file, settings)
         return cls(key, code_secret, password)
-
-
-@dataclass(frozen=True, slots=True)
-class Marks:
-    """Publication outcomes not yet written: ``(request id, published at)`` and
-    ``(request id, next attempt at)``."""
-
-    published: list[tuple[str, int]]
-    failed: list[tuple[str, int]]
 
 
 @dataclass
@@ -114,6 +109,7 @@ class Daemon:
         rules = settings.service.rules()
         self.service = AccountService(Encryptor(secrets.key), secrets.code_secret, rules)
         self.backend = backend or self._make_backend()
+        self.writebehind = WriteBehind(self.db, WRITE_BEHIND_S)
         mail = settings.mail
         self.mail = MailWorker(
             self.db,
@@ -122,7 +118,9 @@ class Daemon:
             Sender(mail.from_address, mail.from_name, mail.reply_to),
             mail,
             clock,
+            self.writebehind,
         )
+        self.service.mail_claim = self.mail.claim
         relay = settings.relays
         self._relay_backoff = Backoff(relay.reconnect_base_s, relay.reconnect_max_s)
         self._publish_backoff = Backoff(relay.publish_retry_base_s, relay.publish_retry_max_s, jitter=0.0)
@@ -143,9 +141,6 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._publishing: set[asyncio.Task[Any]] = set()
         self._busy = 0
-        self._published: list[tuple[str, int]] = []  # (request id, at): marks not yet written
-        self._unpublished: list[tuple[str, int]] = []  # (request id, next attempt at)
-        self._marks_flush: asyncio.Future[None] | None = None
         self._failures = 0
         self.handled = 0
 
@@ -261,8 +256,7 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._publishing, return_exceptions=True)
         if self.db.is_open:
-            with contextlib.suppress(Exception):
-                await self._flush_marks(0.0)
+            await self.writebehind.close()
         await asyncio.to_thread(self.opener.close)
         await self.pool.close()
         await self.backend.close()
@@ -353,13 +347,7 @@ class Daemon:
             await self.intake.put(item)
 
     async def _decide(self, items: list[_Item], opened: list[Incoming | NostrError] | None, now: int) -> None:
-        marks = self._take_marks()
-        # Published-reply marks ride along in this batch's transaction.
-        along = (
-            None
-            if marks is None
-            else partial(repository.mark_publication, published=marks.published, failed=marks.failed)
-        )
+        along = self.writebehind.take()  # bookkeeping learnt since the last commit rides along
         if opened is None:  # no worker: open on the database thread, in the same call
             events = [item.event for item in items]
             handle = partial(
@@ -370,7 +358,7 @@ class Daemon:
                 self.service.handle_opened, opened=opened, now=now, limiter=self.limiter, bookkeeping=along
             )
         results = await self.db.run(handle)
-        wake_mail = False
+        mails: list[OutboxMail] = []
         replies: list[repository.PendingReply] = []
         for item, (incoming, result) in zip(items, results, strict=True):
             latency_ms = (time.monotonic() - item.received) * 1000
@@ -386,13 +374,12 @@ class Daemon:
                 self._seen.popitem(last=False)
             self.handled += 1
             self._last_created_at = max(self._last_created_at, item.event.created_at)
-            wake_mail = wake_mail or result.mails_queued > 0
+            mails.extend(result.claimed_mails)
             self._log_request(item, incoming, result, latency_ms)
             replies.append(repository.PendingReply(result.event_id, result.reply_id, result.reply_event, 0))
         if replies:
             self._spawn(self._publish(replies), self._publishing)
-        if wake_mail:
-            self.mail.wake()
+        self.mail.submit(mails)
 
     def _log_request(self, item: _Item, incoming: Incoming, result: Handled, latency_ms: float) -> None:
         fields = {
@@ -416,42 +403,19 @@ class Daemon:
     # --- replies -----------------------------------------------------------------------------
 
     async def _publish(self, replies: list[repository.PendingReply]) -> None:
-        """Publish replies to every relay and note the outcomes for the next transaction.
-
-        The marks ride along with the next batch of requests, or go in a transaction of their own
-        after ``MARKS_FLUSH_S`` when none comes. A mark lost in a crash only means the reply is
-        published again after the restart: the same event, which relays and clients take once.
-        """
+        """Publish replies to every relay; the outcomes go to the write-behind (see there)."""
         results = await asyncio.gather(*(self.pool.publish_raw(r.reply_id, r.reply_event) for r in replies))
         now = int(self._clock())
+        published: list[tuple[str, int]] = []
+        failed: list[tuple[str, int]] = []
         for reply, outcome in zip(replies, results, strict=True):
             if any(r.accepted for r in outcome):
-                self._published.append((reply.event_id, now))
+                published.append((reply.event_id, now))
                 continue
-            self._unpublished.append((reply.event_id, now + int(self._publish_delay(reply.attempts))))
+            failed.append((reply.event_id, now + int(self._publish_delay(reply.attempts))))
             reasons = "; ".join(f"{r.relay}: {r.message}" for r in outcome) or "no relays"
             log.warning("reply to %s not published yet (%s)", reply.event_id[:12], reasons[:300])
-        if self._marks_flush is None or self._marks_flush.done():
-            self._marks_flush = asyncio.ensure_future(self._flush_marks(MARKS_FLUSH_S))
-
-    def _take_marks(self) -> Marks | None:
-        if not self._published and not self._unpublished:
-            return None
-        marks = Marks(self._published, self._unpublished)
-        self._published, self._unpublished = [], []
-        return marks
-
-    async def _flush_marks(self, delay_s: float) -> None:
-        """Record the marks no batch of requests took along within ``delay_s``."""
-        await asyncio.sleep(delay_s)
-        marks = self._take_marks()
-        if marks is not None:
-            try:
-                await self.db.run(
-                    partial(repository.record_publication, published=marks.published, failed=marks.failed)
-                )
-            except Exception:
-                log.exception("recording published replies failed; they will be published again")
+        self.writebehind.add(partial(repository.mark_publication, published=published, failed=failed))
 
     def _publish_delay(self, attempts: int) -> float:
         delays = self._publish_backoff.delays()

@@ -21,6 +21,7 @@ from dvm.accounts.decision import Decision, Failure
 from dvm.accounts.machine import Context, decide
 from dvm.accounts.rules import AccountRules
 from dvm.errors import InternalError, NostrError
+from dvm.mailer.outbox import MailClaim, OutboxMail
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import Event
 from dvm.nostr.keys import Rng
@@ -55,6 +56,7 @@ class Handled:
     reply_event: str
     replayed: bool
     mails_queued: int = 0
+    claimed_mails: tuple[OutboxMail, ...] = ()  # with ``mail_claim``: the mail to send now
 
 
 class AccountService:
@@ -73,6 +75,8 @@ class AccountService:
         self.rules = rules or ServiceRules()
         self._secret = code_secret
         self._rng = rng
+        # Set by the daemon: mail is committed already claimed by its mail worker's run.
+        self.mail_claim: MailClaim | None = None
 
     @property
     def pubkey(self) -> str:
@@ -181,8 +185,11 @@ class AccountService:
         )
         reply_json = reply.to_json()
         repository.apply_writes(conn, decision.writes)
+        claimed = []
         for mail in decision.mails:
-            repository.queue_mail(conn, mail, self._rng(16).hex(), event.id, now)
+            row = repository.queue_mail(conn, mail, self._rng(16).hex(), event.id, now, self.mail_claim)
+            if row is not None:
+                claimed.append(row)
         repository.record_request(
             conn,
             event.id,
@@ -196,7 +203,14 @@ class AccountService:
             self.rules.publish_grace_s,
         )
         return Handled(
-            event.id, incoming.method, decision.outcome, reply.id, reply_json, False, len(decision.mails)
+            event.id,
+            incoming.method,
+            decision.outcome,
+            reply.id,
+            reply_json,
+            False,
+            len(decision.mails),
+            tuple(claimed),
         )
 
     def _decide(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Decision:

@@ -31,6 +31,14 @@ class OutboxMail:
 
 
 @dataclass(frozen=True, slots=True)
+class MailClaim:
+    """A worker run's claim: rows it holds (``claimed_by``) come back after ``lease_s``."""
+
+    claimer: str
+    lease_s: int
+
+
+@dataclass(frozen=True, slots=True)
 class MailMetrics:
     queued: int
     sent: int
@@ -76,26 +84,31 @@ class Outcome:
 def record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
     """Record a pass's outcomes in one transaction (one fsync, not one per message)."""
     with immediate(conn):
-        for o in outcomes:
-            if o.status == "sent":
-                conn.execute(
-                    "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ?, "
-                    "claimed_by = NULL "
-                    "WHERE id = ? AND status = 'queued'",
-                    (o.at, _scrubbed(o.mail.params), o.mail.id),
-                )
-            elif o.status == "retry":
-                conn.execute(
-                    "UPDATE mail SET next_attempt_at = ?, last_error = ?, claimed_by = NULL "
-                    "WHERE id = ? AND status = 'queued'",
-                    (o.at, o.error[:500], o.mail.id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
-                    "WHERE id = ? AND status = 'queued'",
-                    (o.error[:500], _scrubbed(o.mail.params), o.mail.id),
-                )
+        mark_outcomes(conn, outcomes)
+
+
+def mark_outcomes(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+    """Record outcomes in the caller's transaction."""
+    for o in outcomes:
+        if o.status == "sent":
+            conn.execute(
+                "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ?, "
+                "claimed_by = NULL "
+                "WHERE id = ? AND status = 'queued'",
+                (o.at, _scrubbed(o.mail.params), o.mail.id),
+            )
+        elif o.status == "retry":
+            conn.execute(
+                "UPDATE mail SET next_attempt_at = ?, last_error = ?, claimed_by = NULL "
+                "WHERE id = ? AND status = 'queued'",
+                (o.at, o.error[:500], o.mail.id),
+            )
+        else:
+            conn.execute(
+                "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
+                "WHERE id = ? AND status = 'queued'",
+                (o.error[:500], _scrubbed(o.mail.params), o.mail.id),
+            )
 
 
 def release_claims(conn: sqlite3.Connection, claimer: str, now: int) -> int:

@@ -1,9 +1,13 @@
 """The mail worker: drains the outbox through a backend, with retries and dead letters.
 
-It is woken when a request queues mail and otherwise polls; each pass claims the due rows (under
-a lease), renders and sends them concurrently, and records the outcome. Temporary failures back
-off exponentially (``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to
-``max_attempts``; permanent ones go straight to the dead letters with the server's reason.
+Mail a request queues is committed already claimed by this worker run (attempt 1, under a lease)
+and handed over in memory (``submit``): it goes out at once, with no claiming transaction. The
+rest (retries, mail queued by the admin CLI, mail a killed run had claimed) is found by polling
+the outbox every ``poll_s``: each pass claims the due rows under a lease. A pass renders and sends
+its mails concurrently and records the outcomes (through the daemon's write-behind, so they ride
+along in the next request transaction). Temporary failures back off exponentially
+(``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to ``max_attempts``; permanent
+ones go straight to the dead letters with the server's reason.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from dvm.config import MailSettings
@@ -22,6 +26,7 @@ from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
 from dvm.store.database import Database
+from dvm.store.writebehind import WriteBehind
 
 log = logging.getLogger("sigit.mail")
 
@@ -35,6 +40,7 @@ class MailWorker:
         sender: Sender,
         settings: MailSettings,
         clock: Callable[[], float] = time.time,
+        writebehind: WriteBehind | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
@@ -42,36 +48,58 @@ class MailWorker:
         self.sender = sender
         self.settings = settings
         self._clock = clock
+        self._writebehind = writebehind  # None: outcomes are written at the end of each pass
         self._wake = asyncio.Event()
+        self._fresh: list[outbox.OutboxMail] = []
         self.lease_s = int(max(60.0, 4 * settings.timeout_s))
         self.run_id = secrets.token_hex(8)  # whose claims are whose: see release_claims
+        self.claim = outbox.MailClaim(self.run_id, self.lease_s)
         self._released = False
 
-    def wake(self) -> None:
-        """Look at the outbox now (called after a commit that queued mail)."""
-        self._wake.set()
+    def submit(self, mails: Sequence[outbox.OutboxMail]) -> None:
+        """Send mail committed already claimed by ``self.claim``, now."""
+        if mails:
+            self._fresh.extend(mails)
+            self._wake.set()
 
     def backoff_s(self, attempts: int) -> int:
         return int(min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** max(0, attempts - 1)))
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Drain until ``stopping`` is set; sleep until woken, the next due row, or ``poll_s``."""
+        """Send submitted mail as it comes and poll the outbox every ``poll_s``, until ``stopping``."""
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time()
         while not stopping.is_set():
             try:
-                await self.drain()
+                if self._fresh:
+                    await self.send_submitted()
+                if loop.time() >= next_poll:
+                    await self.drain()
+                    next_poll = loop.time() + self.settings.poll_s
             except Exception:  # a database hiccup must not end mail delivery
                 log.exception("mail pass failed; retrying")
+                next_poll = loop.time() + self.settings.poll_s
+            if self._fresh:
+                continue
             self._wake.clear()
             sleeper = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(stopping.wait())
             await asyncio.wait(
-                {sleeper, stopper}, timeout=self.settings.poll_s, return_when=asyncio.FIRST_COMPLETED
+                {sleeper, stopper},
+                timeout=max(0.0, next_poll - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
             )
             sleeper.cancel()
             stopper.cancel()
 
+    async def send_submitted(self) -> int:
+        """Send what ``submit`` handed over; return how many were attempted."""
+        batch, self._fresh = self._fresh, []
+        await self._pass(batch)
+        return len(batch)
+
     async def drain(self) -> int:
-        """Send every row due now; return how many were attempted."""
+        """Send every row due now in the outbox; return how many were attempted."""
         total = 0
         batch = max(1, self.settings.concurrency) * 8
         if not self._released:  # mail a killed predecessor had claimed goes out now, not after its lease
@@ -93,11 +121,19 @@ class MailWorker:
             )
             if not due:
                 return total
-            # About 0.5 ms of CPU per message: built off the event loop, the whole pass in one hop.
-            built = await asyncio.to_thread(self._build_all, due, int(self._clock()))
-            outcomes = await asyncio.gather(*(self._deliver(m, b) for m, b in zip(due, built, strict=True)))
-            await self.db.run(partial(outbox.record, outcomes=list(outcomes)))
+            await self._pass(due)
             total += len(due)
+
+    async def _pass(self, mails: list[outbox.OutboxMail]) -> None:
+        # About 0.4 ms of CPU per message: built off the event loop, the whole pass in one hop.
+        built = await asyncio.to_thread(self._build_all, mails, int(self._clock()))
+        outcomes = list(
+            await asyncio.gather(*(self._deliver(m, b) for m, b in zip(mails, built, strict=True)))
+        )
+        if self._writebehind is not None:
+            self._writebehind.add(partial(outbox.mark_outcomes, outcomes=outcomes))
+        else:
+            await self.db.run(partial(outbox.record, outcomes=outcomes))
 
     async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError) -> outbox.Outcome:
         if isinstance(built, ConfigError):

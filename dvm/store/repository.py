@@ -14,6 +14,7 @@ import orjson
 
 from dvm.accounts.decision import DeleteUser, Mail, PutSession, PutUser, RecordCodeSend, View, Write
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
+from dvm.mailer.outbox import MailClaim, OutboxMail
 from dvm.store.database import immediate
 
 _SELECT_USER = (
@@ -196,22 +197,36 @@ def erase_user(conn: sqlite3.Connection, user_id: str) -> None:
 
 
 def queue_mail(
-    conn: sqlite3.Connection, mail: Mail, message_id: str, request_id: str | None, now: int
-) -> None:
-    conn.execute(
-        "INSERT INTO mail (message_id, user_id, request_id, kind, recipient, params, status, "
-        "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+    conn: sqlite3.Connection,
+    mail: Mail,
+    message_id: str,
+    request_id: str | None,
+    now: int,
+    claim: MailClaim | None = None,
+) -> OutboxMail | None:
+    """Queue a mail. With ``claim``, the row is born claimed by that worker run (attempt 1, under
+    its lease) and returned for the run to send at once: no claiming transaction needed."""
+    params = mail.params_dict()
+    claimer, attempts, due = (None, 0, now) if claim is None else (claim.claimer, 1, now + claim.lease_s)
+    cursor = conn.execute(
+        "INSERT INTO mail (message_id, user_id, request_id, kind, recipient, params, status, attempts, "
+        "next_attempt_at, created_at, claimed_by) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
         (
             message_id,
             mail.user_id,
             request_id,
             mail.kind.value,
             mail.to,
-            orjson.dumps(mail.params_dict()),
+            orjson.dumps(params),
+            attempts,
+            due,
             now,
-            now,
+            claimer,
         ),
     )
+    if claim is None or cursor.lastrowid is None:
+        return None
+    return OutboxMail(cursor.lastrowid, message_id, mail.kind, mail.to, params, attempts, now)
 
 
 @dataclass(frozen=True, slots=True)

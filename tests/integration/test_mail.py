@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import replace
 
@@ -16,6 +17,7 @@ from dvm.mailer.message import Sender
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
 from dvm.store import database, repository
+from dvm.store.writebehind import WriteBehind
 from tests.support.flows import T0, Harness, new_client
 from tests.support.smtp import Authenticator, Catcher, client_tls, self_signed, server_tls, start_smtp
 
@@ -271,3 +273,75 @@ async def test_mail_claimed_by_a_killed_run_goes_out_at_once_not_after_its_lease
     assert len(catcher.messages) == 3 and [r[0] for r in rows(db_path)] == ["sent"] * 3
     await worker.backend.close()
     await worker.db.close()
+
+
+def queue_claimed(db_path, claim: outbox.MailClaim, count: int, tag: str = "b") -> list[outbox.OutboxMail]:
+    conn = database.connect(db_path)
+    with database.immediate(conn):
+        born = [
+            repository.queue_mail(
+                conn,
+                Mail(MailKind.WELCOME, f"new{i}@example.org", f"n{i}", (("at", T0),)),
+                f"{tag}{i}",
+                None,
+                T0,
+                claim,
+            )
+            for i in range(count)
+        ]
+    conn.close()
+    return [m for m in born if m is not None]
+
+
+async def test_mail_born_claimed_is_sent_from_memory_and_never_claimed_twice(db_path, catcher):
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    born = queue_claimed(db_path, worker.claim, 2)
+    assert [(m.attempts, m.recipient) for m in born] == [(1, "new0@example.org"), (1, "new1@example.org")]
+    assert await worker.drain() == 0  # held under this run's lease: the outbox poll leaves it alone
+    worker.submit(born)
+    assert await worker.send_submitted() == 2
+    assert await worker.drain() == 0
+    assert len(catcher.messages) == 2
+    assert [(r[0], r[1]) for r in rows(db_path)] == [("sent", 1), ("sent", 1)]
+    await worker.backend.close()
+    await worker.db.close()
+
+
+async def test_mail_born_claimed_by_a_killed_run_goes_out_with_the_next_run(db_path, catcher):
+    queue_claimed(db_path, outbox.MailClaim("run-that-was-killed", 3600), 2)  # never handed over
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    assert await worker.drain() == 2
+    assert len(catcher.messages) == 2 and [r[0] for r in rows(db_path)] == ["sent"] * 2
+    await worker.backend.close()
+    await worker.db.close()
+
+
+async def test_write_behind_outcomes_wait_for_a_transaction_then_flush_on_their_own(db_path, catcher):
+    conf = settings(catcher.port)
+    db = await database.Database(db_path).open()
+    later = WriteBehind(db, delay_s=0.2)
+    worker = MailWorker(
+        db, SmtpBackend(conf), Templates(TemplateContext(LINK, "")), SENDER, conf, Clock(), later
+    )
+    worker.submit(queue_claimed(db_path, worker.claim, 1))
+    await worker.send_submitted()
+    assert len(catcher.messages) == 1 and [r[0] for r in rows(db_path)] == ["queued"]  # not yet written
+    await asyncio.sleep(0.5)
+    assert [r[0] for r in rows(db_path)] == ["sent"]  # written by the timer, in its own transaction
+    # Taken by a caller, the update runs in the caller's transaction instead.
+    worker.submit(queue_claimed(db_path, worker.claim, 1, tag="c"))
+    await worker.send_submitted()
+    along = later.take()
+    assert along is not None and later.take() is None
+    await db.run(lambda conn: _in_immediate(conn, along))
+    assert [r[0] for r in rows(db_path)] == ["sent", "sent"]
+    await later.close()
+    await worker.backend.close()
+    await db.close()
+
+
+def _in_immediate(conn, update) -> None:
+    with database.immediate(conn):
+        update(conn)

@@ -1,0 +1,72 @@
+"""Small after-the-fact updates that ride along in the next transaction instead of paying for one.
+
+A reply marked published and a mail marked sent are facts learnt after a commit; writing each in
+a transaction of its own costs a commit (and an fsync) apiece. They wait here instead: the next
+batch of requests takes them into its transaction (``take``), and when no batch comes within
+``delay_s`` they go in one transaction of their own. Losing them in a crash only repeats work
+whose repetition the user does not see: a reply published again is the same event (relays and
+clients take it once), a mail sent again carries the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+
+from dvm.store.database import Database, immediate
+
+log = logging.getLogger("sigit.store")
+
+Update = Callable[[sqlite3.Connection], None]
+
+
+class WriteBehind:
+    def __init__(self, db: Database, delay_s: float) -> None:
+        self.db = db
+        self.delay_s = delay_s
+        self._pending: list[Update] = []
+        self._timer: asyncio.Task[None] | None = None
+
+    def add(self, update: Update) -> None:
+        """Queue ``update(conn)``: idempotent, and harmless to lose in a crash (see above)."""
+        self._pending.append(update)
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.ensure_future(self._flush_later())
+
+    def take(self) -> Update | None:
+        """Everything queued, as one update for the caller's transaction (and no longer queued)."""
+        if not self._pending:
+            return None
+        updates, self._pending = self._pending, []
+
+        def run_all(conn: sqlite3.Connection) -> None:
+            for update in updates:
+                update(conn)
+
+        return run_all
+
+    async def flush(self) -> None:
+        """Write what is queued now, in a transaction of its own."""
+        along = self.take()
+        if along is None:
+            return
+        try:
+            await self.db.run(lambda conn: _in_transaction(conn, along))
+        except Exception:
+            log.exception("deferred bookkeeping not written; the work it records may be repeated")
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.flush()
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.delay_s)
+        await self.flush()
+
+
+def _in_transaction(conn: sqlite3.Connection, update: Update) -> None:
+    with immediate(conn):
+        update(conn)
