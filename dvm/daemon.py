@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import logging
 import signal
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -84,6 +85,9 @@ class Secrets:
         return cls(key, code_secret, password)
 
 
+Opened = list[Incoming | NostrError]  # a batch after verify, decrypt and decode, in order
+
+
 @dataclass
 class _Item:
     event: Event
@@ -128,9 +132,7 @@ class Daemon:
         self.intake: asyncio.Queue[_Item] = asyncio.Queue(maxsize=settings.daemon.max_in_flight)
         self.limiter = KeyRateLimiter(settings.daemon.per_key_burst, settings.daemon.per_key_per_s)
         self.opener = Opener(secrets.key, rules.intake, settings.daemon.open_workers)
-        self._opened: asyncio.Queue[tuple[list[_Item], list[Incoming | NostrError] | None, int]] = (
-            asyncio.Queue(maxsize=2)
-        )
+        self._opened: asyncio.Queue[tuple[list[_Item], Opened | None, int]] = asyncio.Queue(maxsize=2)
         self._retry_backoff = Backoff(0.5, 10.0)  # a failing database is retried at least every 10 s
         self._seen: OrderedDict[str, None] = OrderedDict()  # decided event ids (bounded LRU)
         self._queued: set[Event] = set()  # events waiting in the intake (bounded by its size)
@@ -304,7 +306,7 @@ class Daemon:
             while len(items) < batch_max and not self.intake.empty():
                 items.append(self.intake.get_nowait())
             now = int(self._clock())
-            opened: list[Incoming | NostrError] | None = None
+            opened: Opened | None = None
             if len(items) >= WORKER_MIN_BATCH:
                 try:
                     opened = await self.opener.open([item.event for item in items], now)
@@ -314,10 +316,18 @@ class Daemon:
 
     async def _commit_stage(self) -> None:
         """Stage 2: decide an opened batch in one transaction while stage 1 opens the next."""
+        batch_max = max(1, self.settings.store.batch_max)
         while True:
             items, opened, now = await self._opened.get()
+            parts = [(items, opened)]
+            # Batches opened while the previous commit ran share this one (group commit): a commit
+            # of one request writes about 20 pages to the WAL, one of many about one per request.
+            while not self._opened.empty() and len(items) < batch_max:
+                more, more_opened, now = self._opened.get_nowait()
+                parts.append((more, more_opened))
+                items = [*items, *more]
             try:
-                await self._decide(items, opened, now)
+                await self._decide(parts, now)
                 self._failures = 0
             except Exception as exc:  # locked or full database, I/O error: nothing was committed
                 self._failures += 1
@@ -331,7 +341,7 @@ class Daemon:
                 )
                 self._spawn(self._requeue(items, delay), self._tasks)
             finally:
-                self._busy -= 1
+                self._busy -= len(parts)
 
     def _retry_delay(self, failures: int) -> float:
         delays = self._retry_backoff.delays()
@@ -346,18 +356,23 @@ class Daemon:
         for item in items:
             await self.intake.put(item)
 
-    async def _decide(self, items: list[_Item], opened: list[Incoming | NostrError] | None, now: int) -> None:
+    async def _decide(self, parts: list[tuple[list[_Item], Opened | None]], now: int) -> None:
+        """Decide batches in one transaction; those not opened by the worker are opened first, on
+        the database thread in the same call (one thread does all of their CPU work: cheaper than
+        splitting it with the event loop, since every sqlite call releases the GIL)."""
         along = self.writebehind.take()  # bookkeeping learnt since the last commit rides along
-        if opened is None:  # no worker: open on the database thread, in the same call
-            events = [item.event for item in items]
-            handle = partial(
-                self.service.handle_events, events=events, now=now, limiter=self.limiter, bookkeeping=along
-            )
-        else:
-            handle = partial(
-                self.service.handle_opened, opened=opened, now=now, limiter=self.limiter, bookkeeping=along
-            )
-        results = await self.db.run(handle)
+
+        def open_and_decide(conn: sqlite3.Connection) -> list[tuple[Incoming | None, Handled | Exception]]:
+            opened: Opened = []
+            for part_items, part_opened in parts:
+                if part_opened is None:
+                    opened.extend(self.service.open_events([item.event for item in part_items], now))
+                else:
+                    opened.extend(part_opened)
+            return self.service.handle_opened(conn, opened, now, self.limiter, along)
+
+        items = [item for part_items, _ in parts for item in part_items]
+        results = await self.db.run(open_and_decide)
         mails: list[OutboxMail] = []
         replies: list[repository.PendingReply] = []
         for item, (incoming, result) in zip(items, results, strict=True):

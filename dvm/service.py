@@ -154,18 +154,6 @@ class AccountService:
         results = iter(self.handle_batch(conn, requests, now, bookkeeping))
         return [(o, next(results)) if isinstance(o, Incoming) else (None, o) for o in checked]
 
-    def handle_events(
-        self,
-        conn: sqlite3.Connection,
-        events: Sequence[Event],
-        now: int,
-        limiter: KeyRateLimiter | None = None,
-        bookkeeping: Bookkeeping | None = None,
-    ) -> list[tuple[Incoming | None, Handled | Exception]]:
-        """Open and decide a batch on the calling thread (one thread does all of its CPU work:
-        cheaper than splitting it with the event loop, since every sqlite call releases the GIL)."""
-        return self.handle_opened(conn, self.open_events(events, now), now, limiter, bookkeeping)
-
     def _handle(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Handled:
         event = incoming.event
         stored = repository.stored_reply(conn, event.id)

@@ -4,11 +4,16 @@ built on rust-nostr (nostr-sdk)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import nostr_sdk as rn
 import pytest
 
+from dvm.daemon import _Item
 from dvm.nostr import bech32
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.client import build_request
 from tests.support.daemon import DVM_KEY, code_from, make_settings, start_daemon, write_relays
 from tests.support.relay import LocalRelay, wait_until
 from tests.support.sdk_browser import SdkBrowser
@@ -240,3 +245,31 @@ async def test_nip42_auth_lets_the_daemon_read_a_relay_that_requires_it(tmp_path
             await daemon.shutdown()
     finally:
         relay.stop()
+
+
+async def test_batches_queued_behind_a_commit_share_the_next_one(tmp_path, relay, smtp):
+    """Batches opened inline and by the worker, merged into one transaction, are each decided."""
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+    daemon = await start_daemon(settings)
+    try:
+        now = int(time.time())
+        events = [
+            build_request(
+                Encryptor(SecretKey.generate()),
+                DVM_KEY.pubkey_hex,
+                "request_account",
+                {"email": f"merged{i}@example.org"},
+                now,
+                pow_bits=12,
+            )
+            for i in range(3)
+        ]
+        items = [_Item(event, time.monotonic(), "test") for event in events]
+        opened_by_worker = daemon.service.open_events(events[1:], now)
+        await daemon._decide([(items[:1], None), (items[1:], opened_by_worker)], now)
+        assert daemon.handled == 3
+        rows = db_rows(settings, "SELECT event_id, outcome FROM requests ORDER BY processed_at, event_id")
+        assert sorted(rows) == sorted((e.id, "ok") for e in events)
+        await wait_for_mail(smtp, 3)
+    finally:
+        await daemon.shutdown()
