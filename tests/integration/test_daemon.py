@@ -11,10 +11,7 @@ import pytest
 
 from dvm.daemon import _Item
 from dvm.nostr import bech32
-from dvm.nostr.encryption import Encryptor
-from dvm.nostr.keys import SecretKey
-from dvm.protocol.client import build_request
-from tests.support.daemon import DVM_KEY, code_from, make_settings, start_daemon, write_relays
+from tests.support.daemon import DVM_KEY, code_from, make_settings, signup_events, start_daemon, write_relays
 from tests.support.relay import LocalRelay, wait_until
 from tests.support.sdk_browser import SdkBrowser
 
@@ -253,17 +250,7 @@ async def test_batches_queued_behind_a_commit_share_the_next_one(tmp_path, relay
     daemon = await start_daemon(settings)
     try:
         now = int(time.time())
-        events = [
-            build_request(
-                Encryptor(SecretKey.generate()),
-                DVM_KEY.pubkey_hex,
-                "request_account",
-                {"email": f"merged{i}@example.org"},
-                now,
-                pow_bits=12,
-            )
-            for i in range(3)
-        ]
+        events = signup_events(3, "merged")
         items = [_Item(event, time.monotonic(), "test") for event in events]
         opened_by_worker = daemon.service.open_events(events[1:], now)
         await daemon._decide([(items[:1], None), (items[1:], opened_by_worker)], now)

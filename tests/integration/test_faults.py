@@ -19,31 +19,13 @@ import pytest
 from websockets.asyncio.client import connect
 
 from dvm.demo.local import write_local_config
-from dvm.nostr.encryption import Encryptor
-from dvm.nostr.keys import SecretKey
-from dvm.protocol.client import build_request
 from dvm.relays import messages
-from tests.support.daemon import DVM_KEY, make_settings, start_daemon
+from tests.support.daemon import DVM_KEY, make_settings, signup_events, start_daemon
 from tests.support.relay import LocalRelay, free_port, wait_until
 from tests.support.smtp import Catcher, start_smtp
 
 pytestmark = pytest.mark.slow
 SIGIT = Path(sys.executable).parent / "sigit-dvm"
-
-
-def signup_events(count: int, tag: str) -> list:
-    now = int(time.time())
-    return [
-        build_request(
-            Encryptor(SecretKey.generate()),
-            DVM_KEY.pubkey_hex,
-            "request_account",
-            {"email": f"{tag}{i}@example.org"},
-            now,
-            pow_bits=8,
-        )
-        for i in range(count)
-    ]
 
 
 async def publish(url: str, events: list) -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 
 from dvm.config import DaemonSettings, MailSettings, RelaySettings, ServiceSettings, Settings, StoreSettings
 from dvm.daemon import Daemon, Secrets
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.event import Event
 from dvm.nostr.keys import SecretKey
+from dvm.protocol.client import build_request
 
 DVM_KEY = SecretKey(bytes.fromhex("5d" * 32))
 CODE_SECRET = b"test-code-secret-0123456789"
@@ -62,3 +66,19 @@ def code_from(messages: list, email: str) -> str:
         if msg["To"] == email and (match := re.search(r": (\d{6})$", msg["Subject"])):
             return match.group(1)
     raise AssertionError(f"no code email to {email}")
+
+
+def signup_events(count: int, tag: str) -> list[Event]:
+    """``count`` signed request_account events to DVM_KEY, each from a new key (PoW 8 bits)."""
+    now = int(time.time())
+    return [
+        build_request(
+            Encryptor(SecretKey.generate()),
+            DVM_KEY.pubkey_hex,
+            "request_account",
+            {"email": f"{tag}{i}@example.org"},
+            now,
+            pow_bits=8,
+        )
+        for i in range(count)
+    ]
