@@ -372,7 +372,12 @@ class Daemon:
             return self.service.handle_opened(conn, opened, now, self.limiter, along)
 
         items = [item for part_items, _ in parts for item in part_items]
-        results = await self.db.run(open_and_decide)
+        try:
+            results = await self.db.run(open_and_decide)
+        except BaseException:
+            if along is not None:  # rolled back with the batch: it waits for the next transaction
+                self.writebehind.add(along)
+            raise
         mails: list[OutboxMail] = []
         replies: list[repository.PendingReply] = []
         for item, (incoming, result) in zip(items, results, strict=True):

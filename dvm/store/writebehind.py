@@ -3,14 +3,16 @@
 A reply marked published and a mail marked sent are facts learnt after a commit; writing each in
 a transaction of its own costs a commit (and an fsync) apiece. They wait here instead: the next
 batch of requests takes them into its transaction (``take``), and when no batch comes within
-``delay_s`` they go in one transaction of their own. Losing them in a crash only repeats work
-whose repetition the user does not see: a reply published again is the same event (relays and
-clients take it once), a mail sent again carries the same Message-ID.
+``delay_s`` they go in one transaction of their own (kept and retried while the database refuses
+writes, and put back if the batch that took them rolls back). Losing them in a crash only repeats
+work whose repetition the user does not see: a reply published again is the same event (relays
+and clients take it once), a mail sent again carries the same Message-ID.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from dvm.store.database import Database, immediate
 log = logging.getLogger("sigit.store")
 
 Update = Callable[[sqlite3.Connection], None]
+RETRY_S = 1.0  # after a failed write (locked or full database)
 
 
 class WriteBehind:
@@ -28,11 +31,12 @@ class WriteBehind:
         self.delay_s = delay_s
         self._pending: list[Update] = []
         self._timer: asyncio.Task[None] | None = None
+        self._closed = False
 
     def add(self, update: Update) -> None:
         """Queue ``update(conn)``: idempotent, and harmless to lose in a crash (see above)."""
         self._pending.append(update)
-        if self._timer is None or self._timer.done():
+        if not self._closed and (self._timer is None or self._timer.done()):
             self._timer = asyncio.ensure_future(self._flush_later())
 
     def take(self) -> Update | None:
@@ -47,24 +51,39 @@ class WriteBehind:
 
         return run_all
 
-    async def flush(self) -> None:
-        """Write what is queued now, in a transaction of its own."""
+    async def flush(self) -> bool:
+        """Write what is queued now, in a transaction of its own; on a database error keep it
+        queued. Return whether it was written."""
         along = self.take()
         if along is None:
-            return
+            return True
         try:
             await self.db.run(lambda conn: _in_transaction(conn, along))
-        except Exception:
-            log.exception("deferred bookkeeping not written; the work it records may be repeated")
+        except asyncio.CancelledError:
+            self._pending.insert(0, along)  # it may have been written: the updates are idempotent
+            raise
+        except Exception as exc:
+            log.warning("bookkeeping not written yet (%s: %s); retrying", type(exc).__name__, exc)
+            self._pending.insert(0, along)
+            return False
+        return True
 
     async def close(self) -> None:
-        if self._timer is not None:
+        """Write what is queued, once, and schedule nothing more."""
+        self._closed = True
+        if self._timer is not None and not self._timer.done():
             self._timer.cancel()
-        await self.flush()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        if not await self.flush():
+            log.error("bookkeeping lost at shutdown: the next run may publish or send it again")
 
     async def _flush_later(self) -> None:
+        """After ``delay_s``, write what no batch took; retry every ``RETRY_S`` while refused."""
         await asyncio.sleep(self.delay_s)
-        await self.flush()
+        while self._pending and not self._closed:
+            if not await self.flush():
+                await asyncio.sleep(RETRY_S)
 
 
 def _in_transaction(conn: sqlite3.Connection, update: Update) -> None:

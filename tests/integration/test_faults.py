@@ -239,6 +239,16 @@ async def test_a_locked_or_full_database_is_an_error_and_a_retry_not_a_crash(tmp
         else:
             await daemon.db.run(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
         await wait_until(lambda: daemon.handled == count, timeout_s=40)
+        # The bookkeeping refused meanwhile (replies published, mails sent) was kept and written:
+        # every code went out once and no reply or mail is left to do again.
+        await wait_until(lambda: len(catcher.messages) >= count, timeout_s=20)
+        await asyncio.sleep(0.5)
+        assert sorted(m["To"] for m in catcher.messages) == sorted(
+            f"{fault}{i}@example.org" for i in range(count)
+        )
+        left = "SELECT (SELECT count(*) FROM requests WHERE published_at IS NULL) + "
+        left += "(SELECT count(*) FROM mail WHERE status <> 'sent')"
+        await wait_until(lambda: blocker.execute(left).fetchone()[0] == 0, timeout_s=10)
     finally:
         blocker.close()
         await daemon.shutdown()

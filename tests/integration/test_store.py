@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import signal
@@ -17,6 +18,7 @@ from dvm.nostr import bech32
 from dvm.nostr.event import parse_event_json
 from dvm.nostr.keys import SecretKey
 from dvm.store import database, repository
+from dvm.store.writebehind import WriteBehind
 from tests.support.flows import T0, Harness, make_service, new_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,8 +245,6 @@ def test_schema_sql_at_the_root_is_the_packaged_schema():
 
 
 def test_database_thread_runs_a_whole_transaction_in_one_call(db_path):
-    import asyncio
-
     async def main():
         db = await database.Database(db_path).open()
         try:
@@ -318,3 +318,24 @@ def test_email_change_and_deletion_through_the_store(h):
     # Only the deletion notice is left in the mail table for this address; it is not tied to the user.
     assert [tuple(r) for r in h.conn.execute("SELECT kind, user_id FROM mail")] == [("account_deleted", None)]
     assert h.send(me, "status").code == "unknown_account"
+
+
+async def test_write_behind_keeps_updates_the_database_refuses_and_writes_them_later(db_path):
+    db = await database.Database(db_path).open()
+    await db.run(lambda conn: conn.execute("PRAGMA busy_timeout = 50"))
+    later = WriteBehind(db, delay_s=0.05)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        later.add(lambda conn: conn.execute("PRAGMA user_version = 99"))
+        await asyncio.sleep(0.3)
+        assert later.take() is not None  # still queued after the refused write
+        later.add(lambda conn: conn.execute("PRAGMA user_version = 99"))
+        blocker.execute("ROLLBACK")
+        await asyncio.sleep(1.5)  # the retry comes within RETRY_S
+        assert later.take() is None
+        assert blocker.execute("PRAGMA user_version").fetchone()[0] == 99
+    finally:
+        blocker.close()
+        await later.close()
+        await db.close()
