@@ -30,11 +30,14 @@ class WriteBehind:
         self.db = db
         self.delay_s = delay_s
         self._pending: list[Update] = []
+        self._since = 0.0  # loop time the oldest queued update was added
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
 
     def add(self, update: Update) -> None:
         """Queue ``update(conn)``: idempotent, and harmless to lose in a crash (see above)."""
+        if not self._pending:
+            self._since = asyncio.get_running_loop().time()
         self._pending.append(update)
         if not self._closed and (self._timer is None or self._timer.done()):
             self._timer = asyncio.ensure_future(self._flush_later())
@@ -79,9 +82,14 @@ class WriteBehind:
             log.error("bookkeeping lost at shutdown: the next run may publish or send it again")
 
     async def _flush_later(self) -> None:
-        """After ``delay_s``, write what no batch took; retry every ``RETRY_S`` while refused."""
-        await asyncio.sleep(self.delay_s)
+        """Write what no batch took within ``delay_s`` of being queued; retry every ``RETRY_S``
+        while the database refuses. Under steady load batches take everything and this only sleeps."""
+        loop = asyncio.get_running_loop()
         while self._pending and not self._closed:
+            wait = self._since + self.delay_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue  # a batch may have taken them meanwhile
             if not await self.flush():
                 await asyncio.sleep(RETRY_S)
 
