@@ -13,8 +13,7 @@ published, mail sent) rides along in the next batch's transaction (``store.write
 
 Shutdown order (uvicorn's): stop taking events, drain the queue and in-flight work with a timeout,
 finish publishing, stop the mail worker, write what the write-behind holds, close relays and the
-database. A second SIGINT/SIGTERM
-cancels what is left.
+database. A second SIGINT/SIGTERM cancels what is left.
 """
 
 from __future__ import annotations

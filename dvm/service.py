@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dvm.accounts.decision import Decision, Failure
@@ -31,8 +31,7 @@ from dvm.protocol.replies import build_reply
 from dvm.ratelimit import KeyRateLimiter
 from dvm.store import repository
 from dvm.store.database import immediate, savepoint
-
-Bookkeeping = Callable[[sqlite3.Connection], None]
+from dvm.store.writebehind import Update
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +54,6 @@ class Handled:
     reply_id: str
     reply_event: str
     replayed: bool
-    mails_queued: int = 0
     claimed_mails: tuple[OutboxMail, ...] = ()  # with ``mail_claim``: the mail to send now
 
 
@@ -96,12 +94,12 @@ class AccountService:
         conn: sqlite3.Connection,
         batch: Sequence[Incoming],
         now: int,
-        bookkeeping: Bookkeeping | None = None,
+        bookkeeping: Update | None = None,
     ) -> list[Handled | Exception]:
         """Decide several requests in one transaction, each atomic on its own (savepoints).
 
         ``bookkeeping`` runs first in the same transaction: the caller's small idempotent updates
-        (replies marked published) ride along instead of paying for a commit of their own.
+        (replies marked published, mails marked sent) ride along instead of paying for a commit of their own.
         """
         results: list[Handled | Exception] = []
         with immediate(conn):
@@ -134,7 +132,7 @@ class AccountService:
         opened: Sequence[Incoming | NostrError],
         now: int,
         limiter: KeyRateLimiter | None = None,
-        bookkeeping: Bookkeeping | None = None,
+        bookkeeping: Update | None = None,
     ) -> list[tuple[Incoming | None, Handled | Exception]]:
         """Decide an opened batch in one transaction, after the per-key budget.
 
@@ -197,7 +195,6 @@ class AccountService:
             reply.id,
             reply_json,
             False,
-            len(decision.mails),
             tuple(claimed),
         )
 

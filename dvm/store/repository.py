@@ -301,14 +301,6 @@ def mark_publication(
     )
 
 
-def record_publication(
-    conn: sqlite3.Connection, published: Sequence[tuple[str, int]], failed: Sequence[tuple[str, int]]
-) -> None:
-    """``mark_publication`` in a transaction of its own."""
-    with immediate(conn):
-        mark_publication(conn, published, failed)
-
-
 def due_replies(conn: sqlite3.Connection, now: int, limit: int) -> list[PendingReply]:
     rows = conn.execute(
         "SELECT event_id, reply_id, reply_event, publish_attempts FROM requests "
