@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import email.policy
-from email.header import Header
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import formataddr, formatdate
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,11 +9,11 @@ from hypothesis import strategies as st
 from dvm.accounts.decision import MailKind
 from dvm.mailer.message import Sender, build_message
 from dvm.mailer.templates import Rendered, TemplateContext, Templates
+from tests.support.stdlib_mail import reference
 
 NOW = 1_800_000_000
 PARAMS = {"code": "042917", "expires_at": NOW + 900, "at": NOW, "new_email": "new@example.org"}
 TEMPLATES = Templates(TemplateContext("https://sigit.example/v?code={code}", "https://sigit.example/help"))
-STDLIB = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
 SENDERS = [
     Sender("sigit@example.org", "SIGit"),
     Sender("sigit@example.org"),
@@ -31,24 +25,6 @@ SENDERS = [
     ),
 ]
 RECIPIENTS = ["ana@example.org", "a-very-long-recipient-address-that-goes-on-and-on@sub.example.org"]
-
-
-def reference(rendered: Rendered, recipient: str, token: str, sender: Sender, now: int) -> bytes:
-    """The message built the plain standard-library way: MIMEText parts, stock compat32."""
-    msg = MIMEMultipart("alternative", boundary=f"==_sigit_{token}_==")
-    msg["From"] = formataddr((sender.name, sender.address), charset="utf-8")
-    msg["To"] = recipient
-    if sender.reply_to:
-        msg["Reply-To"] = sender.reply_to
-    subject = rendered.subject
-    msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
-    msg["Date"] = formatdate(now, usegmt=True)
-    msg["Message-ID"] = f"<{token}@{sender.domain}>"
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg.attach(MIMEText(rendered.text, "plain", "utf-8"))
-    msg.attach(MIMEText(rendered.html, "html", "utf-8"))
-    return msg.as_bytes(policy=STDLIB)
 
 
 @pytest.mark.parametrize("kind", list(MailKind))
