@@ -101,8 +101,7 @@ class _Compat32Crlf(Compat32):
             isinstance(value, str)
             and len(name) + 2 + len(value) <= (self.max_line_length or 78)
             and value.isascii()
-            and "\n" not in value
-            and "\r" not in value
+            and value.isprintable()  # no control character: the stdlib breaks lines at some of them
         ):
             return f"{name}: {value}{self.linesep}".encode("ascii")
         return super().fold_binary(name, value)

@@ -54,3 +54,12 @@ def test_any_subject_and_bodies_match_stdlib(subject, text, html):
     rendered = Rendered(subject.replace("\n", " ").replace("\r", " "), text, html)
     fast = build_message(rendered, "ana@example.org", "cd" * 16, SENDERS[0], NOW).data
     assert fast == reference(rendered, "ana@example.org", "cd" * 16, SENDERS[0], NOW)
+
+
+@pytest.mark.parametrize("char", [chr(c) for c in range(32)] + ["\x7f", "\x85", "\u2028"])
+def test_control_and_line_breaking_characters_in_headers_match_stdlib(char):
+    """The standard library breaks header lines at more than CR and LF (form feed, \\x1c-\\x1e...)."""
+    rendered = Rendered(f"S{char}T", "t", "h")
+    sender = Sender("sigit@example.org", f"A{char}B")
+    fast = build_message(rendered, "ana@example.org", "ef" * 16, sender, NOW).data
+    assert fast == reference(rendered, "ana@example.org", "ef" * 16, sender, NOW)
