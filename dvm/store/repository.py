@@ -88,8 +88,12 @@ def user_by_email(conn: sqlite3.Connection, email: str) -> UserRow | None:
 
 
 def user_by_pending_email(conn: sqlite3.Connection, email: str) -> UserRow | None:
-    """The user who most recently reserved ``email`` as a pending change (lapsed or not)."""
-    sql = _SELECT_USER + " WHERE pending_email = ? ORDER BY grace_deadline DESC LIMIT 1"
+    """The user who most recently reserved ``email`` as a pending change (lapsed or not).
+
+    ``pending_email <> ''`` lets SQLite use the partial index: without it every signup scanned
+    the whole users table, since the planner cannot prove a bound parameter is not ''."""
+    where = " WHERE pending_email = ? AND pending_email <> '' ORDER BY grace_deadline DESC LIMIT 1"
+    sql = _SELECT_USER + where
     return _user(conn.execute(sql, (email,)).fetchone())
 
 

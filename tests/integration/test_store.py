@@ -339,3 +339,90 @@ async def test_write_behind_keeps_updates_the_database_refuses_and_writes_them_l
         blocker.close()
         await later.close()
         await db.close()
+
+
+class _RecordingConnection(sqlite3.Connection):
+    """Keeps every statement dvm's code runs, with its parameters, to ask SQLite how it would run
+    them (the test's own lookups are left out)."""
+
+    statements: list[tuple[str, tuple | None]]
+
+    def _keep(self, sql: str, parameters: tuple | None) -> None:
+        if sys._getframe(2).f_globals["__name__"].startswith("dvm."):
+            self.statements.append((sql, parameters))
+
+    def execute(self, sql, parameters=(), /):  # type: ignore[override]
+        self._keep(sql, tuple(parameters))
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql, seq_of_parameters, /):  # type: ignore[override]
+        rows = list(seq_of_parameters)
+        self._keep(sql, tuple(rows[0]) if rows else None)
+        return super().executemany(sql, rows)
+
+
+def test_no_statement_of_the_request_or_delivery_paths_scans_a_whole_table(db_path, monkeypatch):
+    """Every statement the service, the reply outbox and the mail worker run is planned through an
+    index (or a partial index over the rows still to do), so a request costs the same with a
+    million users as with ten. Admin listings are not on these paths and may scan."""
+    statements: list[tuple[str, tuple | None]] = []
+    connect = sqlite3.connect
+
+    def recording(*args, **kwargs):
+        conn = connect(*args, factory=_RecordingConnection, **kwargs)
+        conn.statements = statements
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", recording)
+    from dvm.mailer import outbox
+    from dvm.nostr.encryption import Encryptor
+
+    h = Harness(database.connect(db_path))
+    owner = SecretKey.generate()
+    browser = new_client(1)
+    signup(h, browser, account=owner.pubkey_hex)
+    again = h.event(browser, "status")
+    h.send_event(browser, again)
+    h.send_event(browser, again)  # answered from the stored reply
+    laptop = new_client(2)
+    assert h.send(laptop, "request_login", {"email": "ana@example.org"}).ok
+    assert h.send(laptop, "verify_code", {"code": h.last_code("ana@example.org")}).ok
+    me = Encryptor(owner)
+    assert h.send(me, "change_email", {"email": "new@example.org"}).ok
+    assert h.send(new_client(3), "request_account", {"email": "new@example.org"}).code == "email_taken"
+    assert h.send(me, "confirm_email", {"code": h.last_code("new@example.org")}).ok
+    assert h.send(me, "update_backup", {"backup": BACKUP}).ok
+    assert h.send(me, "set_notifications", {"login_notice": False}).ok
+    assert h.send(laptop, "resend_code").code  # answered, whatever the answer
+    assert h.send(me, "request_deletion").ok
+    with database.immediate(h.conn):
+        due = repository.due_replies(h.conn, T0 + 3600, 10)
+        repository.mark_publication(h.conn, [(due[0].event_id, T0)], [(due[1].event_id, T0 + 9)])
+    mails = outbox.claim_due(h.conn, T0 + 3600, 10, 60, "run-1")
+    outcomes = [
+        outbox.Outcome(mails[0], "sent", at=T0),
+        outbox.Outcome(mails[1], "retry", "busy", T0 + 60),
+        outbox.Outcome(mails[2], "dead", "refused"),
+    ]
+    outbox.record(h.conn, outcomes)
+    outbox.release_claims(h.conn, "run-2", T0)
+    repository.replies_due_now(h.conn, T0)
+    repository.last_request_created_at(h.conn)
+    assert h.send(me, "delete_account", {"code": h.last_code("new@example.org")}).ok
+    h.conn.close()
+
+    plain = database.connect(db_path)
+    tables = {r[0] for r in plain.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    indexes = plain.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%WHERE%'")
+    partial_indexes = {r[0] for r in indexes}
+    scans = set()
+    for sql, params in dict.fromkeys(statements):
+        if params is None or not sql.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE", "DELETE")):
+            continue
+        for row in plain.execute("EXPLAIN QUERY PLAN " + sql, params):
+            words = row["detail"].split()
+            if words[0] == "SCAN" and words[1] in tables and not (set(words) & partial_indexes):
+                scans.add(f"{row['detail']}: {sql}")
+    plain.close()
+    assert len({s for s, _ in statements}) > 30  # the flows above really ran through the recorder
+    assert not scans, "\n".join(sorted(scans))
