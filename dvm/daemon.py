@@ -4,9 +4,10 @@ Pipeline, per event: a relay connection parses it and, if it is addressed to us 
 this run, puts it on a bounded intake queue (a full queue stops that relay's reader: back-pressure,
 not memory growth). Stage 1 takes whatever is queued (up to ``store.batch_max``) and has a worker
 process authenticate and decrypt it (``daemon.open_workers``; with 0 workers, or for a batch under
-``WORKER_MIN_BATCH``, the database thread opens it); stage 2 decides the opened batch in ONE
-database call and transaction (group commit; each request in its own savepoint) while stage 1
-opens the next batch on the other core. After the commit it publishes each reply and hands the
+``WORKER_MIN_BATCH``, the database call opens it); stage 2 decides the opened batch in ONE
+database call and transaction (group commit; each request in its own savepoint) while the worker
+opens the next batch on the other core. The database call runs on the event loop's thread
+(``dvm.store.database`` says why). After the commit it publishes each reply and hands the
 mail (committed already claimed by the mail worker's run) to the mail worker. Replies no relay
 accepted stay in the outbox and are retried with backoff. What publishing and sending learn (reply
 published, mail sent) rides along in the next batch's transaction (``store.writebehind``).
@@ -60,9 +61,9 @@ log = logging.getLogger("sigit.daemon")
 SEEN_CAPACITY = 100_000
 PUBLISH_BATCH = 100
 WRITE_BEHIND_S = 0.05  # replies marked published and mails marked sent wait this long for a batch
-# Smaller batches are opened on the database thread: the round trip to the worker process costs
-# more CPU than opening a few events, and under light load the database thread is not busy. When
-# requests queue up, batches grow and the worker opens them in parallel with the commits.
+# Smaller batches are opened in the database call: the round trip to the worker process costs
+# more CPU than opening a few events. When requests queue up, batches grow and the worker opens
+# them in parallel with the commits.
 WORKER_MIN_BATCH = 4
 
 
@@ -356,9 +357,8 @@ class Daemon:
             await self.intake.put(item)
 
     async def _decide(self, parts: list[tuple[list[_Item], Opened | None]], now: int) -> None:
-        """Decide batches in one transaction; those not opened by the worker are opened first, on
-        the database thread in the same call (one thread does all of their CPU work: cheaper than
-        splitting it with the event loop, since every sqlite call releases the GIL)."""
+        """Decide batches in one transaction; those not opened by the worker are opened first, in
+        the same database call."""
         along = self.writebehind.take()  # bookkeeping learnt since the last commit rides along
 
         def open_and_decide(conn: sqlite3.Connection) -> list[tuple[Incoming | None, Handled | Exception]]:

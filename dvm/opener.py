@@ -1,8 +1,8 @@
 """Opening batches of events (verify, decrypt, decode) in a worker process.
 
 Opening is pure and costs about a third of a request's CPU. In a worker process it runs on the
-second core while the database thread commits the previous batch; inline (``workers = 0``) it
-runs on the database thread. The worker holds its own copy of the DVM key, handed over once at
+second core while the daemon commits the previous batch; inline (``workers = 0``) it runs in the
+daemon's database call. The worker holds its own copy of the DVM key, handed over once at
 start through the process pipe, never through the environment or a file.
 """
 

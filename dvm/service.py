@@ -1,6 +1,6 @@
 """The account service: one request, one transaction.
 
-For each authenticated request, on the database thread: answer from storage if the event was seen
+For each authenticated request, inside the daemon's database call: answer from storage if the event was seen
 before; otherwise load the rows that matter, let the pure state machine decide, build and sign the
 reply, and write rows + queued mails + the request record (with its reply, the outbox) before one
 COMMIT. Publication and mail delivery read the outboxes after the commit, so a crash at any point
@@ -58,7 +58,7 @@ class Handled:
 
 
 class AccountService:
-    """Decides requests against the store. Its methods run on the database thread."""
+    """Decides requests against the store, inside a :meth:`~dvm.store.database.Database.run` call."""
 
     def __init__(
         self,

@@ -1,10 +1,13 @@
-"""One SQLite connection on one dedicated thread, and the migrations that keep it current.
+"""The daemon's SQLite connection, and the migrations that keep a database current.
 
-Each ``await`` into a database thread costs 60-90 us here, more than a request's crypto, so a
-request's whole transaction runs as ONE call on the database thread (:meth:`Database.run`)
-instead of awaiting statement by statement. aiosqlite offers that only through a private method,
-so this module keeps aiosqlite's model (one connection, one worker thread, futures) on the
-standard library's ``sqlite3`` and a one-thread executor.
+A request's whole transaction (a batch of them, group-committed) is ONE call,
+:meth:`Database.run`, never a statement per ``await``. The call runs on the event loop's own
+thread. A dedicated database thread (aiosqlite's model) was measured against it end to end on 2
+cores (docs/performance.md): every sqlite3 call releases the GIL and has to win it back from the
+event loop, and the hand-offs cost the daemon about 10% more CPU and the requests more time
+waiting inside it than the transactions take. A transaction here is short (under a millisecond
+a request, a few tens for the largest batch); a lock held by another process is waited for at
+most ``busy_timeout_ms``, after which the caller's retry takes over.
 
 ``schema.sql`` (symlinked at the repository root) creates the current schema; ``MIGRATIONS``
 steps an older ``PRAGMA user_version`` forward, one version per entry.
@@ -12,10 +15,8 @@ steps an older ``PRAGMA user_version`` forward, one version per entry.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -68,6 +69,9 @@ MIGRATIONS: dict[int, str] = {
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""
 
 BUSY_TIMEOUT_MS = 5000
+"""How long a connection waits for another one's write lock (the CLI, scripts)."""
+DAEMON_BUSY_TIMEOUT_MS = 250
+"""The daemon's wait, shorter: it blocks the event loop, and a refused batch is retried anyway."""
 
 
 class StoreError(DVMError):
@@ -78,14 +82,14 @@ def schema_sql() -> str:
     return resources.files("dvm.store").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def connect(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """Open ``path`` in WAL mode with foreign keys on, creating or migrating the schema.
 
     The connection is in autocommit mode: every write goes through :func:`immediate`.
     """
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")  # a committed reply or mail survives power loss
     conn.execute("PRAGMA foreign_keys = ON")
@@ -149,15 +153,18 @@ def savepoint(conn: sqlite3.Connection, name: str = "request") -> Iterator[sqlit
 
 
 class Database:
-    """Runs functions against one connection on one thread; ``await db.run(fn)`` is one hop."""
+    """The daemon's one connection; ``await db.run(fn)`` runs ``fn(conn)`` as one call (see above).
 
-    def __init__(self, path: str | Path) -> None:
+    The methods are coroutines so that callers await a database step like any other.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = DAEMON_BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigit-db")
+        self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> Database:
-        self._conn = await self._submit(lambda: connect(self.path))
+        self._conn = connect(self.path, busy_timeout_ms=self.busy_timeout_ms)
         return self
 
     @property
@@ -165,17 +172,13 @@ class Database:
         return self._conn is not None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` on the database thread and return its result."""
+        """Run ``fn(conn)`` now, on this thread, and return its result."""
         conn = self._conn
         if conn is None:
             raise StoreError("database is not open")
-        return await self._submit(lambda: fn(conn))
+        return fn(conn)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self._submit(conn.close)
-        self._executor.shutdown(wait=True)
-
-    async def _submit(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+            conn.close()

@@ -1,7 +1,7 @@
 """The SQL of the account service: load a :class:`View`, apply a :class:`Decision`, record replies.
 
 Plain synchronous functions on a ``sqlite3.Connection``; the caller owns the transaction (they run
-on the database thread inside :func:`dvm.store.database.immediate` or a savepoint).
+inside :func:`dvm.store.database.immediate` or a savepoint, in one ``Database.run`` call).
 """
 
 from __future__ import annotations

@@ -244,7 +244,7 @@ def test_schema_sql_at_the_root_is_the_packaged_schema():
     assert (ROOT / "schema.sql").read_text() == database.schema_sql()
 
 
-def test_database_thread_runs_a_whole_transaction_in_one_call(db_path):
+def test_database_run_performs_a_whole_transaction_in_one_call(db_path):
     async def main():
         db = await database.Database(db_path).open()
         try:
