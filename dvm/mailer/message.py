@@ -58,15 +58,20 @@ def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
+def mime_boundary(token: str) -> str:
+    """The multipart boundary, from the row's token. Both parts are base64, whose alphabet has no
+    "_", so it cannot occur inside them. At most 30 characters, so that the Content-Type line fits
+    in 78 and is written as it is rather than folded."""
+    return f"==_sigit_{token[:16]}_=="
+
+
 def _base64_body(body: str) -> bytes:
     """A text part's body as ``MIMEText(body, subtype, "utf-8")`` carries it: base64 lines."""
     return base64.encodebytes(body.encode())
 
 
 def build_message(rendered: Rendered, recipient: str, token: str, sender: Sender, now: int) -> Outgoing:
-    # A boundary from the row's token: both parts are base64, whose alphabet has no "_", so it
-    # cannot occur inside them (and the generator skips compiling a regex to find a free one).
-    boundary = f"==_sigit_{token}_=="
+    boundary = mime_boundary(token)
     mid = message_id(token, sender)
     headers = [
         ("From", formataddr((sender.name, sender.address), charset="utf-8")),

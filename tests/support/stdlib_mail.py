@@ -9,7 +9,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
 
-from dvm.mailer.message import Sender
+from dvm.mailer.message import Sender, mime_boundary
 from dvm.mailer.templates import Rendered
 
 STDLIB = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
@@ -17,7 +17,7 @@ STDLIB = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
 
 def reference(rendered: Rendered, recipient: str, token: str, sender: Sender, now: int) -> bytes:
     """The message built the plain standard-library way: MIMEText parts, stock compat32."""
-    msg = MIMEMultipart("alternative", boundary=f"==_sigit_{token}_==")
+    msg = MIMEMultipart("alternative", boundary=mime_boundary(token))
     msg["From"] = formataddr((sender.name, sender.address), charset="utf-8")
     msg["To"] = recipient
     if sender.reply_to:
