@@ -82,14 +82,14 @@ def schema_sql() -> str:
     return resources.files("dvm.store").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
-def connect(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+def connect(path: str | Path) -> sqlite3.Connection:
     """Open ``path`` in WAL mode with foreign keys on, creating or migrating the schema.
 
     The connection is in autocommit mode: every write goes through :func:`immediate`.
     """
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")  # a committed reply or mail survives power loss
     conn.execute("PRAGMA foreign_keys = ON")
@@ -164,7 +164,11 @@ class Database:
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> Database:
-        self._conn = connect(self.path, busy_timeout_ms=self.busy_timeout_ms)
+        """Connect and migrate, waiting for locks as long as the CLI does (nothing is served yet),
+        then shorten the wait for serving."""
+        conn = connect(self.path)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        self._conn = conn
         return self
 
     @property

@@ -255,6 +255,31 @@ def test_database_run_performs_a_whole_transaction_in_one_call(db_path):
     assert asyncio.run(main()) == '"wal"'
 
 
+async def test_the_daemon_connection_waits_briefly_for_another_process_lock_then_fails(db_path):
+    """Its transactions run on the event loop: a lock held elsewhere stalls it at most 250 ms,
+    then the caller's retry takes over. The CLI's connections keep waiting 5 s."""
+
+    def write(conn: sqlite3.Connection) -> None:
+        with database.immediate(conn):
+            conn.execute("DELETE FROM audit")
+
+    db = await database.Database(db_path).open()
+    cli = database.connect(db_path)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        assert await db.run(lambda c: c.execute("PRAGMA busy_timeout").fetchone()[0]) == 250
+        assert cli.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+        blocker.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await db.run(write)
+        blocker.execute("ROLLBACK")
+        await db.run(write)  # free again: the retry goes through
+    finally:
+        blocker.close()
+        cli.close()
+        await db.close()
+
+
 def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tmp_path):
     old = tmp_path / "v1.sqlite3"
     conn = sqlite3.connect(old)
