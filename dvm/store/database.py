@@ -15,7 +15,9 @@ steps an older ``PRAGMA user_version`` forward, one version per entry.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -25,6 +27,8 @@ from typing import TypeVar
 from dvm.errors import DVMError
 
 T = TypeVar("T")
+
+log = logging.getLogger("sigit.store")
 
 SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, str] = {
@@ -72,6 +76,8 @@ BUSY_TIMEOUT_MS = 5000
 """How long a connection waits for another one's write lock (the CLI, scripts)."""
 DAEMON_BUSY_TIMEOUT_MS = 250
 """The daemon's wait, shorter: it blocks the event loop, and a refused batch is retried anyway."""
+SLOW_CALL_S = 0.1
+"""A database call at least this long is logged: the event loop (every relay, mail) waited for it."""
 
 
 class StoreError(DVMError):
@@ -176,11 +182,19 @@ class Database:
         return self._conn is not None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` now, on this thread, and return its result."""
+        """Run ``fn(conn)`` now, on this thread, and return its result; log it if it was slow."""
         conn = self._conn
         if conn is None:
             raise StoreError("database is not open")
-        return fn(conn)
+        started = time.perf_counter()
+        try:
+            return fn(conn)
+        finally:
+            elapsed = time.perf_counter() - started
+            if elapsed >= SLOW_CALL_S:
+                name = getattr(fn, "__qualname__", type(fn).__name__)
+                ms = elapsed * 1000
+                log.warning("slow database call: %s took %.0f ms (the event loop waited)", name, ms)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -277,6 +278,17 @@ async def test_the_daemon_connection_waits_briefly_for_another_process_lock_then
     finally:
         blocker.close()
         cli.close()
+        await db.close()
+
+
+async def test_a_slow_database_call_is_logged_since_the_event_loop_waited_for_it(db_path, caplog):
+    db = await database.Database(db_path).open()
+    try:
+        await db.run(lambda c: c.execute("SELECT 1"))
+        assert "slow database call" not in caplog.text
+        await db.run(partial(lambda c, s: time.sleep(s), s=database.SLOW_CALL_S + 0.05))
+        assert "slow database call" in caplog.text and "the event loop waited" in caplog.text
+    finally:
         await db.close()
 
 
