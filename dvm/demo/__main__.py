@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dir", help="working directory (default: a new temporary one)")
     args = parser.parse_args(argv)
+    # SIGTERM (kill, a service manager) and SIGHUP (the terminal closed) stop it like Ctrl-C does:
+    # through the cleanup below, so no relay or daemon is left running.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.default_int_handler)
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="sigit-demo-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     say(f"sigit-dvm demo in {workdir}")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +34,37 @@ def test_demo_once_walks_signup_activation_and_login(tmp_path):
         assert expected in out.stdout, expected
     log = (tmp_path / "daemon.log").read_text()
     assert "sigit-dvm stopped" in log  # SIGTERM led to a clean shutdown
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_live_demo_stops_everything_it_started_on_a_signal(tmp_path, signum):
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvm.demo", "--dir", str(tmp_path / "demo")], stdout=sink, stderr=sink
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Still running" not in out.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "Still running" in out.read_text(), out.read_text()[-3000:]
+        assert _processes_mentioning(str(tmp_path / "demo"))  # the relay and the daemon run
+        proc.send_signal(signum)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "sigit-dvm stopped" in (tmp_path / "demo" / "daemon.log").read_text()
+    assert _processes_mentioning(str(tmp_path / "demo")) == []  # nothing left behind
