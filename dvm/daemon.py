@@ -298,7 +298,8 @@ class Daemon:
         await self.intake.put(_Item(event, time.monotonic(), relay))
 
     async def _open_stage(self) -> None:
-        """Stage 1: take what is queued (up to a batch) and open it in the worker process."""
+        """Stage 1: take what is queued (up to a batch); a batch of ``WORKER_MIN_BATCH`` or more is
+        opened in the worker process, a smaller one later in the database call."""
         batch_max = max(1, self.settings.store.batch_max)
         while True:
             items = [await self.intake.get()]
@@ -315,7 +316,7 @@ class Daemon:
             await self._opened.put((items, opened, now))
 
     async def _commit_stage(self) -> None:
-        """Stage 2: decide an opened batch in one transaction while stage 1 opens the next."""
+        """Stage 2: decide a batch in one transaction, while the worker may be opening the next."""
         batch_max = max(1, self.settings.store.batch_max)
         while True:
             items, opened, now = await self._opened.get()

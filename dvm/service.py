@@ -1,10 +1,10 @@
 """The account service: one request, one transaction.
 
-For each authenticated request, inside the daemon's database call: answer from storage if the event was seen
-before; otherwise load the rows that matter, let the pure state machine decide, build and sign the
-reply, and write rows + queued mails + the request record (with its reply, the outbox) before one
-COMMIT. Publication and mail delivery read the outboxes after the commit, so a crash at any point
-leaves either the whole request or none of it.
+For each authenticated request, inside the daemon's database call: answer from storage if the
+event was seen before; otherwise load the rows that matter, let the pure state machine decide,
+build and sign the reply, and write rows + queued mails + the request record (with its reply, the
+outbox) before one COMMIT. Publication and mail delivery read the outboxes after the commit, so a
+crash at any point leaves either the whole request or none of it.
 
 Several queued requests may share one transaction (group commit, one fsync); each runs in its own
 savepoint, so a failure rolls back that request alone.
@@ -99,7 +99,8 @@ class AccountService:
         """Decide several requests in one transaction, each atomic on its own (savepoints).
 
         ``bookkeeping`` runs first in the same transaction: the caller's small idempotent updates
-        (replies marked published, mails marked sent) ride along instead of paying for a commit of their own.
+        (replies marked published, mails marked sent) ride along instead of paying for a commit of
+        their own.
         """
         results: list[Handled | Exception] = []
         with immediate(conn):

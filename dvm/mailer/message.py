@@ -113,13 +113,11 @@ def _serialized(boundary: str, headers: list[tuple[str, str]], rendered: Rendere
     fold = _CRLF.fold_binary
     out = [fold("Content-Type", f'multipart/alternative; boundary="{boundary}"'), b"MIME-Version: 1.0\r\n"]
     out += [fold(name, value) for name, value in headers]
-    delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
-    out.append(delimiter)  # the blank line after the headers, then the first boundary
-    out.append(_PART_HEAD.format("plain").encode("ascii"))
-    out.append(_base64_body(rendered.text).replace(b"\n", b"\r\n"))
-    out.append(delimiter)
-    out.append(_PART_HEAD.format("html").encode("ascii"))
-    out.append(_base64_body(rendered.html).replace(b"\n", b"\r\n"))
+    delimiter = f"\r\n--{boundary}\r\n".encode("ascii")  # the first also ends the headers
+    for subtype, body in (("plain", rendered.text), ("html", rendered.html)):
+        out.append(delimiter)
+        out.append(_PART_HEAD.format(subtype).encode("ascii"))
+        out.append(_base64_body(body).replace(b"\n", b"\r\n"))
     out.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
     return b"".join(out)
 

@@ -62,9 +62,6 @@ class WriteBehind:
             return True
         try:
             await self.db.run(lambda conn: _in_transaction(conn, along))
-        except asyncio.CancelledError:
-            self._pending.insert(0, along)  # it may have been written: the updates are idempotent
-            raise
         except Exception as exc:
             log.warning("bookkeeping not written yet (%s: %s); retrying", type(exc).__name__, exc)
             self._pending.insert(0, along)
