@@ -24,7 +24,7 @@ from dvm.accounts.rules import AccountRules
 from dvm.errors import ConfigError
 from dvm.protocol.intake import DEFAULT_POW_BITS, DEFAULT_REQUEST_KIND, IntakeRules
 from dvm.protocol.methods import Method, RequestLimits
-from dvm.service import ServiceRules
+from dvm.rules import ServiceRules
 
 ENV_PREFIX = "SIGIT_"
 

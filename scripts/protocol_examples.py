@@ -17,9 +17,10 @@ import orjson
 
 from dvm.nostr import bech32
 from dvm.nostr.encryption import Encryptor, Scheme
-from dvm.nostr.event import Event, parse_event_json
+from dvm.nostr.event import Event
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request, request_plaintext
+from dvm.protocol.intake import open_request
 from dvm.service import AccountService
 from dvm.store import database
 
@@ -82,8 +83,10 @@ def examples() -> str:
             request = build_request(
                 browser, dvm.key.pubkey_hex, method, params, now, pow_bits=bits, scheme=scheme
             )
-            handled = service.handle(conn, service.open(request, now), now)
-            reply = parse_event_json(handled.reply_event)
+            incoming = open_request(request, service.encryptor, service.rules.intake, now)
+            (answer,) = service.commit(conn, [incoming], now)
+            assert not isinstance(answer, Exception), answer
+            reply = answer.reply
             opened = reply_text(dvm, browser, reply)
             out += [
                 f"### Example: {title}",

@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from dvm.accounts.rows import SessionRow, UserRow
+from dvm.accounts.rows import SessionRow, SessionState, UserRow
 from dvm.errors import RequestError
 
 
@@ -111,13 +111,34 @@ class Failure:
 Reply = Success | Failure
 
 
+Step = tuple[SessionState | None, SessionState | None]
+"""A session's state before and after a request (None: no session)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of the transition table: a method moving a session (None: no session yet)."""
+
+    method: str
+    session_from: SessionState | None
+    session_to: SessionState | None
+    outcome: str
+    note: str
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of one request: the reply, and the writes and emails that go with it."""
+    """The outcome of one request: the reply, and the writes and emails that go with it.
+
+    A handler states the ``step`` it took; :func:`dvm.accounts.machine.decide` checks it against
+    the table and records the row as ``transition``.
+    """
 
     reply: Reply
     writes: tuple[Write, ...] = field(default=())
     mails: tuple[Mail, ...] = field(default=())
+    step: Step | None = None
+    transition: Transition | None = None
 
     @property
     def outcome(self) -> str:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from dvm.accounts import codes
 from dvm.accounts.decision import (
@@ -50,7 +51,9 @@ from dvm.accounts.decision import (
     PutSession,
     PutUser,
     RecordCodeSend,
+    Step,
     Success,
+    Transition,
     View,
     Write,
 )
@@ -71,6 +74,7 @@ from dvm.errors import (
     RequestError,
     SessionExpired,
     TooManyAttempts,
+    UndeclaredTransition,
     UnknownAccount,
     UnknownEmail,
 )
@@ -80,6 +84,7 @@ from dvm.protocol.methods import (
     ChangeEmail,
     ConfirmEmail,
     DeleteAccount,
+    Method,
     Request,
     RequestAccount,
     RequestDeletion,
@@ -102,102 +107,114 @@ class Context:
     code_secret: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One row of the transition table: a method moving a session (None: no session yet)."""
+_P, _V, _C, _L = SessionState.PENDING, SessionState.VERIFIED, SessionState.CONSUMED, SessionState.LOCKED
 
-    method: str
+
+def row(session_from: SessionState | None, session_to: SessionState | None, outcome: str, note: str) -> Row:
+    """One row of a method's table (the method is added by :func:`rule`)."""
+    return Row(session_from, session_to, outcome, note)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
     session_from: SessionState | None
     session_to: SessionState | None
     outcome: str
     note: str
 
 
-_P, _V, _C, _L = SessionState.PENDING, SessionState.VERIFIED, SessionState.CONSUMED, SessionState.LOCKED
+Handler = Callable[[Any, str, View, Context], Decision]
 
-TRANSITIONS: tuple[Transition, ...] = (
-    Transition("request_account", None, _P, "ok", "new or unfinished email: user, session, code emailed"),
-    Transition("request_account", _P, _P, "ok", "same key, same email, still pending: nothing new"),
-    Transition("request_account", None, None, "email_taken", "email belongs to an activated account"),
-    Transition("request_account", None, None, "rate_limited", "too many codes to this email this hour"),
-    Transition("verify_code", _P, _V, "ok", "signup code matches: user verified, entropy returned"),
-    Transition("verify_code", _P, _C, "ok", "login code matches: entropy, pubkey and backup returned"),
-    Transition("verify_code", _P, _P, "code_invalid", "wrong code, attempts left"),
-    Transition("verify_code", _P, _L, "too_many_attempts", "the last allowed wrong code"),
-    Transition("verify_code", _P, _P, "code_expired", "code older than code_ttl_s"),
-    Transition("verify_code", _L, _L, "too_many_attempts", "locked sessions take no more codes"),
-    Transition("verify_code", _V, _V, "code_invalid", "a code works once"),
-    Transition("verify_code", None, None, "no_session", "no session for this key"),
-    Transition(
-        "verify_code", _P, _P, "email_taken", "signup code, but another session activated the account"
-    ),
-    Transition("activate", _V, _C, "ok", "pubkey and backup stored, user activated"),
-    Transition("activate", _C, _C, "ok", "same pubkey and backup again: no-op"),
-    Transition("activate", _C, _C, "already_activated", "different pubkey or backup"),
-    Transition("activate", _P, _P, "email_taken", "another session activated the account"),
-    Transition("activate", _P, _P, "not_verified", "code not verified yet"),
-    Transition("activate", _V, _V, "session_expired", "verified longer than activation_window_s ago"),
-    Transition("activate", _V, _V, "pubkey_taken", "pubkey belongs to another account"),
-    Transition("request_login", None, _P, "ok", "activated email: login session, code emailed"),
-    Transition("request_login", None, None, "unknown_email", "no account for this email"),
-    Transition("request_login", None, None, "not_activated", "signup never finished"),
-    Transition("resend_code", _P, _P, "ok", "new code emailed, old one void"),
-    Transition("resend_code", _P, _P, "rate_limited", "within resend_cooldown_s or hourly cap"),
-    Transition("resend_code", None, None, "no_session", "no pending session for this key"),
-    Transition("status", None, None, "ok", "email, pending change, grace, preferences"),
-    Transition("status", None, None, "unknown_account", "the key is not an activated account's"),
-    Transition("change_email", None, _P, "ok", "new address reserved, code to it, notice to the old one"),
-    Transition(
-        "change_email", None, None, "email_taken", "the address is used or reserved by another account"
-    ),
-    Transition("confirm_email", _P, _C, "ok", "code matches: the address switches, notice to the old one"),
-    Transition("confirm_email", _P, _C, "change_expired", "the grace period ran out: the change lapses"),
-    Transition("confirm_email", _P, _P, "code_invalid", "wrong code, attempts left"),
-    Transition("update_backup", None, None, "ok", "new backup stored, previous kept, notice mailed"),
-    Transition("set_notifications", None, None, "ok", "optional notices switched on or off"),
-    Transition("request_deletion", None, _P, "ok", "deletion code mailed to the account's address"),
-    Transition("delete_account", _P, None, "ok", "code matches: the account is erased, notice mailed"),
-    Transition("delete_account", _P, _P, "code_invalid", "wrong code, attempts left"),
-)
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A method, the handler that decides it, and every transition that handler may take."""
+
+    method: Method
+    handler: Handler
+    rows: tuple[Transition, ...]
+
+    def find(self, step: Step, outcome: str) -> Transition | None:
+        for candidate in self.rows:
+            if (candidate.session_from, candidate.session_to, candidate.outcome) == (*step, outcome):
+                return candidate
+        return None
+
+    def refusal(self, outcome: str, view: View) -> Transition | None:
+        """The row of a raised refusal: it changes no session, so ``from == to``; where several
+        rows share the outcome, the one whose state is the key's session's state."""
+        rows = [r for r in self.rows if r.outcome == outcome and r.session_from == r.session_to]
+        if len(rows) > 1:
+            state = view.session.state if view.session is not None else None
+            rows = [r for r in rows if r.session_from == state]
+        return rows[0] if len(rows) == 1 else None
+
+
+RULES: dict[Method, Rule] = {}
+
+
+def rule(method: Method, *rows: Row) -> Callable[[Handler], Handler]:
+    """Declare ``method``'s handler with its rows: :func:`decide` dispatches through ``RULES``
+    and refuses (``internal_error``) any outcome the rows do not name."""
+
+    def register(handler: Handler) -> Handler:
+        if method in RULES:
+            raise ValueError(f"{method} has two rules")
+        transitions = tuple(Transition(method, r.session_from, r.session_to, r.outcome, r.note) for r in rows)
+        RULES[method] = Rule(method, handler, transitions)
+        return handler
+
+    return register
 
 
 def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
-    """Decide one request from ``pubkey`` (the event's key) given the loaded rows."""
+    """Decide one request from ``pubkey`` (the event's key) given the loaded rows.
+
+    The decision carries the row of the table it took. A handler that returns, or raises, an
+    outcome its rows do not declare is a bug: :class:`~dvm.errors.UndeclaredTransition`.
+    """
+    entry = RULES.get(request.method)
+    if entry is None:
+        raise UndeclaredTransition(f"no rule for {request.method}")
     try:
-        if isinstance(request, RequestAccount):
-            return _request_account(request, pubkey, view, ctx)
-        if isinstance(request, VerifyCode):
-            return _verify_code(request, pubkey, view, ctx)
-        if isinstance(request, Activate):
-            return _activate(request, view, ctx)
-        if isinstance(request, RequestLogin):
-            return _request_login(request, pubkey, view, ctx)
-        if isinstance(request, ResendCode):
-            return _resend_code(pubkey, view, ctx)
-        if isinstance(request, Status):
-            return _status(view, ctx)
-        if isinstance(request, ChangeEmail):
-            return _change_email(request, pubkey, view, ctx)
-        if isinstance(request, ConfirmEmail):
-            return _confirm_email(request, pubkey, view, ctx)
-        if isinstance(request, UpdateBackup):
-            return _update_backup(request, view, ctx)
-        if isinstance(request, SetNotifications):
-            return _set_notifications(request, view, ctx)
-        if isinstance(request, RequestDeletion):
-            return _request_deletion(pubkey, view, ctx)
-        if isinstance(request, DeleteAccount):
-            return _delete_account(request, pubkey, view, ctx)
+        decision = entry.handler(request, pubkey, view, ctx)
     except _WrongCode as wrong:
-        return wrong.decision
+        decision = wrong.decision
     except RequestError as refusal:
-        return Decision(Failure.of(refusal))
-    raise TypeError(f"no rule for {type(request).__name__}")  # pragma: no cover
+        failure = Failure.of(refusal)
+        taken = entry.refusal(failure.code, view)
+        if taken is None:
+            raise UndeclaredTransition(f"{request.method} refused {failure.code}: not a row") from refusal
+        return Decision(failure, transition=taken)
+    if decision.step is None:
+        raise UndeclaredTransition(f"{request.method} -> {decision.outcome} names no step")
+    taken = entry.find(decision.step, decision.outcome)
+    if taken is None:
+        raise UndeclaredTransition(f"{request.method} {decision.step} -> {decision.outcome}: not a row")
+    for write in decision.writes:
+        if isinstance(write, PutSession) and write.row.state is not taken.session_to:
+            raise UndeclaredTransition(
+                f"{request.method} wrote a {write.row.state} session, row says {taken}"
+            )
+    return replace(decision, transition=taken)
+
+
+def _then(step: Step, decision: Decision) -> Decision:
+    """``decision``, taking the session from ``step[0]`` to ``step[1]``."""
+    return replace(decision, step=step)
 
 
 # --- signup ------------------------------------------------------------------------------------
 
 
+@rule(
+    Method.REQUEST_ACCOUNT,
+    row(None, _P, "ok", "new or unfinished email: user, session, code emailed"),
+    row(_P, _P, "ok", "same key, same email, still pending: nothing new"),
+    row(None, None, "ok", "private mode: reserved or capped address, nothing sent"),
+    row(None, None, "email_taken", "email belongs to an activated account"),
+    row(None, None, "rate_limited", "too many codes to this email this hour"),
+)
 def _request_account(request: RequestAccount, pubkey: str, view: View, ctx: Context) -> Decision:
     user = view.email_user
     private = ctx.rules.private_mode
@@ -206,14 +223,14 @@ def _request_account(request: RequestAccount, pubkey: str, view: View, ctx: Cont
             raise EmailTaken
         owner = user
         if _is_retry(view.session, owner, Purpose.LOGIN, ctx):
-            return Decision(Success())
+            return _then((_P, _P), Decision(Success()))
         return _quiet_if_capped(lambda: _open_session(pubkey, owner, Purpose.LOGIN, view, ctx, ()))
     if user is None and _reserved_by_other(view.pending_user, None, ctx):
         if private:
-            return Decision(Success())
+            return _then((None, None), Decision(Success()))
         raise EmailTaken
     if user is not None and _is_retry(view.session, user, Purpose.SIGNUP, ctx):
-        return Decision(Success())
+        return _then((_P, _P), Decision(Success()))
     if user is None:
         user = UserRow(
             id=codes.new_token(ctx.rng, 16),
@@ -222,7 +239,7 @@ def _request_account(request: RequestAccount, pubkey: str, view: View, ctx: Cont
             activated=False,
             entropy="",
             pubkey="",
-            bkp="",
+            backup="",
             created_at=ctx.now,
             updated_at=ctx.now,
         )
@@ -235,15 +252,28 @@ def _request_account(request: RequestAccount, pubkey: str, view: View, ctx: Cont
     return _open_session(pubkey, signup, Purpose.SIGNUP, view, ctx, first)
 
 
-def _activate(request: Activate, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.ACTIVATE,
+    row(_V, _C, "ok", "pubkey and backup stored, user activated"),
+    row(_C, _C, "ok", "same pubkey and backup again: no-op"),
+    row(_C, _C, "already_activated", "different pubkey or backup"),
+    row(_P, _P, "email_taken", "another session activated the account"),
+    row(_V, _V, "email_taken", "another session activated the account after this one verified"),
+    row(_P, _P, "not_verified", "code not verified yet"),
+    row(_L, _L, "too_many_attempts", "the session was locked by wrong codes"),
+    row(_V, _V, "session_expired", "verified longer than activation_window_s ago"),
+    row(_V, _V, "pubkey_taken", "pubkey belongs to another account"),
+    row(None, None, "no_session", "no signup session for this key"),
+)
+def _activate(request: Activate, pubkey: str, view: View, ctx: Context) -> Decision:
     session, user = _own_session(view)
     if session.purpose is not Purpose.SIGNUP:
         raise NoSession("This session is a login session; activation needs a signup session.")
     if user.activated:
         if session.state is not SessionState.CONSUMED:  # another session finished this signup
             raise EmailTaken
-        if (user.pubkey, user.bkp) == (request.pubkey, request.backup):
-            return Decision(Success())  # this session's own activation, repeated
+        if (user.pubkey, user.backup) == (request.pubkey, request.backup):
+            return _then((_C, _C), Decision(Success()))  # this session's own activation, repeated
         raise AlreadyActivated
     if session.state is SessionState.PENDING:
         raise NotVerified
@@ -255,20 +285,31 @@ def _activate(request: Activate, view: View, ctx: Context) -> Decision:
         raise SessionExpired
     if view.pubkey_user is not None and view.pubkey_user.id != user.id:
         raise PubkeyTaken
-    activated = replace(user, pubkey=request.pubkey, bkp=request.backup, activated=True, updated_at=ctx.now)
+    activated = replace(
+        user, pubkey=request.pubkey, backup=request.backup, activated=True, updated_at=ctx.now
+    )
     consumed = replace(session, state=SessionState.CONSUMED, updated_at=ctx.now)
     welcome = Mail(MailKind.WELCOME, user.email, user.id, (("at", ctx.now),))
-    return Decision(Success(), (PutUser(activated), PutSession(consumed)), (welcome,))
+    return _then((_V, _C), Decision(Success(), (PutUser(activated), PutSession(consumed)), (welcome,)))
 
 
 # --- login -------------------------------------------------------------------------------------
 
 
+@rule(
+    Method.REQUEST_LOGIN,
+    row(None, _P, "ok", "activated email: login session, code emailed"),
+    row(_P, _P, "ok", "same key, same email, still pending: nothing new"),
+    row(None, None, "ok", "private mode: unknown or capped address, nothing sent"),
+    row(None, None, "unknown_email", "no account for this email"),
+    row(None, None, "not_activated", "signup never finished"),
+    row(None, None, "rate_limited", "too many codes to this email this hour"),
+)
 def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context) -> Decision:
     user = view.email_user
     if ctx.rules.private_mode and (user is None or not user.activated):
         if user is None:
-            return Decision(Success())  # nothing to send, and nothing to tell
+            return _then((None, None), Decision(Success()))  # nothing to send, and nothing to tell
         unfinished = user
         return _quiet_if_capped(lambda: _open_session(pubkey, unfinished, Purpose.SIGNUP, view, ctx, ()))
     if user is None:
@@ -276,7 +317,7 @@ def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context)
     if not user.activated:
         raise NotActivated
     if _is_retry(view.session, user, Purpose.LOGIN, ctx):
-        return Decision(Success())
+        return _then((_P, _P), Decision(Success()))
     if ctx.rules.private_mode:
         return _quiet_if_capped(lambda: _open_session(pubkey, user, Purpose.LOGIN, view, ctx, ()))
     return _open_session(pubkey, user, Purpose.LOGIN, view, ctx, ())
@@ -285,6 +326,19 @@ def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context)
 # --- codes -------------------------------------------------------------------------------------
 
 
+@rule(
+    Method.VERIFY_CODE,
+    row(_P, _V, "ok", "signup code matches: user verified, entropy returned"),
+    row(_P, _C, "ok", "login code matches: entropy, pubkey and backup returned"),
+    row(_P, _P, "code_invalid", "wrong code, attempts left"),
+    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
+    row(_P, _P, "code_expired", "code older than code_ttl_s"),
+    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+    row(_V, _V, "code_invalid", "a code works once"),
+    row(None, None, "no_session", "no session for this key"),
+    row(_P, _P, "email_taken", "signup code, but another session activated the account"),
+    row(_P, _P, "not_activated", "login code, but the account was never activated"),
+)
 def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> Decision:
     session, user = _own_session(view)
     if session.state is SessionState.LOCKED:
@@ -304,7 +358,8 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
         verified = replace(
             session, state=SessionState.VERIFIED, code_hmac="", verified_at=ctx.now, updated_at=ctx.now
         )
-        return Decision(Success({"entropy": entropy}), (PutUser(verified_user), PutSession(verified)))
+        writes = (PutUser(verified_user), PutSession(verified))
+        return _then((_P, _V), Decision(Success({"entropy": entropy}), writes))
     if not user.activated:
         raise NotActivated
     spent = replace(
@@ -313,8 +368,8 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
     notices = (
         (Mail(MailKind.LOGIN_NOTICE, user.email, user.id, (("at", ctx.now),)),) if user.notify_login else ()
     )
-    data = {"entropy": user.entropy, "pubkey": user.pubkey, "backup": user.bkp}
-    return Decision(Success(data), (PutSession(spent),), notices)
+    data = {"entropy": user.entropy, "pubkey": user.pubkey, "backup": user.backup}
+    return _then((_P, _C), Decision(Success(data), (PutSession(spent),), notices))
 
 
 def _wrong_code(session: SessionRow, ctx: Context) -> Decision:
@@ -324,12 +379,19 @@ def _wrong_code(session: SessionRow, ctx: Context) -> Decision:
         locked = replace(
             session, attempts=attempts, state=SessionState.LOCKED, code_hmac="", updated_at=ctx.now
         )
-        return Decision(Failure.of(TooManyAttempts()), (PutSession(locked),))
+        return _then((_P, _L), Decision(Failure.of(TooManyAttempts()), (PutSession(locked),)))
     counted = replace(session, attempts=attempts, updated_at=ctx.now)
-    return Decision(Failure.of(CodeInvalid(attempts_left=left)), (PutSession(counted),))
+    return _then((_P, _P), Decision(Failure.of(CodeInvalid(attempts_left=left)), (PutSession(counted),)))
 
 
-def _resend_code(pubkey: str, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.RESEND_CODE,
+    row(_P, _P, "ok", "new code emailed, old one void"),
+    row(_P, _P, "rate_limited", "within resend_cooldown_s or hourly cap"),
+    row(_L, _L, "too_many_attempts", "a locked session gets no new code"),
+    row(None, None, "no_session", "no pending session for this key"),
+)
+def _resend_code(request: ResendCode, pubkey: str, view: View, ctx: Context) -> Decision:
     session, user = _own_session(view)
     if session.state is SessionState.LOCKED:
         raise TooManyAttempts
@@ -339,7 +401,7 @@ def _resend_code(pubkey: str, view: View, ctx: Context) -> Decision:
     if wait > 0:
         raise RateLimited("Wait before asking for another code.", retry_after_s=wait)
     _check_hourly_cap(view, ctx)
-    return _renew_code(session, user, ctx)
+    return _then((_P, _P), _renew_code(session, user, ctx))
 
 
 def _renew_code(
@@ -404,7 +466,12 @@ def _account(view: View) -> UserRow:
     return user
 
 
-def _status(view: View, ctx: Context) -> Decision:
+@rule(
+    Method.STATUS,
+    row(None, None, "ok", "email, pending change, grace, preferences"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
+def _status(request: Status, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     grace = None if user.grace_deadline is None else user.grace_deadline - ctx.now
     data = {
@@ -416,16 +483,25 @@ def _status(view: View, ctx: Context) -> Decision:
         "notifications": {"login_notice": user.notify_login},
         "created_at": user.created_at,
     }
-    return Decision(Success(data))
+    return _then((None, None), Decision(Success(data)))
 
 
+@rule(
+    Method.CHANGE_EMAIL,
+    row(None, _P, "ok", "new address reserved, code to it, notice to the old one"),
+    row(None, None, "ok", "back to the current address: the pending change is cancelled"),
+    row(None, None, "email_taken", "the address is used or reserved by another account"),
+    row(None, None, "invalid_email", "already the account's address, nothing pending"),
+    row(None, None, "rate_limited", "too many codes to this email this hour"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
 def _change_email(request: ChangeEmail, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     if request.email == user.email:
         if not user.pending_email:
             raise InvalidEmail("This is already the account's address.")
         cancelled = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
-        return Decision(Success(), (PutUser(cancelled),))  # changing back cancels the pending change
+        return _then((None, None), Decision(Success(), (PutUser(cancelled),)))
     if view.email_user is not None and view.email_user.id != user.id:
         raise EmailTaken
     if _reserved_by_other(view.pending_user, user, ctx):
@@ -442,6 +518,18 @@ def _change_email(request: ChangeEmail, pubkey: str, view: View, ctx: Context) -
     return replace(decision, mails=(*decision.mails, notice))
 
 
+@rule(
+    Method.CONFIRM_EMAIL,
+    row(_P, _C, "ok", "code matches: the address switches, notice to the old one"),
+    row(_P, _C, "change_expired", "the grace period ran out: the change lapses"),
+    row(_P, _C, "email_taken", "the address was taken meanwhile: the change is released"),
+    row(_P, _P, "code_invalid", "wrong code, attempts left"),
+    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
+    row(_P, _P, "code_expired", "code older than code_ttl_s"),
+    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+    row(None, None, "no_session", "no pending email change for this key"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
 def _confirm_email(request: ConfirmEmail, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     session = _purpose_session(view, user, Purpose.EMAIL_CHANGE)
@@ -450,46 +538,78 @@ def _confirm_email(request: ConfirmEmail, pubkey: str, view: View, ctx: Context)
     spent = replace(session, state=SessionState.CONSUMED, code_hmac="", updated_at=ctx.now)
     if not _grace_left(user, ctx):
         lapsed = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
-        return Decision(Failure.of(ChangeExpired()), (PutUser(lapsed), PutSession(spent)))
+        return _then((_P, _C), Decision(Failure.of(ChangeExpired()), (PutUser(lapsed), PutSession(spent))))
     _check_code(session, request.code, pubkey, ctx)
     if view.email_user is not None and view.email_user.id != user.id:  # taken meanwhile
         released = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
-        return Decision(Failure.of(EmailTaken()), (PutUser(released), PutSession(spent)))
+        return _then((_P, _C), Decision(Failure.of(EmailTaken()), (PutUser(released), PutSession(spent))))
     switched = replace(
         user, email=user.pending_email, pending_email="", grace_deadline=None, updated_at=ctx.now
     )
     notice = Mail(
         MailKind.EMAIL_CHANGED, user.email, user.id, (("new_email", user.pending_email), ("at", ctx.now))
     )
-    return Decision(Success({"email": switched.email}), (PutUser(switched), PutSession(spent)), (notice,))
+    writes = (PutUser(switched), PutSession(spent))
+    return _then((_P, _C), Decision(Success({"email": switched.email}), writes, (notice,)))
 
 
-def _update_backup(request: UpdateBackup, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.UPDATE_BACKUP,
+    row(None, None, "ok", "new backup stored, previous kept, notice mailed"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
+def _update_backup(request: UpdateBackup, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
-    if request.backup == user.bkp:
-        return Decision(Success())
-    updated = replace(user, bkp=request.backup, bkp_previous=user.bkp, updated_at=ctx.now)
+    if request.backup == user.backup:
+        return _then((None, None), Decision(Success()))
+    updated = replace(user, backup=request.backup, backup_previous=user.backup, updated_at=ctx.now)
     notice = Mail(MailKind.BACKUP_CHANGED, user.email, user.id, (("at", ctx.now),))
-    return Decision(Success(), (PutUser(updated),), (notice,))
+    return _then((None, None), Decision(Success(), (PutUser(updated),), (notice,)))
 
 
-def _set_notifications(request: SetNotifications, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.SET_NOTIFICATIONS,
+    row(None, None, "ok", "optional notices switched on or off"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
+def _set_notifications(request: SetNotifications, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     updated = replace(user, notify_login=request.login_notice, updated_at=ctx.now)
-    return Decision(Success({"notifications": {"login_notice": request.login_notice}}), (PutUser(updated),))
+    reply = Success({"notifications": {"login_notice": request.login_notice}})
+    return _then((None, None), Decision(reply, (PutUser(updated),)))
 
 
-def _request_deletion(pubkey: str, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.REQUEST_DELETION,
+    row(None, _P, "ok", "deletion code mailed to the account's address"),
+    row(None, None, "rate_limited", "too many codes to this email this hour"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
+def _request_deletion(request: RequestDeletion, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     return _open_session(pubkey, user, Purpose.DELETION, view, ctx, ())
 
 
+@rule(
+    Method.DELETE_ACCOUNT,
+    row(_P, None, "ok", "code matches: the account is erased, notice mailed"),
+    row(_P, _P, "code_invalid", "wrong code, attempts left"),
+    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
+    row(_P, _P, "code_expired", "code older than code_ttl_s"),
+    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+    row(None, None, "no_session", "no pending deletion for this key"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
 def _delete_account(request: DeleteAccount, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     session = _purpose_session(view, user, Purpose.DELETION)
     _check_code(session, request.code, pubkey, ctx)
     notice = Mail(MailKind.ACCOUNT_DELETED, user.email, None, (("at", ctx.now),))
-    return Decision(Success(), (DeleteUser(user.id),), (notice,))
+    return _then((_P, None), Decision(Success(), (DeleteUser(user.id),), (notice,)))
+
+
+TRANSITIONS: tuple[Transition, ...] = tuple(row for entry in RULES.values() for row in entry.rows)
+"""Every row of every method, in the order of the rules: docs/protocol.md shows this table."""
 
 
 # --- shared steps ------------------------------------------------------------------------------
@@ -541,7 +661,7 @@ def _quiet_if_capped(open_session: Callable[[], Decision]) -> Decision:
     try:
         return open_session()
     except RateLimited:
-        return Decision(Success())
+        return _then((None, None), Decision(Success()))
 
 
 def _own_session(view: View) -> tuple[SessionRow, UserRow]:
@@ -591,7 +711,7 @@ def _open_session(
         updated_at=ctx.now,
     )
     writes = (*first, PutSession(session), RecordCodeSend(user.id, ctx.now))
-    return Decision(Success(), writes, (_code_mail(purpose, user, code, ctx),))
+    return _then((None, _P), Decision(Success(), writes, (_code_mail(purpose, user, code, ctx),)))
 
 
 _CODE_MAILS = {

@@ -26,10 +26,10 @@ class SessionState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class UserRow:
-    """An account. ``email`` is normalised; ``pubkey``/``bkp``/``entropy`` are ``""`` until set.
+    """An account. ``email`` is normalised; ``pubkey``/``backup``/``entropy`` are ``""`` until set.
 
     ``pending_email`` is an email change awaiting its code (reserved for this user until
-    ``grace_deadline``); ``bkp_previous`` keeps the backup replaced by the last ``update_backup``.
+    ``grace_deadline``); ``backup_previous`` keeps the backup replaced by the last ``update_backup``.
     """
 
     id: str
@@ -38,10 +38,10 @@ class UserRow:
     activated: bool
     entropy: str
     pubkey: str
-    bkp: str
+    backup: str
     created_at: int
     updated_at: int
-    bkp_previous: str = ""
+    backup_previous: str = ""
     pending_email: str = ""
     grace_deadline: int | None = None
     notify_login: bool = True

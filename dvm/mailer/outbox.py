@@ -14,28 +14,12 @@ from dataclasses import dataclass
 import orjson
 
 from dvm.accounts.decision import MailKind
+from dvm.outbox import MailClaim, OutboxMail
 from dvm.store.database import immediate
 
+__all__ = ["MailClaim", "OutboxMail", "Outcome", "claim_due", "mark_outcomes", "metrics", "record"]
+
 SCRUBBED_KEYS = ("code",)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMail:
-    id: int
-    message_token: str
-    kind: MailKind
-    recipient: str
-    params: dict[str, str | int]
-    attempts: int
-    created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class MailClaim:
-    """A worker run's claim: rows it holds (``claimed_by``) come back after ``lease_s``."""
-
-    claimer: str
-    lease_s: int
 
 
 @dataclass(frozen=True, slots=True)

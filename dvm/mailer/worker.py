@@ -4,8 +4,7 @@ Mail a request queues is committed already claimed by this worker run (attempt 1
 and handed over in memory (``submit``): it goes out at once, with no claiming transaction. The
 rest (retries, mail queued by the admin CLI, mail a killed run had claimed) is found by polling
 the outbox every ``poll_s``: each pass claims the due rows under a lease. A pass renders and sends
-its mails concurrently and records the outcomes (through the daemon's write-behind, so they ride
-along in the next request transaction). Temporary failures back off exponentially
+its mails concurrently and records the outcomes in one transaction. Temporary failures back off exponentially
 (``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to ``max_attempts``; permanent
 ones go straight to the dead letters with the server's reason.
 """
@@ -26,7 +25,6 @@ from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
 from dvm.store.database import Database
-from dvm.store.writebehind import WriteBehind
 
 log = logging.getLogger("sigit.mail")
 
@@ -40,7 +38,6 @@ class MailWorker:
         sender: Sender,
         settings: MailSettings,
         clock: Callable[[], float] = time.time,
-        writebehind: WriteBehind | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
@@ -48,7 +45,6 @@ class MailWorker:
         self.sender = sender
         self.settings = settings
         self._clock = clock
-        self._writebehind = writebehind  # None: outcomes are written at the end of each pass
         self._wake = asyncio.Event()
         self._fresh: list[outbox.OutboxMail] = []
         self.lease_s = int(max(60.0, 4 * settings.timeout_s))
@@ -131,10 +127,7 @@ class MailWorker:
         outcomes = list(
             await asyncio.gather(*(self._deliver(m, b) for m, b in zip(mails, built, strict=True)))
         )
-        if self._writebehind is not None:
-            self._writebehind.add(partial(outbox.mark_outcomes, outcomes=outcomes))
-        else:
-            await self.db.run(partial(outbox.record, outcomes=outcomes))
+        await self.db.run(partial(outbox.record, outcomes=outcomes))
 
     async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError) -> outbox.Outcome:
         if isinstance(built, ConfigError):

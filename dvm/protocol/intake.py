@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -20,6 +20,7 @@ from dvm.errors import (
     DecryptionError,
     InsufficientPow,
     InvalidEvent,
+    NostrError,
     PowTooLow,
     RequestError,
     StaleEvent,
@@ -102,6 +103,20 @@ def open_request(event: Event, encryptor: Encryptor, rules: IntakeRules, now: in
     except RequestError as refusal:
         return Incoming(event, scheme, refusal=refusal)
     return Incoming(event, scheme, request=request)
+
+
+def open_batch(
+    events: Sequence[Event], encryptor: Encryptor, rules: IntakeRules, now: int
+) -> list[Incoming | NostrError]:
+    """:func:`open_request` over a batch, in order; events to drop silently come back as their
+    ``NostrError``. Pure: the daemon runs it inline or in its worker process."""
+    opened: list[Incoming | NostrError] = []
+    for event in events:
+        try:
+            opened.append(open_request(event, encryptor, rules, now))
+        except NostrError as exc:
+            opened.append(exc)
+    return opened
 
 
 def _check_pow(event_id: bytes, event: Event, minimum: int) -> None:

@@ -14,7 +14,8 @@ import orjson
 
 from dvm.accounts.decision import DeleteUser, Mail, PutSession, PutUser, RecordCodeSend, View, Write
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
-from dvm.mailer.outbox import MailClaim, OutboxMail
+from dvm.nostr.event import Event, parse_event_json
+from dvm.outbox import MailClaim, OutboxMail, PendingReply, ReplyMark
 from dvm.store.database import immediate
 
 _SELECT_USER = (
@@ -51,10 +52,10 @@ def _user(row: sqlite3.Row | None) -> UserRow | None:
         activated=bool(row["activated"]),
         entropy=row["entropy"],
         pubkey=row["pubkey"],
-        bkp=row["bkp"],
+        backup=row["bkp"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        bkp_previous=row["bkp_previous"],
+        backup_previous=row["bkp_previous"],
         pending_email=row["pending_email"],
         grace_deadline=row["grace_deadline"],
         notify_login=bool(row["notify_login"]),
@@ -161,10 +162,10 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                     u.activated,
                     u.entropy,
                     u.pubkey,
-                    u.bkp,
+                    u.backup,
                     u.created_at,
                     u.updated_at,
-                    u.bkp_previous,
+                    u.backup_previous,
                     u.pending_email,
                     u.grace_deadline,
                     u.notify_login,
@@ -239,79 +240,80 @@ class StoredReply:
 
     event_id: str
     outcome: str
-    reply_id: str
-    reply_event: str
+    reply: Event
     published: bool
 
 
 def stored_reply(conn: sqlite3.Connection, event_id: str) -> StoredReply | None:
     row = conn.execute(
-        "SELECT event_id, outcome, reply_id, reply_event, published_at FROM requests WHERE event_id = ?",
+        "SELECT event_id, outcome, reply_event, published_at FROM requests WHERE event_id = ?",
         (event_id,),
     ).fetchone()
     if row is None:
         return None
-    return StoredReply(row[0], row[1], row[2], row[3], row[4] is not None)
+    return StoredReply(row[0], row[1], parse_event_json(row[2]), row[3] is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """A decided request: the event, what it asked, how it ended and the signed reply."""
+
+    event: Event
+    method: str
+    outcome: str
+    reply: Event
 
 
 def record_request(
-    conn: sqlite3.Connection,
-    event_id: str,
-    pubkey: str,
-    method: str,
-    outcome: str,
-    created_at: int,
-    reply_id: str,
-    reply_event: str,
-    now: int,
-    publish_grace_s: int = 0,
+    conn: sqlite3.Connection, record: RequestRecord, now: int, publish_grace_s: int = 0
 ) -> None:
     """Record a decided request and its reply; the retry loop picks the reply up after the grace
     period unless the immediate publication marks it published first."""
+    event, reply = record.event, record.reply
     conn.execute(
         "INSERT INTO requests (event_id, pubkey, method, outcome, created_at, processed_at, reply_id, "
         "reply_event, next_publish_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (event_id, pubkey, method, outcome, created_at, now, reply_id, reply_event, now + publish_grace_s),
+        (
+            event.id,
+            event.pubkey,
+            record.method,
+            record.outcome,
+            event.created_at,
+            now,
+            reply.id,
+            reply.to_json(),
+            now + publish_grace_s,
+        ),
     )
 
 
 # --- the reply outbox (the requests table) ----------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class PendingReply:
-    """A reply to (re)publish: the request it answers, the reply's id and JSON."""
-
-    event_id: str
-    reply_id: str
-    reply_event: str
-    attempts: int
+Bookkeeping = tuple[ReplyMark, ...]
+"""Facts learnt after a commit that ride along in the next one (see ``store.writebehind``)."""
 
 
-def mark_publication(
-    conn: sqlite3.Connection, published: Sequence[tuple[str, int]], failed: Sequence[tuple[str, int]]
-) -> None:
-    """Mark replies published ``(request id, at)``, or schedule their next attempt
-    ``(request id, next at)``, in the caller's transaction."""
+def write_bookkeeping(conn: sqlite3.Connection, marks: Bookkeeping) -> None:
+    """Mark replies published, or schedule their next attempt, in the caller's transaction."""
     conn.executemany(
         "UPDATE requests SET published_at = ?, publish_attempts = publish_attempts + 1 "
         "WHERE event_id = ? AND published_at IS NULL",
-        [(at, event_id) for event_id, at in published],
+        [(m.at, m.event_id) for m in marks if m.published],
     )
     conn.executemany(
         "UPDATE requests SET publish_attempts = publish_attempts + 1, next_publish_at = ? "
         "WHERE event_id = ? AND published_at IS NULL",
-        [(next_at, event_id) for event_id, next_at in failed],
+        [(m.at, m.event_id) for m in marks if not m.published],
     )
 
 
 def due_replies(conn: sqlite3.Connection, now: int, limit: int) -> list[PendingReply]:
     rows = conn.execute(
-        "SELECT event_id, reply_id, reply_event, publish_attempts FROM requests "
+        "SELECT event_id, reply_event, publish_attempts FROM requests "
         "WHERE published_at IS NULL AND next_publish_at <= ? ORDER BY next_publish_at LIMIT ?",
         (now, limit),
     ).fetchall()
-    return [PendingReply(row[0], row[1], row[2], row[3]) for row in rows]
+    return [PendingReply(row[0], parse_event_json(row[1]), row[2]) for row in rows]
 
 
 def replies_due_now(conn: sqlite3.Connection, now: int) -> int:

@@ -11,7 +11,7 @@ CREATE TABLE users (
     activated   INTEGER NOT NULL CHECK (activated IN (0, 1)),
     entropy     TEXT NOT NULL DEFAULT '',          -- drawn once at first verification
     pubkey      TEXT NOT NULL DEFAULT '',          -- the user's real Nostr key, once activated
-    bkp         TEXT NOT NULL DEFAULT '',          -- the client-encrypted key backup (opaque)
+    bkp         TEXT NOT NULL DEFAULT '',          -- the client-encrypted key backup (opaque; SIGit's column name)
     bkp_previous TEXT NOT NULL DEFAULT '',         -- the backup before the last update_backup
     pending_email TEXT NOT NULL DEFAULT '',        -- an email change awaiting its code (reserved)
     grace_deadline INTEGER,                        -- when the pending change lapses

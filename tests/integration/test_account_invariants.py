@@ -159,7 +159,7 @@ class AccountMachine(RuleBasedStateMachine):
         users = self.h.conn.execute("SELECT * FROM users ORDER BY id").fetchall()
         handled, _ = self.h.send_event(self.clients[c], event)
         # Seen before: answered from storage, byte for byte, and nothing decided twice.
-        assert handled.replayed and handled.reply_event == stored[0]
+        assert handled.replayed and handled.reply.to_json() == stored[0]
         assert [self.h.count(t) for t in tables] == counts
         assert self.h.conn.execute("SELECT * FROM users ORDER BY id").fetchall() == users
 

@@ -233,7 +233,9 @@ async def test_a_locked_or_full_database_is_an_error_and_a_retry_not_a_crash(tmp
         events = signup_events(count, fault)
         await publish(relay.url, events)
         await asyncio.sleep(2.0)
-        assert daemon.handled < count and daemon._failures >= 1  # failing, retrying, still running
+        assert (
+            daemon.handled < count and daemon.pipeline.stats.failures >= 1
+        )  # failing, retrying, still running
         if fault == "locked":
             blocker.execute("ROLLBACK")
         else:

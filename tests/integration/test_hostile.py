@@ -2,7 +2,7 @@
 bounded, and legitimate requests keep being served.
 
 nostr-relay already refuses unsigned events, so forged ones are fed in where a relay connection
-hands events over (``Daemon._on_event``): a hostile or broken relay could send exactly these.
+hands events over (``Pipeline.submit``): a hostile or broken relay could send exactly these.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import sqlite3
 
 import pytest
 
-from dvm.daemon import SEEN_CAPACITY
 from dvm.nostr import nip13
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import compute_id, sign_event
 from dvm.nostr.keys import SecretKey
+from dvm.pipeline import SEEN_CAPACITY
 from dvm.protocol.client import build_request
 from tests.support.daemon import DVM_KEY, make_settings, start_daemon
 from tests.support.relay import LocalRelay, wait_until
@@ -61,7 +61,7 @@ def daemon_now() -> int:
 
 
 async def feed(daemon, event_dict):
-    await daemon._on_event(event_dict, "hostile-relay")
+    await daemon.pipeline.submit(event_dict, "hostile-relay")
 
 
 async def test_forged_malformed_and_misaddressed_events_get_silence(daemon):
@@ -114,9 +114,14 @@ async def test_duplicates_and_replays_are_decided_once(daemon):
     for _ in range(50):
         await feed(daemon, event)
     await wait_until(lambda: daemon.handled == 1)
-    daemon._seen.clear()  # as after a restart: the database still knows it
-    await feed(daemon, event)
-    await wait_until(lambda: daemon.handled == 2)
+    await daemon.shutdown()  # a restart: the new run remembers nothing, the database does
+    again = await start_daemon(daemon.settings)
+    try:
+        await feed(again, event)
+        await wait_until(lambda: again.handled == 1)  # answered again, from storage
+    finally:
+        await again.shutdown()
+        await daemon.start()  # the fixture shuts it down
     assert outcomes(daemon) == {event["id"]: "ok"}
     conn = sqlite3.connect(daemon.settings.path(daemon.settings.store.path))
     assert conn.execute("SELECT count(*) FROM mail").fetchone()[0] == 1
@@ -130,12 +135,12 @@ async def test_a_flood_from_one_key_is_cut_at_its_budget_and_others_are_still_se
         await feed(daemon, event)
     burst = daemon.settings.daemon.per_key_burst
     await wait_until(lambda: daemon.handled >= burst)
-    await wait_until(lambda: daemon.intake.empty() and not daemon._busy)
+    await wait_until(lambda: daemon.pipeline.stats.queued == 0 and not daemon.pipeline.stats.in_progress)
     answered = outcomes(daemon)
     assert burst <= len(answered) <= burst + 2  # refill during the run may add one or two
     assert set(answered.values()) == {"no_session"}
-    assert len(daemon._seen) <= SEEN_CAPACITY and len(daemon.limiter) <= 1000
-    assert daemon.intake.maxsize == daemon.settings.daemon.max_in_flight
+    assert daemon.pipeline.stats.remembered <= SEEN_CAPACITY and len(daemon.pipeline.limiter) <= 1000
+    assert daemon.pipeline.max_queued == daemon.settings.daemon.max_in_flight
     # A legitimate client, through the real relay, is served at once.
     async with SdkBrowser([daemon.relay_url], DVM_KEY.pubkey_hex) as browser:
         assert (await browser.call("request_account", {"email": "legit@example.org"})).code == "ok"

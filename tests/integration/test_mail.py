@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import replace
 
@@ -17,7 +16,6 @@ from dvm.mailer.message import Sender
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
 from dvm.store import database, repository
-from dvm.store.writebehind import WriteBehind
 from tests.support.flows import T0, Harness, new_client
 from tests.support.smtp import Authenticator, Catcher, client_tls, self_signed, server_tls, start_smtp
 
@@ -316,32 +314,3 @@ async def test_mail_born_claimed_by_a_killed_run_goes_out_with_the_next_run(db_p
     assert len(catcher.messages) == 2 and [r[0] for r in rows(db_path)] == ["sent"] * 2
     await worker.backend.close()
     await worker.db.close()
-
-
-async def test_write_behind_outcomes_wait_for_a_transaction_then_flush_on_their_own(db_path, catcher):
-    conf = settings(catcher.port)
-    db = await database.Database(db_path).open()
-    later = WriteBehind(db, delay_s=0.2)
-    worker = MailWorker(
-        db, SmtpBackend(conf), Templates(TemplateContext(LINK, "")), SENDER, conf, Clock(), later
-    )
-    worker.submit(queue_claimed(db_path, worker.claim, 1))
-    await worker.send_submitted()
-    assert len(catcher.messages) == 1 and [r[0] for r in rows(db_path)] == ["queued"]  # not yet written
-    await asyncio.sleep(0.5)
-    assert [r[0] for r in rows(db_path)] == ["sent"]  # written by the timer, in its own transaction
-    # Taken by a caller, the update runs in the caller's transaction instead.
-    worker.submit(queue_claimed(db_path, worker.claim, 1, tag="c"))
-    await worker.send_submitted()
-    along = later.take()
-    assert along is not None and later.take() is None
-    await db.run(lambda conn: _in_immediate(conn, along))
-    assert [r[0] for r in rows(db_path)] == ["sent", "sent"]
-    await later.close()
-    await worker.backend.close()
-    await db.close()
-
-
-def _in_immediate(conn, update) -> None:
-    with database.immediate(conn):
-        update(conn)

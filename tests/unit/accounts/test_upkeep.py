@@ -185,7 +185,7 @@ def test_login_keeps_working_with_the_confirmed_address_during_a_change():
 def test_update_backup_keeps_the_previous_and_sends_the_password_changed_email():
     decision = decide(UpdateBackup("bmV3"), ACCOUNT, account_view(), ctx())
     updated = only(decision.writes, PutUser)
-    assert (updated.bkp, updated.bkp_previous) == ("bmV3", "ncryptsec1xyz")
+    assert (updated.backup, updated.backup_previous) == ("bmV3", "ncryptsec1xyz")
     assert [(m.kind, m.to) for m in decision.mails] == [(MailKind.BACKUP_CHANGED, "ana@example.org")]
     same = decide(UpdateBackup("ncryptsec1xyz"), ACCOUNT, account_view(), ctx())
     assert same.writes == () and same.mails == ()
