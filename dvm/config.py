@@ -125,6 +125,8 @@ class DaemonSettings:
     open_workers: int = 1
     per_key_burst: int = 30
     per_key_per_s: float = 1.0
+    refusal_replies_burst: int = 20
+    refusal_replies_per_s: float = 5.0
     name: str = "SIGit account service"
     about: str = "Email signup and login for SIGit, over Nostr."
 

@@ -121,6 +121,7 @@ class Daemon:
             Opener(secrets.key, rules.intake, d.open_workers),
             self.writebehind,
             KeyRateLimiter(d.per_key_burst, d.per_key_per_s),
+            KeyRateLimiter(d.refusal_replies_burst, d.refusal_replies_per_s, capacity=1),
             self._answered,
             batch_max=settings.store.batch_max,
             max_queued=d.max_in_flight,
@@ -167,7 +168,8 @@ class Daemon:
 
     def _answered(self, answers: list[Answer]) -> None:
         """Results of a commit: replies to the publisher, mail (committed claimed) to the worker."""
-        self.publisher.submit([PendingReply(a.event_id, a.reply, 0) for a in answers])
+        self.publisher.submit([PendingReply(a.event_id, a.reply, 0) for a in answers if a.stored])
+        self.publisher.send_unstored([a.reply for a in answers if not a.stored])
         self.mail.submit([mail for a in answers for mail in a.mails])
 
     def _spawn(self, coro: Any) -> None:

@@ -11,7 +11,9 @@
    decided and written by :meth:`dvm.service.AccountService.commit` in ONE database call and
    transaction, each request in its own savepoint. Reply marks from the write-behind ride along.
    A failed transaction (locked or full database) commits nothing; its events are queued again
-   after a back-off, never dropped.
+   after a back-off, never dropped. Requests refused at intake (stale, undecodable, below their
+   method's PoW) are not committed: they are answered from memory while the global refusal
+   budget lasts, silently dropped after that (cost before work: no row, no flood of replies).
 4. **Results**: each answer is logged and remembered (a copy from another relay is dropped at
    intake), and the batch's answers go to ``on_answered``, which the daemon wires to the reply
    publisher and the mail worker.
@@ -77,6 +79,7 @@ class Pipeline:
         opener: Opener,
         writebehind: WriteBehind,
         limiter: KeyRateLimiter,
+        refusals: KeyRateLimiter,
         on_answered: Callable[[list[Answer]], None],
         *,
         batch_max: int,
@@ -88,6 +91,7 @@ class Pipeline:
         self.opener = opener
         self.writebehind = writebehind
         self.limiter = limiter
+        self.refusals = refusals
         self.on_answered = on_answered
         self.batch_max = max(1, batch_max)
         self._clock = clock
@@ -201,7 +205,7 @@ class Pipeline:
 
     async def _commit(self, items: list[Queued], opened: Opened, now: int) -> None:
         checked = [self._within_budget(o, now) for o in opened]
-        requests = [o for o in checked if isinstance(o, Incoming)]
+        requests = [o for o in checked if isinstance(o, Incoming) and o.request is not None]
         along = self.writebehind.take()  # reply marks learnt since the last commit ride along
         try:
             answers = iter(
@@ -210,13 +214,26 @@ class Pipeline:
         except BaseException:
             self.writebehind.put_back(along)  # rolled back with the batch: next transaction
             raise
-        results = [next(answers) if isinstance(o, Incoming) else o for o in checked]
+        results: list[Answer | Exception] = []
+        for o in checked:
+            if not isinstance(o, Incoming):
+                results.append(o)
+            elif o.request is None:
+                results.append(self.service.refuse(o, now))
+            else:
+                results.append(next(answers))
         self._hand_out(items, checked, results)
 
     def _within_budget(self, opened: Incoming | NostrError, now: int) -> Incoming | NostrError:
-        """Keys over the per-key budget are dropped like forged events (no answer, no cost)."""
-        if isinstance(opened, Incoming) and not self.limiter.allow(opened.event.pubkey, now):
+        """Keys over the per-key budget, and refusals over the global refusal budget, are dropped
+        like forged events (no answer, no cost)."""
+        if not isinstance(opened, Incoming):
+            return opened
+        if not self.limiter.allow(opened.event.pubkey, now):
             return NostrError("over the per-key request limit")
+        answerable = self.refusals.burst > 0 and self.refusals.allow("", now)
+        if opened.request is None and not answerable:
+            return NostrError(f"refused ({opened.refusal}) over the refusal reply budget")
         return opened
 
     async def _requeue(self, items: list[Queued], delay: float) -> None:

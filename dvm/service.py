@@ -42,6 +42,7 @@ class Answer:
     reply: Event
     replayed: bool
     mails: tuple[OutboxMail, ...] = ()  # committed already claimed by ``mail_claim``: send now
+    stored: bool = True  # False: a refusal at intake, answered from memory and kept nowhere
 
 
 class AccountService:
@@ -70,6 +71,21 @@ class AccountService:
     @property
     def pubkey(self) -> str:
         return self.encryptor.key.pubkey_hex
+
+    def refuse(self, incoming: Incoming, now: int) -> Answer:
+        """Answer a request refused at intake (stale, undecodable, below its method's PoW) from
+        memory: nothing was decided, so nothing is stored and nothing would be decided twice."""
+        failure = Failure.of(incoming.refusal or InternalError())
+        reply = build_reply(
+            self.encryptor,
+            incoming.event,
+            incoming.scheme,
+            failure,
+            self.rules.intake.reply_kind,
+            now,
+            self.rules.reply_ttl_s,
+        )
+        return Answer(incoming.event.id, incoming.method, failure.code, reply, False, stored=False)
 
     def commit(
         self,

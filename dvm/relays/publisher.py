@@ -49,12 +49,27 @@ class Publisher:
         self._clock = clock
         self._in_flight: set[asyncio.Task[None]] = set()
 
+    @property
+    def idle(self) -> bool:
+        """No publication under way."""
+        return not self._in_flight
+
     def submit(self, replies: Sequence[PendingReply]) -> None:
         """Publish freshly committed replies now, without waiting for them."""
         if replies:
             task = asyncio.ensure_future(self.publish(replies))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+
+    def send_unstored(self, replies: Sequence[Event]) -> None:
+        """Publish replies that have no outbox row (refusals at intake) once, best effort."""
+        if replies:
+            task = asyncio.ensure_future(self._publish_unstored(replies))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _publish_unstored(self, replies: Sequence[Event]) -> None:
+        await asyncio.gather(*(self.pool.publish(reply) for reply in replies))
 
     async def publish(self, replies: Sequence[PendingReply]) -> None:
         """Publish to every relay; mark each reply published, or due again after a back-off."""
