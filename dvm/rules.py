@@ -19,4 +19,5 @@ class ServiceRules:
     intake: IntakeRules = field(default_factory=IntakeRules)
     accounts: AccountRules = field(default_factory=AccountRules)
     reply_ttl_s: int = 3600
+    empty_success: bool = False  # the seed's empty content for a success without data (leaks success)
     publish_grace_s: int = 30  # before the retry loop republishes a reply not yet marked published

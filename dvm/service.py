@@ -25,7 +25,14 @@ from dvm.nostr.event import Event
 from dvm.nostr.keys import Rng
 from dvm.outbox import MailClaim, OutboxMail
 from dvm.protocol.intake import Incoming
-from dvm.protocol.methods import ACCOUNT_KEY_METHODS, Activate, ChangeEmail, RequestAccount, RequestLogin
+from dvm.protocol.methods import (
+    ACCOUNT_KEY_METHODS,
+    Activate,
+    ChangeEmail,
+    Method,
+    RequestAccount,
+    RequestLogin,
+)
 from dvm.protocol.replies import build_reply
 from dvm.rules import ServiceRules
 from dvm.store import repository
@@ -84,6 +91,7 @@ class AccountService:
             self.rules.intake.reply_kind,
             now,
             self.rules.reply_ttl_s,
+            empty_success=self.rules.empty_success,
         )
         return Answer(incoming.event.id, incoming.method, failure.code, reply, False, stored=False)
 
@@ -125,6 +133,7 @@ class AccountService:
             self.rules.intake.reply_kind,
             now,
             self.rules.reply_ttl_s,
+            empty_success=self.rules.empty_success,
         )
         repository.apply_writes(conn, decision.writes)
         claimed = []
@@ -153,8 +162,21 @@ class AccountService:
             incoming.event.pubkey,
             email,
             account_pubkey,
-            now - rules.code_window_s,
+            now,
+            rules.code_window_s,
             account_key=request.method in ACCOUNT_KEY_METHODS,
-            reservations=isinstance(request, RequestAccount | ChangeEmail),
+            code_to=_CODE_TO.get(request.method),
+            rivals=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL),
+            failures=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL, Method.DELETE_ACCOUNT),
         )
         return decide(request, incoming.event.pubkey, view, Context(now, self._rng, rules, self._secret))
+
+
+_CODE_TO: dict[Method, repository.CodeTo] = {
+    Method.REQUEST_ACCOUNT: "email",
+    Method.REQUEST_LOGIN: "email",
+    Method.CHANGE_EMAIL: "email",
+    Method.RESEND_CODE: "session",
+    Method.REQUEST_DELETION: "account",
+}
+"""Where a method's code goes, if it may mail one: the caps are counted there."""

@@ -9,12 +9,14 @@ with ``invalid_email`` rather than guessed at.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from dvm.errors import InvalidEmail
 
 MAX_EMAIL_CHARS = 254  # RFC 5321 path limit less the angle brackets
 MAX_LOCAL_CHARS = 64
 _LOCAL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f<>()\[\]\\,;:\"@]")
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})  # controls, zero-width and bidi marks
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -23,6 +25,9 @@ def normalise_email(raw: object, max_chars: int = MAX_EMAIL_CHARS) -> str:
     if not isinstance(raw, str):
         raise InvalidEmail("email must be a string")
     value = raw.strip()
+    if any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in value):
+        raise InvalidEmail("email must not contain control, format or separator characters")
+    value = unicodedata.normalize("NFKC", value)
     if not value or len(value) > max_chars:
         raise InvalidEmail(f"email must be 1..{max_chars} characters")
     local, at, domain = value.rpartition("@")
@@ -47,3 +52,18 @@ def normalise_email(raw: object, max_chars: int = MAX_EMAIL_CHARS) -> str:
     if len(email) > max_chars:
         raise InvalidEmail(f"email must be at most {max_chars} characters")
     return email
+
+
+def mailbox(email: str) -> str:
+    """The mailbox an address reaches, for counting: NFKC, case-folded, ``+tag`` and zero-width
+    characters removed. ``Ana+1@x.org``, ``ａｎａ@x.org`` and ``an\u200ba@x.org`` are one mailbox.
+    Dots are kept: only some providers ignore them, and counting two mailboxes as one only
+    over-counts."""
+    text = unicodedata.normalize("NFKC", email)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
+    local, _, domain = text.rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
+def domain_of(mailbox_key: str) -> str:
+    return mailbox_key.rpartition("@")[2]

@@ -49,10 +49,14 @@ class UserRow:
 
 @dataclass(frozen=True, slots=True)
 class SessionRow:
-    """An ephemeral browser key's session with one user. ``code_hmac`` is ``""`` once used."""
+    """An ephemeral browser key's session with one user. ``code_hmac`` is ``""`` once used, and
+    for a decoy: in private mode, a session with no user (``user_id`` None) whose code was never
+    sent, so a stranger sees the same answers whether an address has an account or not.
+    ``subject`` is the canonical mailbox the code went to (or would have): caps and the guessing
+    budget count there."""
 
     pubkey: str
-    user_id: str
+    user_id: str | None
     purpose: Purpose
     state: SessionState
     code_hmac: str
@@ -62,3 +66,4 @@ class SessionRow:
     verified_at: int | None
     created_at: int
     updated_at: int
+    subject: str = ""

@@ -49,7 +49,7 @@ def _session_action(
 ) -> None:
     with immediate(conn):
         session = repository.session_by_pubkey(conn, pubkey)
-        user = repository.user_by_id(conn, session.user_id) if session else None
+        user = repository.user_by_id(conn, session.user_id) if session and session.user_id else None
         if session is None or user is None:
             raise AdminError(f"no session for {pubkey}")
         try:

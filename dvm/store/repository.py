@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import orjson
 
-from dvm.accounts.decision import DeleteUser, Mail, PutSession, PutUser, RecordCodeSend, View, Write
+from dvm.accounts.decision import (
+    DeleteUser,
+    Mail,
+    PutSession,
+    PutUser,
+    RecordCodeFailure,
+    RecordCodeSend,
+    Sends,
+    View,
+    Write,
+)
+from dvm.accounts.email_address import domain_of, mailbox
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.nostr.event import Event, parse_event_json
 from dvm.outbox import MailClaim, OutboxMail, PendingReply, ReplyMark
@@ -24,7 +36,7 @@ _SELECT_USER = (
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
-    "verified_at, created_at, updated_at FROM sessions"
+    "verified_at, created_at, updated_at, subject FROM sessions"
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -38,7 +50,8 @@ _PUT_USER = (
 )
 _PUT_SESSION = (
     "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
-    "code_expires_at, attempts, verified_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "code_expires_at, attempts, verified_at, created_at, updated_at, subject) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -77,6 +90,7 @@ def _session(row: sqlite3.Row | None) -> SessionRow | None:
         verified_at=row["verified_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        subject=row["subject"],
     )
 
 
@@ -112,9 +126,38 @@ def session_by_pubkey(conn: sqlite3.Connection, pubkey: str) -> SessionRow | Non
     return _session(conn.execute(_SELECT_SESSION + " WHERE pubkey = ?", (pubkey,)).fetchone())
 
 
-def code_sends_since(conn: sqlite3.Connection, user_id: str, since: int) -> tuple[int, ...]:
-    rows = conn.execute("SELECT sent_at FROM code_sends WHERE user_id = ? AND sent_at > ?", (user_id, since))
+def users_by_pending_email(conn: sqlite3.Connection, email: str) -> tuple[UserRow, ...]:
+    """Every account with ``email`` as a pending change (none reserves it; the owner wins)."""
+    sql = _SELECT_USER + " WHERE pending_email = ? AND pending_email <> '' LIMIT 100"
+    return tuple(u for row in conn.execute(sql, (email,)) if (u := _user(row)) is not None)
+
+
+def code_sends_since(conn: sqlite3.Connection, mailbox_key: str, since: int) -> tuple[int, ...]:
+    rows = conn.execute(
+        "SELECT sent_at FROM code_sends WHERE mailbox = ? AND sent_at > ?", (mailbox_key, since)
+    )
     return tuple(row[0] for row in rows)
+
+
+def _sends(conn: sqlite3.Connection, domain: str | None, since: int) -> Sends:
+    """Codes sent to ``domain`` (None: anywhere) since ``since``: how many, and the oldest."""
+    if domain is None:
+        row = conn.execute("SELECT count(*), min(sent_at) FROM code_sends WHERE sent_at > ?", (since,))
+    else:
+        row = conn.execute(
+            "SELECT count(*), min(sent_at) FROM code_sends WHERE domain = ? AND sent_at > ?", (domain, since)
+        )
+    count, oldest = row.fetchone()
+    return Sends(int(count), oldest)
+
+
+def code_failures_since(conn: sqlite3.Connection, subject: str, since: int) -> tuple[int, ...]:
+    rows = conn.execute("SELECT at FROM code_failures WHERE subject = ? AND at > ?", (subject, since))
+    return tuple(row[0] for row in rows)
+
+
+CodeTo = Literal["email", "account", "session"]
+"""Where the code a request may send goes: the request's address, the account's, the session's."""
 
 
 def load_view(
@@ -122,31 +165,57 @@ def load_view(
     event_pubkey: str,
     email: str | None,
     account_pubkey: str | None,
-    code_window_start: int,
+    now: int,
+    window_s: int,
     *,
     account_key: bool = True,
-    reservations: bool = True,
+    code_to: CodeTo | None = None,
+    rivals: bool = False,
+    failures: bool = False,
 ) -> View:
     """The rows one request may need: see :class:`~dvm.accounts.decision.View`.
 
     ``email`` is the request's address; for a confirmation (no address in the request) the
     account's pending address is looked up instead, to see whether someone took it meanwhile.
-    ``account_key`` (the event key may be an account's) and ``reservations`` (an unused address
-    may be reserved by a pending change) skip lookups a method cannot use.
+    The flags skip lookups a method cannot use: ``account_key`` (the event key may be an
+    account's), ``code_to`` (the method may mail a code: load the caps' counts there),
+    ``rivals`` (other accounts' pending changes to the address) and ``failures`` (the method
+    checks a code: load the subject's wrong codes of the day).
     """
     session = session_by_pubkey(conn, event_pubkey)
-    session_user = user_by_id(conn, session.user_id) if session else None
+    session_user = user_by_id(conn, session.user_id) if session and session.user_id else None
     account_user = user_by_pubkey(conn, event_pubkey) if account_key else None
-    pending_user = None
-    if email is None and account_user is not None and account_user.pending_email:
-        email = account_user.pending_email
-    email_user = user_by_email(conn, email) if email else None
-    if reservations and email and email_user is None:
-        pending_user = user_by_pending_email(conn, email)
+    address = email
+    if address is None and account_user is not None and account_user.pending_email:
+        address = account_user.pending_email
+    email_user = user_by_email(conn, address) if address else None
     pubkey_user = user_by_pubkey(conn, account_pubkey) if account_pubkey else None
-    subject = email_user or account_user or session_user
-    sends = code_sends_since(conn, subject.id, code_window_start) if subject else ()
-    return View(session, session_user, email_user, pubkey_user, sends, account_user, pending_user)
+    pending_users: tuple[UserRow, ...] = ()
+    if rivals:
+        owned = address or (session_user.email if session_user else None)
+        pending_users = users_by_pending_email(conn, owned) if owned else ()
+    subject = _session_subject(session, session_user)
+    target = {"email": email, "account": account_user.email if account_user else None, "session": subject}
+    view = View(session, session_user, email_user, pubkey_user, (), account_user, pending_users)
+    if code_to is not None and (to := target[code_to]):
+        box = mailbox(to)
+        since = now - window_s
+        view = replace(
+            view,
+            code_sends=code_sends_since(conn, box, since),
+            domain_sends=_sends(conn, domain_of(box), since),
+            all_sends=_sends(conn, None, since),
+        )
+    if failures and subject:
+        view = replace(view, failures=code_failures_since(conn, subject, now - 24 * 3600))
+    return view
+
+
+def _session_subject(session: SessionRow | None, user: UserRow | None) -> str:
+    """The mailbox a session's codes go to (sessions of older versions did not record it)."""
+    if session is None or session.subject or user is None:
+        return session.subject if session else ""
+    return mailbox(user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else user.email)
 
 
 def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
@@ -187,16 +256,28 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                     s.verified_at,
                     s.created_at,
                     s.updated_at,
+                    s.subject,
                 ),
             )
         elif isinstance(write, RecordCodeSend):
-            conn.execute("INSERT INTO code_sends (user_id, sent_at) VALUES (?, ?)", (write.user_id, write.at))
+            conn.execute(
+                "INSERT INTO code_sends (mailbox, domain, sent_at) VALUES (?, ?, ?)",
+                (write.mailbox, domain_of(write.mailbox), write.at),
+            )
+        elif isinstance(write, RecordCodeFailure):
+            conn.execute("INSERT INTO code_failures (subject, at) VALUES (?, ?)", (write.subject, write.at))
         elif isinstance(write, DeleteUser):
             erase_user(conn, write.user_id)
 
 
 def erase_user(conn: sqlite3.Connection, user_id: str) -> None:
-    """Delete a user; sessions and code records cascade; queued and past mail rows go too."""
+    """Delete a user; sessions cascade; queued and past mail rows go too, and so do the counters
+    that name the user's mailbox."""
+    user = user_by_id(conn, user_id)
+    if user is not None:
+        box = mailbox(user.email)
+        conn.execute("DELETE FROM code_sends WHERE mailbox = ?", (box,))
+        conn.execute("DELETE FROM code_failures WHERE subject = ?", (box,))
     conn.execute("DELETE FROM mail WHERE user_id = ?", (user_id,))
     conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
 

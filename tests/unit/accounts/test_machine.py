@@ -90,7 +90,7 @@ def test_new_email_creates_unverified_user_pending_session_and_one_code_email():
         SessionState.PENDING,
     )
     assert new_session.code_expires_at == NOW + RULES.code_ttl_s
-    assert only(decision.writes, RecordCodeSend).user_id == new_user.id
+    assert only(decision.writes, RecordCodeSend).mailbox == "ana@example.org"
     (mail,) = decision.mails
     assert (mail.kind, mail.to) == (MailKind.SIGNUP_CODE, "ana@example.org")
     code = mail.params_dict()["code"]
