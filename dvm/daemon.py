@@ -122,7 +122,6 @@ class Daemon:
             Sender(mail.from_address, mail.from_name, mail.reply_to),
             mail,
             clock,
-            self.writebehind,
         )
         self.service.mail_claim = self.mail.claim
         relay = settings.relays

@@ -2,6 +2,11 @@
 
 Failures are classified once, here: a 4xx reply, a timeout or a network error is temporary (retry
 with backoff); a 5xx reply is permanent (dead letter, reason kept).
+
+A backend calls ``accepted()`` as soon as the server has accepted a message, and lets no other
+message reach its end of data until that call returns: the worker writes the outcome there, so at
+any moment at most one accepted message is not yet marked sent (at most one duplicate per crash).
+The envelopes (MAIL, RCPT) of concurrent messages still overlap; only the DATA exchanges queue.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -28,8 +34,12 @@ class DeliveryError(DVMError):
         self.permanent = permanent
 
 
+Accepted = Callable[[], Awaitable[None]]
+"""Called once the server accepted the message, before any other message may be accepted."""
+
+
 class Backend(Protocol):
-    async def send(self, message: Outgoing) -> None: ...
+    async def send(self, message: Outgoing, accepted: Accepted) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -59,6 +69,7 @@ class SmtpBackend:
         self._tls_context = tls_context
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self._accepting = asyncio.Lock()  # one end of data (and its outcome's commit) at a time
         self.connections_opened = 0
 
     def _client(self) -> aiosmtplib.SMTP:
@@ -74,14 +85,21 @@ class SmtpBackend:
             tls_context=self._tls_context,
         )
 
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: Outgoing, accepted: Accepted) -> None:
         async with self._slots:
             client = self._idle.get_nowait() if not self._idle.empty() else self._client()
             try:
                 if not client.is_connected:
                     await client.connect()
                     self.connections_opened += 1
-                await client.sendmail(message.sender, [message.recipient], message.data)
+                if client.is_ehlo_or_helo_needed:
+                    await client.ehlo()
+                options = [f"SIZE={len(message.data)}"] if client.supports_extension("size") else []
+                await client.mail(message.sender, options=options)
+                await client.rcpt(message.recipient)
+                async with self._accepting:
+                    await client.data(message.data)
+                    await accepted()
             except BaseException as exc:
                 client.close()  # the session state is unknown: never reuse it
                 if isinstance(exc, asyncio.CancelledError):
@@ -106,7 +124,7 @@ class FileBackend:
         self.directory = directory
         self._made = False
 
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: Outgoing, accepted: Accepted) -> None:
         token = message.message_id.strip("<>").partition("@")[0]
         try:
             if not self._made:
@@ -118,6 +136,7 @@ class FileBackend:
         except OSError as exc:
             self._made = False  # the directory may have gone: make it again on the next try
             raise DeliveryError(f"cannot write {self.directory}: {exc.strerror}", permanent=False) from exc
+        await accepted()  # nothing awaited since the write: no other message came in between
 
     async def close(self) -> None:
         return None

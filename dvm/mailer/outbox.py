@@ -82,33 +82,32 @@ class Outcome:
 
 
 def record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-    """Record a pass's outcomes in one transaction (one fsync, not one per message)."""
+    """Record outcomes in one transaction: the mail worker writes each as soon as it is known."""
     with immediate(conn):
-        mark_outcomes(conn, outcomes)
+        for o in outcomes:
+            _mark(conn, o)
 
 
-def mark_outcomes(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-    """Record outcomes in the caller's transaction."""
-    for o in outcomes:
-        if o.status == "sent":
-            conn.execute(
-                "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ?, "
-                "claimed_by = NULL "
-                "WHERE id = ? AND status = 'queued'",
-                (o.at, _scrubbed(o.mail.params), o.mail.id),
-            )
-        elif o.status == "retry":
-            conn.execute(
-                "UPDATE mail SET next_attempt_at = ?, last_error = ?, claimed_by = NULL "
-                "WHERE id = ? AND status = 'queued'",
-                (o.at, o.error[:500], o.mail.id),
-            )
-        else:
-            conn.execute(
-                "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
-                "WHERE id = ? AND status = 'queued'",
-                (o.error[:500], _scrubbed(o.mail.params), o.mail.id),
-            )
+def _mark(conn: sqlite3.Connection, o: Outcome) -> None:
+    if o.status == "sent":
+        conn.execute(
+            "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ?, "
+            "claimed_by = NULL "
+            "WHERE id = ? AND status = 'queued'",
+            (o.at, _scrubbed(o.mail.params), o.mail.id),
+        )
+    elif o.status == "retry":
+        conn.execute(
+            "UPDATE mail SET next_attempt_at = ?, last_error = ?, claimed_by = NULL "
+            "WHERE id = ? AND status = 'queued'",
+            (o.at, o.error[:500], o.mail.id),
+        )
+    else:
+        conn.execute(
+            "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
+            "WHERE id = ? AND status = 'queued'",
+            (o.error[:500], _scrubbed(o.mail.params), o.mail.id),
+        )
 
 
 def release_claims(conn: sqlite3.Connection, claimer: str, now: int) -> int:

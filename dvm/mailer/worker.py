@@ -4,10 +4,12 @@ Mail a request queues is committed already claimed by this worker run (attempt 1
 and handed over in memory (``submit``): it goes out at once, with no claiming transaction. The
 rest (retries, mail queued by the admin CLI, mail a killed run had claimed) is found by polling
 the outbox every ``poll_s``: each pass claims the due rows under a lease. A pass renders and sends
-its mails concurrently and records the outcomes (through the daemon's write-behind, so they ride
-along in the next request transaction). Temporary failures back off exponentially
-(``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to ``max_attempts``; permanent
-ones go straight to the dead letters with the server's reason.
+its mails concurrently. Each outcome is written in a transaction of its own as soon as it is known:
+a message the server accepted is marked ``sent`` before the backend lets any other message reach
+its end of data (see :class:`~dvm.mailer.backends.Backend`), so a crash can leave at most one
+accepted message unmarked, and only that one goes out again (with the same Message-ID). Temporary
+failures back off exponentially (``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to
+``max_attempts``; permanent ones go straight to the dead letters with the server's reason.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
 from dvm.store.database import Database
-from dvm.store.writebehind import WriteBehind
 
 log = logging.getLogger("sigit.mail")
 
@@ -40,7 +41,6 @@ class MailWorker:
         sender: Sender,
         settings: MailSettings,
         clock: Callable[[], float] = time.time,
-        writebehind: WriteBehind | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
@@ -48,7 +48,7 @@ class MailWorker:
         self.sender = sender
         self.settings = settings
         self._clock = clock
-        self._writebehind = writebehind  # None: outcomes are written at the end of each pass
+        self._unwritten: list[outbox.Outcome] = []  # outcomes the database refused: written next time
         self._wake = asyncio.Event()
         self._fresh: list[outbox.OutboxMail] = []
         self.lease_s = int(max(60.0, 4 * settings.timeout_s))
@@ -91,10 +91,14 @@ class MailWorker:
             )
             sleeper.cancel()
             stopper.cancel()
+        if self._unwritten:
+            await self._write([])
 
     async def send_submitted(self) -> int:
         """Send what ``submit`` handed over; return how many were attempted."""
         batch, self._fresh = self._fresh, []
+        if self._unwritten:
+            await self._write([])
         await self._pass(batch)
         return len(batch)
 
@@ -102,6 +106,8 @@ class MailWorker:
         """Send every row due now in the outbox; return how many were attempted."""
         total = 0
         batch = max(1, self.settings.concurrency) * 8
+        if self._unwritten:
+            await self._write([])
         if not self._released:  # mail a killed predecessor had claimed goes out now, not after its lease
             released = await self.db.run(
                 partial(outbox.release_claims, claimer=self.run_id, now=int(self._clock()))
@@ -128,24 +134,34 @@ class MailWorker:
         # Built on the event loop's thread, about 0.1-0.2 ms of CPU a message (scripts/bench mail):
         # a thread would only add a hand-off, since building holds the GIL throughout.
         built = self._build_all(mails, int(self._clock()))
-        outcomes = list(
-            await asyncio.gather(*(self._deliver(m, b) for m, b in zip(mails, built, strict=True)))
-        )
-        if self._writebehind is not None:
-            self._writebehind.add(partial(outbox.mark_outcomes, outcomes=outcomes))
-        else:
-            await self.db.run(partial(outbox.record, outcomes=outcomes))
+        await asyncio.gather(*(self._deliver(m, b) for m, b in zip(mails, built, strict=True)))
 
-    async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError) -> outbox.Outcome:
+    async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError) -> None:
         if isinstance(built, ConfigError):
             log.error("mail %d (%s) dead: template: %s", mail.id, mail.kind, built)
-            return outbox.Outcome(mail, "dead", f"template: {built}")
+            await self._write([outbox.Outcome(mail, "dead", f"template: {built}")])
+            return
+
+        async def accepted() -> None:
+            log.info("mail %d (%s) sent, attempt %d", mail.id, mail.kind, mail.attempts)
+            await self._write([outbox.Outcome(mail, "sent", at=int(self._clock()))])
+
         try:
-            await self.backend.send(built)
+            await self.backend.send(built, accepted)
         except DeliveryError as exc:
-            return self._failed(mail, exc)
-        log.info("mail %d (%s) sent, attempt %d", mail.id, mail.kind, mail.attempts)
-        return outbox.Outcome(mail, "sent", at=int(self._clock()))
+            await self._write([self._failed(mail, exc)])
+
+    async def _write(self, outcomes: list[outbox.Outcome]) -> None:
+        """Write outcomes now, in a transaction of their own (with any the database refused
+        before); if it refuses again, keep them for the next write."""
+        pending = [*self._unwritten, *outcomes]
+        try:
+            await self.db.run(partial(outbox.record, outcomes=pending))
+        except Exception as exc:  # locked or full: the rows stay claimed under our lease meanwhile
+            log.warning("mail outcomes not written yet (%s); retrying", type(exc).__name__)
+            self._unwritten = pending
+        else:
+            self._unwritten = []
 
     def _build_all(self, due: list[outbox.OutboxMail], now: int) -> list[Outgoing | ConfigError]:
         built: list[Outgoing | ConfigError] = []

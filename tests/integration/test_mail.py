@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
+import sqlite3
 from dataclasses import replace
 
 import orjson
@@ -17,7 +17,6 @@ from dvm.mailer.message import Sender
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
 from dvm.store import database, repository
-from dvm.store.writebehind import WriteBehind
 from tests.support.flows import T0, Harness, new_client
 from tests.support.smtp import Authenticator, Catcher, client_tls, self_signed, server_tls, start_smtp
 
@@ -318,30 +317,55 @@ async def test_mail_born_claimed_by_a_killed_run_goes_out_with_the_next_run(db_p
     await worker.db.close()
 
 
-async def test_write_behind_outcomes_wait_for_a_transaction_then_flush_on_their_own(db_path, catcher):
+class MarkedCatcher(Catcher):
+    """Notes, as each message arrives, how many rows the database already has marked sent."""
+
+    def __init__(self, db_path) -> None:
+        super().__init__()
+        self.db_path = db_path
+        self.marked_before: list[int] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        conn = sqlite3.connect(self.db_path)
+        self.marked_before.append(
+            conn.execute("SELECT count(*) FROM mail WHERE status = 'sent'").fetchone()[0]
+        )
+        conn.close()
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_each_accepted_message_is_marked_sent_before_the_next_one_is_accepted(db_path, concurrency):
+    """A kill -9 can then leave at most one accepted message unmarked: one duplicate per crash."""
+    catcher = MarkedCatcher(db_path)
+    controller = start_smtp(catcher)
+    try:
+        conf = settings(controller.port, concurrency=concurrency)
+        queue(db_path, 12)
+        worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+        assert await worker.drain() == 12
+        born = queue_claimed(db_path, worker.claim, 6)
+        worker.submit(born)
+        assert await worker.send_submitted() == 6
+        assert catcher.marked_before == list(range(18))
+        await worker.backend.close()
+        await worker.db.close()
+    finally:
+        controller.stop()
+
+
+async def test_outcomes_the_database_refuses_are_kept_and_written_later(db_path, catcher):
     conf = settings(catcher.port)
-    db = await database.Database(db_path).open()
-    later = WriteBehind(db, delay_s=0.2)
-    worker = MailWorker(
-        db, SmtpBackend(conf), Templates(TemplateContext(LINK, "")), SENDER, conf, Clock(), later
-    )
-    worker.submit(queue_claimed(db_path, worker.claim, 1))
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    born = queue_claimed(db_path, worker.claim, 2)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    worker.submit(born)
     await worker.send_submitted()
-    assert len(catcher.messages) == 1 and [r[0] for r in rows(db_path)] == ["queued"]  # not yet written
-    await asyncio.sleep(0.5)
-    assert [r[0] for r in rows(db_path)] == ["sent"]  # written by the timer, in its own transaction
-    # Taken by a caller, the update runs in the caller's transaction instead.
-    worker.submit(queue_claimed(db_path, worker.claim, 1, tag="c"))
-    await worker.send_submitted()
-    along = later.take()
-    assert along is not None and later.take() is None
-    await db.run(lambda conn: _in_immediate(conn, along))
-    assert [r[0] for r in rows(db_path)] == ["sent", "sent"]
-    await later.close()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert len(catcher.messages) == 2 and [r[0] for r in rows(db_path)] == ["queued"] * 2
+    assert await worker.drain() == 0  # written first; nothing is due (the rows are still ours)
+    assert [r[0] for r in rows(db_path)] == ["sent"] * 2 and len(catcher.messages) == 2
     await worker.backend.close()
-    await db.close()
-
-
-def _in_immediate(conn, update) -> None:
-    with database.immediate(conn):
-        update(conn)
+    await worker.db.close()
