@@ -55,7 +55,12 @@ def classify(exc: BaseException) -> DeliveryError:
         return DeliveryError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600)
     if isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError):
         return DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
+    if isinstance(exc, UnicodeError | ValueError):  # an address or message that cannot be encoded
+        return DeliveryError(f"cannot encode the message: {type(exc).__name__}: {exc}", permanent=True)
     return DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
+
+
+NO_SMTPUTF8 = "the SMTP server does not offer SMTPUTF8, which this non-ASCII address needs (RFC 6531)"
 
 
 class SmtpBackend:
@@ -87,6 +92,7 @@ class SmtpBackend:
 
     async def send(self, message: Outgoing, accepted: Accepted) -> None:
         async with self._slots:
+            client: aiosmtplib.SMTP | None
             client = self._idle.get_nowait() if not self._idle.empty() else self._client()
             try:
                 if not client.is_connected:
@@ -95,14 +101,23 @@ class SmtpBackend:
                 if client.is_ehlo_or_helo_needed:
                     await client.ehlo()
                 options = [f"SIZE={len(message.data)}"] if client.supports_extension("size") else []
-                await client.mail(message.sender, options=options)
-                await client.rcpt(message.recipient)
+                encoding = "ascii"
+                if not (message.recipient.isascii() and message.sender.isascii()):
+                    if not client.supports_extension("smtputf8"):
+                        self._idle.put_nowait(client)  # nothing was sent: the session is clean
+                        client = None
+                        raise DeliveryError(NO_SMTPUTF8, permanent=True)
+                    options.append("SMTPUTF8")
+                    encoding = "utf-8"
+                await client.mail(message.sender, options=options, encoding=encoding)
+                await client.rcpt(message.recipient, encoding=encoding)
                 async with self._accepting:
                     await client.data(message.data)
                     await accepted()
             except BaseException as exc:
-                client.close()  # the session state is unknown: never reuse it
-                if isinstance(exc, asyncio.CancelledError):
+                if client is not None:
+                    client.close()  # the session state is unknown: never reuse it
+                if isinstance(exc, asyncio.CancelledError | DeliveryError):
                     raise
                 raise classify(exc) from exc
             self._idle.put_nowait(client)

@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from dvm.accounts.email_address import normalise_email
 from dvm.config import MailSettings
-from dvm.errors import ConfigError
+from dvm.errors import ConfigError, InvalidEmail
 from dvm.mailer import outbox
 from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
@@ -136,10 +137,13 @@ class MailWorker:
         built = self._build_all(mails, int(self._clock()))
         await asyncio.gather(*(self._deliver(m, b) for m, b in zip(mails, built, strict=True)))
 
-    async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError) -> None:
+    async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError | DeliveryError) -> None:
         if isinstance(built, ConfigError):
             log.error("mail %d (%s) dead: template: %s", mail.id, mail.kind, built)
             await self._write([outbox.Outcome(mail, "dead", f"template: {built}")])
+            return
+        if isinstance(built, DeliveryError):
+            await self._write([self._failed(mail, built)])
             return
 
         async def accepted() -> None:
@@ -163,15 +167,26 @@ class MailWorker:
         else:
             self._unwritten = []
 
-    def _build_all(self, due: list[outbox.OutboxMail], now: int) -> list[Outgoing | ConfigError]:
-        built: list[Outgoing | ConfigError] = []
-        for mail in due:
-            try:
-                rendered = self.templates.render(mail.kind, mail.recipient, mail.params, now)
-                built.append(build_message(rendered, mail.recipient, mail.message_token, self.sender, now))
-            except ConfigError as exc:
-                built.append(exc)
-        return built
+    def _build_all(
+        self, due: list[outbox.OutboxMail], now: int
+    ) -> list[Outgoing | ConfigError | DeliveryError]:
+        return [self._build(mail, now) for mail in due]
+
+    def _build(self, mail: outbox.OutboxMail, now: int) -> Outgoing | ConfigError | DeliveryError:
+        """The message, or why it can never be sent: a template the operator must fix, or an
+        address or content no server can take (permanent: retrying would not change it)."""
+        try:
+            if normalise_email(mail.recipient) != mail.recipient:  # e.g. queued by an older version
+                raise InvalidEmail("it is not in its normal form")
+        except InvalidEmail as exc:
+            return DeliveryError(f"the address is not mailable: {exc.message}", permanent=True)
+        try:
+            rendered = self.templates.render(mail.kind, mail.recipient, mail.params, now)
+            return build_message(rendered, mail.recipient, mail.message_token, self.sender, now)
+        except ConfigError as exc:
+            return exc
+        except (UnicodeError, ValueError, TypeError) as exc:
+            return DeliveryError(f"cannot build the message: {type(exc).__name__}", permanent=True)
 
     def _failed(self, mail: outbox.OutboxMail, exc: DeliveryError) -> outbox.Outcome:
         if exc.permanent or mail.attempts >= self.settings.max_attempts:

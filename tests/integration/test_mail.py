@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from dvm.accounts.decision import Mail, MailKind
+from dvm.accounts.email_address import normalise_email
 from dvm.config import MailSettings
 from dvm.mailer import outbox
 from dvm.mailer.backends import FileBackend, SmtpBackend
@@ -64,7 +65,7 @@ def queue_signup(db_path, email="ana@example.org") -> str:
     conn = database.connect(db_path)
     h = Harness(conn)
     h.send(new_client(1), "request_account", {"email": email})
-    code = h.last_code(email)
+    code = h.last_code(normalise_email(email))
     conn.close()
     return code
 
@@ -369,3 +370,84 @@ async def test_outcomes_the_database_refuses_are_kept_and_written_later(db_path,
     assert [r[0] for r in rows(db_path)] == ["sent"] * 2 and len(catcher.messages) == 2
     await worker.backend.close()
     await worker.db.close()
+
+
+class EnvelopeCatcher(Catcher):
+    """Also keeps each message's envelope recipients and raw bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.envelopes: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append((list(envelope.rcpt_tos), envelope.content))
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_an_internationalised_address_is_delivered_when_the_server_offers_smtputf8(db_path):
+    catcher = EnvelopeCatcher()
+    controller = start_smtp(catcher, smtputf8=True)
+    try:
+        queue_signup(db_path, "josé@例え.jp")
+        conf = settings(controller.port)
+        worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+        assert await worker.drain() == 1
+        await worker.backend.close()
+        await worker.db.close()
+        ((recipients, content),) = catcher.envelopes
+        assert recipients == ["josé@xn--r8jz45g.jp"]
+        assert "To: josé@xn--r8jz45g.jp".encode() in content
+        assert rows(db_path)[0][:2] == ("sent", 1)
+    finally:
+        controller.stop()
+
+
+async def test_without_smtputf8_an_internationalised_address_fails_for_good_with_the_reason(db_path, caplog):
+    catcher = Catcher()
+    controller = start_smtp(catcher, smtputf8=False)
+    try:
+        queue_signup(db_path, "josé@例え.jp")
+        conf = settings(controller.port)
+        worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+        with caplog.at_level("WARNING", logger="sigit.mail"):
+            await worker.drain()
+        status, attempts, error, _, _ = rows(db_path)[0]
+        assert (status, attempts) == ("dead", 1) and "SMTPUTF8" in error
+        assert any("SMTPUTF8" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+        queue(db_path, 1)  # the connection it used still serves
+        assert await worker.drain() == 1 and len(catcher.messages) == 1
+        metrics = await worker.db.run(lambda conn: outbox.metrics(conn, T0))
+        assert (metrics.sent, metrics.dead) == (1, 1)
+        await worker.backend.close()
+        await worker.db.close()
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("recipient", ["ana\u202e@example.org", "ana\x9b@example.org", "ａｎａ@example.org"])
+async def test_mail_to_an_unmailable_address_queued_before_is_dead_at_once_not_retried(
+    db_path, catcher, recipient, caplog
+):
+    conn = database.connect(db_path)
+    with database.immediate(conn):  # as an older version accepted and queued it
+        repository.queue_mail(conn, Mail(MailKind.WELCOME, recipient, "u1", (("at", T0),)), "tok", None, T0)
+    conn.close()
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    with caplog.at_level("WARNING", logger="sigit.mail"):
+        await worker.drain()
+    status, attempts, error, _, _ = rows(db_path)[0]
+    assert (status, attempts) == ("dead", 1) and "not mailable" in error
+    assert catcher.messages == [] and any(r.levelname == "WARNING" for r in caplog.records)
+    await worker.backend.close()
+    await worker.db.close()
+
+
+def test_an_unmailable_address_is_refused_at_intake_and_nothing_is_queued(db_path):
+    conn = database.connect(db_path)
+    h = Harness(conn)
+    for i, email in enumerate(["ana\u202e@example.org", "ana\u200b@example.org", "ana\x9b@example.org"]):
+        reply = h.send(new_client(i), "request_account", {"email": email})
+        assert reply.code == "invalid_email"
+    assert h.count("mail") == 0 and h.count("users") == 0
+    conn.close()
