@@ -12,6 +12,7 @@ The envelopes (MAIL, RCPT) of concurrent messages still overlap; only the DATA e
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import ssl
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from typing import Protocol
 import aiosmtplib
 
 from dvm.config import MailSettings
-from dvm.errors import DVMError
+from dvm.errors import ConfigError, DVMError
 from dvm.mailer.message import Outgoing
 
 
@@ -63,12 +64,37 @@ def classify(exc: BaseException) -> DeliveryError:
 NO_SMTPUTF8 = "the SMTP server does not offer SMTPUTF8, which this non-ASCII address needs (RFC 6531)"
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP literal (``127.0.0.0/8``, ``::1``): traffic that never
+    leaves the machine."""
+    host = host.strip().rstrip(".").strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth_transport(settings: MailSettings) -> None:
+    """Refuse settings that would send the SMTP password in clear: AUTH needs TLS, unless the
+    server is on this machine (loopback)."""
+    in_clear = settings.backend == "smtp" and settings.username and settings.tls == "none"
+    if in_clear and not is_loopback(settings.host):
+        raise ConfigError(
+            f'mail.username is set but mail.tls is "none": SMTP AUTH would send the password in '
+            f'clear to {settings.host}; set mail.tls to "starttls" or "implicit" (only a loopback '
+            "host such as 127.0.0.1 may take AUTH without TLS)"
+        )
+
+
 class SmtpBackend:
     """A small pool of reused SMTP connections (one per concurrent sender)."""
 
     def __init__(
         self, settings: MailSettings, password: str = "", tls_context: ssl.SSLContext | None = None
     ) -> None:
+        check_auth_transport(settings)
         self._settings = settings
         self._password = password
         self._tls_context = tls_context
@@ -82,8 +108,6 @@ class SmtpBackend:
         return aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
-            username=s.username or None,
-            password=self._password or None,
             use_tls=s.tls == "implicit",
             start_tls=s.tls == "starttls",
             timeout=s.timeout_s,
@@ -98,6 +122,8 @@ class SmtpBackend:
                 if not client.is_connected:
                     await client.connect()
                     self.connections_opened += 1
+                    if self._settings.username:
+                        await self._login(client)
                 if client.is_ehlo_or_helo_needed:
                     await client.ehlo()
                 options = [f"SIZE={len(message.data)}"] if client.supports_extension("size") else []
@@ -121,6 +147,12 @@ class SmtpBackend:
                     raise
                 raise classify(exc) from exc
             self._idle.put_nowait(client)
+
+    async def _login(self, client: aiosmtplib.SMTP) -> None:
+        """SMTP AUTH, only over TLS or to a loopback host: never the password in clear."""
+        if client.get_transport_info("sslcontext") is None and not is_loopback(self._settings.host):
+            raise DeliveryError("refusing to send SMTP AUTH over a connection without TLS", permanent=False)
+        await client.login(self._settings.username, self._password)
 
     async def close(self) -> None:
         while not self._idle.empty():

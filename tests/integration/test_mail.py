@@ -12,12 +12,15 @@ import pytest
 from dvm.accounts.decision import Mail, MailKind
 from dvm.accounts.email_address import normalise_email
 from dvm.config import MailSettings
+from dvm.daemon import Daemon, Secrets
+from dvm.errors import ConfigError
 from dvm.mailer import outbox
 from dvm.mailer.backends import FileBackend, SmtpBackend
 from dvm.mailer.message import Sender
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
 from dvm.store import database, repository
+from tests.support.daemon import CODE_SECRET, DVM_KEY, make_settings
 from tests.support.flows import T0, Harness, new_client
 from tests.support.smtp import Authenticator, Catcher, client_tls, self_signed, server_tls, start_smtp
 
@@ -451,3 +454,30 @@ def test_an_unmailable_address_is_refused_at_intake_and_nothing_is_queued(db_pat
         assert reply.code == "invalid_email"
     assert h.count("mail") == 0 and h.count("users") == 0
     conn.close()
+
+
+@pytest.mark.parametrize("host", ["smtp.example.org", "192.0.2.25", "::ffff:192.0.2.25"])
+async def test_smtp_auth_without_tls_to_another_host_is_refused_at_startup(tmp_path, host):
+    mail = MailSettings(host=host, port=25, tls="none", username="dvm")
+    with pytest.raises(ConfigError, match=r'mail\.tls is "none"'):
+        SmtpBackend(mail, password="s3cret")
+    settings = replace(make_settings(tmp_path, ["ws://127.0.0.1:9"], 25), mail=mail)
+    with pytest.raises(ConfigError, match="password in clear"):
+        Daemon(settings, Secrets(DVM_KEY, CODE_SECRET, "s3cret"))
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_smtp_auth_without_tls_is_allowed_to_a_loopback_host(db_path, host):
+    catcher = Catcher()
+    controller = start_smtp(catcher, auth=Authenticator("dvm", "s3cret"))
+    try:
+        conf = settings(controller.port, host=host, username="dvm")
+        queue(db_path, 1)
+        worker = await worker_for(db_path, SmtpBackend(conf, password="s3cret"), conf, Clock())
+        await worker.drain()
+        await worker.backend.close()
+        await worker.db.close()
+        assert len(catcher.messages) == 1 and rows(db_path)[0][0] == "sent"
+    finally:
+        controller.stop()
