@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -45,20 +46,39 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
 
-def classify(exc: BaseException) -> DeliveryError:
-    """Map an aiosmtplib or network exception to a temporary or permanent failure."""
+def classify(exc: BaseException, recipient: str = "") -> DeliveryError:
+    """Map an aiosmtplib or network exception to a temporary or permanent failure, its reason
+    made safe for logs and the database (see :func:`redact`)."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         permanent = bool(codes) and all(500 <= c < 600 for c in codes)
         detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-        return DeliveryError(f"recipient refused: {detail}", permanent=permanent)
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return DeliveryError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600)
-    if isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError):
-        return DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
-    if isinstance(exc, UnicodeError | ValueError):  # an address or message that cannot be encoded
-        return DeliveryError(f"cannot encode the message: {type(exc).__name__}: {exc}", permanent=True)
-    return DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
+        reason = f"recipient refused: {detail}"
+    elif isinstance(exc, aiosmtplib.SMTPResponseException):
+        reason, permanent = f"{exc.code} {exc.message}", 500 <= exc.code < 600
+    elif isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError):
+        reason, permanent = f"{type(exc).__name__}: {exc}", False
+    elif isinstance(exc, UnicodeError | ValueError):  # an address or message that cannot be encoded
+        reason, permanent = f"cannot encode the message: {type(exc).__name__}", True
+    else:
+        reason, permanent = f"{type(exc).__name__}: {exc}", False
+    return DeliveryError(redact(reason, recipient), permanent=permanent)
+
+
+_ADDRESS = re.compile(r"<?[^\s<>()\[\],;:\"'`@]+@[^\s<>()\[\],;:\"'`@]+>?")
+
+
+def redact(text: str, recipient: str = "") -> str:
+    """Server text as it may be logged and stored: every address (anything@anything) and the
+    recipient's local part replaced by ``<address>``, control characters escaped (a newline
+    in a server's reply must not start a log line of its own)."""
+    text = _ADDRESS.sub("<address>", text)
+    local = recipient.rpartition("@")[0]
+    if len(local) >= 2:
+        text = re.sub(rf"(?<![\w.+-]){re.escape(local)}(?![\w.+-])", "<address>", text, flags=re.IGNORECASE)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text
 
 
 NO_SMTPUTF8 = "the SMTP server does not offer SMTPUTF8, which this non-ASCII address needs (RFC 6531)"
@@ -145,7 +165,7 @@ class SmtpBackend:
                     client.close()  # the session state is unknown: never reuse it
                 if isinstance(exc, asyncio.CancelledError | DeliveryError):
                     raise
-                raise classify(exc) from exc
+                raise classify(exc, message.recipient) from exc
             self._idle.put_nowait(client)
 
     async def _login(self, client: aiosmtplib.SMTP) -> None:

@@ -481,3 +481,20 @@ async def test_smtp_auth_without_tls_is_allowed_to_a_loopback_host(db_path, host
         assert len(catcher.messages) == 1 and rows(db_path)[0][0] == "sent"
     finally:
         controller.stop()
+
+
+async def test_addresses_in_smtp_error_texts_reach_neither_logs_nor_the_database(db_path, catcher, caplog):
+    catcher.refuse = "550 5.1.1 <ana@example.org>: Recipient address rejected: user ana unknown"
+    queue_signup(db_path)
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    with caplog.at_level("DEBUG"):
+        await worker.drain()
+    status, _, error, _, _ = rows(db_path)[0]
+    assert status == "dead" and "550 5.1.1" in error and "Recipient address rejected" in error
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("sigit"))
+    assert "Recipient address rejected" in logged
+    for text in (error, logged):
+        assert "ana@example.org" not in text and " ana " not in text
+    await worker.backend.close()
+    await worker.db.close()
