@@ -122,6 +122,7 @@ class Daemon:
             Sender(mail.from_address, mail.from_name, mail.reply_to),
             mail,
             clock,
+            seal=self.service.mail_seal,
         )
         self.service.mail_claim = self.mail.claim
         relay = settings.relays

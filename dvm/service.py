@@ -22,6 +22,7 @@ from dvm.accounts.machine import Context, decide
 from dvm.accounts.rules import AccountRules
 from dvm.errors import InternalError, NostrError
 from dvm.mailer.outbox import MailClaim, OutboxMail
+from dvm.mailer.sealed import ParamsSeal
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import Event
 from dvm.nostr.keys import Rng
@@ -75,6 +76,7 @@ class AccountService:
         self._rng = rng
         # Set by the daemon: mail is committed already claimed by its mail worker's run.
         self.mail_claim: MailClaim | None = None
+        self.mail_seal = ParamsSeal(code_secret)  # queued mail's params (codes) sealed at rest
 
     @property
     def pubkey(self) -> str:
@@ -174,7 +176,10 @@ class AccountService:
         repository.apply_writes(conn, decision.writes)
         claimed = []
         for mail in decision.mails:
-            row = repository.queue_mail(conn, mail, self._rng(16).hex(), event.id, now, self.mail_claim)
+            token = self._rng(16).hex()
+            row = repository.queue_mail(
+                conn, mail, token, event.id, now, self.mail_claim, seal=self.mail_seal
+            )
             if row is not None:
                 claimed.append(row)
         repository.record_request(

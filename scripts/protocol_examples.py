@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from dvm.mailer.sealed import ParamsSeal
 from dvm.nostr import bech32
 from dvm.nostr.encryption import Encryptor, Scheme
 from dvm.nostr.event import Event, parse_event_json
@@ -114,9 +115,9 @@ def examples() -> str:
 
 def last_code(conn: sqlite3.Connection) -> str:
     row = conn.execute(
-        "SELECT params FROM mail WHERE kind = 'signup_code' ORDER BY id DESC LIMIT 1"
+        "SELECT params, message_id FROM mail WHERE kind = 'signup_code' ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    return str(orjson.loads(row[0])["code"])
+    return str(ParamsSeal(CODE_SECRET).open(row[0], row[1])["code"])
 
 
 def reply_text(dvm: Encryptor, browser: Encryptor, reply: Event) -> str:

@@ -16,6 +16,7 @@ from dvm.accounts.email_address import normalise_email
 from dvm.accounts.machine import Context, admin_change_email, admin_delete, admin_resend_code, admin_unlock
 from dvm.accounts.rows import UserRow
 from dvm.errors import DVMError, RequestError
+from dvm.mailer.sealed import ParamsSeal
 from dvm.store import repository
 from dvm.store.database import immediate
 
@@ -36,7 +37,7 @@ def _apply(conn: sqlite3.Connection, decision: Decision, ctx: Context) -> None:
         raise AdminError(decision.reply.message)
     repository.apply_writes(conn, decision.writes)
     for mail in decision.mails:
-        repository.queue_mail(conn, mail, ctx.rng(16).hex(), None, ctx.now)
+        repository.queue_mail(conn, mail, ctx.rng(16).hex(), None, ctx.now, seal=ParamsSeal(ctx.code_secret))
 
 
 def _session_action(

@@ -2,8 +2,8 @@
 
 Claiming pushes ``next_attempt_at`` forward by a lease, so a crashed sender's rows come back by
 themselves and two workers never send one row at once. A row is ``sent`` only after the server
-accepted it; the code in ``params`` is scrubbed once a row is sent or dead, so codes live in
-clear only while queued.
+accepted it. ``params`` are sealed (:mod:`dvm.mailer.sealed`) and stay so here; a code mail's are
+erased once it is sent or dead, so a code is never in the database in clear, and not at all after.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-import orjson
-
 from dvm.accounts.decision import MailKind
 from dvm.store.database import immediate
 
-SCRUBBED_KEYS = ("code",)
+CODE_KINDS = frozenset(kind for kind in MailKind if kind.value.endswith("_code"))
+"""Kinds whose params hold a code: erased when the mail is sent or dead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +24,7 @@ class OutboxMail:
     message_token: str
     kind: MailKind
     recipient: str
-    params: dict[str, str | int]
+    params: str  # sealed: opened only to build the message
     attempts: int
     created_at: int
 
@@ -61,14 +60,11 @@ def claim_due(
             "UPDATE mail SET attempts = attempts + 1, next_attempt_at = ?, claimed_by = ? WHERE id = ?",
             [(now + lease_s, claimer or None, row[0]) for row in rows],
         )
-    return [
-        OutboxMail(row[0], row[1], MailKind(row[2]), row[3], orjson.loads(row[4]), row[5] + 1, row[6])
-        for row in rows
-    ]
+    return [OutboxMail(row[0], row[1], MailKind(row[2]), row[3], row[4], row[5] + 1, row[6]) for row in rows]
 
 
-def _scrubbed(params: dict[str, str | int]) -> bytes:
-    return orjson.dumps({k: v for k, v in params.items() if k not in SCRUBBED_KEYS})
+def _scrubbed(mail: OutboxMail) -> str:
+    return "" if mail.kind in CODE_KINDS else mail.params
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +90,7 @@ def _mark(conn: sqlite3.Connection, o: Outcome) -> None:
             "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ?, "
             "claimed_by = NULL "
             "WHERE id = ? AND status = 'queued'",
-            (o.at, _scrubbed(o.mail.params), o.mail.id),
+            (o.at, _scrubbed(o.mail), o.mail.id),
         )
     elif o.status == "retry":
         conn.execute(
@@ -106,7 +102,7 @@ def _mark(conn: sqlite3.Connection, o: Outcome) -> None:
         conn.execute(
             "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
             "WHERE id = ? AND status = 'queued'",
-            (o.error[:500], _scrubbed(o.mail.params), o.mail.id),
+            (o.error[:500], _scrubbed(o.mail), o.mail.id),
         )
 
 

@@ -27,6 +27,7 @@ from dvm.errors import ConfigError, InvalidEmail
 from dvm.mailer import outbox
 from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
+from dvm.mailer.sealed import ParamsSeal, UnsealError
 from dvm.mailer.templates import Templates
 from dvm.store.database import Database
 
@@ -42,6 +43,8 @@ class MailWorker:
         sender: Sender,
         settings: MailSettings,
         clock: Callable[[], float] = time.time,
+        *,
+        seal: ParamsSeal,
     ) -> None:
         self.db = db
         self.backend = backend
@@ -49,6 +52,7 @@ class MailWorker:
         self.sender = sender
         self.settings = settings
         self._clock = clock
+        self._seal = seal  # opens the sealed params of a row, only to build its message
         self._unwritten: list[outbox.Outcome] = []  # outcomes the database refused: written next time
         self._wake = asyncio.Event()
         self._fresh: list[outbox.OutboxMail] = []
@@ -181,7 +185,11 @@ class MailWorker:
         except InvalidEmail as exc:
             return DeliveryError(f"the address is not mailable: {exc.message}", permanent=True)
         try:
-            rendered = self.templates.render(mail.kind, mail.recipient, mail.params, now)
+            params = self._seal.open(mail.params, mail.message_token)
+        except UnsealError as exc:
+            return DeliveryError(str(exc), permanent=True)
+        try:
+            rendered = self.templates.render(mail.kind, mail.recipient, params, now)
             return build_message(rendered, mail.recipient, mail.message_token, self.sender, now)
         except ConfigError as exc:
             return exc

@@ -10,11 +10,10 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
-
 from dvm.accounts.decision import DeleteUser, Mail, PutSession, PutUser, RecordCodeSend, View, Write
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.mailer.outbox import MailClaim, OutboxMail
+from dvm.mailer.sealed import ParamsSeal
 from dvm.store.database import immediate
 
 _SELECT_USER = (
@@ -207,10 +206,13 @@ def queue_mail(
     request_id: str | None,
     now: int,
     claim: MailClaim | None = None,
+    *,
+    seal: ParamsSeal,
 ) -> OutboxMail | None:
-    """Queue a mail. With ``claim``, the row is born claimed by that worker run (attempt 1, under
-    its lease) and returned for the run to send at once: no claiming transaction needed."""
-    params = mail.params_dict()
+    """Queue a mail, its params sealed (never a code in clear). With ``claim``, the row is born
+    claimed by that worker run (attempt 1, under its lease) and returned for the run to send at
+    once: no claiming transaction needed."""
+    params = seal.seal(mail.params_dict(), message_id)
     claimer, attempts, due = (None, 0, now) if claim is None else (claim.claimer, 1, now + claim.lease_s)
     cursor = conn.execute(
         "INSERT INTO mail (message_id, user_id, request_id, kind, recipient, params, status, attempts, "
@@ -221,7 +223,7 @@ def queue_mail(
             request_id,
             mail.kind.value,
             mail.to,
-            orjson.dumps(params),
+            params,
             attempts,
             due,
             now,

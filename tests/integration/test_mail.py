@@ -6,7 +6,6 @@ import re
 import sqlite3
 from dataclasses import replace
 
-import orjson
 import pytest
 
 from dvm.accounts.decision import Mail, MailKind
@@ -17,14 +16,17 @@ from dvm.errors import ConfigError
 from dvm.mailer import outbox
 from dvm.mailer.backends import FileBackend, SmtpBackend
 from dvm.mailer.message import Sender
+from dvm.mailer.sealed import ParamsSeal
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
 from dvm.store import database, repository
-from tests.support.daemon import CODE_SECRET, DVM_KEY, make_settings
-from tests.support.flows import T0, Harness, new_client
+from tests.support.daemon import CODE_SECRET as DAEMON_CODE_SECRET
+from tests.support.daemon import DVM_KEY, make_settings
+from tests.support.flows import CODE_SECRET, T0, Harness, new_client
 from tests.support.smtp import Authenticator, Catcher, client_tls, self_signed, server_tls, start_smtp
 
 LINK = "https://sigit.example/#/verify?code={code}"
+SEAL = ParamsSeal(CODE_SECRET)
 SENDER = Sender("no-reply@sigit.example", "SIGit", reply_to="help@sigit.example")
 
 
@@ -61,6 +63,7 @@ async def worker_for(db_path, backend, mail_settings, clock) -> MailWorker:
         SENDER,
         mail_settings,
         clock,
+        seal=SEAL,
     )
 
 
@@ -73,12 +76,12 @@ def queue_signup(db_path, email="ana@example.org") -> str:
     return code
 
 
-def queue(db_path, count: int, kind=MailKind.WELCOME) -> None:
+def queue(db_path, count: int, kind=MailKind.WELCOME, tag: str = "tok") -> None:
     conn = database.connect(db_path)
     with database.immediate(conn):
         for i in range(count):
             mail = Mail(kind, f"user{i}@example.org", f"u{i}", (("at", T0),))
-            repository.queue_mail(conn, mail, f"tok{i:04d}", None, T0)
+            repository.queue_mail(conn, mail, f"{tag}{i:04d}", None, T0, seal=SEAL)
     conn.close()
 
 
@@ -114,7 +117,7 @@ async def test_code_email_has_the_code_link_expiry_and_proper_headers(db_path, c
     assert "font-size:36px" in html and "https://sigit.example/help" in html
     (status, attempts, _, params, _) = rows(db_path)[0]
     assert (status, attempts) == ("sent", 1)
-    assert "code" not in orjson.loads(params)  # codes leave the database once sent
+    assert params == ""  # a code mail's values leave the database once sent
     await worker.db.close()
 
 
@@ -289,6 +292,7 @@ def queue_claimed(db_path, claim: outbox.MailClaim, count: int, tag: str = "b") 
                 None,
                 T0,
                 claim,
+                seal=SEAL,
             )
             for i in range(count)
         ]
@@ -433,7 +437,9 @@ async def test_mail_to_an_unmailable_address_queued_before_is_dead_at_once_not_r
 ):
     conn = database.connect(db_path)
     with database.immediate(conn):  # as an older version accepted and queued it
-        repository.queue_mail(conn, Mail(MailKind.WELCOME, recipient, "u1", (("at", T0),)), "tok", None, T0)
+        repository.queue_mail(
+            conn, Mail(MailKind.WELCOME, recipient, "u1", (("at", T0),)), "tok", None, T0, seal=SEAL
+        )
     conn.close()
     conf = settings(catcher.port)
     worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
@@ -463,7 +469,7 @@ async def test_smtp_auth_without_tls_to_another_host_is_refused_at_startup(tmp_p
         SmtpBackend(mail, password="s3cret")
     settings = replace(make_settings(tmp_path, ["ws://127.0.0.1:9"], 25), mail=mail)
     with pytest.raises(ConfigError, match="password in clear"):
-        Daemon(settings, Secrets(DVM_KEY, CODE_SECRET, "s3cret"))
+        Daemon(settings, Secrets(DVM_KEY, DAEMON_CODE_SECRET, "s3cret"))
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -498,3 +504,52 @@ async def test_addresses_in_smtp_error_texts_reach_neither_logs_nor_the_database
         assert "ana@example.org" not in text and " ana " not in text
     await worker.backend.close()
     await worker.db.close()
+
+
+def raw_database(db_path) -> bytes:
+    return b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+
+
+async def test_a_code_is_never_in_the_database_file_in_clear_queued_retrying_or_sent(db_path, catcher):
+    code = queue_signup(db_path)
+    never = (f'"{code}"'.encode(), b'"code"')
+    assert not any(text in raw_database(db_path) for text in never)  # queued
+    catcher.refuse = "451 4.3.0 try again later"
+    clock = Clock()
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, clock)
+    await worker.drain()
+    assert rows(db_path)[0][0] == "queued"
+    assert not any(text in raw_database(db_path) for text in never)  # retrying
+    catcher.refuse = None
+    clock.t += 60
+    assert await worker.drain() == 1
+    assert code in catcher.messages[0]["Subject"]  # opened to build the message, and only there
+    assert not any(text in raw_database(db_path) for text in never)  # sent
+    await worker.backend.close()
+    await worker.db.close()
+
+
+async def test_sealed_params_do_not_open_in_another_row_or_under_another_secret(db_path, catcher):
+    queue(db_path, 2)
+    conn = database.connect(db_path)
+    with database.immediate(conn):  # move row 1's sealed values to row 2
+        conn.execute("UPDATE mail SET params = (SELECT params FROM mail WHERE id = 1) WHERE id = 2")
+    conn.close()
+    conf = settings(catcher.port)
+    db = await database.Database(db_path).open()
+    other = MailWorker(
+        db,
+        SmtpBackend(conf),
+        Templates(TemplateContext(LINK)),
+        SENDER,
+        conf,
+        Clock(),
+        seal=ParamsSeal(b"another-secret-0123456789"),
+    )
+    queue(db_path, 1, tag="x")
+    await other.drain()
+    assert [(r[0], r[1]) for r in rows(db_path)] == [("dead", 1)] * 3 and catcher.messages == []
+    assert all("code secret" in r[2] for r in rows(db_path))
+    await other.backend.close()
+    await db.close()
