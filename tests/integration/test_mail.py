@@ -553,3 +553,35 @@ async def test_sealed_params_do_not_open_in_another_row_or_under_another_secret(
     assert all("code secret" in r[2] for r in rows(db_path))
     await other.backend.close()
     await db.close()
+
+
+class ReplyLostCatcher(Catcher):
+    """Takes the first message, then drops the connection before answering: the sender cannot
+    know it was accepted."""
+
+    async def handle_DATA(self, server, session, envelope):
+        await super().handle_DATA(server, session, envelope)
+        if len(self.messages) == 1:
+            server.transport.close()
+        return "250 Message accepted"
+
+
+async def test_a_message_sent_again_after_a_lost_reply_carries_the_same_message_id(db_path):
+    catcher = ReplyLostCatcher()
+    controller = start_smtp(catcher)
+    try:
+        queue_signup(db_path)
+        clock = Clock()
+        conf = settings(controller.port)
+        worker = await worker_for(db_path, SmtpBackend(conf), conf, clock)
+        await worker.drain()
+        assert rows(db_path)[0][:2] == ("queued", 1)  # not known to be accepted: retried
+        clock.t += 3600
+        await worker.drain()
+        assert rows(db_path)[0][:2] == ("sent", 2)
+        first, second = catcher.messages
+        assert first["Message-ID"] == second["Message-ID"] and first["Subject"] == second["Subject"]
+        await worker.backend.close()
+        await worker.db.close()
+    finally:
+        controller.stop()
