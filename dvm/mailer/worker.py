@@ -6,10 +6,13 @@ rest (retries, mail queued by the admin CLI, mail a killed run had claimed) is f
 the outbox every ``poll_s``: each pass claims the due rows under a lease. A pass renders and sends
 its mails concurrently. Each outcome is written in a transaction of its own as soon as it is known:
 a message the server accepted is marked ``sent`` before the backend lets any other message reach
-its end of data (see :class:`~dvm.mailer.backends.Backend`), so a crash can leave at most one
-accepted message unmarked, and only that one goes out again (with the same Message-ID). Temporary
-failures back off exponentially (``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to
-``max_attempts``; permanent ones go straight to the dead letters with the server's reason.
+its end of data (see :class:`~dvm.mailer.backends.Backend`; while the database refuses the mark,
+the worker keeps trying and sends nothing more), so a crash can leave at most one accepted message
+unmarked, and only that one goes out again (with the same Message-ID). Temporary failures back off
+exponentially (``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to
+``max_attempts``; permanent ones (a 5xx reply, an address not mailable under today's rules, no
+SMTPUTF8 for a non-ASCII address, values that cannot be encoded or opened) go straight to the dead
+letters with the reason, logged at WARNING.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from dvm.store.database import Database
 
 log = logging.getLogger("sigit.mail")
 
+WRITE_RETRY_S = 1.0  # while the database refuses an outcome (locked, full)
+
 
 class MailWorker:
     def __init__(
@@ -53,7 +58,6 @@ class MailWorker:
         self.settings = settings
         self._clock = clock
         self._seal = seal  # opens the sealed params of a row, only to build its message
-        self._unwritten: list[outbox.Outcome] = []  # outcomes the database refused: written next time
         self._wake = asyncio.Event()
         self._fresh: list[outbox.OutboxMail] = []
         self.lease_s = int(max(60.0, 4 * settings.timeout_s))
@@ -96,14 +100,10 @@ class MailWorker:
             )
             sleeper.cancel()
             stopper.cancel()
-        if self._unwritten:
-            await self._write([])
 
     async def send_submitted(self) -> int:
         """Send what ``submit`` handed over; return how many were attempted."""
         batch, self._fresh = self._fresh, []
-        if self._unwritten:
-            await self._write([])
         await self._pass(batch)
         return len(batch)
 
@@ -111,8 +111,6 @@ class MailWorker:
         """Send every row due now in the outbox; return how many were attempted."""
         total = 0
         batch = max(1, self.settings.concurrency) * 8
-        if self._unwritten:
-            await self._write([])
         if not self._released:  # mail a killed predecessor had claimed goes out now, not after its lease
             released = await self.db.run(
                 partial(outbox.release_claims, claimer=self.run_id, now=int(self._clock()))
@@ -144,32 +142,37 @@ class MailWorker:
     async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError | DeliveryError) -> None:
         if isinstance(built, ConfigError):
             log.error("mail %d (%s) dead: template: %s", mail.id, mail.kind, built)
-            await self._write([outbox.Outcome(mail, "dead", f"template: {built}")])
+            await self._write(outbox.Outcome(mail, "dead", f"template: {built}"))
             return
         if isinstance(built, DeliveryError):
-            await self._write([self._failed(mail, built)])
+            await self._write(self._failed(mail, built))
             return
 
         async def accepted() -> None:
             log.info("mail %d (%s) sent, attempt %d", mail.id, mail.kind, mail.attempts)
-            await self._write([outbox.Outcome(mail, "sent", at=int(self._clock()))])
+            await self._write(outbox.Outcome(mail, "sent", at=int(self._clock())))
 
         try:
             await self.backend.send(built, accepted)
         except DeliveryError as exc:
-            await self._write([self._failed(mail, exc)])
+            await self._write(self._failed(mail, exc))
 
-    async def _write(self, outcomes: list[outbox.Outcome]) -> None:
-        """Write outcomes now, in a transaction of their own (with any the database refused
-        before); if it refuses again, keep them for the next write."""
-        pending = [*self._unwritten, *outcomes]
-        try:
-            await self.db.run(partial(outbox.record, outcomes=pending))
-        except Exception as exc:  # locked or full: the rows stay claimed under our lease meanwhile
-            log.warning("mail outcomes not written yet (%s); retrying", type(exc).__name__)
-            self._unwritten = pending
-        else:
-            self._unwritten = []
+    async def _write(self, outcome: outbox.Outcome) -> None:
+        """Write an outcome now, in a transaction of its own; while the database refuses, try again
+        every ``WRITE_RETRY_S``. A ``sent`` mark is written under the backend's acceptance turn,
+        so meanwhile no other message is accepted (and none can become a second duplicate)."""
+        refused = False
+        while True:
+            try:
+                await self.db.run(partial(outbox.record, outcomes=[outcome]))
+                return
+            except Exception as exc:  # locked or full: the row stays claimed under our lease
+                if not refused:
+                    log.warning(
+                        "mail %d outcome not written yet (%s); retrying", outcome.mail.id, type(exc).__name__
+                    )
+                    refused = True
+            await asyncio.sleep(WRITE_RETRY_S)
 
     def _build_all(
         self, due: list[outbox.OutboxMail], now: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from dataclasses import replace
@@ -362,18 +363,19 @@ async def test_each_accepted_message_is_marked_sent_before_the_next_one_is_accep
         controller.stop()
 
 
-async def test_outcomes_the_database_refuses_are_kept_and_written_later(db_path, catcher):
-    conf = settings(catcher.port)
+async def test_while_the_database_refuses_a_sent_mark_no_other_message_is_accepted(db_path, catcher):
+    conf = settings(catcher.port, concurrency=2)
     worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
     born = queue_claimed(db_path, worker.claim, 2)
     blocker = sqlite3.connect(db_path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
     worker.submit(born)
-    await worker.send_submitted()
+    sending = asyncio.ensure_future(worker.send_submitted())
+    await asyncio.sleep(1.5)
+    assert len(catcher.messages) == 1 and not sending.done()  # the second waits for the first's mark
     blocker.execute("ROLLBACK")
     blocker.close()
-    assert len(catcher.messages) == 2 and [r[0] for r in rows(db_path)] == ["queued"] * 2
-    assert await worker.drain() == 0  # written first; nothing is due (the rows are still ours)
+    assert await sending == 2
     assert [r[0] for r in rows(db_path)] == ["sent"] * 2 and len(catcher.messages) == 2
     await worker.backend.close()
     await worker.db.close()
