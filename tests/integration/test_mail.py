@@ -461,6 +461,10 @@ def test_an_unmailable_address_is_refused_at_intake_and_nothing_is_queued(db_pat
         reply = h.send(new_client(i), "request_account", {"email": email})
         assert reply.code == "invalid_email"
     assert h.count("mail") == 0 and h.count("users") == 0
+    assert h.send(
+        new_client(9), "request_account", {"email": "ａｎａ@ｅｘａｍｐｌｅ.ｏｒｇ"}
+    ).ok  # full width
+    assert [tuple(r) for r in conn.execute("SELECT recipient FROM mail")] == [("ana@example.org",)]
     conn.close()
 
 
