@@ -47,6 +47,7 @@ from dvm.relays.publisher import Publisher
 from dvm.service import AccountService, Answer
 from dvm.store import repository
 from dvm.store.database import Database
+from dvm.store.sealed import ParamsSeal
 from dvm.store.writebehind import WriteBehind
 from dvm.systemd import Notifier
 
@@ -91,6 +92,7 @@ class Daemon:
         rules = settings.service.rules()
         mail = settings.mail
         self.backend = backend or self._make_backend()
+        seal = ParamsSeal(secrets.code_secret)  # queued mail's values (codes) sealed at rest
         self.mail = MailWorker(
             self.db,
             self.backend,
@@ -98,9 +100,10 @@ class Daemon:
             Sender(mail.from_address, mail.from_name, mail.reply_to),
             mail,
             clock,
+            seal=seal,
         )
         self.service = AccountService(
-            Encryptor(secrets.key), secrets.code_secret, rules, mail_claim=self.mail.claim
+            Encryptor(secrets.key), secrets.code_secret, rules, mail_claim=self.mail.claim, mail_seal=seal
         )
         self.writebehind = WriteBehind(self.db, WRITE_BEHIND_S)
         relay = settings.relays

@@ -20,7 +20,7 @@ class OutboxMail:
     message_token: str
     kind: MailKind
     recipient: str
-    params: dict[str, str | int]
+    params: str  # sealed (dvm.store.sealed): opened only to build the message
     attempts: int
     created_at: int
 

@@ -37,6 +37,7 @@ from dvm.protocol.replies import build_reply
 from dvm.rules import ServiceRules
 from dvm.store import repository
 from dvm.store.database import immediate, savepoint
+from dvm.store.sealed import ParamsSeal
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +67,14 @@ class AccountService:
         rules: ServiceRules | None = None,
         rng: Rng = secrets.token_bytes,
         mail_claim: MailClaim | None = None,
+        mail_seal: ParamsSeal | None = None,
     ) -> None:
         if len(code_secret) < 16:
             raise ValueError("code secret must be at least 16 bytes")
         self.encryptor = encryptor
         self.rules = rules or ServiceRules()
         self.mail_claim = mail_claim
+        self.mail_seal = mail_seal or ParamsSeal(code_secret)  # queued mail's values sealed at rest
         self._secret = code_secret
         self._rng = rng
 
@@ -138,7 +141,10 @@ class AccountService:
         repository.apply_writes(conn, decision.writes)
         claimed = []
         for mail in decision.mails:
-            row = repository.queue_mail(conn, mail, self._rng(16).hex(), event.id, now, self.mail_claim)
+            token = self._rng(16).hex()
+            row = repository.queue_mail(
+                conn, mail, token, event.id, now, self.mail_claim, seal=self.mail_seal
+            )
             if row is not None:
                 claimed.append(row)
         repository.record_request(

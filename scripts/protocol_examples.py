@@ -23,6 +23,7 @@ from dvm.protocol.client import build_request, request_plaintext
 from dvm.protocol.intake import open_request
 from dvm.service import AccountService
 from dvm.store import database
+from dvm.store.sealed import ParamsSeal
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "protocol.md"
@@ -117,9 +118,9 @@ def examples() -> str:
 
 def last_code(conn: sqlite3.Connection) -> str:
     row = conn.execute(
-        "SELECT params FROM mail WHERE kind = 'signup_code' ORDER BY id DESC LIMIT 1"
+        "SELECT params, message_id FROM mail WHERE kind = 'signup_code' ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    return str(orjson.loads(row[0])["code"])
+    return str(ParamsSeal(CODE_SECRET).open(row[0], row[1])["code"])
 
 
 def reply_text(dvm: Encryptor, browser: Encryptor, reply: Event) -> str:

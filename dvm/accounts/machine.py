@@ -69,7 +69,7 @@ from dvm.accounts.decision import (
     View,
     Write,
 )
-from dvm.accounts.email_address import mailbox
+from dvm.accounts.email_address import canonical_mailbox
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.accounts.rules import AccountRules
 from dvm.errors import (
@@ -445,9 +445,9 @@ def _renew_code(
         code_sent_at=ctx.now,
         code_expires_at=ctx.now + ctx.rules.code_ttl_s,
         updated_at=ctx.now,
-        subject=mailbox(to),
+        subject=canonical_mailbox(to),
     )
-    writes = (PutSession(renewed), RecordCodeSend(mailbox(to), ctx.now))
+    writes = (PutSession(renewed), RecordCodeSend(canonical_mailbox(to), ctx.now))
     return Decision(Success(), writes, (_code_mail(session.purpose, user, code, ctx),))
 
 
@@ -754,7 +754,7 @@ def _is_decoy_retry(session: SessionRow | None, email: str) -> bool:
     return (
         session is not None
         and session.user_id is None
-        and session.subject == mailbox(email)
+        and session.subject == canonical_mailbox(email)
         and session.state is SessionState.PENDING
     )
 
@@ -787,7 +787,7 @@ def _subject(session: SessionRow, user: UserRow | None) -> str:
     """The mailbox a session's codes went to (older sessions did not record it)."""
     if session.subject or user is None:
         return session.subject
-    return mailbox(_code_address(session.purpose, user))
+    return canonical_mailbox(_code_address(session.purpose, user))
 
 
 def _open_session(
@@ -816,9 +816,9 @@ def _open_session(
         verified_at=None,
         created_at=ctx.now,
         updated_at=ctx.now,
-        subject=mailbox(to),
+        subject=canonical_mailbox(to),
     )
-    writes = (*first, PutSession(session), RecordCodeSend(mailbox(to), ctx.now))
+    writes = (*first, PutSession(session), RecordCodeSend(canonical_mailbox(to), ctx.now))
     return _then((None, _P), Decision(Success(), writes, (_code_mail(purpose, user, code, ctx),)))
 
 
@@ -839,7 +839,7 @@ def _decoy(
         verified_at=None,
         created_at=ctx.now,
         updated_at=ctx.now,
-        subject=mailbox(address),
+        subject=canonical_mailbox(address),
     )
     return Decision(Success(), (PutSession(session),))
 

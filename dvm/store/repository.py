@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import orjson
-
 from dvm.accounts.decision import (
     DeleteUser,
     Mail,
@@ -24,11 +22,12 @@ from dvm.accounts.decision import (
     View,
     Write,
 )
-from dvm.accounts.email_address import domain_of, mailbox
+from dvm.accounts.email_address import canonical_mailbox, domain_of
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.nostr.event import Event, parse_event_json
 from dvm.outbox import MailClaim, OutboxMail, PendingReply, ReplyMark
 from dvm.store.database import immediate
+from dvm.store.sealed import ParamsSeal
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -198,7 +197,7 @@ def load_view(
     target = {"email": email, "account": account_user.email if account_user else None, "session": subject}
     view = View(session, session_user, email_user, pubkey_user, (), account_user, pending_users)
     if code_to is not None and (to := target[code_to]):
-        box = mailbox(to)
+        box = canonical_mailbox(to)
         since = now - window_s
         view = replace(
             view,
@@ -215,7 +214,7 @@ def _session_subject(session: SessionRow | None, user: UserRow | None) -> str:
     """The mailbox a session's codes go to (sessions of older versions did not record it)."""
     if session is None or session.subject or user is None:
         return session.subject if session else ""
-    return mailbox(user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else user.email)
+    return canonical_mailbox(user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else user.email)
 
 
 def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
@@ -275,7 +274,7 @@ def erase_user(conn: sqlite3.Connection, user_id: str) -> None:
     that name the user's mailbox."""
     user = user_by_id(conn, user_id)
     if user is not None:
-        box = mailbox(user.email)
+        box = canonical_mailbox(user.email)
         conn.execute("DELETE FROM code_sends WHERE mailbox = ?", (box,))
         conn.execute("DELETE FROM code_failures WHERE subject = ?", (box,))
     conn.execute("DELETE FROM mail WHERE user_id = ?", (user_id,))
@@ -289,10 +288,13 @@ def queue_mail(
     request_id: str | None,
     now: int,
     claim: MailClaim | None = None,
+    *,
+    seal: ParamsSeal,
 ) -> OutboxMail | None:
-    """Queue a mail. With ``claim``, the row is born claimed by that worker run (attempt 1, under
-    its lease) and returned for the run to send at once: no claiming transaction needed."""
-    params = mail.params_dict()
+    """Queue a mail, its params sealed (never a code in clear). With ``claim``, the row is born
+    claimed by that worker run (attempt 1, under its lease) and returned for the run to send at
+    once: no claiming transaction needed."""
+    params = seal.seal(mail.params_dict(), message_id)
     claimer, attempts, due = (None, 0, now) if claim is None else (claim.claimer, 1, now + claim.lease_s)
     cursor = conn.execute(
         "INSERT INTO mail (message_id, user_id, request_id, kind, recipient, params, status, attempts, "
@@ -303,7 +305,7 @@ def queue_mail(
             request_id,
             mail.kind.value,
             mail.to,
-            orjson.dumps(params),
+            params,
             attempts,
             due,
             now,

@@ -13,7 +13,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -22,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from dvm.errors import InvalidEvent
 from dvm.nostr import bech32
 from dvm.store import database
-from tests.support.flows import ACCOUNT_RULES, Harness, new_client
+from tests.support.flows import ACCOUNT_RULES, Harness, mail_params, new_client
 
 EMAILS = ["ana@example.org", "bo@example.org"]
 BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(90))
@@ -49,12 +48,12 @@ class AccountMachine(RuleBasedStateMachine):
     def mailed_codes(self, pubkey: str) -> list[tuple[str, int]]:
         """Codes mailed for requests from ``pubkey``, newest first, with their send time."""
         rows = self.h.conn.execute(
-            "SELECT mail.params, mail.created_at FROM mail "
+            "SELECT mail.params, mail.created_at, mail.message_id FROM mail "
             "JOIN requests ON mail.request_id = requests.event_id "
             "WHERE requests.pubkey = ? AND mail.kind LIKE '%code' ORDER BY mail.id DESC",
             (pubkey,),
         ).fetchall()
-        return [(str(orjson.loads(r[0])["code"]), r[1]) for r in rows]
+        return [(str(mail_params(r[0], r[2])["code"]), r[1]) for r in rows]
 
     def send(self, c: int, method: str, params: dict | None = None):
         event = self.h.event(self.clients[c], method, params)
@@ -131,11 +130,12 @@ class AccountMachine(RuleBasedStateMachine):
     def confirm_email(self, k):
         owner = self.owners[k]
         mailed = self.h.conn.execute(
-            "SELECT mail.params FROM mail JOIN requests ON mail.request_id = requests.event_id "
+            "SELECT mail.params, mail.message_id FROM mail "
+            "JOIN requests ON mail.request_id = requests.event_id "
             "WHERE requests.pubkey = ? AND mail.kind = 'email_change_code' ORDER BY mail.id DESC LIMIT 1",
             (owner.key.pubkey_hex,),
         ).fetchone()
-        code = str(orjson.loads(mailed[0])["code"]) if mailed else "000000"
+        code = str(mail_params(mailed[0], mailed[1])["code"]) if mailed else "000000"
         pending = self.h.conn.execute(
             "SELECT pending_email FROM users WHERE pubkey = ?", (owner.key.pubkey_hex,)
         )

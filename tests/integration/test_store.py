@@ -21,7 +21,7 @@ from dvm.nostr.keys import SecretKey
 from dvm.outbox import ReplyMark
 from dvm.store import database, repository
 from dvm.store.writebehind import WriteBehind
-from tests.support.flows import T0, Harness, commit_one, make_service, new_client
+from tests.support.flows import T0, Harness, commit_one, mail_params, make_service, new_client
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(range(90)))
@@ -349,10 +349,10 @@ def test_email_change_and_deletion_through_the_store(h):
         "email_changed:ana@example.org",
     ]
     assert h.send(me, "request_deletion").ok
-    code = h.conn.execute("SELECT params FROM mail WHERE kind = 'deletion_code'").fetchone()[0]
-    import orjson
-
-    assert h.send(me, "delete_account", {"code": orjson.loads(code)["code"]}).ok
+    stored, token = h.conn.execute(
+        "SELECT params, message_id FROM mail WHERE kind = 'deletion_code'"
+    ).fetchone()
+    assert h.send(me, "delete_account", {"code": mail_params(stored, token)["code"]}).ok
     assert [h.count(t) for t in ("users", "sessions")] == [0, 0]
     # Only the deletion notice is left in the mail table for this address; it is not tied to the user.
     assert [tuple(r) for r in h.conn.execute("SELECT kind, user_id FROM mail")] == [("account_deleted", None)]

@@ -7,8 +7,6 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from dvm.accounts.rules import AccountRules
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import Event
@@ -18,11 +16,17 @@ from dvm.protocol.intake import IntakeRules, open_request
 from dvm.protocol.methods import Method
 from dvm.rules import ServiceRules
 from dvm.service import AccountService, Answer
+from dvm.store.sealed import ParamsSeal
 
 DVM_SECRET = "d1" * 32
 CODE_SECRET = b"c" * 32
 T0 = 1_800_000_000
 LOW_POW = ServiceRules(intake=IntakeRules(pow_bits=dict.fromkeys(Method, 2)))
+
+
+def mail_params(stored: str, token: str) -> dict[str, Any]:
+    """A mail row's template values (sealed at rest with a key derived from CODE_SECRET)."""
+    return ParamsSeal(CODE_SECRET).open(stored, token)
 
 
 def make_service(rules: ServiceRules = LOW_POW, seed: int = 0) -> AccountService:
@@ -67,10 +71,11 @@ class Harness:
 
     def last_code(self, email: str) -> str:
         row = self.conn.execute(
-            "SELECT params FROM mail WHERE recipient = ? AND kind LIKE '%code' ORDER BY id DESC LIMIT 1",
+            "SELECT params, message_id FROM mail WHERE recipient = ? AND kind LIKE '%code' "
+            "ORDER BY id DESC LIMIT 1",
             (email,),
         ).fetchone()
-        return str(orjson.loads(row[0])["code"])
+        return str(mail_params(row[0], row[1])["code"])
 
     def count(self, table: str, where: str = "1", *args: Any) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0])
