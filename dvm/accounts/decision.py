@@ -22,7 +22,7 @@ class View:
     ``pending_user`` has the request's email as a pending change; ``pubkey_user`` owns the
     account pubkey named by the request (activation); ``account_user`` owns the event's pubkey
     (account-key methods); ``code_sends`` are the times codes went to the request's subject
-    user within the window.
+    user within the window; ``email_blocked``: that email (or its domain) is on the block list.
     """
 
     session: SessionRow | None = None
@@ -32,6 +32,7 @@ class View:
     code_sends: tuple[int, ...] = ()
     account_user: UserRow | None = None
     pending_user: UserRow | None = None
+    email_blocked: bool = False
 
 
 class MailKind(enum.StrEnum):
@@ -80,9 +81,12 @@ class RecordCodeSend:
 
 @dataclass(frozen=True, slots=True)
 class DeleteUser:
-    """Erase a user: sessions, code records and queued mail go with it (GDPR erasure)."""
+    """Erase a user: sessions, code records and mail go with it, its addresses leave the audit
+    log and only their salted hash is kept (GDPR erasure). ``at`` None: the store's clock."""
 
     user_id: str
+    at: int | None = None
+    by: str = "the account owner"
 
 
 Write = PutUser | PutSession | RecordCodeSend | DeleteUser

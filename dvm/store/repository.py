@@ -6,6 +6,8 @@ inside :func:`dvm.store.database.immediate` or a savepoint, in one ``Database.ru
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from dvm.store.database import immediate
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
-    "bkp_previous, pending_email, grace_deadline, notify_login FROM users"
+    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at FROM users"
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
@@ -27,13 +29,14 @@ _SELECT_SESSION = (
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
-    "bkp_previous, pending_email, grace_deadline, notify_login) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET email = excluded.email, verified = excluded.verified, "
     "activated = excluded.activated, entropy = excluded.entropy, pubkey = excluded.pubkey, "
     "bkp = excluded.bkp, updated_at = excluded.updated_at, bkp_previous = excluded.bkp_previous, "
     "pending_email = excluded.pending_email, grace_deadline = excluded.grace_deadline, "
-    "notify_login = excluded.notify_login"
+    "notify_login = excluded.notify_login, suspended_at = excluded.suspended_at, "
+    "last_login_at = excluded.last_login_at"
 )
 _PUT_SESSION = (
     "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
@@ -58,6 +61,8 @@ def _user(row: sqlite3.Row | None) -> UserRow | None:
         pending_email=row["pending_email"],
         grace_deadline=row["grace_deadline"],
         notify_login=bool(row["notify_login"]),
+        suspended_at=row["suspended_at"],
+        last_login_at=row["last_login_at"],
     )
 
 
@@ -145,7 +150,22 @@ def load_view(
     pubkey_user = user_by_pubkey(conn, account_pubkey) if account_pubkey else None
     subject = email_user or account_user or session_user
     sends = code_sends_since(conn, subject.id, code_window_start) if subject else ()
-    return View(session, session_user, email_user, pubkey_user, sends, account_user, pending_user)
+    blocked = is_blocked(conn, email) if email else False
+    return View(session, session_user, email_user, pubkey_user, sends, account_user, pending_user, blocked)
+
+
+def block_keys(email: str) -> tuple[str, ...]:
+    """What a block may name for a normalised address: the address, its domain and every parent
+    domain (a blocked ``example.org`` covers ``mail.example.org``)."""
+    labels = email.rpartition("@")[2].split(".")
+    return (email, *(".".join(labels[i:]) for i in range(len(labels))))
+
+
+def is_blocked(conn: sqlite3.Connection, email: str) -> bool:
+    """True when the address or one of its domains is on the block list (``sigit-dvm blocks``)."""
+    keys = block_keys(email)
+    marks = ", ".join("?" * len(keys))
+    return conn.execute(f"SELECT 1 FROM blocks WHERE value IN ({marks}) LIMIT 1", keys).fetchone() is not None  # noqa: S608
 
 
 def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
@@ -168,6 +188,8 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                     u.pending_email,
                     u.grace_deadline,
                     u.notify_login,
+                    u.suspended_at,
+                    u.last_login_at,
                 ),
             )
         elif isinstance(write, PutSession):
@@ -191,13 +213,71 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
         elif isinstance(write, RecordCodeSend):
             conn.execute("INSERT INTO code_sends (user_id, sent_at) VALUES (?, ?)", (write.user_id, write.at))
         elif isinstance(write, DeleteUser):
-            erase_user(conn, write.user_id)
+            erase_user(conn, write.user_id, write.at, write.by)
 
 
-def erase_user(conn: sqlite3.Connection, user_id: str) -> None:
-    """Delete a user; sessions and code records cascade; queued and past mail rows go too."""
+def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by: str = "") -> None:
+    """Delete a user (GDPR erasure): sessions and code records cascade, its mail rows go, and its
+    addresses (current, pending, and earlier ones its mail and audit rows name) are replaced in
+    the audit log by a salted hash, which :func:`erased_address` can still match. Run on a
+    ``secure_delete`` connection (:func:`~dvm.store.database.connect`), nothing of them stays in
+    the file once the WAL is checkpointed."""
+    user = user_by_id(conn, user_id)
+    if user is None:
+        return
+    addresses = {user.email, user.pending_email}
+    for recipient, params in conn.execute("SELECT recipient, params FROM mail WHERE user_id = ?", (user_id,)):
+        addresses.add(recipient)
+        new_email = orjson.loads(params).get("new_email")
+        if isinstance(new_email, str):
+            addresses.add(new_email)
+    audit_rows = conn.execute("SELECT id, target, detail FROM audit WHERE user_id = ?", (user_id,)).fetchall()
+    for row in audit_rows:
+        for text in (row["target"], row["detail"]):
+            addresses.update(word for word in text.split() if "@" in word)
+    addresses.discard("")
+    salt = _erasure_salt(conn)
+    tokens = {a: "erased:" + address_hash(salt, a)[:16] for a in addresses}
+    for row in audit_rows:
+        target, detail = row["target"], row["detail"]
+        for address in sorted(addresses, key=len, reverse=True):
+            target = target.replace(address, tokens[address])
+            detail = detail.replace(address, tokens[address])
+        conn.execute("UPDATE audit SET target = ?, detail = ? WHERE id = ?", (target, detail, row["id"]))
+    if at is None:  # the owner's own deletion: the pure core passed no time, the store's clock will do
+        at = int(conn.execute("SELECT CAST(strftime('%s', 'now') AS INTEGER)").fetchone()[0])
+    conn.executemany(
+        "INSERT OR REPLACE INTO erased_addresses (address_hash, erased_at, erased_by) VALUES (?, ?, ?)",
+        [(address_hash(salt, a), at, by or "the account owner") for a in sorted(addresses)],
+    )
     conn.execute("DELETE FROM mail WHERE user_id = ?", (user_id,))
     conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+
+
+def address_hash(salt: str, address: str) -> str:
+    """HMAC-SHA256 of a normalised address under the database's erasure salt (hex)."""
+    return hmac.new(bytes.fromhex(salt), address.encode(), hashlib.sha256).hexdigest()
+
+
+def _erasure_salt(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("SELECT value FROM meta WHERE name = 'erasure_salt'").fetchone()[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """An erased address: when, and by whom (an admin, or the account's owner)."""
+
+    erased_at: int
+    erased_by: str
+
+
+def erased_address(conn: sqlite3.Connection, email: str) -> Erasure | None:
+    """Whether a user with this normalised address was erased, without storing the address."""
+    row = conn.execute(
+        "SELECT erased_at, erased_by FROM erased_addresses WHERE address_hash = ?",
+        (address_hash(_erasure_salt(conn), email),),
+    ).fetchone()
+    return None if row is None else Erasure(row[0], row[1])
 
 
 def queue_mail(

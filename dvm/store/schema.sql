@@ -2,7 +2,7 @@
 -- database and steps PRAGMA user_version through migrations for older ones.
 -- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
@@ -18,6 +18,8 @@ CREATE TABLE users (
     notify_login INTEGER NOT NULL DEFAULT 1 CHECK (notify_login IN (0, 1)),
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
+    suspended_at INTEGER,                          -- set by an admin: every request is refused
+    last_login_at INTEGER,                         -- the last login code that matched
     CHECK (activated = 0 OR verified = 1),
     CHECK (activated = 0 OR (pubkey <> '' AND bkp <> ''))
 );
@@ -84,12 +86,38 @@ CREATE TABLE mail (
 CREATE INDEX mail_queued ON mail (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX mail_user ON mail (user_id);
 
--- Every admin action taken through the CLI: who, when, what, on what.
+-- Every admin action taken through the CLI: who, when, what, on what. user_id ties a row to the
+-- user it concerns, so erasing the user can find (and scrub the addresses of) its rows.
 CREATE TABLE audit (
     id      INTEGER PRIMARY KEY,
     at      INTEGER NOT NULL,
     actor   TEXT NOT NULL,
     action  TEXT NOT NULL,
     target  TEXT NOT NULL,
-    detail  TEXT NOT NULL DEFAULT ''
+    detail  TEXT NOT NULL DEFAULT '',
+    user_id TEXT
 );
+CREATE INDEX audit_user ON audit (user_id) WHERE user_id IS NOT NULL;
+
+-- Addresses and domains refused at signup, login and email change (email_blocked).
+CREATE TABLE blocks (
+    value       TEXT PRIMARY KEY,                  -- a normalised address, or a lower-case domain
+    kind        TEXT NOT NULL CHECK (kind IN ('address', 'domain')),
+    reason      TEXT NOT NULL DEFAULT '',
+    created_at  INTEGER NOT NULL,
+    actor       TEXT NOT NULL
+);
+
+-- Erased users' addresses, as HMAC-SHA256 under meta's erasure_salt: "was this address deleted?"
+CREATE TABLE erased_addresses (
+    address_hash TEXT PRIMARY KEY,
+    erased_at    INTEGER NOT NULL,
+    erased_by    TEXT NOT NULL                     -- 'admin <actor>' or 'the account owner'
+);
+
+-- Values the database keeps about itself.
+CREATE TABLE meta (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+INSERT INTO meta (name, value) VALUES ('erasure_salt', lower(hex(randomblob(32))));
