@@ -54,6 +54,7 @@ from dvm.accounts.decision import (
     View,
     Write,
 )
+from dvm.accounts.policy import check_policy
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.accounts.rules import AccountRules
 from dvm.errors import (
@@ -163,6 +164,8 @@ TRANSITIONS: tuple[Transition, ...] = (
 
 def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
     """Decide one request from ``pubkey`` (the event's key) given the loaded rows."""
+    if (refused := check_policy(request, view, private_mode=ctx.rules.private_mode)) is not None:
+        return refused
     try:
         if isinstance(request, RequestAccount):
             return _request_account(request, pubkey, view, ctx)
@@ -314,7 +317,8 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
         (Mail(MailKind.LOGIN_NOTICE, user.email, user.id, (("at", ctx.now),)),) if user.notify_login else ()
     )
     data = {"entropy": user.entropy, "pubkey": user.pubkey, "backup": user.bkp}
-    return Decision(Success(data), (PutSession(spent),), notices)
+    seen = replace(user, last_login_at=ctx.now)
+    return Decision(Success(data), (PutSession(spent), PutUser(seen)), notices)
 
 
 def _wrong_code(session: SessionRow, ctx: Context) -> Decision:
@@ -377,10 +381,18 @@ def admin_unlock(session: SessionRow, user: UserRow, ctx: Context) -> Decision:
     return _renew_code(session, user, ctx, reset_attempts=True)
 
 
-def admin_change_email(user: UserRow, new_email: str, holder: UserRow | None, ctx: Context) -> Decision:
-    """The operator moves an account to an address checked out of band; the old one is told."""
+def admin_change_email(
+    user: UserRow, new_email: str, holder: UserRow | None, reserver: UserRow | None, ctx: Context
+) -> Decision:
+    """The operator moves an account to an address checked out of band; the old one is told.
+
+    The same reservation rules as the user's own change: ``holder`` (whose address it is) and
+    ``reserver`` (whose unconfirmed change reserves it) must be this account or nobody.
+    """
     if holder is not None and holder.id != user.id:
         raise EmailTaken("That address belongs to another account.")
+    if _reserved_by_other(reserver, user, ctx):
+        raise EmailTaken("That address is reserved by another account's pending email change.")
     if new_email == user.email:
         raise InvalidEmail("This is already the account's address.")
     moved = replace(user, email=new_email, pending_email="", grace_deadline=None, updated_at=ctx.now)
@@ -388,10 +400,36 @@ def admin_change_email(user: UserRow, new_email: str, holder: UserRow | None, ct
     return Decision(Success(), (PutUser(moved),), (notice,) if user.activated else ())
 
 
-def admin_delete(user: UserRow, ctx: Context, *, notify: bool = True) -> Decision:
-    """Erase an account (GDPR); its owner is told unless ``notify`` is off."""
+def admin_delete(user: UserRow, ctx: Context, *, notify: bool = True, by: str = "an admin") -> Decision:
+    """Erase an account (GDPR); its owner is told unless ``notify`` is off or the address was
+    never verified (a stranger may have typed it: they get no mail about an account not theirs)."""
     notice = Mail(MailKind.ACCOUNT_DELETED, user.email, None, (("at", ctx.now),))
-    return Decision(Success(), (DeleteUser(user.id),), (notice,) if notify else ())
+    tell = notify and user.verified
+    return Decision(Success(), (DeleteUser(user.id, ctx.now, by),), (notice,) if tell else ())
+
+
+def admin_suspend(user: UserRow, ctx: Context) -> Decision:
+    """Suspend an account: every request it makes is refused with ``account_suspended``."""
+    if user.suspended_at is not None:
+        raise NoSession("the account is already suspended")
+    return Decision(Success(), (PutUser(replace(user, suspended_at=ctx.now, updated_at=ctx.now)),))
+
+
+def admin_unsuspend(user: UserRow, ctx: Context) -> Decision:
+    """Lift a suspension."""
+    if user.suspended_at is None:
+        raise NoSession("the account is not suspended")
+    return Decision(Success(), (PutUser(replace(user, suspended_at=None, updated_at=ctx.now)),))
+
+
+def admin_restore_backup(user: UserRow, ctx: Context) -> Decision:
+    """Put back the backup the last ``update_backup`` replaced (the two swap, so a second restore
+    undoes the first); the owner is told, as for their own update."""
+    if not user.activated or not user.bkp_previous:
+        raise NoSession("the account has no previous backup to restore")
+    restored = replace(user, bkp=user.bkp_previous, bkp_previous=user.bkp, updated_at=ctx.now)
+    notice = Mail(MailKind.BACKUP_CHANGED, user.email, user.id, (("at", ctx.now),))
+    return Decision(Success(), (PutUser(restored),), (notice,))
 
 
 # --- account upkeep (signed by the account key) ------------------------------------------------
