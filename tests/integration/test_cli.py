@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import re
+import shlex
 import subprocess
 import threading
+from pathlib import Path
 
 import click
 
@@ -253,3 +255,20 @@ def test_cli_works_on_the_live_database_while_requests_are_written(world):
         stop.set()
         thread.join()
     assert written  # the writer kept going while the CLI read and wrote
+
+
+def test_the_operations_guide_admin_examples_run(world, monkeypatch):
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = guide.split("## The admin CLI\n", 1)[1].split("\n## ", 1)[0]
+    lines = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith("sigit-dvm ")
+    ]
+    assert len(lines) >= 20
+    monkeypatch.chdir(world.dir)
+    for line in lines:
+        out = cli(world, *shlex.split(line)[1:], check=False)
+        assert out.returncode == 0, (line, out.stderr)
+    assert json.loads(cli(world, "users", "erased", "bo@example.org", "--json").stdout)["erased"]
