@@ -320,8 +320,10 @@ def users_delete(inv: Invocation, user: str, no_notify: bool, yes: bool) -> Outp
     done = actions.delete_user(inv.db(), user, inv.context(), inv.who(), notify=not no_notify)
     text = f"user {done.user_id} deleted" + ("; the owner was notified" if done.notified else "")
     if not done.checkpointed:
-        text += "\nwarning: the WAL could not be checkpointed now (a reader is busy); the daemon will"
-        text += " checkpoint it, run 'sigit-dvm users delete' again later to force it"
+        text += (
+            "\nwarning: a busy reader kept the WAL from being checkpointed: older copies of the erased"
+            " rows stay in the -wal file until SQLite's next checkpoint"
+        )
     data = {"deleted": done.user_id, "notified": done.notified, "checkpointed": done.checkpointed}
     return Message(data, text)
 
