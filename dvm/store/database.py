@@ -77,6 +77,7 @@ MIGRATIONS: dict[int, str] = {
     UPDATE audit SET user_id = target WHERE action IN ('change-email', 'delete-user');
     UPDATE audit SET user_id = substr(detail, 6) WHERE detail LIKE 'user %';
     CREATE INDEX audit_user ON audit (user_id) WHERE user_id IS NOT NULL;
+    CREATE INDEX mail_orphans ON mail (recipient) WHERE user_id IS NULL;
     CREATE TABLE blocks (
         value       TEXT PRIMARY KEY,
         kind        TEXT NOT NULL CHECK (kind IN ('address', 'domain')),

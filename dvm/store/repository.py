@@ -217,11 +217,12 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
 
 
 def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by: str = "") -> None:
-    """Delete a user (GDPR erasure): sessions and code records cascade, its mail rows go, and its
-    addresses (current, pending, and earlier ones its mail and audit rows name) are replaced in
-    the audit log by a salted hash, which :func:`erased_address` can still match. Run on a
-    ``secure_delete`` connection (:func:`~dvm.store.database.connect`), nothing of them stays in
-    the file once the WAL is checkpointed."""
+    """Delete a user (GDPR erasure): sessions and code records cascade; its mail rows go, and the
+    sent notices of an earlier erasure of the same address; its addresses (current, pending, and
+    earlier ones its mail and audit rows name) are replaced in the audit log by a salted hash,
+    which :func:`erased_address` can still match. On a ``secure_delete`` connection
+    (:func:`~dvm.store.database.connect`), nothing of them stays in the file once the WAL is
+    checkpointed."""
     user = user_by_id(conn, user_id)
     if user is None:
         return
@@ -251,6 +252,10 @@ def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by
         [(address_hash(salt, a), at, by or "the account owner") for a in sorted(addresses)],
     )
     conn.execute("DELETE FROM mail WHERE user_id = ?", (user_id,))
+    conn.executemany(  # notices of an earlier erasure of the same address, once sent or dead
+        "DELETE FROM mail WHERE recipient = ? AND user_id IS NULL AND status <> 'queued'",
+        [(a,) for a in sorted(addresses)],
+    )
     conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
 

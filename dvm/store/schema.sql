@@ -85,6 +85,8 @@ CREATE TABLE mail (
 );
 CREATE INDEX mail_queued ON mail (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX mail_user ON mail (user_id);
+-- Mail that outlives its user (deletion notices), by address: a later erasure finds it.
+CREATE INDEX mail_orphans ON mail (recipient) WHERE user_id IS NULL;
 
 -- Every admin action taken through the CLI: who, when, what, on what. user_id ties a row to the
 -- user it concerns, so erasing the user can find (and scrub the addresses of) its rows.

@@ -219,3 +219,12 @@ def test_the_owners_own_deletion_is_erased_the_same_way(world):
     assert world.send(world.ana_key, "delete_account", {"code": world.last_code("ana@example.org")}).ok
     found = json.loads(cli(world, "users", "erased", "ana@example.org", "--json").stdout)
     assert found["erased"] is True and found["erased_by"] == "the account owner"
+
+
+def test_a_second_erasure_of_an_address_also_removes_the_first_ones_sent_notice(world):
+    cli(world, "users", "delete", "ana@example.org", "--yes")
+    world.conn.execute("UPDATE mail SET status = 'sent' WHERE kind = 'account_deleted'")
+    again = new_client(40)
+    world.send(again, "request_account", {"email": "ana@example.org"})
+    cli(world, "users", "delete", "ana@example.org", "--no-notify", "--yes")
+    assert b"ana@example.org" not in file_bytes(world)
