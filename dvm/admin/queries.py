@@ -86,7 +86,29 @@ def user(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
     data["sessions"] = conn.execute("SELECT count(*) FROM sessions WHERE user_id = ?", (user_id,)).fetchone()[
         0
     ]
-    return data
+    return {key: data[key] for key in USER_FIELDS}
+
+
+USER_FIELDS = (
+    "id",
+    "email",
+    "verified",
+    "activated",
+    "suspended",
+    "suspended_at",
+    "pubkey",
+    "pending_email",
+    "grace_deadline",
+    "notify_login",
+    "backup_bytes",
+    "has_previous_backup",
+    "sessions",
+    "last_login_at",
+    "last_seen_at",
+    "created_at",
+    "updated_at",
+)
+"""``users show``'s fields, in the order shown."""
 
 
 def _keys(conn: sqlite3.Connection, user_id: str, account_pubkey: str) -> list[str]:

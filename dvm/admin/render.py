@@ -138,17 +138,21 @@ def as_json(data: object) -> str:
 
 
 def as_csv(items: Sequence[dict[str, Any]]) -> str:
-    """A header row and one row per item; nested values as JSON."""
+    """A header row and one row per item; booleans, None and nested values as in JSON."""
     out = io.StringIO()
     if not items:
         return ""
     writer = csv.DictWriter(out, fieldnames=list(items[0].keys()), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for item in items:
-        writer.writerow(
-            {k: orjson.dumps(v).decode() if isinstance(v, dict | list) else v for k, v in item.items()}
-        )
+        writer.writerow({k: _csv_cell(v) for k, v in item.items()})
     return out.getvalue().rstrip("\n")
+
+
+def _csv_cell(value: object) -> object:
+    if value is None or isinstance(value, bool | dict | list):
+        return "" if value is None else orjson.dumps(value).decode()
+    return value
 
 
 def _cell(value: object, key: str, now: int, *, short: bool) -> str:
