@@ -106,12 +106,6 @@ def user_by_pubkey(conn: sqlite3.Connection, pubkey: str) -> UserRow | None:
     return _user(conn.execute(_SELECT_USER + " WHERE pubkey = ? AND pubkey <> ''", (pubkey,)).fetchone())
 
 
-def find_user(conn: sqlite3.Connection, ref: str) -> UserRow | None:
-    """A user by id, email (normalised to lower case) or account pubkey: what admins type."""
-    ref = ref.strip()
-    return user_by_id(conn, ref) or user_by_email(conn, ref.lower()) or user_by_pubkey(conn, ref.lower())
-
-
 def session_by_pubkey(conn: sqlite3.Connection, pubkey: str) -> SessionRow | None:
     return _session(conn.execute(_SELECT_SESSION + " WHERE pubkey = ?", (pubkey,)).fetchone())
 
