@@ -58,6 +58,7 @@ from dvm.accounts.policy import check_policy
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.accounts.rules import AccountRules
 from dvm.errors import (
+    AdminError,
     AlreadyActivated,
     ChangeExpired,
     CodeExpired,
@@ -411,14 +412,14 @@ def admin_delete(user: UserRow, ctx: Context, *, notify: bool = True, by: str = 
 def admin_suspend(user: UserRow, ctx: Context) -> Decision:
     """Suspend an account: every request it makes is refused with ``account_suspended``."""
     if user.suspended_at is not None:
-        raise NoSession("the account is already suspended")
+        raise AdminError("the account is already suspended")
     return Decision(Success(), (PutUser(replace(user, suspended_at=ctx.now, updated_at=ctx.now)),))
 
 
 def admin_unsuspend(user: UserRow, ctx: Context) -> Decision:
     """Lift a suspension."""
     if user.suspended_at is None:
-        raise NoSession("the account is not suspended")
+        raise AdminError("the account is not suspended")
     return Decision(Success(), (PutUser(replace(user, suspended_at=None, updated_at=ctx.now)),))
 
 
@@ -426,7 +427,7 @@ def admin_restore_backup(user: UserRow, ctx: Context) -> Decision:
     """Put back the backup the last ``update_backup`` replaced (the two swap, so a second restore
     undoes the first); the owner is told, as for their own update."""
     if not user.activated or not user.bkp_previous:
-        raise NoSession("the account has no previous backup to restore")
+        raise AdminError("the account has no previous backup to restore")
     restored = replace(user, bkp=user.bkp_previous, bkp_previous=user.bkp, updated_at=ctx.now)
     notice = Mail(MailKind.BACKUP_CHANGED, user.email, user.id, (("at", ctx.now),))
     return Decision(Success(), (PutUser(restored),), (notice,))

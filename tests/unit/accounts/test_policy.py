@@ -16,7 +16,7 @@ from dvm.accounts.machine import (
     admin_unsuspend,
     decide,
 )
-from dvm.errors import EmailTaken, NoSession
+from dvm.errors import AdminError, EmailTaken
 from dvm.protocol.methods import (
     Activate,
     ChangeEmail,
@@ -113,10 +113,10 @@ def test_admin_delete_notifies_only_a_verified_address():
 def test_admin_suspend_unsuspend_and_restore_backup():
     suspended = admin_suspend(active_user(), ctx()).writes[0]
     assert isinstance(suspended, PutUser) and suspended.row.suspended_at == NOW
-    with pytest.raises(NoSession):
+    with pytest.raises(AdminError):
         admin_suspend(suspended.row, ctx())
     assert admin_unsuspend(suspended.row, ctx()).writes[0].row.suspended_at is None
-    with pytest.raises(NoSession):
+    with pytest.raises(AdminError):
         admin_restore_backup(active_user(), ctx())
     restored = admin_restore_backup(active_user(bkp="new", bkp_previous="old"), ctx())
     assert (restored.writes[0].row.bkp, restored.writes[0].row.bkp_previous) == ("old", "new")
