@@ -21,6 +21,10 @@ class ConfigError(DVMError):
     """A setting is missing, malformed or out of range."""
 
 
+class AdminError(DVMError):
+    """An admin command that cannot be done: not found, wrong state, ambiguous prefix (exit 1)."""
+
+
 # --- Nostr layer: the input is malformed or forged --------------------------------------------
 
 
@@ -177,6 +181,16 @@ class UnknownAccount(RequestError):
 class ChangeExpired(RequestError):
     code = "change_expired"
     default_message = "The email change was not confirmed in time. Start it again."
+
+
+class AccountSuspended(RequestError):
+    code = "account_suspended"
+    default_message = "This account is suspended. Contact the service's support."
+
+
+class EmailBlocked(RequestError):
+    code = "email_blocked"
+    default_message = "This email address or its domain cannot be used with this service."
 
 
 class InternalError(RequestError):

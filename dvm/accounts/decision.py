@@ -33,7 +33,8 @@ class View:
     owns the event's pubkey (account-key methods). ``code_sends`` are the times codes went to
     the mailbox the next code would go to, within the window; ``domain_sends`` and ``all_sends``
     count its domain and every mailbox. ``failures`` are the times of wrong codes for the
-    session's subject within the last day.
+    session's subject within the last day. ``email_blocked``: the address (or a domain of
+    it) is on the block list.
     """
 
     session: SessionRow | None = None
@@ -46,6 +47,7 @@ class View:
     domain_sends: Sends = Sends()
     all_sends: Sends = Sends()
     failures: tuple[int, ...] = ()
+    email_blocked: bool = False
 
 
 class MailKind(enum.StrEnum):
@@ -106,9 +108,12 @@ class RecordCodeFailure:
 
 @dataclass(frozen=True, slots=True)
 class DeleteUser:
-    """Erase a user: sessions, code records and queued mail go with it (GDPR erasure)."""
+    """Erase a user: sessions, code records and mail go with it, its addresses leave the audit
+    log and only their salted hash is kept (GDPR erasure). ``at`` None: the store's clock."""
 
     user_id: str
+    at: int | None = None
+    by: str = "the account owner"
 
 
 Write = PutUser | PutSession | RecordCodeSend | RecordCodeFailure | DeleteUser

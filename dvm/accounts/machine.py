@@ -70,9 +70,12 @@ from dvm.accounts.decision import (
     Write,
 )
 from dvm.accounts.email_address import canonical_mailbox
+from dvm.accounts.policy import check_policy
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.accounts.rules import AccountRules
 from dvm.errors import (
+    AccountSuspended,
+    AdminError,
     AlreadyActivated,
     ChangeExpired,
     CodeExpired,
@@ -164,6 +167,10 @@ class Rule:
 
 
 RULES: dict[Method, Rule] = {}
+BLOCKABLE = frozenset(
+    {Method.REQUEST_ACCOUNT, Method.REQUEST_LOGIN, Method.CHANGE_EMAIL, Method.CONFIRM_EMAIL}
+)
+"""Methods about an address an admin may block (``dvm.accounts.policy``)."""
 
 
 def rule(method: Method, *rows: Row) -> Callable[[Handler], Handler]:
@@ -173,7 +180,16 @@ def rule(method: Method, *rows: Row) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if method in RULES:
             raise ValueError(f"{method} has two rules")
-        transitions = tuple(Transition(method, r.session_from, r.session_to, r.outcome, r.note) for r in rows)
+        policy: tuple[Row, ...] = (
+            row(None, None, "account_suspended", "an admin suspended the account (checked first)"),
+        )
+        if method in BLOCKABLE:
+            policy += (
+                row(None, None, "email_blocked", "the address or its domain is blocked (checked first)"),
+            )
+        transitions = tuple(
+            Transition(method, r.session_from, r.session_to, r.outcome, r.note) for r in (*rows, *policy)
+        )
         RULES[method] = Rule(method, handler, transitions)
         return handler
 
@@ -189,6 +205,20 @@ def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
     entry = RULES.get(request.method)
     if entry is None:
         raise UndeclaredTransition(f"no rule for {request.method}")
+    refused = check_policy(request, view)
+    if refused is not None:
+        if (
+            ctx.rules.private_mode
+            and isinstance(refused, AccountSuspended)
+            and isinstance(request, RequestAccount | RequestLogin)
+        ):
+            # A suspended account's address answers as an unknown one would: a decoy.
+            decoy = _decoy(pubkey, request.email, Purpose.LOGIN, ctx)
+            return replace(decoy, step=(None, _P), transition=entry.find((None, _P), "ok"))
+        taken = entry.find((None, None), refused.code)
+        if taken is None:
+            raise UndeclaredTransition(f"{request.method} refused {refused.code} by policy: not a row")
+        return Decision(Failure.of(refused), transition=taken)
     try:
         decision = entry.handler(request, pubkey, view, ctx)
     except _WrongCode as wrong:
@@ -379,7 +409,8 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
         (Mail(MailKind.LOGIN_NOTICE, user.email, user.id, (("at", ctx.now),)),) if user.notify_login else ()
     )
     data = {"entropy": user.entropy, "pubkey": user.pubkey, "backup": user.backup}
-    return _then((_P, _C), Decision(Success(data), (PutSession(spent),), notices))
+    seen = replace(user, last_login_at=ctx.now)
+    return _then((_P, _C), Decision(Success(data), (PutSession(spent), PutUser(seen)), notices))
 
 
 def _wrong_code(session: SessionRow, user: UserRow | None, view: View, ctx: Context) -> Decision:
@@ -480,21 +511,57 @@ def admin_unlock(session: SessionRow, user: UserRow, ctx: Context) -> Decision:
     return _renew_code(session, user, ctx, reset_attempts=True)
 
 
-def admin_change_email(user: UserRow, new_email: str, holder: UserRow | None, ctx: Context) -> Decision:
-    """The operator moves an account to an address checked out of band; the old one is told."""
-    if holder is not None and holder.id != user.id:
+def admin_change_email(
+    user: UserRow, new_email: str, holder: UserRow | None, rivals: tuple[UserRow, ...], ctx: Context
+) -> Decision:
+    """The operator moves an account to an address checked out of band; the old one is told.
+
+    The same rules as a confirmed change by the user: another verified account's address is
+    refused; a signup never verified there is erased; other accounts' pending changes to it are
+    cancelled and their requesters told (``rivals``: those accounts).
+    """
+    if holder is not None and holder.id != user.id and holder.verified:
         raise EmailTaken("That address belongs to another account.")
     if new_email == user.email:
         raise InvalidEmail("This is already the account's address.")
+    unfinished = (DeleteUser(holder.id),) if holder is not None and holder.id != user.id else ()
     moved = replace(user, email=new_email, pending_email="", grace_deadline=None, updated_at=ctx.now)
     notice = Mail(MailKind.EMAIL_CHANGED, user.email, user.id, (("new_email", new_email), ("at", ctx.now)))
-    return Decision(Success(), (PutUser(moved),), (notice,) if user.activated else ())
+    cancelled, told = _cancel_pending_changes(View(pending_users=rivals), moved, ctx)
+    mails = ((notice,) if user.activated else ()) + told
+    return Decision(Success(), (*unfinished, PutUser(moved), *cancelled), mails)
 
 
-def admin_delete(user: UserRow, ctx: Context, *, notify: bool = True) -> Decision:
-    """Erase an account (GDPR); its owner is told unless ``notify`` is off."""
+def admin_delete(user: UserRow, ctx: Context, *, notify: bool = True, by: str = "an admin") -> Decision:
+    """Erase an account (GDPR); its owner is told unless ``notify`` is off or the address was
+    never verified (a stranger may have typed it: they get no mail about an account not theirs)."""
     notice = Mail(MailKind.ACCOUNT_DELETED, user.email, None, (("at", ctx.now),))
-    return Decision(Success(), (DeleteUser(user.id),), (notice,) if notify else ())
+    tell = notify and user.verified
+    return Decision(Success(), (DeleteUser(user.id, ctx.now, by),), (notice,) if tell else ())
+
+
+def admin_suspend(user: UserRow, ctx: Context) -> Decision:
+    """Suspend an account: every request it makes is refused with ``account_suspended``."""
+    if user.suspended_at is not None:
+        raise AdminError("the account is already suspended")
+    return Decision(Success(), (PutUser(replace(user, suspended_at=ctx.now, updated_at=ctx.now)),))
+
+
+def admin_unsuspend(user: UserRow, ctx: Context) -> Decision:
+    """Lift a suspension."""
+    if user.suspended_at is None:
+        raise AdminError("the account is not suspended")
+    return Decision(Success(), (PutUser(replace(user, suspended_at=None, updated_at=ctx.now)),))
+
+
+def admin_restore_backup(user: UserRow, ctx: Context) -> Decision:
+    """Put back the backup the last ``update_backup`` replaced (the two swap, so a second restore
+    undoes the first); the owner is told, as for their own update."""
+    if not user.activated or not user.backup_previous:
+        raise AdminError("the account has no previous backup to restore")
+    restored = replace(user, backup=user.backup_previous, backup_previous=user.backup, updated_at=ctx.now)
+    notice = Mail(MailKind.BACKUP_CHANGED, user.email, user.id, (("at", ctx.now),))
+    return Decision(Success(), (PutUser(restored),), (notice,))
 
 
 # --- account upkeep (signed by the account key) ------------------------------------------------

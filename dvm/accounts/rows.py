@@ -28,8 +28,10 @@ class SessionState(enum.StrEnum):
 class UserRow:
     """An account. ``email`` is normalised; ``pubkey``/``backup``/``entropy`` are ``""`` until set.
 
-    ``pending_email`` is an email change awaiting its code (reserved for this user until
+    ``pending_email`` is an email change awaiting its code (it reserves nothing; it lapses at
     ``grace_deadline``); ``backup_previous`` keeps the backup replaced by the last ``update_backup``.
+    ``suspended_at`` is set by an admin (every request of the account is refused while set);
+    ``last_login_at`` is when a login code last matched.
     """
 
     id: str
@@ -45,6 +47,8 @@ class UserRow:
     pending_email: str = ""
     grace_deadline: int | None = None
     notify_login: bool = True
+    suspended_at: int | None = None
+    last_login_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

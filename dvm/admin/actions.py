@@ -10,25 +10,33 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from dvm.accounts import machine
 from dvm.accounts.decision import Decision, Failure
 from dvm.accounts.email_address import normalise_email
-from dvm.accounts.machine import Context, admin_change_email, admin_delete, admin_resend_code, admin_unlock
-from dvm.accounts.rows import UserRow
-from dvm.errors import DVMError, RequestError
+from dvm.accounts.machine import Context
+from dvm.accounts.rows import SessionRow, UserRow
+from dvm.admin import lookup
+from dvm.errors import AdminError, RequestError
 from dvm.store import repository
 from dvm.store.database import immediate
 from dvm.store.sealed import ParamsSeal
 
 
-class AdminError(DVMError):
-    """An admin action that cannot be done (not found, wrong state)."""
-
-
-def audit(conn: sqlite3.Connection, now: int, actor: str, action: str, target: str, detail: str = "") -> None:
+def audit(
+    conn: sqlite3.Connection,
+    now: int,
+    actor: str,
+    action: str,
+    target: str,
+    detail: str = "",
+    user_id: str | None = None,
+) -> None:
+    """One audit row; ``user_id`` ties it to the user it concerns (erasure scrubs those rows)."""
     conn.execute(
-        "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-        (now, actor, action, target, detail),
+        "INSERT INTO audit (at, actor, action, target, detail, user_id) VALUES (?, ?, ?, ?, ?, ?)",
+        (now, actor, action, target, detail, user_id),
     )
 
 
@@ -40,64 +48,162 @@ def _apply(conn: sqlite3.Connection, decision: Decision, ctx: Context) -> None:
         repository.queue_mail(conn, mail, ctx.rng(16).hex(), None, ctx.now, seal=ParamsSeal(ctx.code_secret))
 
 
+def _decide(decide: Callable[[], Decision]) -> Decision:
+    try:
+        return decide()
+    except RequestError as exc:
+        raise AdminError(exc.message) from exc
+
+
 def _session_action(
     conn: sqlite3.Connection,
-    pubkey: str,
+    ref: str,
     ctx: Context,
     actor: str,
     action: str,
-    decide: Callable[..., Decision],
-) -> None:
+    decide: Callable[[SessionRow, UserRow, Context], Decision],
+) -> str:
     with immediate(conn):
+        pubkey = lookup.session(conn, ref)
         session = repository.session_by_pubkey(conn, pubkey)
         user = repository.user_by_id(conn, session.user_id) if session and session.user_id else None
         if session is None or user is None:
             raise AdminError(f"no session for {pubkey}")
-        try:
-            decision = decide(session, user, ctx)
-        except RequestError as exc:
-            raise AdminError(exc.message) from exc
-        _apply(conn, decision, ctx)
-        audit(conn, ctx.now, actor, action, pubkey, f"user {user.id}")
+        if user.suspended_at is not None:
+            raise AdminError(f"the account {user.id} is suspended; unsuspend it first")
+        _apply(conn, _decide(lambda: decide(session, user, ctx)), ctx)
+        audit(conn, ctx.now, actor, action, pubkey, f"user {user.id}", user.id)
+    return pubkey
 
 
-def resend_code(conn: sqlite3.Connection, pubkey: str, ctx: Context, actor: str) -> None:
-    """A new code for a pending session, mailed to the session's address."""
-    _session_action(conn, pubkey, ctx, actor, "resend-code", admin_resend_code)
+def resend_code(conn: sqlite3.Connection, ref: str, ctx: Context, actor: str) -> str:
+    """A new code for a pending session, mailed to the session's address; its whole key."""
+    return _session_action(conn, ref, ctx, actor, "resend-code", machine.admin_resend_code)
 
 
-def unlock_session(conn: sqlite3.Connection, pubkey: str, ctx: Context, actor: str) -> None:
-    """Unlock a locked session and mail a new code."""
-    _session_action(conn, pubkey, ctx, actor, "unlock-session", admin_unlock)
+def unlock_session(conn: sqlite3.Connection, ref: str, ctx: Context, actor: str) -> str:
+    """Unlock a locked session and mail a new code; its whole key."""
+    return _session_action(conn, ref, ctx, actor, "unlock-session", machine.admin_unlock)
 
 
 def change_email(conn: sqlite3.Connection, user_ref: str, new_email: str, ctx: Context, actor: str) -> str:
-    """Move an account to a new address (checked out of band); the old address is told."""
+    """Move an account to a new address (checked out of band); the old address is told.
+
+    The address must be free by the user path's rules: nobody's address, no other account's
+    unconfirmed change (reserved until its grace deadline), and not blocked."""
     try:
         email = normalise_email(new_email)
     except RequestError as exc:
         raise AdminError(exc.message) from exc
     with immediate(conn):
-        user = _user(conn, user_ref)
+        user = lookup.user(conn, user_ref)
+        if repository.is_blocked(conn, email):
+            raise AdminError(f"{email} is blocked (see 'sigit-dvm blocks list'); remove the block first")
         holder = repository.user_by_email(conn, email)
-        try:
-            decision = admin_change_email(user, email, holder, ctx)
-        except RequestError as exc:
-            raise AdminError(exc.message) from exc
+        rivals = repository.users_by_pending_email(conn, email)
+        decision = _decide(lambda: machine.admin_change_email(user, email, holder, rivals, ctx))
         _apply(conn, decision, ctx)
-        audit(conn, ctx.now, actor, "change-email", user.id, f"{user.email} -> {email}")
+        audit(conn, ctx.now, actor, "change-email", user.id, f"{user.email} -> {email}", user.id)
     return email
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """A user erased: whether a notice was queued, and whether the WAL could be checkpointed (until
+    it is, older copies of the erased rows may remain in the ``-wal`` file)."""
+
+    user_id: str
+    notified: bool
+    checkpointed: bool
 
 
 def delete_user(
     conn: sqlite3.Connection, user_ref: str, ctx: Context, actor: str, *, notify: bool = True
-) -> str:
-    """Erase an account, its sessions, code records and mail (GDPR); return its id."""
+) -> Deleted:
+    """Erase an account (GDPR): sessions, code records, mail, addresses in the audit log."""
     with immediate(conn):
-        user = _user(conn, user_ref)
-        _apply(conn, admin_delete(user, ctx, notify=notify), ctx)
-        audit(conn, ctx.now, actor, "delete-user", user.id, "notified" if notify else "not notified")
-    return user.id
+        user = lookup.user(conn, user_ref)
+        decision = machine.admin_delete(user, ctx, notify=notify, by=f"admin {actor}")
+        _apply(conn, decision, ctx)
+        notified = bool(decision.mails)
+        detail = "notified" if notified else ("not notified" if notify else "not notified (--no-notify)")
+        if notify and not user.verified:
+            detail = "not notified (address never verified)"
+        audit(conn, ctx.now, actor, "delete-user", user.id, detail, user.id)
+    return Deleted(user.id, notified, checkpoint(conn))
+
+
+def checkpoint(conn: sqlite3.Connection) -> bool:
+    """Copy the WAL into the database and truncate it; False when a reader kept it from finishing."""
+    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy
+
+
+def _user_action(
+    conn: sqlite3.Connection,
+    user_ref: str,
+    ctx: Context,
+    actor: str,
+    action: str,
+    decide: Callable[[UserRow, Context], Decision],
+) -> UserRow:
+    with immediate(conn):
+        user = lookup.user(conn, user_ref)
+        _apply(conn, _decide(lambda: decide(user, ctx)), ctx)
+        audit(conn, ctx.now, actor, action, user.id, "", user.id)
+    return user
+
+
+def suspend_user(conn: sqlite3.Connection, user_ref: str, ctx: Context, actor: str) -> UserRow:
+    """Every request of the account is refused (``account_suspended``) until unsuspended."""
+    return _user_action(conn, user_ref, ctx, actor, "suspend-user", machine.admin_suspend)
+
+
+def unsuspend_user(conn: sqlite3.Connection, user_ref: str, ctx: Context, actor: str) -> UserRow:
+    return _user_action(conn, user_ref, ctx, actor, "unsuspend-user", machine.admin_unsuspend)
+
+
+def restore_backup(conn: sqlite3.Connection, user_ref: str, ctx: Context, actor: str) -> UserRow:
+    """Swap the account's backup with the one its last ``update_backup`` replaced; owner told."""
+    return _user_action(conn, user_ref, ctx, actor, "restore-backup", machine.admin_restore_backup)
+
+
+def block_target(raw: str) -> tuple[str, str]:
+    """``(value, kind)`` of what an admin asks to block: a normalised address, or a domain."""
+    text = raw.strip()
+    if "@" in text:
+        try:
+            return normalise_email(text), "address"
+        except RequestError as exc:
+            raise AdminError(f"{raw!r} is not a valid address: {exc.message}") from exc
+    try:
+        address = normalise_email(f"x@{text.lstrip('@')}")
+    except RequestError as exc:
+        raise AdminError(f"{raw!r} is neither an address nor a domain") from exc
+    return address.partition("@")[2], "domain"
+
+
+def add_block(conn: sqlite3.Connection, raw: str, reason: str, now: int, actor: str) -> tuple[str, str]:
+    """Block an address or a domain (and its subdomains) at signup, login and email change."""
+    value, kind = block_target(raw)
+    with immediate(conn):
+        if conn.execute("SELECT 1 FROM blocks WHERE value = ?", (value,)).fetchone():
+            raise AdminError(f"{value} is already blocked")
+        conn.execute(
+            "INSERT INTO blocks (value, kind, reason, created_at, actor) VALUES (?, ?, ?, ?, ?)",
+            (value, kind, reason, now, actor),
+        )
+        audit(conn, now, actor, "block", value, reason)
+    return value, kind
+
+
+def remove_block(conn: sqlite3.Connection, raw: str, now: int, actor: str) -> str:
+    value, _ = block_target(raw)
+    with immediate(conn):
+        if not conn.execute("DELETE FROM blocks WHERE value = ?", (value,)).rowcount:
+            raise AdminError(f"{value} is not blocked")
+        audit(conn, now, actor, "unblock", value)
+    return value
 
 
 def purge_sessions(conn: sqlite3.Connection, now: int, older_than_s: int, actor: str) -> int:
@@ -109,10 +215,18 @@ def purge_sessions(conn: sqlite3.Connection, now: int, older_than_s: int, actor:
     return int(count)
 
 
+def purge_audit(conn: sqlite3.Connection, now: int, older_than_s: int, actor: str) -> int:
+    """Delete audit rows older than ``older_than_s``; the purge itself is the newest row."""
+    with immediate(conn):
+        count = conn.execute("DELETE FROM audit WHERE at <= ?", (now - older_than_s,)).rowcount
+        audit(conn, now, actor, "purge-audit", f"{count} rows", f"older than {older_than_s} s")
+    return int(count)
+
+
 def retry_mail(conn: sqlite3.Connection, mail_id: int, now: int, actor: str) -> None:
     """Queue a dead letter again (not code emails: their code was scrubbed; resend a code instead)."""
     with immediate(conn):
-        row = conn.execute("SELECT status, kind FROM mail WHERE id = ?", (mail_id,)).fetchone()
+        row = conn.execute("SELECT status, kind, user_id FROM mail WHERE id = ?", (mail_id,)).fetchone()
         if row is None:
             raise AdminError(f"no mail {mail_id}")
         if row[0] != "dead":
@@ -124,7 +238,7 @@ def retry_mail(conn: sqlite3.Connection, mail_id: int, now: int, actor: str) -> 
             "WHERE id = ?",
             (now, mail_id),
         )
-        audit(conn, now, actor, "retry-mail", str(mail_id), row[1])
+        audit(conn, now, actor, "retry-mail", str(mail_id), row[1], row[2])
 
 
 def purge_mail(conn: sqlite3.Connection, now: int, older_than_s: int, actor: str) -> int:
@@ -135,10 +249,3 @@ def purge_mail(conn: sqlite3.Connection, now: int, older_than_s: int, actor: str
         ).rowcount
         audit(conn, now, actor, "purge-mail", f"{count} mails", f"older than {older_than_s} s")
     return int(count)
-
-
-def _user(conn: sqlite3.Connection, ref: str) -> UserRow:
-    user = repository.find_user(conn, ref)
-    if user is None:
-        raise AdminError(f"no user {ref!r} (give an id, an email or a pubkey)")
-    return user

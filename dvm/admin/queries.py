@@ -58,47 +58,179 @@ def _session_dict(row: sqlite3.Row, now: int) -> dict[str, Any]:
     return data
 
 
-def find_user(conn: sqlite3.Connection, ref: str) -> dict[str, Any] | None:
-    """A user by id, email (normalised lower-case) or account pubkey."""
-    user = repository.find_user(conn, ref)
-    return None if user is None else _user_dict(user.id, conn)
+def user(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+    """One user as admins see it: no entropy, no backups (their sizes only), never a code.
 
-
-def _user_dict(user_id: str, conn: sqlite3.Connection) -> dict[str, Any]:
+    ``last_login_at`` is when a login code last matched; ``last_seen_at`` when the service last
+    answered a request from the account's key or one of its sessions' keys (while those records
+    are kept)."""
     row = conn.execute(
         "SELECT id, email, verified, activated, pubkey, pending_email, grace_deadline, notify_login, "
         "length(bkp) AS backup_bytes, length(bkp_previous) > 0 AS has_previous_backup, "
-        "created_at, updated_at "
+        "suspended_at, last_login_at, created_at, updated_at "
         "FROM users WHERE id = ?",
         (user_id,),
     ).fetchone()
     data = dict(row)
     for key in ("verified", "activated", "notify_login", "has_previous_backup"):
         data[key] = bool(data[key])
+    data["suspended"] = data["suspended_at"] is not None
+    keys = _keys(conn, user_id, data["pubkey"])
+    marks = ", ".join("?" * len(keys))
+    data["last_seen_at"] = conn.execute(
+        f"SELECT max(processed_at) FROM requests WHERE pubkey IN ({marks})",  # noqa: S608
+        keys,
+    ).fetchone()[0]
     data["sessions"] = conn.execute("SELECT count(*) FROM sessions WHERE user_id = ?", (user_id,)).fetchone()[
         0
     ]
-    return data
+    return {key: data[key] for key in USER_FIELDS}
 
 
-def users(conn: sqlite3.Connection, search: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    args: tuple[Any, ...] = (limit,)
-    where = "1"
+USER_FIELDS = (
+    "id",
+    "email",
+    "verified",
+    "activated",
+    "suspended",
+    "suspended_at",
+    "pubkey",
+    "pending_email",
+    "grace_deadline",
+    "notify_login",
+    "backup_bytes",
+    "has_previous_backup",
+    "sessions",
+    "last_login_at",
+    "last_seen_at",
+    "created_at",
+    "updated_at",
+)
+"""``users show``'s fields, in the order shown."""
+
+
+def _keys(conn: sqlite3.Connection, user_id: str, account_pubkey: str) -> list[str]:
+    """The account's key and its sessions' keys: what its requests were signed with."""
+    keys = [r[0] for r in conn.execute("SELECT pubkey FROM sessions WHERE user_id = ?", (user_id,))]
+    return [*keys, account_pubkey] if account_pubkey else keys or [""]
+
+
+def export(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+    """Everything stored about one person (a GDPR access request), secrets withheld.
+
+    The account; its sessions (no code HMACs); when codes were sent; its mail (template values
+    without codes); its requests (method, outcome, times; replies are encrypted to the person's
+    own keys); the audit rows about it; the blocks that name its address or domain. Entropy and
+    key backups are not exported: the person gets them back by logging in.
+    """
+    account = user(conn, user_id)
+    sessions = [
+        dict(r)
+        for r in conn.execute(
+            "SELECT pubkey, purpose, state, attempts, code_sent_at, code_expires_at, verified_at, "
+            "created_at, updated_at FROM sessions WHERE user_id = ? ORDER BY created_at",
+            (user_id,),
+        )
+    ]
+    # The counters name no address (salted hashes): look up every address the person was mailed at.
+    addresses = {account["email"], account["pending_email"]} | {
+        r[0] for r in conn.execute("SELECT recipient FROM mail WHERE user_id = ?", (user_id,))
+    }
+    counter_keys = sorted({repository.mailbox_counter_key(conn, a) for a in addresses if a})
+    marks = ", ".join("?" * len(counter_keys))
+    codes_sent = [
+        {"sent_at": r[0]}
+        for r in conn.execute(
+            f"SELECT sent_at FROM code_sends WHERE mailbox IN ({marks}) ORDER BY sent_at",  # noqa: S608
+            counter_keys,
+        )
+    ]
+    mails = []
+    for r in conn.execute(
+        "SELECT id, kind, recipient, params, status, attempts, last_error, created_at, sent_at "
+        "FROM mail WHERE user_id = ? ORDER BY id",
+        (user_id,),
+    ):
+        item = dict(r)
+        del item["params"]  # sealed at rest (they may hold a code); kind and recipient say what it was
+        mails.append(item)
+    keys = _keys(conn, user_id, account["pubkey"])
+    marks = ", ".join("?" * len(keys))
+    requests = [
+        dict(r) | {"published": bool(r["published"])}
+        for r in conn.execute(
+            "SELECT event_id, pubkey, method, outcome, created_at, processed_at, "  # noqa: S608
+            f"published_at IS NOT NULL AS published FROM requests WHERE pubkey IN ({marks}) "
+            "ORDER BY processed_at",
+            keys,
+        )
+    ]
+    audit_rows = [
+        dict(r)
+        for r in conn.execute(
+            "SELECT id, at, actor, action, target, detail FROM audit WHERE user_id = ? ORDER BY id",
+            (user_id,),
+        )
+    ]
+    block_keys = repository.block_keys(account["email"])
+    marks = ", ".join("?" * len(block_keys))
+    blocks_found = [
+        dict(r)
+        for r in conn.execute(
+            f"SELECT value, kind, reason, created_at FROM blocks WHERE value IN ({marks})",  # noqa: S608
+            block_keys,
+        )
+    ]
+    return {
+        "account": account,
+        "sessions": sessions,
+        "codes_sent": codes_sent,
+        "mail": mails,
+        "requests": requests,
+        "audit": audit_rows,
+        "blocks": blocks_found,
+        "withheld": ["entropy", "backup", "previous_backup", "code HMACs"],
+    }
+
+
+def users(
+    conn: sqlite3.Connection, search: str | None = None, limit: int = 100, *, suspended: bool = False
+) -> list[dict[str, Any]]:
+    where, args = ["1"], []
     if search:
-        where = "email LIKE ? OR pubkey = ? OR pending_email LIKE ?"
+        where.append("(email LIKE ? OR pubkey LIKE ? OR id LIKE ? OR pending_email LIKE ?)")
         pattern = f"%{search.lower()}%"
-        args = (pattern, search.lower(), pattern, limit)
+        args += [pattern, f"{search.lower()}%", f"{search.lower()}%", pattern]
+    if suspended:
+        where.append("suspended_at IS NOT NULL")
     rows = conn.execute(
-        "SELECT id, email, verified, activated, pubkey, pending_email, created_at FROM users "  # noqa: S608
-        f"WHERE {where} ORDER BY created_at DESC LIMIT ?",
-        args,
+        "SELECT id, email, verified, activated, suspended_at IS NOT NULL AS suspended, pubkey, "  # noqa: S608
+        f"pending_email, created_at FROM users WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?",
+        (*args, limit),
     ).fetchall()
     out = []
     for row in rows:
         data = dict(row)
-        data["verified"], data["activated"] = bool(data["verified"]), bool(data["activated"])
+        for key in ("verified", "activated", "suspended"):
+            data[key] = bool(data[key])
         out.append(data)
     return out
+
+
+def erased(conn: sqlite3.Connection, email: str) -> dict[str, Any]:
+    """Whether a user with this (normalised) address was erased, and when and by whom."""
+    found = repository.erased_address(conn, email)
+    if found is None:
+        return {"email": email, "erased": False, "erased_at": None, "erased_by": None}
+    return {"email": email, "erased": True, "erased_at": found.erased_at, "erased_by": found.erased_by}
+
+
+def blocks(conn: sqlite3.Connection, limit: int = 1000) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT value, kind, reason, created_at, actor FROM blocks ORDER BY created_at DESC, value LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [dict(row) for row in rows]
 
 
 def mail(conn: sqlite3.Connection, status: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -129,6 +261,10 @@ def events(
     return [dict(row) | {"published": bool(row["published"])} for row in rows]
 
 
+DAY_COUNTS = ("signups", "verifications", "activations", "logins", "codes", "blocked")
+"""Per-day counts in ``stats``; ``blocked``: requests refused with ``email_blocked``."""
+
+
 def stats(conn: sqlite3.Connection, now: int, days: int = 7) -> dict[str, Any]:
     """Per-day counts (UTC) of the flow's steps, codes sent, failures, and the mail backlog."""
     since = now - days * 86400
@@ -144,17 +280,15 @@ def stats(conn: sqlite3.Connection, now: int, days: int = 7) -> dict[str, Any]:
         "WHERE processed_at >= ? GROUP BY day, method, outcome",
         (since,),
     ):
-        row = per_day.setdefault(
-            day, {"signups": 0, "verifications": 0, "activations": 0, "logins": 0, "codes": 0}
-        )
-        name = counted.get((method, outcome))
+        row = per_day.setdefault(day, dict.fromkeys(DAY_COUNTS, 0))
+        name = "blocked" if outcome == "email_blocked" else counted.get((method, outcome))
         if name:
             row[name] += count
     for day, count in conn.execute(
         "SELECT date(sent_at, 'unixepoch') AS day, count(*) FROM code_sends WHERE sent_at >= ? GROUP BY day",
         (since,),
     ):
-        per_day.setdefault(day, {"signups": 0, "verifications": 0, "activations": 0, "logins": 0, "codes": 0})
+        per_day.setdefault(day, dict.fromkeys(DAY_COUNTS, 0))
         per_day[day]["codes"] = count
     failures = dict(
         conn.execute(
@@ -176,11 +310,27 @@ def stats(conn: sqlite3.Connection, now: int, days: int = 7) -> dict[str, Any]:
         },
         "users": conn.execute("SELECT count(*) FROM users").fetchone()[0],
         "activated_users": conn.execute("SELECT count(*) FROM users WHERE activated = 1").fetchone()[0],
+        "suspended_users": conn.execute(
+            "SELECT count(*) FROM users WHERE suspended_at IS NOT NULL"
+        ).fetchone()[0],
+        "blocks": dict.fromkeys(("address", "domain"), 0)
+        | dict(conn.execute("SELECT kind, count(*) FROM blocks GROUP BY kind").fetchall()),
     }
 
 
-def audit(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
+def audit(
+    conn: sqlite3.Connection, limit: int = 100, *, action: str | None = None, actor: str | None = None
+) -> list[dict[str, Any]]:
+    where, args = ["1"], []
+    if action:
+        where.append("action = ?")
+        args.append(action)
+    if actor:
+        where.append("actor = ?")
+        args.append(actor)
     rows = conn.execute(
-        "SELECT id, at, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+        "SELECT id, at, actor, action, target, detail FROM audit "  # noqa: S608
+        f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+        (*args, limit),
     ).fetchall()
     return [dict(row) for row in rows]

@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("sigit.store")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: account upkeep (email change with grace, backup history, preferences, deletion).
     1: """
@@ -69,10 +69,37 @@ MIGRATIONS: dict[int, str] = {
         detail  TEXT NOT NULL DEFAULT ''
     );
     """,
-    # 3 -> 4: private-mode decoy sessions (no user) and the mailbox each session's codes go to;
+    # 3 -> 4: admin actions (suspension, blocks, last login) and GDPR erasure of audit rows.
+    3: """
+    ALTER TABLE users ADD COLUMN suspended_at INTEGER;
+    ALTER TABLE users ADD COLUMN last_login_at INTEGER;
+    ALTER TABLE audit ADD COLUMN user_id TEXT;
+    UPDATE audit SET user_id = target WHERE action IN ('change-email', 'delete-user');
+    UPDATE audit SET user_id = substr(detail, 6) WHERE detail LIKE 'user %';
+    CREATE INDEX audit_user ON audit (user_id) WHERE user_id IS NOT NULL;
+    CREATE INDEX mail_orphans ON mail (recipient) WHERE user_id IS NULL;
+    CREATE TABLE blocks (
+        value       TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL CHECK (kind IN ('address', 'domain')),
+        reason      TEXT NOT NULL DEFAULT '',
+        created_at  INTEGER NOT NULL,
+        actor       TEXT NOT NULL
+    );
+    CREATE TABLE erased_addresses (
+        address_hash TEXT PRIMARY KEY,
+        erased_at    INTEGER NOT NULL,
+        erased_by    TEXT NOT NULL
+    );
+    CREATE TABLE meta (
+        name   TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    INSERT INTO meta (name, value) VALUES ('erasure_salt', lower(hex(randomblob(32))));
+    """,
+    # 4 -> 5: private-mode decoy sessions (no user) and the mailbox each session's codes go to;
     # code caps per canonical mailbox, domain and in all; the daily guessing budget. The old
     # per-account send counters are dropped (they lapse within the hour anyway).
-    3: """
+    4: """
     CREATE TABLE sessions_v4 (
         pubkey           TEXT PRIMARY KEY,
         user_id          TEXT REFERENCES users (id) ON DELETE CASCADE,
@@ -139,6 +166,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")  # a committed reply or mail survives power loss
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA secure_delete = ON")  # erased rows and scrubbed codes leave no trace in the file
     migrate(conn)
     return conn
 

@@ -6,6 +6,8 @@ inside :func:`dvm.store.database.immediate` or a savepoint, in one ``Database.ru
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -31,7 +33,7 @@ from dvm.store.sealed import ParamsSeal
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
-    "bkp_previous, pending_email, grace_deadline, notify_login FROM users"
+    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at FROM users"
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
@@ -39,13 +41,14 @@ _SELECT_SESSION = (
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
-    "bkp_previous, pending_email, grace_deadline, notify_login) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET email = excluded.email, verified = excluded.verified, "
     "activated = excluded.activated, entropy = excluded.entropy, pubkey = excluded.pubkey, "
     "bkp = excluded.bkp, updated_at = excluded.updated_at, bkp_previous = excluded.bkp_previous, "
     "pending_email = excluded.pending_email, grace_deadline = excluded.grace_deadline, "
-    "notify_login = excluded.notify_login"
+    "notify_login = excluded.notify_login, suspended_at = excluded.suspended_at, "
+    "last_login_at = excluded.last_login_at"
 )
 _PUT_SESSION = (
     "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
@@ -71,6 +74,8 @@ def _user(row: sqlite3.Row | None) -> UserRow | None:
         pending_email=row["pending_email"],
         grace_deadline=row["grace_deadline"],
         notify_login=bool(row["notify_login"]),
+        suspended_at=row["suspended_at"],
+        last_login_at=row["last_login_at"],
     )
 
 
@@ -113,12 +118,6 @@ def user_by_pending_email(conn: sqlite3.Connection, email: str) -> UserRow | Non
 
 def user_by_pubkey(conn: sqlite3.Connection, pubkey: str) -> UserRow | None:
     return _user(conn.execute(_SELECT_USER + " WHERE pubkey = ? AND pubkey <> ''", (pubkey,)).fetchone())
-
-
-def find_user(conn: sqlite3.Connection, ref: str) -> UserRow | None:
-    """A user by id, email (normalised to lower case) or account pubkey: what admins type."""
-    ref = ref.strip()
-    return user_by_id(conn, ref) or user_by_email(conn, ref.lower()) or user_by_pubkey(conn, ref.lower())
 
 
 def session_by_pubkey(conn: sqlite3.Connection, pubkey: str) -> SessionRow | None:
@@ -199,14 +198,18 @@ def load_view(
     if code_to is not None and (to := target[code_to]):
         box = canonical_mailbox(to)
         since = now - window_s
+        salt = _erasure_salt(conn)
         view = replace(
             view,
-            code_sends=code_sends_since(conn, box, since),
-            domain_sends=_sends(conn, domain_of(box), since),
+            code_sends=code_sends_since(conn, counter_key(salt, box), since),
+            domain_sends=_sends(conn, counter_key(salt, domain_of(box)), since),
             all_sends=_sends(conn, None, since),
         )
     if failures and subject:
-        view = replace(view, failures=code_failures_since(conn, subject, now - 24 * 3600))
+        key = counter_key(_erasure_salt(conn), subject)
+        view = replace(view, failures=code_failures_since(conn, key, now - 24 * 3600))
+    if address and is_blocked(conn, address):
+        view = replace(view, email_blocked=True)
     return view
 
 
@@ -215,6 +218,20 @@ def _session_subject(session: SessionRow | None, user: UserRow | None) -> str:
     if session is None or session.subject or user is None:
         return session.subject if session else ""
     return canonical_mailbox(user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else user.email)
+
+
+def block_keys(email: str) -> tuple[str, ...]:
+    """What a block may name for a normalised address: the address, its domain and every parent
+    domain (a blocked ``example.org`` covers ``mail.example.org``)."""
+    labels = email.rpartition("@")[2].split(".")
+    return (email, *(".".join(labels[i:]) for i in range(len(labels))))
+
+
+def is_blocked(conn: sqlite3.Connection, email: str) -> bool:
+    """True when the address or one of its domains is on the block list (``sigit-dvm blocks``)."""
+    keys = block_keys(email)
+    marks = ", ".join("?" * len(keys))
+    return conn.execute(f"SELECT 1 FROM blocks WHERE value IN ({marks}) LIMIT 1", keys).fetchone() is not None  # noqa: S608
 
 
 def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
@@ -237,6 +254,8 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                     u.pending_email,
                     u.grace_deadline,
                     u.notify_login,
+                    u.suspended_at,
+                    u.last_login_at,
                 ),
             )
         elif isinstance(write, PutSession):
@@ -259,26 +278,93 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                 ),
             )
         elif isinstance(write, RecordCodeSend):
+            salt = _erasure_salt(conn)
             conn.execute(
                 "INSERT INTO code_sends (mailbox, domain, sent_at) VALUES (?, ?, ?)",
-                (write.mailbox, domain_of(write.mailbox), write.at),
+                (counter_key(salt, write.mailbox), counter_key(salt, domain_of(write.mailbox)), write.at),
             )
         elif isinstance(write, RecordCodeFailure):
-            conn.execute("INSERT INTO code_failures (subject, at) VALUES (?, ?)", (write.subject, write.at))
+            key = counter_key(_erasure_salt(conn), write.subject)
+            conn.execute("INSERT INTO code_failures (subject, at) VALUES (?, ?)", (key, write.at))
         elif isinstance(write, DeleteUser):
-            erase_user(conn, write.user_id)
+            erase_user(conn, write.user_id, write.at, write.by)
 
 
-def erase_user(conn: sqlite3.Connection, user_id: str) -> None:
-    """Delete a user; sessions cascade; queued and past mail rows go too, and so do the counters
-    that name the user's mailbox."""
+def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by: str = "") -> None:
+    """Delete a user (GDPR erasure): sessions and code records cascade; its mail rows go, and the
+    sent notices of an earlier erasure of the same address; its addresses (current, pending, and
+    earlier ones its mail and audit rows name) are replaced in the audit log by a salted hash,
+    which :func:`erased_address` can still match. On a ``secure_delete`` connection
+    (:func:`~dvm.store.database.connect`), nothing of them stays in the file once the WAL is
+    checkpointed."""
     user = user_by_id(conn, user_id)
-    if user is not None:
-        box = canonical_mailbox(user.email)
-        conn.execute("DELETE FROM code_sends WHERE mailbox = ?", (box,))
-        conn.execute("DELETE FROM code_failures WHERE subject = ?", (box,))
+    if user is None:
+        return
+    addresses = {user.email, user.pending_email}
+    for (recipient,) in conn.execute("SELECT recipient FROM mail WHERE user_id = ?", (user_id,)):
+        addresses.add(recipient)  # the values (a new address among them) are sealed: never in clear
+    audit_rows = conn.execute("SELECT id, target, detail FROM audit WHERE user_id = ?", (user_id,)).fetchall()
+    for row in audit_rows:
+        for text in (row["target"], row["detail"]):
+            addresses.update(word for word in text.split() if "@" in word)
+    addresses.discard("")
+    salt = _erasure_salt(conn)
+    tokens = {a: "erased:" + address_hash(salt, a)[:16] for a in addresses}
+    for row in audit_rows:
+        target, detail = row["target"], row["detail"]
+        for address in sorted(addresses, key=len, reverse=True):
+            target = target.replace(address, tokens[address])
+            detail = detail.replace(address, tokens[address])
+        conn.execute("UPDATE audit SET target = ?, detail = ? WHERE id = ?", (target, detail, row["id"]))
+    if at is None:  # the owner's own deletion: the pure core passed no time, the store's clock will do
+        at = int(conn.execute("SELECT CAST(strftime('%s', 'now') AS INTEGER)").fetchone()[0])
+    conn.executemany(
+        "INSERT OR REPLACE INTO erased_addresses (address_hash, erased_at, erased_by) VALUES (?, ?, ?)",
+        [(address_hash(salt, a), at, by or "the account owner") for a in sorted(addresses)],
+    )
     conn.execute("DELETE FROM mail WHERE user_id = ?", (user_id,))
+    conn.executemany(  # notices of an earlier erasure of the same address, once sent or dead
+        "DELETE FROM mail WHERE recipient = ? AND user_id IS NULL AND status <> 'queued'",
+        [(a,) for a in sorted(addresses)],
+    )
     conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+
+
+def address_hash(salt: str, address: str) -> str:
+    """HMAC-SHA256 of a normalised address under the database's erasure salt (hex)."""
+    return hmac.new(bytes.fromhex(salt), address.encode(), hashlib.sha256).hexdigest()
+
+
+def counter_key(salt: str, text: str) -> str:
+    """What the code counters store for a mailbox or a domain: its salted hash, so they name
+    nobody (and outlive an erasure harmlessly) yet still count per mailbox and per domain."""
+    return address_hash(salt, text)[:32]
+
+
+def mailbox_counter_key(conn: sqlite3.Connection, email: str) -> str:
+    """The key the code counters hold for the mailbox ``email`` reaches."""
+    return counter_key(_erasure_salt(conn), canonical_mailbox(email))
+
+
+def _erasure_salt(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("SELECT value FROM meta WHERE name = 'erasure_salt'").fetchone()[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """An erased address: when, and by whom (an admin, or the account's owner)."""
+
+    erased_at: int
+    erased_by: str
+
+
+def erased_address(conn: sqlite3.Connection, email: str) -> Erasure | None:
+    """Whether a user with this normalised address was erased, without storing the address."""
+    row = conn.execute(
+        "SELECT erased_at, erased_by FROM erased_addresses WHERE address_hash = ?",
+        (address_hash(_erasure_salt(conn), email),),
+    ).fetchone()
+    return None if row is None else Erasure(row[0], row[1])
 
 
 def queue_mail(

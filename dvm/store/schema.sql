@@ -2,7 +2,7 @@
 -- database and steps PRAGMA user_version through migrations for older ones.
 -- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
 
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
@@ -18,6 +18,8 @@ CREATE TABLE users (
     notify_login INTEGER NOT NULL DEFAULT 1 CHECK (notify_login IN (0, 1)),
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
+    suspended_at INTEGER,                          -- set by an admin: every request is refused
+    last_login_at INTEGER,                         -- the last login code that matched
     CHECK (activated = 0 OR verified = 1),
     CHECK (activated = 0 OR (pubkey <> '' AND bkp <> ''))
 );
@@ -42,8 +44,8 @@ CREATE INDEX sessions_user ON sessions (user_id);
 
 -- One row per code emailed: the hourly caps (per mailbox, per domain, in all) count here.
 CREATE TABLE code_sends (
-    mailbox  TEXT NOT NULL,                        -- canonical: see accounts.email_address.mailbox
-    domain   TEXT NOT NULL,
+    mailbox  TEXT NOT NULL,                        -- salted hash of the canonical mailbox (names nobody)
+    domain   TEXT NOT NULL,                        -- salted hash of its domain
     sent_at  INTEGER NOT NULL
 );
 CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
@@ -52,7 +54,7 @@ CREATE INDEX code_sends_time ON code_sends (sent_at);
 
 -- One row per wrong code: the daily guessing budget per mailbox counts here.
 CREATE TABLE code_failures (
-    subject  TEXT NOT NULL,                        -- the canonical mailbox the code went to
+    subject  TEXT NOT NULL,                        -- salted hash of the mailbox the code went to
     at       INTEGER NOT NULL
 );
 CREATE INDEX code_failures_subject ON code_failures (subject, at);
@@ -94,13 +96,41 @@ CREATE TABLE mail (
 );
 CREATE INDEX mail_queued ON mail (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX mail_user ON mail (user_id);
+-- Mail that outlives its user (deletion notices), by address: a later erasure finds it.
+CREATE INDEX mail_orphans ON mail (recipient) WHERE user_id IS NULL;
 
--- Every admin action taken through the CLI: who, when, what, on what.
+-- Every admin action taken through the CLI: who, when, what, on what. user_id ties a row to the
+-- user it concerns, so erasing the user can find (and scrub the addresses of) its rows.
 CREATE TABLE audit (
     id      INTEGER PRIMARY KEY,
     at      INTEGER NOT NULL,
     actor   TEXT NOT NULL,
     action  TEXT NOT NULL,
     target  TEXT NOT NULL,
-    detail  TEXT NOT NULL DEFAULT ''
+    detail  TEXT NOT NULL DEFAULT '',
+    user_id TEXT
 );
+CREATE INDEX audit_user ON audit (user_id) WHERE user_id IS NOT NULL;
+
+-- Addresses and domains refused at signup, login and email change (email_blocked).
+CREATE TABLE blocks (
+    value       TEXT PRIMARY KEY,                  -- a normalised address, or a lower-case domain
+    kind        TEXT NOT NULL CHECK (kind IN ('address', 'domain')),
+    reason      TEXT NOT NULL DEFAULT '',
+    created_at  INTEGER NOT NULL,
+    actor       TEXT NOT NULL
+);
+
+-- Erased users' addresses, as HMAC-SHA256 under meta's erasure_salt: "was this address deleted?"
+CREATE TABLE erased_addresses (
+    address_hash TEXT PRIMARY KEY,
+    erased_at    INTEGER NOT NULL,
+    erased_by    TEXT NOT NULL                     -- 'admin <actor>' or 'the account owner'
+);
+
+-- Values the database keeps about itself.
+CREATE TABLE meta (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+INSERT INTO meta (name, value) VALUES ('erasure_salt', lower(hex(randomblob(32))));

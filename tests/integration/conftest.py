@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.admin_world import world  # noqa: F401 (the admin CLI's database)
 from tests.support.relay import LocalRelay
 from tests.support.smtp import Catcher, start_smtp
 

@@ -1,118 +1,145 @@
-"""The admin CLI as a subprocess, on a real database filled by real flows."""
+"""The admin CLI on a real database filled by real flows: output, options, prefixes, errors."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
+import shlex
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
-import pytest
+import click
 
-from dvm.nostr import bech32
-from dvm.nostr.keys import SecretKey
+from dvm.cli import cli as root
 from dvm.store import database
-from tests.support.flows import CODE_SECRET, Harness, make_service, new_client
+from tests.support.admin_world import BACKUP, SIGIT, cli, process
+from tests.support.flows import Harness, make_service, new_client
 
-SIGIT = Path(sys.executable).parent / "sigit-dvm"
-BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(range(90)))
-
-
-@pytest.fixture
-def world(tmp_path):
-    """A settings file, and a database with an activated user, a pending and a locked session."""
-    (tmp_path / "code.secret").write_text(CODE_SECRET.decode())
-    (tmp_path / "sigit-dvm.toml").write_text(
-        '[store]\npath = "db.sqlite3"\n[daemon]\ncode_secret_file = "code.secret"\n'
-    )
-    # Real time: the CLI stamps what it writes with the real clock.
-    h = Harness(database.connect(tmp_path / "db.sqlite3"), now=int(time.time()))
-    ana = new_client(1)
-    h.send(ana, "request_account", {"email": "ana@example.org"})
-    h.send(ana, "verify_code", {"code": h.last_code("ana@example.org")})
-    h.account = SecretKey.generate().pubkey_hex
-    h.send(ana, "activate", {"pubkey": h.account, "backup": BACKUP})
-    h.bo = new_client(2)
-    h.send(h.bo, "request_account", {"email": "bo@example.org"})
-    h.cy = new_client(3)
-    h.send(h.cy, "request_account", {"email": "cy@example.org"})
-    wrong = "000000" if h.last_code("cy@example.org") != "000000" else "111111"
-    for _ in range(5):
-        h.send(h.cy, "verify_code", {"code": wrong})
-    h.dir = tmp_path
-    yield h
-    h.conn.close()
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-def cli(h, *args, check=True):
-    out = subprocess.run(
-        [str(SIGIT), "-c", str(h.dir / "sigit-dvm.toml"), "--actor", "alice", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if check:
-        assert out.returncode == 0, out.stderr
-    return out
-
-
-def test_users_as_a_table_and_as_json(world):
-    table = cli(world, "users").stdout
-    assert table.splitlines()[0].split()[:4] == ["id", "email", "verified", "activated"]
+def test_users_as_a_table_json_csv_and_json_lines(world):
+    table = cli(world, "users", "list").stdout
+    assert table.splitlines()[0].split()[:5] == ["id", "email", "verified", "activated", "suspended"]
     assert "ana@example.org" in table and "bo@example.org" in table
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \((\d+ s ago|now)\)", table)  # ISO and age
     rows = json.loads(cli(world, "users", "list", "--search", "ana", "--json").stdout)
-    assert [(r["email"], r["activated"]) for r in rows] == [("ana@example.org", True)]
+    assert [(r["email"], r["activated"], r["suspended"]) for r in rows] == [("ana@example.org", True, False)]
+    assert ISO.match(rows[0]["created_at"])
+    lines = cli(world, "users", "list", "--nl").stdout.splitlines()
+    assert sorted(json.loads(line)["email"] for line in lines) == [
+        "ana@example.org",
+        "bo@example.org",
+        "cy@example.org",
+    ]
+    parsed = list(csv.DictReader(io.StringIO(cli(world, "users", "list", "--csv").stdout)))
+    assert len(parsed) == 3 and ISO.match(parsed[0]["created_at"]) and len(parsed[0]["id"]) == 32
+
+
+def test_users_show_by_address_id_or_pubkey_never_shows_the_backup(world):
     shown = json.loads(cli(world, "users", "show", world.account, "--json").stdout)
     assert shown["email"] == "ana@example.org" and shown["backup_bytes"] == len(BACKUP)
-    assert BACKUP not in cli(world, "users", "show", "ana@example.org").stdout  # never the backup itself
+    assert ISO.match(shown["created_at"]) and ISO.match(shown["last_seen_at"])
+    assert shown["last_login_at"] is None and shown["suspended"] is False
+    assert json.loads(cli(world, "users", "show", shown["id"][:8], "--json").stdout)["id"] == shown["id"]
+    assert json.loads(cli(world, "users", "show", "ANA@Example.org", "--json").stdout)["id"] == shown["id"]
+    text = cli(world, "users", "show", "ana@example.org").stdout
+    assert BACKUP not in text and re.search(r"created_at\s+\d{4}-\d\d-\d\dT\S+Z \(", text)
     missing = cli(world, "users", "show", "nobody@example.org", check=False)
     assert missing.returncode == 1 and "no user" in missing.stderr
 
 
-def test_sessions_list_filter_and_show_never_reveal_codes(world):
+def test_users_show_has_last_login_and_last_seen(world):
+    laptop = new_client(9)
+    world.now += 5
+    assert world.send(laptop, "request_login", {"email": "ana@example.org"}).ok
+    assert world.send(laptop, "verify_code", {"code": world.last_code("ana@example.org")}).ok
+    shown = json.loads(cli(world, "users", "show", "ana@example.org", "--json").stdout)
+    assert shown["last_login_at"] == shown["last_seen_at"]
+    assert shown["last_login_at"] > shown["created_at"]
+
+
+def test_global_and_output_options_are_accepted_at_every_level(world):
+    config = str(world.dir / "sigit-dvm.toml")
+    out = process(world, "users", "delete", "bo@example.org", "--yes", "--actor", "alice", "-c", config)
+    assert "deleted" in out.stdout
+    out = process(world, "sessions", "--config", config, "--json", "list", "--actor", "bob")
+    assert sorted(s["email"] for s in json.loads(out.stdout)) == ["ana@example.org", "cy@example.org"]
+    (entry,) = json.loads(process(world, "audit", "--json", "list").stdout)
+    assert (entry["actor"], entry["action"]) == ("alice", "delete-user")
+
+
+def test_groups_have_help_and_no_default_action(world):
+    bare = cli(world, "users", check=False)
+    assert bare.returncode == 2 and "Commands:" in bare.stderr and "delete" in bare.stderr
+    wrong = cli(world, "users", "--search", "hank", check=False)
+    assert wrong.returncode == 2 and "--search" in wrong.stderr and "users --help" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_every_command_has_help_with_an_example():
+    def walk(command: click.Command, path: list[str]):
+        yield path, command
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield from walk(sub, [*path, name])
+
+    for path, command in walk(root, []):
+        assert "Example:" in (command.help or ""), path
+        with click.Context(command, info_name=" ".join(["sigit-dvm", *path])) as ctx:
+            help_text = command.get_help(ctx)
+        assert "--help" in help_text and ("--config" in help_text), path
+
+
+def test_sessions_list_filter_and_show_by_prefix_never_reveal_codes(world):
     rows = json.loads(cli(world, "sessions", "list", "--state", "locked", "--json").stdout)
     assert [(r["email"], r["attempts"], r["locked"]) for r in rows] == [("cy@example.org", 5, True)]
     pubkey = world.bo.key.pubkey_hex
-    shown = cli(world, "sessions", "show", pubkey).stdout
-    assert "pending" in shown and "code_expires_in_s" in shown
-    everything = cli(world, "sessions", "--json").stdout + shown
+    table = cli(world, "sessions", "list").stdout
+    assert pubkey[:16] in table and pubkey not in table  # tables shorten keys...
+    shown = cli(world, "sessions", "show", pubkey[:16]).stdout  # ...and the short form works
+    assert "pending" in shown and "code_expires_in_s" in shown and pubkey in shown
+    assert json.loads(cli(world, "sessions", "show", pubkey[:8], "--json").stdout)["pubkey"] == pubkey
+    short = cli(world, "sessions", "show", pubkey[:7], check=False)
+    assert short.returncode == 1 and "at least 8" in short.stderr
+    everything = cli(world, "sessions", "list", "--json").stdout + shown
     assert "code_hmac" not in everything
     assert world.last_code("bo@example.org") not in everything
+
+
+def test_an_ambiguous_prefix_is_refused_with_the_candidates(world):
+    user_id = json.loads(cli(world, "users", "show", "bo@example.org", "--json").stdout)["id"]
+    for key in ("abcdef0123456789" + "0" * 48, "abcdef0123456789" + "1" * 48):
+        world.conn.execute(
+            "INSERT INTO sessions VALUES (?, ?, 'signup', 'consumed', '', 1, 2, 0, NULL, 1, 1, '')",
+            (key, user_id),
+        )
+    out = cli(world, "sessions", "show", "abcdef01", check=False)
+    assert out.returncode == 1 and "matches several sessions" in out.stderr
+    assert "abcdef0123456789000" in out.stderr and "abcdef0123456789111" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "0" * 48 in cli(world, "sessions", "show", "abcdef01234567890").stdout
 
 
 def test_destructive_actions_need_yes_and_change_nothing_without_it(world):
     for args in (
         ("users", "delete", "bo@example.org"),
         ("users", "change-email", "ana@example.org", "new@example.org"),
+        ("users", "restore-backup", "ana@example.org"),
         ("sessions", "purge", "--older-than", "0"),
         ("mail", "purge", "--older-than", "0"),
+        ("audit", "purge", "--older-than", "0"),
     ):
         out = cli(world, *args, check=False)
         assert out.returncode == 2 and "--yes" in out.stderr, args
     assert world.count("users") == 3 and world.count("sessions") == 3 and world.count("audit") == 0
 
 
-def test_delete_user_erases_it_notifies_and_is_audited(world):
-    cli(world, "users", "delete", "bo@example.org", "--yes")
-    assert world.count("users", "email = 'bo@example.org'") == 0
-    assert world.count("sessions", "pubkey = ?", world.bo.key.pubkey_hex) == 0
-    assert world.count("mail", "kind = 'account_deleted' AND recipient = 'bo@example.org'") == 1
-    (entry,) = json.loads(cli(world, "audit", "--json").stdout)
-    assert (entry["actor"], entry["action"]) == ("alice", "delete-user")
-
-
-def test_change_email_moves_the_account_and_tells_the_old_address(world):
-    cli(world, "users", "change-email", "ana@example.org", "Ana.New@Example.org", "--yes")
-    assert world.count("users", "email = 'ana.new@example.org'") == 1
-    assert world.count("mail", "kind = 'email_changed' AND recipient = 'ana@example.org'") == 1
-    taken = cli(world, "users", "change-email", "ana.new@example.org", "bo@example.org", "--yes", check=False)
-    assert taken.returncode == 1 and "another account" in taken.stderr
-
-
 def test_resend_code_and_unlock_issue_codes_that_work(world):
-    cli(world, "sessions", "resend-code", world.bo.key.pubkey_hex)
+    cli(world, "sessions", "resend-code", world.bo.key.pubkey_hex[:12])
     assert world.send(world.bo, "verify_code", {"code": world.last_code("bo@example.org")}).ok
     cli(world, "sessions", "unlock", world.cy.key.pubkey_hex)
     session = json.loads(cli(world, "sessions", "show", world.cy.key.pubkey_hex, "--json").stdout)
@@ -120,13 +147,13 @@ def test_resend_code_and_unlock_issue_codes_that_work(world):
     assert world.send(world.cy, "verify_code", {"code": world.last_code("cy@example.org")}).ok
     wrong_state = cli(world, "sessions", "unlock", world.bo.key.pubkey_hex, check=False)
     assert wrong_state.returncode == 1 and "not locked" in wrong_state.stderr
-    assert [e["action"] for e in json.loads(cli(world, "audit", "--json").stdout)] == [
+    assert [e["action"] for e in json.loads(cli(world, "audit", "list", "--json").stdout)] == [
         "unlock-session",
         "resend-code",
     ]
 
 
-def test_mail_queue_dead_letters_retry_and_purge(world):
+def test_mail_queue_dead_letters_sent_retry_and_purge(world):
     queued = json.loads(cli(world, "mail", "queue", "--json").stdout)
     assert {m["kind"] for m in queued} == {"signup_code", "welcome"}
     welcome = next(m["id"] for m in queued if m["kind"] == "welcome")
@@ -134,35 +161,75 @@ def test_mail_queue_dead_letters_retry_and_purge(world):
     world.conn.execute(
         "UPDATE mail SET status = 'dead', last_error = '550 no' WHERE id IN (?, ?)", (welcome, code_mail)
     )
-    dead = cli(world, "mail", "dead").stdout
-    assert "550 no" in dead
+    assert "550 no" in cli(world, "mail", "dead").stdout
     refused = cli(world, "mail", "retry", str(code_mail), check=False)
     assert refused.returncode == 1 and "resend-code" in refused.stderr
     cli(world, "mail", "retry", str(welcome))
     assert world.count("mail", "id = ? AND status = 'queued'", welcome) == 1
-    world.conn.execute("UPDATE mail SET status = 'sent' WHERE id = ?", (welcome,))
+    world.conn.execute("UPDATE mail SET status = 'sent', sent_at = ? WHERE id = ?", (world.now, welcome))
+    sent = cli(world, "mail", "sent").stdout
+    assert "sent_at" in sent.splitlines()[0] and "next_attempt_at" not in sent
+    assert ISO.match(json.loads(cli(world, "mail", "sent", "--json").stdout)[0]["sent_at"])
     assert "purged 2 mail" in cli(world, "mail", "purge", "--older-than", "-100000000", "--yes").stdout
 
 
 def test_events_and_stats(world):
     events = json.loads(cli(world, "events", "--outcome", "too_many_attempts", "--json").stdout)
-    assert len(events) == 1 and events[0]["method"] == "verify_code"
+    assert len(events) == 1 and events[0]["method"] == "verify_code" and ISO.match(events[0]["processed_at"])
+    bogus = cli(world, "events", "--method", "bogus", check=False)
+    assert bogus.returncode == 2 and "bogus" in bogus.stderr and "request_account" in bogus.stderr
     stats = json.loads(cli(world, "stats", "--days", "100000", "--json").stdout)
     (day,) = stats["days"]
     assert (day["signups"], day["verifications"], day["activations"], day["codes"]) == (3, 1, 1, 3)
     assert stats["failures"] == {"code_invalid": 4, "too_many_attempts": 1}
     assert stats["mail"]["queued"] == 4 and stats["users"] == 3 and stats["activated_users"] == 1
+    assert stats["blocks"] == {"address": 0, "domain": 0} and stats["suspended_users"] == 0
     assert "failures: code_invalid 4, too_many_attempts 1" in cli(world, "stats", "--days", "100000").stdout
 
 
-def test_backup_is_a_consistent_copy_and_refuses_to_overwrite(world):
+def test_backup_is_a_private_consistent_copy_and_refuses_to_overwrite(world):
     target = world.dir / "copy.sqlite3"
     cli(world, "backup", str(target))
+    assert target.stat().st_mode & 0o777 == 0o600
     copy = database.connect(target)
     assert copy.execute("SELECT count(*) FROM users").fetchone()[0] == 3
     copy.close()
     again = cli(world, "backup", str(target), check=False)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_errors_are_one_line_without_traceback(world):
+    for args, code in (
+        (("users", "show", "zz"), 1),
+        (("mail", "retry", "999"), 1),
+        (("mail", "retry", "x"), 2),
+        (("sessions", "purge", "--older-than", "soon", "--yes"), 2),
+        (("blocks", "remove", "nothing.example"), 1),
+    ):
+        out = cli(world, *args, check=False)
+        assert out.returncode == code, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, args
+    missing = process(world, "-c", str(world.dir / "nope.toml"), "users", "list", check=False)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_output_cut_short_by_head_is_no_error(world):
+    with world.conn:
+        world.conn.executemany(
+            "INSERT INTO users (id, email, verified, activated, created_at, updated_at) "
+            "VALUES (?, ?, 0, 0, 1, 1)",
+            [(f"{i:032x}", f"load{i}@example.org") for i in range(3000)],
+        )
+    out = subprocess.run(
+        f"'{SIGIT}' users list --limit 5000 | head -n 3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=world.dir,
+        timeout=60,
+    )
+    assert len(out.stdout.splitlines()) == 3
+    assert out.stderr == ""
 
 
 def test_cli_works_on_the_live_database_while_requests_are_written(world):
@@ -182,9 +249,26 @@ def test_cli_works_on_the_live_database_while_requests_are_written(world):
     thread.start()
     try:
         for _ in range(3):
-            assert "email" in cli(world, "users").stdout
-            cli(world, "sessions", "purge", "--older-than", "999999", "--yes")
+            assert "email" in process(world, "users", "list").stdout
+            process(world, "sessions", "purge", "--older-than", "999999", "--yes")
     finally:
         stop.set()
         thread.join()
     assert written  # the writer kept going while the CLI read and wrote
+
+
+def test_the_operations_guide_admin_examples_run(world, monkeypatch):
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = guide.split("## The admin CLI\n", 1)[1].split("\n## ", 1)[0]
+    lines = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith("sigit-dvm ")
+    ]
+    assert len(lines) >= 20
+    monkeypatch.chdir(world.dir)
+    for line in lines:
+        out = cli(world, *shlex.split(line)[1:], check=False)
+        assert out.returncode == 0, (line, out.stderr)
+    assert json.loads(cli(world, "users", "erased", "bo@example.org", "--json").stdout)["erased"]

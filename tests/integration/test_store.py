@@ -315,7 +315,7 @@ def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tm
         )
         return tables, {t: sorted(cols) for t, cols in columns.items()}, indexes
 
-    assert database.user_version(migrated) == database.SCHEMA_VERSION == 4
+    assert database.user_version(migrated) == database.SCHEMA_VERSION == 5
     assert shape(migrated) == shape(fresh)
     assert [tuple(r) for r in migrated.execute("SELECT email, pending_email, notify_login FROM users")] == [
         ("a@example.org", "", 1)

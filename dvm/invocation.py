@@ -1,0 +1,198 @@
+"""One run of the ``sigit-dvm`` command: what every subcommand shares.
+
+* The global options, ``--config`` and ``--actor``, accepted at every level of the command line
+  (``sigit-dvm -c x users delete A`` and ``sigit-dvm users delete A -c x`` are the same), and
+  what they lead to: the settings, the database, the actor written to the audit log.
+* The output options, ``--json``, ``--csv`` and ``--nl`` (a table when none is given), from one
+  decorator: a command returns a :mod:`dvm.admin.render` value and the decorator prints it.
+* The exit codes scripts can rely on: 0 done, 1 failure (not found, wrong state, ambiguous prefix,
+  run-time error), 2 bad usage or configuration (including a destructive action without ``--yes``).
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
+
+import click
+
+from dvm.accounts.machine import Context
+from dvm.admin import render
+from dvm.config import Settings, load_settings, read_secret
+from dvm.errors import AdminError, ConfigError
+from dvm.store import database
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "sigit-dvm.toml"
+_KEY = "sigit_dvm.invocation"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Invocation:
+    """The global options given so far, and what they lead to (read lazily, once)."""
+
+    config: str | None = None
+    actor: str | None = None
+    output_format: str | None = None  # given on a group (``sigit-dvm users --json list``)
+    now: int = field(default_factory=lambda: int(time.time()))
+    _settings: Settings | None = None
+    _conn: sqlite3.Connection | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            path = self.config or os.environ.get("SIGIT_CONFIG")
+            if path is None and Path(DEFAULT_CONFIG).exists():
+                path = DEFAULT_CONFIG
+            self._settings = load_settings(path)
+        return self._settings
+
+    def db(self) -> sqlite3.Connection:
+        """The live database (it must exist: admin commands never create one)."""
+        if self._conn is None:
+            settings = self.settings()
+            path = settings.path(settings.store.path)
+            if not path.exists():
+                raise AdminError(f"no database at {path}")
+            self._conn = database.connect(path)
+        return self._conn
+
+    def who(self) -> str:
+        """The actor for the audit log: ``--actor``, else ``$SUDO_USER``, else the login name."""
+        return self.actor or os.environ.get("SUDO_USER") or getpass.getuser()
+
+    def context(self, *, needs_code_secret: bool = False) -> Context:
+        """What the state machine's ``admin_*`` functions need; the code secret only to mail a code."""
+        settings = self.settings()
+        secret = b""
+        if needs_code_secret:
+            secret = read_secret("code_secret", settings.daemon.code_secret_file, settings).encode()
+        return Context(self.now, secrets.token_bytes, settings.service.rules().accounts, secret)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def current() -> Invocation:
+    """This run's :class:`Invocation` (one per command line, shared by every level)."""
+    meta = click.get_current_context().meta
+    found = meta.get(_KEY)
+    if found is None:
+        found = meta[_KEY] = Invocation()
+        click.get_current_context().call_on_close(found.close)
+    assert isinstance(found, Invocation)
+    return found
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            setattr(current(), name, value)
+
+    return callback
+
+
+def global_options(f: Callable[P, R]) -> Callable[P, R]:
+    """``--config`` and ``--actor``, on the root, every group and every command."""
+    f = click.option(
+        "--actor",
+        expose_value=False,
+        callback=_remember("actor"),
+        help="Who is acting, for the audit log (default: $SUDO_USER or the login name).",
+    )(f)
+    return click.option(
+        "-c",
+        "--config",
+        expose_value=False,
+        callback=_remember("config"),
+        metavar="PATH",
+        help=f"Settings file (default: $SIGIT_CONFIG or ./{DEFAULT_CONFIG}).",
+    )(f)
+
+
+def pass_invocation(f: Callable[Concatenate[Invocation, P], R]) -> Callable[P, R]:
+    """Call ``f`` with this run's :class:`Invocation` first."""
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return f(current(), *args, **kwargs)
+
+    return wrapper
+
+
+_FORMAT_HELP = {
+    "json": "Output JSON.",
+    "csv": "Output CSV with a header row.",
+    "nl": "Output newline-delimited JSON (one object a line).",
+}
+
+
+def output_options(f: Callable[..., render.Output]) -> Callable[..., None]:
+    """``--json``, ``--csv`` and ``--nl`` for a command returning a :mod:`~dvm.admin.render` value;
+    without one, the format given on its group, else a table."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, output_format: str | None = None, **kwargs: Any) -> None:
+        result = f(*args, **kwargs)
+        inv = current()
+        click.echo(render.render(result, output_format or inv.output_format or "table", inv.now))
+
+    for fmt in reversed(_FORMAT_HELP):
+        wrapper = click.option(f"--{fmt}", "output_format", flag_value=fmt, help=_FORMAT_HELP[fmt])(wrapper)
+    return wrapper
+
+
+def group_output_options(f: Callable[P, R]) -> Callable[P, R]:
+    """The output options on a group, for its commands (``sigit-dvm sessions --json list``)."""
+    for fmt in reversed(_FORMAT_HELP):
+        f = click.option(
+            f"--{fmt}",
+            "group_output_format",
+            flag_value=fmt,
+            expose_value=False,
+            callback=_remember("output_format"),
+            help=_FORMAT_HELP[fmt] + " (for the command that follows)",
+        )(f)
+    return f
+
+
+def confirm(yes: bool, what: str) -> None:
+    """Destructive actions need ``--yes`` (exit 2 without it): nothing asks interactively."""
+    if not yes:
+        raise ConfigError(f"refusing to {what} without --yes")
+
+
+yes_option = click.option("--yes", is_flag=True, help="Really do it (required: this changes data).")
+
+
+class Duration(click.ParamType[int, Any]):
+    """Seconds, or a number with a unit: ``90``, ``90s``, ``15m``, ``12h``, ``30d``."""
+
+    name = "duration"
+    _UNITS: ClassVar[dict[str, int]] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        unit = self._UNITS.get(text[-1:], 0)
+        number = text[:-1] if unit else text
+        try:
+            return int(number) * (unit or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (seconds, or a number with s, m, h or d)", param, ctx)
+
+
+DURATION = Duration()

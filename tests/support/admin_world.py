@@ -1,0 +1,77 @@
+"""A real database filled by real flows, and the admin CLI run on it (in process or as a process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dvm.cli import main
+from dvm.nostr import bech32
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.keys import SecretKey
+from dvm.store import database
+from tests.support.flows import CODE_SECRET, Harness, new_client
+
+SIGIT = Path(sys.executable).parent / "sigit-dvm"
+BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(range(90)))
+BACKUP_2 = bech32.encode("ncryptsec", b"\x02" + bytes(range(1, 91)))
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def world(tmp_path, capsys):
+    """Settings and a database: ana activated (her account key is ``h.ana_key``), bo with an
+    unfinished signup, cy's session locked by wrong codes."""
+    (tmp_path / "code.secret").write_text(CODE_SECRET.decode())
+    (tmp_path / "sigit-dvm.toml").write_text(
+        '[store]\npath = "db.sqlite3"\n[daemon]\ncode_secret_file = "code.secret"\n'
+    )
+    # Real time: the CLI stamps what it writes with the real clock.
+    h = Harness(database.connect(tmp_path / "db.sqlite3"), now=int(time.time()))
+    h.ana = new_client(1)
+    h.send(h.ana, "request_account", {"email": "ana@example.org"})
+    h.send(h.ana, "verify_code", {"code": h.last_code("ana@example.org")})
+    h.ana_key = Encryptor(SecretKey.generate())
+    h.account = h.ana_key.key.pubkey_hex
+    h.send(h.ana, "activate", {"pubkey": h.account, "backup": BACKUP})
+    h.bo = new_client(2)
+    h.send(h.bo, "request_account", {"email": "bo@example.org"})
+    h.cy = new_client(3)
+    h.send(h.cy, "request_account", {"email": "cy@example.org"})
+    wrong = "000000" if h.last_code("cy@example.org") != "000000" else "111111"
+    for _ in range(5):
+        h.send(h.cy, "verify_code", {"code": wrong})
+    h.dir = tmp_path
+    h.capsys = capsys
+    yield h
+    h.conn.close()
+
+
+def cli(h, *args: str, check: bool = True) -> Ran:
+    """``sigit-dvm -c <settings> --actor alice ARGS`` through ``dvm.cli.main``, in this process."""
+    h.capsys.readouterr()
+    code = main(["-c", str(h.dir / "sigit-dvm.toml"), "--actor", "alice", *args])
+    out = h.capsys.readouterr()
+    ran = Ran(code, out.out, out.err)
+    if check:
+        assert code == 0, ran.stderr
+    return ran
+
+
+def process(h, *args: str, check: bool = True) -> Ran:
+    """The installed ``sigit-dvm`` as a subprocess (no options added)."""
+    out = subprocess.run([str(SIGIT), *args], capture_output=True, text=True, timeout=60, cwd=h.dir)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return Ran(out.returncode, out.stdout, out.stderr)
