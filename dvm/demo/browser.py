@@ -49,7 +49,8 @@ class Browser:
         """Send one request and wait for its reply; return it with the PoW mining time."""
         assert self._ws is not None
         started = time.monotonic()
-        bits = DEFAULT_POW_BITS[method]
+        # The table names the signup methods; every other method needs the same as verify_code.
+        bits = DEFAULT_POW_BITS.get(method, DEFAULT_POW_BITS[Method.VERIFY_CODE])
         event = build_request(
             self.session,
             self.dvm_pubkey,
