@@ -104,9 +104,12 @@ class DemoStack:
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Until the DVM's announcement is on the relay: it is connected and subscribed."""
+        asyncio.run(self.wait_ready_async(timeout_s))
+
+    async def wait_ready_async(self, timeout_s: float = 30.0) -> None:
         assert self.relay is not None
-        asyncio.run(_wait_announced(self.relay.url, self.pubkey, timeout_s))
-        time.sleep(0.3)  # the announcement goes out as the subscription is sent
+        await _wait_announced(self.relay.url, self.pubkey, timeout_s)
+        await asyncio.sleep(0.3)  # the announcement goes out as the subscription is sent
 
     def stop(self) -> None:
         if self.web is not None:
