@@ -18,9 +18,11 @@ import { RelayConnection } from './relay.js'
 
 /**
  * @typedef {import('./relay.js').NostrEvent} NostrEvent
- * @typedef {import('./index.js').CallOptions} CallOptions
- * @typedef {import('./index.js').ClientOptions} ClientOptions
- * @typedef {import('./index.js').DvmInfo} DvmInfo
+ * @typedef {import('./types.js').CallOptions} CallOptions
+ * @typedef {import('./types.js').ClientOptions} ClientOptions
+ * @typedef {import('./types.js').DvmInfo} DvmInfo
+ * @typedef {import('./types.js').AccountStatus} AccountStatus
+ * @typedef {import('./types.js').VerifyResult} VerifyResult
  */
 
 const HEX64 = /^[0-9a-f]{64}$/
@@ -266,7 +268,7 @@ export class SigitDvm {
 
   /** @param {Uint8Array} accountKey @param {CallOptions} [opts] */
   status(accountKey, opts) {
-    return /** @type {Promise<any>} */ (this.call('status', undefined, accountKey, opts))
+    return /** @type {Promise<AccountStatus>} */ (this.call('status', undefined, accountKey, opts))
   }
 
   /** @param {Uint8Array} accountKey @param {string} email @param {CallOptions} [opts] */
@@ -276,7 +278,7 @@ export class SigitDvm {
 
   /** @param {Uint8Array} accountKey @param {string} code @param {CallOptions} [opts] */
   confirmEmail(accountKey, code, opts) {
-    return /** @type {Promise<any>} */ (this.call('confirm_email', { code: String(code).trim() }, accountKey, opts))
+    return /** @type {Promise<{email: string}>} */ (this.call('confirm_email', { code: String(code).trim() }, accountKey, opts))
   }
 
   /** @param {Uint8Array} accountKey @param {string} backup @param {CallOptions} [opts] */
@@ -298,7 +300,7 @@ export class SigitDvm {
 
   /** @param {Uint8Array} accountKey @param {{loginNotice: boolean}} prefs @param {CallOptions} [opts] */
   setNotifications(accountKey, prefs, opts) {
-    return /** @type {Promise<any>} */ (this.call('set_notifications', { login_notice: !!prefs.loginNotice }, accountKey, opts))
+    return /** @type {Promise<{notifications: {login_notice: boolean}}>} */ (this.call('set_notifications', { login_notice: !!prefs.loginNotice }, accountKey, opts))
   }
 
   /** @param {Uint8Array} accountKey @param {CallOptions} [opts] */
@@ -350,7 +352,7 @@ export class Session {
    * @param {string} code @param {CallOptions} [opts]
    */
   verifyCode(code, opts) {
-    return /** @type {Promise<any>} */ (this.dvm.call('verify_code', { code: String(code).trim() }, this.secretKey, opts))
+    return /** @type {Promise<VerifyResult>} */ (this.dvm.call('verify_code', { code: String(code).trim() }, this.secretKey, opts))
   }
 
   /** @param {string} pubkey the account's real public key (hex) @param {string} backup @param {CallOptions} [opts] */

@@ -1,4 +1,14 @@
 // sigit-dvm-client: the browser's side of docs/protocol.md (sigit-dvm/1).
+
+/**
+ * @typedef {import('./types.js').DvmInfo} DvmInfo
+ * @typedef {import('./types.js').ClientOptions} ClientOptions
+ * @typedef {import('./types.js').CallOptions} CallOptions
+ * @typedef {import('./types.js').PowProgress} PowProgress
+ * @typedef {import('./types.js').AccountStatus} AccountStatus
+ * @typedef {import('./types.js').VerifyResult} VerifyResult
+ * @typedef {import('./relay.js').NostrEvent} NostrEvent
+ */
 export { SigitDvm, Session, discover } from './client.js'
 export { makeBackup, openBackup } from './backup.js'
 export {

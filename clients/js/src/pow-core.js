@@ -16,7 +16,10 @@ const IV = new Uint32Array([
 ])
 const W = new Uint32Array(64)
 
-/** One SHA-256 compression of the 64-byte block at `buf[off]` into the state `H`. */
+/**
+ * One SHA-256 compression of the 64-byte block at `buf[off]` into the state `H`.
+ * @param {Uint32Array} H @param {Uint8Array} buf @param {number} off
+ */
 function compress(H, buf, off) {
   for (let i = 0; i < 16; i++) {
     const j = off + 4 * i
@@ -71,14 +74,20 @@ export function sha256From(buf, len, mid, skip, H) {
   if (blocks === 2) compress(H, TAIL, 64)
 }
 
-/** The SHA-256 digest of `bytes`, as lower-case hex (for tests and for the final id). */
+/**
+ * The SHA-256 digest of `bytes`, as lower-case hex (for tests).
+ * @param {Uint8Array} bytes @returns {string}
+ */
 export function sha256Hex(bytes) {
   const H = new Uint32Array(8)
   sha256From(bytes, bytes.length, IV, 0, H)
   return Array.from(H, (w) => (w >>> 0).toString(16).padStart(8, '0')).join('')
 }
 
-/** Leading zero bits of a digest given as eight words. */
+/**
+ * Leading zero bits of a digest given as eight words.
+ * @param {Uint32Array} H @returns {number}
+ */
 export function leadingZeroBits(H) {
   let bits = 0
   for (let i = 0; i < 8; i++) {

@@ -38,7 +38,7 @@ export class RelayConnection {
     if (this.connected) return Promise.resolve()
     if (this.opening) return this.opening
     if (!this.WebSocket) throw new Error('no WebSocket implementation: pass one as the WebSocket option')
-    this.opening = new Promise((resolve, reject) => {
+    this.opening = /** @type {Promise<void>} */ (new Promise((resolve, reject) => {
       const ws = new this.WebSocket(this.url)
       const timer = setTimeout(() => {
         ws.close()
@@ -47,7 +47,7 @@ export class RelayConnection {
       ws.onopen = () => {
         clearTimeout(timer)
         this.ws = ws
-        resolve()
+        resolve(undefined)
       }
       ws.onerror = () => {
         clearTimeout(timer)
@@ -63,7 +63,7 @@ export class RelayConnection {
         reject(new Error(`${this.url}: connection closed`))
       }
       ws.onmessage = (/** @type {{data: any}} */ msg) => this.onMessage(String(msg.data))
-    }).finally(() => {
+    })).finally(() => {
       this.opening = null
     })
     return this.opening
