@@ -130,7 +130,9 @@ async function startWorkers(url, count, onMessage, onError) {
   if (isNode) {
     const { Worker } = await import('node:worker_threads')
     return Array.from({ length: count }, (_, i) => {
-      const w = new Worker(url)
+      // --input-type (node -e with ESM) is refused for a worker's file: do not pass it on.
+      const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'))
+      const w = new Worker(url, { execArgv })
       w.on('message', (m) => onMessage(i, m))
       w.on('error', onError)
       return { post: (m) => w.postMessage(m), stop: () => void w.terminate() }
