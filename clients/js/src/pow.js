@@ -23,6 +23,7 @@ export async function minePow(template, bits, opts = {}) {
   const tags = [...template.tags, ['nonce', NONCE_MARK, String(bits)]]
   const serialized = JSON.stringify([0, template.pubkey, template.created_at, template.kind, tags, template.content])
   const found = opts.inline ? await mineInline(serialized, bits, opts) : await mineInWorkers(serialized, bits, opts)
+  opts.onProgress?.({ ...progress(found.tries, bits), fraction: 1 }) // done: a bar can say "waiting"
   const last = tags[tags.length - 1]
   tags[tags.length - 1] = [last[0], found.nonce, last[2]]
   return { tags, id: found.id, tries: found.tries }

@@ -41,7 +41,8 @@
  * @typedef {object} PowProgress
  * @property {number} tries hashes tried so far
  * @property {number} expected 2^bits, the mean number of tries
- * @property {number} fraction the chance a miner would have found it by now, 0..1 (for a bar)
+ * @property {number} fraction the chance a miner would have found it by now, 0..1 (for a bar);
+ *   exactly 1 once the nonce is found (the last call)
  * @property {number} bits the target
  */
 

@@ -37,7 +37,9 @@ test('minePow in a worker returns tags whose event id has the bits, created_at u
   const id = getEventHash({ ...template, tags: mined.tags })
   assert.equal(id, mined.id)
   assert.ok(zeroBits(id) >= 14, id)
-  for (const p of progress) assert.ok(p.fraction > 0 && p.fraction < 1 && p.bits === 14)
+  assert.equal(progress.at(-1).fraction, 1)
+  assert.equal(progress.at(-1).tries, mined.tries)
+  for (const p of progress.slice(0, -1)) assert.ok(p.fraction > 0 && p.fraction < 1 && p.bits === 14)
 })
 
 test('several workers and the inline miner find valid nonces too', async () => {

@@ -113,7 +113,8 @@ export type PowProgress = {
      */
     expected: number;
     /**
-     * the chance a miner would have found it by now, 0..1 (for a bar)
+     * the chance a miner would have found it by now, 0..1 (for a bar);
+     * exactly 1 once the nonce is found (the last call)
      */
     fraction: number;
     /**

@@ -61,7 +61,10 @@ async function act(work) {
 function onProgress(p) {
   $('pow').hidden = false
   $('pow-bar').value = p.fraction
-  $('pow-label').textContent = `Proof of work (${p.bits} bits): ${p.tries.toLocaleString('en')} tries`
+  $('pow-label').textContent =
+    p.fraction === 1
+      ? `Proof of work done (${p.bits} bits, ${p.tries.toLocaleString('en')} tries): waiting for the service…`
+      : `Proof of work (${p.bits} bits): ${p.tries.toLocaleString('en')} tries`
 }
 
 function askCode(kind, email) {
