@@ -160,14 +160,13 @@ class Page:
         await self.send("Page.navigate", {"url": url})
         await self.wait_for("document.readyState === 'complete'", timeout_s)
 
-    async def wait_for(self, expression: str, timeout_s: float = 30.0) -> Any:
-        """Poll a JS expression until it is truthy; return its value."""
+    async def wait_for(self, expression: str, timeout_s: float = 30.0) -> None:
+        """Poll a JS expression until it is truthy (in JS: a DOM node counts)."""
         deadline = time.monotonic() + timeout_s
         while True:
             with contextlib.suppress(RuntimeError):
-                value = await self.evaluate(expression)
-                if value:
-                    return value
+                if await self.evaluate(f"!!({expression})"):
+                    return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"still false after {timeout_s} s: {expression}")
             await asyncio.sleep(0.05)
