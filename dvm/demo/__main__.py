@@ -95,6 +95,11 @@ async def walkthrough(relay_url: str, dvm_pubkey: str, catcher: MailCatcher) -> 
         say(f"    the browser opens the backup with the password: key {npub}... recovered")
         show_mail(catcher.wait_for(4))
 
+        step(6, "Account methods (here status) are signed by the account key itself")
+        reply, _ = await browser.call(Method.STATUS, {}, key=account)
+        assert reply.result is not None, reply.error
+        say(f"    status -> {reply.code}: {reply.result['email']}, activated {reply.result['activated']}")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
