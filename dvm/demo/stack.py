@@ -112,24 +112,31 @@ class DemoStack:
         await asyncio.sleep(0.3)  # the announcement goes out as the subscription is sent
 
     def stop(self) -> None:
-        if self.web is not None:
-            self.web.stop()
-            self.web = None
-        if self.daemon is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.daemon.send_signal(signal.SIGTERM)
+        """Stop everything started, the daemon first; a step that fails does not skip the others."""
+        try:
+            if self.daemon is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.daemon.send_signal(signal.SIGTERM)
+                try:
+                    self.daemon.wait(15)
+                except subprocess.TimeoutExpired:
+                    self.daemon.kill()
+                    self.daemon.wait(5)
+                self.daemon = None
+        finally:
             try:
-                self.daemon.wait(15)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait(5)
-            self.daemon = None
-        if self.catcher is not None:
-            self.catcher.stop()
-            self.catcher = None
-        if self.relay is not None:
-            self.relay.stop()
-            self.relay = None
+                if self.web is not None:
+                    self.web.stop()
+                    self.web = None
+            finally:
+                try:
+                    if self.catcher is not None:
+                        self.catcher.stop()
+                        self.catcher = None
+                finally:
+                    if self.relay is not None:
+                        self.relay.stop()
+                        self.relay = None
 
     def __enter__(self) -> DemoStack:
         return self.start()

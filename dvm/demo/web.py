@@ -88,8 +88,11 @@ class DemoWebServer:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._server.shutdown()
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop serving; never waits more than ``timeout_s`` (its threads are daemon threads)."""
+        stopper = threading.Thread(target=self._server.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(timeout_s)
         self._server.server_close()
 
     def resolve(self, path: str) -> tuple[bytes, str] | None:
