@@ -75,8 +75,8 @@ export async function resolveIdentifier(identifier, opts = {}) {
 }
 
 /**
- * Fetch the newest valid announcement of `pubkey` from `relays` (every relay asked; the first
- * EOSE from all, or the timeout, ends the wait).
+ * Fetch the newest valid announcement of `pubkey` from `relays`: every relay is asked, and each
+ * one's answer ends at its EOSE (or the timeout, or a failed connection).
  * @param {string} pubkey
  * @param {string[]} relays
  * @param {{WebSocket?: any, timeoutMs?: number}} [opts]
@@ -87,30 +87,23 @@ export async function fetchAnnouncement(pubkey, relays, opts = {}) {
   /** @type {import('./relay.js').NostrEvent | null} */
   let best = null
   const conns = relays.map((url) => new RelayConnection(url, { WebSocket: opts.WebSocket, connectTimeoutMs: timeoutMs }))
+  const filter = { kinds: [ANNOUNCEMENT_KIND], authors: [pubkey], '#d': [ANNOUNCEMENT_D] }
+  /** @param {import('./relay.js').NostrEvent} event */
+  const onEvent = (event) => {
+    if (event.pubkey !== pubkey || event.kind !== ANNOUNCEMENT_KIND || !verifyEvent(event)) return
+    if (!best || event.created_at > best.created_at) best = event
+  }
   try {
     await Promise.all(
       conns.map(
         (conn) =>
           new Promise((resolve) => {
             const timer = setTimeout(resolve, timeoutMs)
-            const filter = { kinds: [ANNOUNCEMENT_KIND], authors: [pubkey], '#d': [ANNOUNCEMENT_D] }
-            /** @param {import('./relay.js').NostrEvent} event */
-            const onEvent = (event) => {
-              if (event.pubkey !== pubkey || event.kind !== ANNOUNCEMENT_KIND || !verifyEvent(event)) return
-              if (!best || event.created_at > best.created_at) best = event
+            const done = () => {
               clearTimeout(timer)
               resolve(undefined)
             }
-            conn.subscribe([filter], onEvent, () => resolve(undefined)).then(
-              () => {
-                // EOSE is not tracked separately: a stored announcement arrives before it, so
-                // the first one ends this relay's wait; otherwise the timeout does.
-              },
-              () => {
-                clearTimeout(timer)
-                resolve(undefined)
-              },
-            )
+            conn.subscribe([filter], onEvent, done, done).catch(done)
           }),
       ),
     )

@@ -24,7 +24,7 @@ export class RelayConnection {
     this.challenge = null
     /** @type {Map<string, (r: PublishResult) => void>} */
     this.pendingOk = new Map()
-    /** @type {Map<string, {onEvent: (e: NostrEvent) => void, onClosed?: (m: string) => void}>} */
+    /** @type {Map<string, {onEvent: (e: NostrEvent) => void, onClosed?: (m: string) => void, onEose?: () => void}>} */
     this.subs = new Map()
     this.nextSub = 0
   }
@@ -81,6 +81,8 @@ export class RelayConnection {
     const [type, a, b, c] = msg
     if (type === 'EVENT' && typeof a === 'string' && b && typeof b === 'object') {
       this.subs.get(a)?.onEvent(b)
+    } else if (type === 'EOSE' && typeof a === 'string') {
+      this.subs.get(a)?.onEose?.()
     } else if (type === 'OK' && typeof a === 'string') {
       const done = this.pendingOk.get(a)
       this.pendingOk.delete(a)
@@ -154,12 +156,13 @@ export class RelayConnection {
    * @param {Record<string, unknown>[]} filters
    * @param {(e: NostrEvent) => void} onEvent
    * @param {(message: string) => void} [onClosed]
+   * @param {() => void} [onEose] the relay sent everything it had stored
    * @returns {Promise<() => void>}
    */
-  async subscribe(filters, onEvent, onClosed) {
+  async subscribe(filters, onEvent, onClosed, onEose) {
     await this.connect()
     const id = `sigit-${++this.nextSub}`
-    this.subs.set(id, { onEvent, onClosed })
+    this.subs.set(id, { onEvent, onClosed, onEose })
     this.send(['REQ', id, ...filters])
     return () => {
       if (this.subs.delete(id) && this.connected) this.send(['CLOSE', id])

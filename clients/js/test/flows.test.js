@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { npubEncode } from 'nostr-tools/nip19'
 import { generateSecretKey, getPublicKey } from 'nostr-tools/pure'
-import { ProtocolError, discover, openBackup } from '../src/index.js'
+import { DiscoveryError, ProtocolError, discover, openBackup } from '../src/index.js'
 import { WebSocket, startStack } from './stack.js'
 
 /** @type {Awaited<ReturnType<typeof startStack>>} */
@@ -46,6 +46,18 @@ test('discovery by NIP-05 name reads the announcement: kinds, PoW minimums, prot
   assert.equal(dvm.info.powBits.request_account, 8)
   assert.equal(dvm.info.powBits.delete_account, 4)
   assert.ok(dvm.info.encryption.includes('nip44'))
+})
+
+test('discovery fails fast and typed for a key with no announcement or a name nobody has', async () => {
+  const started = Date.now()
+  const stranger = npubEncode(getPublicKey(generateSecretKey()))
+  await assert.rejects(discover(stranger, { WebSocket, relays: [stack.relay] }), DiscoveryError)
+  await assert.rejects(discover(stack.nip05.replace('dvm@', 'nobody@'), { WebSocket }), (err) => {
+    assert.ok(err instanceof DiscoveryError)
+    assert.equal(err.code, 'discovery_failed')
+    return true
+  })
+  assert.ok(Date.now() - started < 3000, 'the relay\'s EOSE ends the wait, not the timeout')
 })
 
 test('signup: request_account, a wrong then the right code, activate, status', async () => {

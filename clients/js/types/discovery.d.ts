@@ -12,8 +12,8 @@ export function resolveIdentifier(identifier: string, opts?: {
     relays: string[];
 }>;
 /**
- * Fetch the newest valid announcement of `pubkey` from `relays` (every relay asked; the first
- * EOSE from all, or the timeout, ends the wait).
+ * Fetch the newest valid announcement of `pubkey` from `relays`: every relay is asked, and each
+ * one's answer ends at its EOSE (or the timeout, or a failed connection).
  * @param {string} pubkey
  * @param {string[]} relays
  * @param {{WebSocket?: any, timeoutMs?: number}} [opts]

@@ -23,10 +23,11 @@ export class RelayConnection {
     challenge: string | null;
     /** @type {Map<string, (r: PublishResult) => void>} */
     pendingOk: Map<string, (r: PublishResult) => void>;
-    /** @type {Map<string, {onEvent: (e: NostrEvent) => void, onClosed?: (m: string) => void}>} */
+    /** @type {Map<string, {onEvent: (e: NostrEvent) => void, onClosed?: (m: string) => void, onEose?: () => void}>} */
     subs: Map<string, {
         onEvent: (e: NostrEvent) => void;
         onClosed?: (m: string) => void;
+        onEose?: () => void;
     }>;
     nextSub: number;
     get connected(): boolean;
@@ -57,9 +58,10 @@ export class RelayConnection {
      * @param {Record<string, unknown>[]} filters
      * @param {(e: NostrEvent) => void} onEvent
      * @param {(message: string) => void} [onClosed]
+     * @param {() => void} [onEose] the relay sent everything it had stored
      * @returns {Promise<() => void>}
      */
-    subscribe(filters: Record<string, unknown>[], onEvent: (e: NostrEvent) => void, onClosed?: (message: string) => void): Promise<() => void>;
+    subscribe(filters: Record<string, unknown>[], onEvent: (e: NostrEvent) => void, onClosed?: (message: string) => void, onEose?: () => void): Promise<() => void>;
     close(): void;
 }
 export type NostrEvent = {
