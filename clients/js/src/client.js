@@ -108,7 +108,17 @@ export class SigitDvm {
    */
   async call(method, params, secretKey, opts = {}) {
     const event = await this.buildRequest(method, params, secretKey, opts)
-    return this.send(event, method, secretKey, opts)
+    try {
+      return await this.send(event, method, secretKey, opts)
+    } catch (err) {
+      // The DVM wants more work than the announcement said (its operator raised it since):
+      // remember the new minimum and mine once more, as docs/protocol.md tells clients to.
+      const needed = err instanceof ProtocolError && err.code === 'pow_too_low' ? err.requiredBits : undefined
+      if (opts.powBits !== undefined || needed === undefined || needed <= (this.info.powBits[method] ?? 0)) throw err
+      this.info.powBits[method] = needed
+      const again = await this.buildRequest(method, params, secretKey, opts)
+      return this.send(again, method, secretKey, opts)
+    }
   }
 
   /**

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { npubEncode } from 'nostr-tools/nip19'
 import { generateSecretKey, getPublicKey } from 'nostr-tools/pure'
-import { DiscoveryError, ProtocolError, discover, openBackup } from '../src/index.js'
+import { DiscoveryError, ProtocolError, SigitDvm, discover, openBackup } from '../src/index.js'
 import { WebSocket, startStack } from './stack.js'
 
 /** @type {Awaited<ReturnType<typeof startStack>>} */
@@ -85,9 +85,13 @@ test('the same address again answers email_taken; an unknown one unknown_email',
   await refused(dvm.session().requestAccount('not an address'), 'invalid_email')
 })
 
-test('too little PoW is refused with the bits it needs', async () => {
+test('too little PoW is refused with the bits it needs; a stale minimum is raised and mined again', async () => {
   const err = await refused(dvm.session().requestAccount(EMAIL, { powBits: 5 }), 'pow_too_low')
   assert.equal(err.requiredBits, 8)
+  const stale = new SigitDvm({ ...dvm.info, WebSocket, powBits: { ...dvm.info.powBits, request_login: 5 } })
+  await refused(stale.session().requestLogin(`nobody.${Date.now()}@example.org`), 'unknown_email')
+  assert.equal(stale.info.powBits.request_login, 8)
+  stale.close()
 })
 
 test('a key that is no account is unknown_account; NIP-04 works when asked for', async () => {
