@@ -24,7 +24,7 @@ from dvm.accounts.rules import AccountRules
 from dvm.errors import ConfigError
 from dvm.protocol.intake import DEFAULT_POW_BITS, DEFAULT_REQUEST_KIND, IntakeRules
 from dvm.protocol.methods import Method, RequestLimits
-from dvm.service import ServiceRules
+from dvm.rules import ServiceRules
 
 ENV_PREFIX = "SIGIT_"
 
@@ -36,12 +36,18 @@ class ServiceSettings:
     request_kind: int = DEFAULT_REQUEST_KIND
     created_at_window_s: int = 600
     reply_ttl_s: int = 3600
+    empty_success_replies: bool = False
     pow_request_account_bits: int = DEFAULT_POW_BITS[Method.REQUEST_ACCOUNT]
     pow_request_login_bits: int = DEFAULT_POW_BITS[Method.REQUEST_LOGIN]
     pow_other_bits: int = DEFAULT_POW_BITS[Method.VERIFY_CODE]
     code_ttl_s: int = 900
     max_code_attempts: int = 5
     max_codes_per_email_per_hour: int = 5
+    max_codes_per_domain_per_hour: int = 300
+    max_codes_per_hour: int = 3000
+    code_failures_free_per_day: int = 10
+    code_failure_backoff_s: int = 60
+    max_code_failures_per_day: int = 30
     resend_cooldown_s: int = 60
     activation_window_s: int = 3600
     max_backup_bytes: int = 4096
@@ -61,12 +67,18 @@ class ServiceSettings:
                 code_ttl_s=self.code_ttl_s,
                 max_code_attempts=self.max_code_attempts,
                 max_codes_per_email_per_hour=self.max_codes_per_email_per_hour,
+                max_codes_per_domain_per_hour=self.max_codes_per_domain_per_hour,
+                max_codes_per_hour=self.max_codes_per_hour,
+                code_failures_free_per_day=self.code_failures_free_per_day,
+                code_failure_backoff_s=self.code_failure_backoff_s,
+                max_code_failures_per_day=self.max_code_failures_per_day,
                 resend_cooldown_s=self.resend_cooldown_s,
                 activation_window_s=self.activation_window_s,
                 email_grace_s=self.email_grace_s,
                 private_mode=self.private_mode,
             ),
             reply_ttl_s=self.reply_ttl_s,
+            empty_success=self.empty_success_replies,
         )
 
 
@@ -125,6 +137,8 @@ class DaemonSettings:
     open_workers: int = 1
     per_key_burst: int = 30
     per_key_per_s: float = 1.0
+    refusal_replies_burst: int = 20
+    refusal_replies_per_s: float = 5.0
     name: str = "SIGit account service"
     about: str = "Email signup and login for SIGit, over Nostr."
 

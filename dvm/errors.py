@@ -184,6 +184,10 @@ class InternalError(RequestError):
     default_message = "The service failed to handle this request; try again."
 
 
+class UndeclaredTransition(InternalError):
+    """The account machine took a step its transition table does not name: a bug, refused."""
+
+
 def error_codes() -> dict[str, type[RequestError]]:
     """Every protocol error code and its class: the list ``docs/protocol.md`` must document."""
     found: dict[str, type[RequestError]] = {}

@@ -15,50 +15,50 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dvm.accounts.decision import Decision, Failure
 from dvm.accounts.machine import Context, decide
-from dvm.accounts.rules import AccountRules
-from dvm.errors import InternalError, NostrError
-from dvm.mailer.outbox import MailClaim, OutboxMail
+from dvm.errors import InternalError
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import Event
 from dvm.nostr.keys import Rng
-from dvm.protocol.intake import Incoming, IntakeRules, open_request
-from dvm.protocol.methods import ACCOUNT_KEY_METHODS, Activate, ChangeEmail, RequestAccount, RequestLogin
+from dvm.outbox import MailClaim, OutboxMail
+from dvm.protocol.intake import Incoming
+from dvm.protocol.methods import (
+    ACCOUNT_KEY_METHODS,
+    Activate,
+    ChangeEmail,
+    Method,
+    RequestAccount,
+    RequestLogin,
+)
 from dvm.protocol.replies import build_reply
-from dvm.ratelimit import KeyRateLimiter
+from dvm.rules import ServiceRules
 from dvm.store import repository
 from dvm.store.database import immediate, savepoint
-from dvm.store.writebehind import Update
+from dvm.store.sealed import ParamsSeal
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceRules:
-    """Everything the service enforces, grouped."""
-
-    intake: IntakeRules = field(default_factory=IntakeRules)
-    accounts: AccountRules = field(default_factory=AccountRules)
-    reply_ttl_s: int = 3600
-    publish_grace_s: int = 30  # before the retry loop republishes a reply not yet marked published
-
-
-@dataclass(frozen=True, slots=True)
-class Handled:
+class Answer:
     """A request answered: by a new decision, or from storage (``replayed``)."""
 
     event_id: str
     method: str
     outcome: str
-    reply_id: str
-    reply_event: str
+    reply: Event
     replayed: bool
-    claimed_mails: tuple[OutboxMail, ...] = ()  # with ``mail_claim``: the mail to send now
+    mails: tuple[OutboxMail, ...] = ()  # committed already claimed by ``mail_claim``: send now
+    stored: bool = True  # False: a refusal at intake, answered from memory and kept nowhere
 
 
 class AccountService:
-    """Decides requests against the store, inside a :meth:`~dvm.store.database.Database.run` call."""
+    """Commits requests against the store, inside a :meth:`~dvm.store.database.Database.run` call.
+
+    With ``mail_claim``, mail is committed already claimed by that mail worker run and comes back
+    in :attr:`Answer.mails` for it to send at once; without, the worker finds it by polling.
+    """
 
     def __init__(
         self,
@@ -66,101 +66,68 @@ class AccountService:
         code_secret: bytes,
         rules: ServiceRules | None = None,
         rng: Rng = secrets.token_bytes,
+        mail_claim: MailClaim | None = None,
+        mail_seal: ParamsSeal | None = None,
     ) -> None:
         if len(code_secret) < 16:
             raise ValueError("code secret must be at least 16 bytes")
         self.encryptor = encryptor
         self.rules = rules or ServiceRules()
+        self.mail_claim = mail_claim
+        self.mail_seal = mail_seal or ParamsSeal(code_secret)  # queued mail's values sealed at rest
         self._secret = code_secret
         self._rng = rng
-        # Set by the daemon: mail is committed already claimed by its mail worker's run.
-        self.mail_claim: MailClaim | None = None
 
     @property
     def pubkey(self) -> str:
         return self.encryptor.key.pubkey_hex
 
-    def open(self, event: Event, now: int) -> Incoming:
-        """Authenticate and decode an event (pure; raises ``InvalidEvent`` for silence)."""
-        return open_request(event, self.encryptor, self.rules.intake, now)
+    def refuse(self, incoming: Incoming, now: int) -> Answer:
+        """Answer a request refused at intake (stale, undecodable, below its method's PoW) from
+        memory: nothing was decided, so nothing is stored and nothing would be decided twice."""
+        failure = Failure.of(incoming.refusal or InternalError())
+        reply = build_reply(
+            self.encryptor,
+            incoming.event,
+            incoming.scheme,
+            failure,
+            self.rules.intake.reply_kind,
+            now,
+            self.rules.reply_ttl_s,
+            empty_success=self.rules.empty_success,
+        )
+        return Answer(incoming.event.id, incoming.method, failure.code, reply, False, stored=False)
 
-    def handle(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Handled:
-        """Decide one request in its own transaction."""
-        with immediate(conn):
-            return self._handle(conn, incoming, now)
-
-    def handle_batch(
+    def commit(
         self,
         conn: sqlite3.Connection,
         batch: Sequence[Incoming],
         now: int,
-        bookkeeping: Update | None = None,
-    ) -> list[Handled | Exception]:
-        """Decide several requests in one transaction, each atomic on its own (savepoints).
+        bookkeeping: repository.Bookkeeping | None = None,
+    ) -> list[Answer | Exception]:
+        """Decide and write ``batch`` in one transaction, each request atomic on its own.
 
-        ``bookkeeping`` runs first in the same transaction: the caller's small idempotent updates
-        (replies marked published, mails marked sent) ride along instead of paying for a commit of
-        their own.
+        ``bookkeeping`` is written first in the same transaction: facts learnt after earlier
+        commits (replies published) ride along instead of paying for a commit of their own.
         """
-        results: list[Handled | Exception] = []
+        answers: list[Answer | Exception] = []
         with immediate(conn):
             if bookkeeping is not None:
-                bookkeeping(conn)
+                repository.write_bookkeeping(conn, bookkeeping)
             for incoming in batch:
                 try:
                     with savepoint(conn):
-                        results.append(self._handle(conn, incoming, now))
+                        answers.append(self._commit_one(conn, incoming, now))
                 except (sqlite3.IntegrityError, ValueError, InternalError) as exc:
-                    results.append(exc)
-        return results
+                    answers.append(exc)
+        return answers
 
-    def open_events(self, events: Sequence[Event], now: int) -> list[Incoming | NostrError]:
-        """Authenticate and decrypt a batch (pure: any thread or process may run it).
-
-        Events to drop silently (malformed, forged, not for us) come back as their ``NostrError``.
-        """
-        opened: list[Incoming | NostrError] = []
-        for event in events:
-            try:
-                opened.append(self.open(event, now))
-            except NostrError as exc:
-                opened.append(exc)
-        return opened
-
-    def handle_opened(
-        self,
-        conn: sqlite3.Connection,
-        opened: Sequence[Incoming | NostrError],
-        now: int,
-        limiter: KeyRateLimiter | None = None,
-        bookkeeping: Update | None = None,
-    ) -> list[tuple[Incoming | None, Handled | Exception]]:
-        """Decide an opened batch in one transaction, after the per-key budget.
-
-        Keys over ``limiter``'s budget are dropped like forged events: ``(None, NostrError)``.
-        """
-        checked: list[Incoming | NostrError] = []
-        for item in opened:
-            if (
-                isinstance(item, Incoming)
-                and limiter is not None
-                and not limiter.allow(item.event.pubkey, now)
-            ):
-                checked.append(NostrError("over the per-key request limit"))
-            else:
-                checked.append(item)
-        requests = [o for o in checked if isinstance(o, Incoming)]
-        results = iter(self.handle_batch(conn, requests, now, bookkeeping))
-        return [(o, next(results)) if isinstance(o, Incoming) else (None, o) for o in checked]
-
-    def _handle(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Handled:
+    def _commit_one(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Answer:
         event = incoming.event
         stored = repository.stored_reply(conn, event.id)
         if stored is not None:
-            return Handled(
-                event.id, incoming.method, stored.outcome, stored.reply_id, stored.reply_event, True
-            )
-        decision = self._decide(conn, incoming, now)
+            return Answer(event.id, incoming.method, stored.outcome, stored.reply, True)
+        decision = self._decision(conn, incoming, now)
         reply = build_reply(
             self.encryptor,
             event,
@@ -169,37 +136,26 @@ class AccountService:
             self.rules.intake.reply_kind,
             now,
             self.rules.reply_ttl_s,
+            empty_success=self.rules.empty_success,
         )
-        reply_json = reply.to_json()
         repository.apply_writes(conn, decision.writes)
         claimed = []
         for mail in decision.mails:
-            row = repository.queue_mail(conn, mail, self._rng(16).hex(), event.id, now, self.mail_claim)
+            token = self._rng(16).hex()
+            row = repository.queue_mail(
+                conn, mail, token, event.id, now, self.mail_claim, seal=self.mail_seal
+            )
             if row is not None:
                 claimed.append(row)
         repository.record_request(
             conn,
-            event.id,
-            event.pubkey,
-            incoming.method,
-            decision.outcome,
-            event.created_at,
-            reply.id,
-            reply_json,
+            repository.RequestRecord(event, incoming.method, decision.outcome, reply),
             now,
             self.rules.publish_grace_s,
         )
-        return Handled(
-            event.id,
-            incoming.method,
-            decision.outcome,
-            reply.id,
-            reply_json,
-            False,
-            tuple(claimed),
-        )
+        return Answer(event.id, incoming.method, decision.outcome, reply, False, tuple(claimed))
 
-    def _decide(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Decision:
+    def _decision(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Decision:
         request = incoming.request
         if request is None:
             refusal = incoming.refusal or InternalError()
@@ -212,8 +168,21 @@ class AccountService:
             incoming.event.pubkey,
             email,
             account_pubkey,
-            now - rules.code_window_s,
+            now,
+            rules.code_window_s,
             account_key=request.method in ACCOUNT_KEY_METHODS,
-            reservations=isinstance(request, RequestAccount | ChangeEmail),
+            code_to=_CODE_TO.get(request.method),
+            rivals=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL),
+            failures=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL, Method.DELETE_ACCOUNT),
         )
         return decide(request, incoming.event.pubkey, view, Context(now, self._rng, rules, self._secret))
+
+
+_CODE_TO: dict[Method, repository.CodeTo] = {
+    Method.REQUEST_ACCOUNT: "email",
+    Method.REQUEST_LOGIN: "email",
+    Method.CHANGE_EMAIL: "email",
+    Method.RESEND_CODE: "session",
+    Method.REQUEST_DELETION: "account",
+}
+"""Where a method's code goes, if it may mail one: the caps are counted there."""

@@ -23,7 +23,10 @@ from dvm.mailer.message import Sender, build_message
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
 from dvm.store import database, repository
+from dvm.store.sealed import ParamsSeal
 from tests.support.stdlib_mail import reference
+
+SEAL = ParamsSeal(b"bench-code-secret-0123456789")
 
 
 async def run(path: Path, port: int, count: int, concurrency: int) -> tuple[float, int]:
@@ -31,7 +34,12 @@ async def run(path: Path, port: int, count: int, concurrency: int) -> tuple[floa
     db = await database.Database(path).open()
     backend = SmtpBackend(settings)
     worker = MailWorker(
-        db, backend, Templates(TemplateContext("https://x/?code={code}")), Sender("b@x.example"), settings
+        db,
+        backend,
+        Templates(TemplateContext("https://x/?code={code}")),
+        Sender("b@x.example"),
+        settings,
+        seal=SEAL,
     )
     started = time.perf_counter()
     sent = await worker.drain()
@@ -92,7 +100,7 @@ def main() -> None:
                         f"u{i}",
                         (("code", "123456"), ("expires_at", now + 900)),
                     )
-                    repository.queue_mail(conn, mail, f"{i:032x}", None, now)
+                    repository.queue_mail(conn, mail, f"{i:032x}", None, now, seal=SEAL)
             conn.close()
             port = free_port()
             server = subprocess.Popen(

@@ -37,6 +37,7 @@ from dvm.daemon import Daemon, Secrets
 from dvm.nostr import nip44
 from dvm.nostr.encoding import decode_base64
 from dvm.nostr.encryption import Encryptor
+from dvm.nostr.event import Event
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request
 from dvm.relays.connection import PublishResult
@@ -50,7 +51,7 @@ class AcceptingPool:
     urls: tuple[str, ...] = ()
     connected = ("stub",)
 
-    async def publish_raw(self, event_id: str, event_json: str) -> list[PublishResult]:
+    async def publish(self, event: Event) -> list[PublishResult]:
         return [PublishResult("stub", True, "")]
 
     async def update(self, urls: object) -> tuple[list[str], list[str]]:
@@ -83,16 +84,15 @@ async def pipeline(events: list[dict], directory: Path, key: SecretKey) -> float
         base_dir=directory,
     )
     daemon = Daemon(settings, Secrets(key, b"bench-code-secret-0123456789"))
-    daemon.pool = AcceptingPool()  # type: ignore[assignment]
+    daemon.pool = daemon.publisher.pool = AcceptingPool()  # type: ignore[assignment]
     await daemon.start()
     daemon._mail_stopping.set()  # mail is section 3: here the mail rows are only queued
     started = time.perf_counter()
     for raw in events:
-        await daemon._on_event(raw, "bench")
+        await daemon.pipeline.submit(raw, "bench")
     while daemon.handled < len(events):
         await asyncio.sleep(0.001)
-    while daemon._publishing:
-        await asyncio.sleep(0.001)
+    await daemon.publisher.drain(60.0)
     elapsed = time.perf_counter() - started
     await daemon.shutdown()
     return elapsed

@@ -17,11 +17,13 @@ import orjson
 
 from dvm.nostr import bech32
 from dvm.nostr.encryption import Encryptor, Scheme
-from dvm.nostr.event import Event, parse_event_json
+from dvm.nostr.event import Event
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request, request_plaintext
+from dvm.protocol.intake import open_request
 from dvm.service import AccountService
 from dvm.store import database
+from dvm.store.sealed import ParamsSeal
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "protocol.md"
@@ -82,8 +84,10 @@ def examples() -> str:
             request = build_request(
                 browser, dvm.key.pubkey_hex, method, params, now, pow_bits=bits, scheme=scheme
             )
-            handled = service.handle(conn, service.open(request, now), now)
-            reply = parse_event_json(handled.reply_event)
+            incoming = open_request(request, service.encryptor, service.rules.intake, now)
+            (answer,) = service.commit(conn, [incoming], now)
+            assert not isinstance(answer, Exception), answer
+            reply = answer.reply
             opened = reply_text(dvm, browser, reply)
             out += [
                 f"### Example: {title}",
@@ -114,9 +118,9 @@ def examples() -> str:
 
 def last_code(conn: sqlite3.Connection) -> str:
     row = conn.execute(
-        "SELECT params FROM mail WHERE kind = 'signup_code' ORDER BY id DESC LIMIT 1"
+        "SELECT params, message_id FROM mail WHERE kind = 'signup_code' ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    return str(orjson.loads(row[0])["code"])
+    return str(ParamsSeal(CODE_SECRET).open(row[0], row[1])["code"])
 
 
 def reply_text(dvm: Encryptor, browser: Encryptor, reply: Event) -> str:

@@ -10,19 +10,30 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from dvm.accounts.rows import SessionRow, UserRow
+from dvm.accounts.rows import SessionRow, SessionState, UserRow
 from dvm.errors import RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class Sends:
+    """Codes mailed within the window to a wider scope (a domain, or everyone): how many, and
+    the oldest of them (when the next one frees up)."""
+
+    count: int = 0
+    oldest: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class View:
     """The rows that matter for one request, loaded by the store inside the transaction.
 
-    ``session`` belongs to the event's pubkey; ``email_user`` matches the request's email;
-    ``pending_user`` has the request's email as a pending change; ``pubkey_user`` owns the
-    account pubkey named by the request (activation); ``account_user`` owns the event's pubkey
-    (account-key methods); ``code_sends`` are the times codes went to the request's subject
-    user within the window.
+    ``session`` belongs to the event's pubkey; ``email_user`` matches the address the request is
+    about; ``pending_users`` are the OTHER accounts with that address as a pending change;
+    ``pubkey_user`` owns the account pubkey named by the request (activation); ``account_user``
+    owns the event's pubkey (account-key methods). ``code_sends`` are the times codes went to
+    the mailbox the next code would go to, within the window; ``domain_sends`` and ``all_sends``
+    count its domain and every mailbox. ``failures`` are the times of wrong codes for the
+    session's subject within the last day.
     """
 
     session: SessionRow | None = None
@@ -31,7 +42,10 @@ class View:
     pubkey_user: UserRow | None = None
     code_sends: tuple[int, ...] = ()
     account_user: UserRow | None = None
-    pending_user: UserRow | None = None
+    pending_users: tuple[UserRow, ...] = ()
+    domain_sends: Sends = Sends()
+    all_sends: Sends = Sends()
+    failures: tuple[int, ...] = ()
 
 
 class MailKind(enum.StrEnum):
@@ -47,6 +61,8 @@ class MailKind(enum.StrEnum):
     BACKUP_CHANGED = "backup_changed"
     DELETION_CODE = "deletion_code"
     ACCOUNT_DELETED = "account_deleted"
+    EMAIL_CHANGE_CANCELLED = "email_change_cancelled"  # the address was claimed by its owner
+    CODE_GUESSING = "code_guessing"  # wrong codes tripped the daily budget: told once
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +90,17 @@ class PutSession:
 
 @dataclass(frozen=True, slots=True)
 class RecordCodeSend:
-    user_id: str
+    """A code mailed to ``mailbox`` (canonical): the hourly caps count these."""
+
+    mailbox: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCodeFailure:
+    """A wrong code for ``subject`` (a canonical mailbox): the daily guessing budget counts these."""
+
+    subject: str
     at: int
 
 
@@ -85,7 +111,7 @@ class DeleteUser:
     user_id: str
 
 
-Write = PutUser | PutSession | RecordCodeSend | DeleteUser
+Write = PutUser | PutSession | RecordCodeSend | RecordCodeFailure | DeleteUser
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +137,34 @@ class Failure:
 Reply = Success | Failure
 
 
+Step = tuple[SessionState | None, SessionState | None]
+"""A session's state before and after a request (None: no session)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of the transition table: a method moving a session (None: no session yet)."""
+
+    method: str
+    session_from: SessionState | None
+    session_to: SessionState | None
+    outcome: str
+    note: str
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of one request: the reply, and the writes and emails that go with it."""
+    """The outcome of one request: the reply, and the writes and emails that go with it.
+
+    A handler states the ``step`` it took; :func:`dvm.accounts.machine.decide` checks it against
+    the table and records the row as ``transition``.
+    """
 
     reply: Reply
     writes: tuple[Write, ...] = field(default=())
     mails: tuple[Mail, ...] = field(default=())
+    step: Step | None = None
+    transition: Transition | None = None
 
     @property
     def outcome(self) -> str:

@@ -9,9 +9,13 @@ Rules, in prose (``TRANSITIONS`` below is the same, as data; docs/protocol.md is
   to ``verified`` (reply: entropy) and a login session to ``consumed`` (reply: entropy, pubkey and
   backup). Each wrong code counts; the ``max_code_attempts``-th wrong code locks the session. A
   verified signup session may activate within ``activation_window_s``, then it is ``consumed``.
-* Codes are single use, expire after ``code_ttl_s``, are stored only as an HMAC, and at most
-  ``max_codes_per_email_per_hour`` are sent to one address per hour. ``resend_code`` replaces the
-  code of a pending session after ``resend_cooldown_s``; the old code stops working.
+* Codes are single use, expire after ``code_ttl_s``, are stored only as an HMAC. At most
+  ``max_codes_per_email_per_hour`` go to one mailbox (``+tag``, case, width and zero-width
+  characters folded, whatever the method), ``max_codes_per_domain_per_hour`` to one domain and
+  ``max_codes_per_hour`` in all. ``resend_code`` replaces the code of a pending session after
+  ``resend_cooldown_s``; the old code stops working. Wrong codes count per mailbox and day: past
+  ``code_failures_free_per_day`` each further try waits ``code_failure_backoff_s``, doubling
+  (``rate_limited``), up to ``max_code_failures_per_day``; the account's owner is told once.
 * Requesting an account for an email that is activated answers ``email_taken`` (go to login), and
   so does any other step of a signup session whose account another session has activated; for an
   email whose signup was never finished it starts a new signup session (the owner proves the
@@ -19,16 +23,23 @@ Rules, in prose (``TRANSITIONS`` below is the same, as data; docs/protocol.md is
   success, so a client may retry without triggering a second email.
 
 * **Account upkeep** is signed by the account's own key (``unknown_account`` otherwise). An email
-  change reserves the new address at once, mails a code to it and a notice to the old one; login
-  keeps using the confirmed address until ``confirm_email`` switches it (a notice goes to the old
-  address). The change must be confirmed within ``email_grace_s``: the deadline is set by the
-  first change of a pending period and NOT moved by further changes before confirmation; past it
-  the change lapses (``change_expired``) and the reservation is released. ``status`` reports the
+  change mails a code to the new address and a notice to the old one, and reserves nothing: the
+  address's owner may still sign up with it, and whoever proves it first wins (a verified signup
+  or another confirmed change cancels the pending changes to it, and tells their requesters). An
+  address held by a signup never verified does not block a change; confirming the change erases
+  that unfinished signup. Login keeps using the confirmed address until ``confirm_email``
+  switches it (a notice goes to the old address). The change must be confirmed within
+  ``email_grace_s``: the deadline is set by the first change of a pending period and NOT moved by
+  further changes before confirmation; past it the change lapses (``change_expired``). ``status`` reports the
   deadline as signed seconds (positive: time left; negative: overdue). ``update_backup`` keeps the
   previous backup; deleting an account needs a fresh code (``request_deletion``) and erases it.
-* In **private mode**, ``request_account`` and ``request_login`` answer ``ok`` whatever the
-  address: an existing account's owner is mailed a login code (so the browser continues as a
-  login), an unfinished signup gets a signup code, an unknown address gets nothing.
+* In **private mode** a stranger gets the same answers whatever an address is (an account, an
+  unfinished signup, a pending change, nothing): ``request_account`` and ``request_login`` answer
+  ``ok`` and leave a pending session for the key either way. An existing account's owner is
+  mailed a login code (so the browser continues as a login), an unfinished signup gets a signup
+  code; an unknown address, a capped one, or (for ``change_email``) one used by another account
+  gets a **decoy**: a session whose code was never sent, so every later step answers as for a
+  wrong code. ``activate`` on any pending session answers ``not_verified``.
 
 Everything here is pure: ``decide`` gets the rows, the request, ``now`` and an ``rng`` and returns
 a :class:`~dvm.accounts.decision.Decision`. Refusals that change nothing are raised as
@@ -39,6 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from dvm.accounts import codes
 from dvm.accounts.decision import (
@@ -49,11 +61,15 @@ from dvm.accounts.decision import (
     MailKind,
     PutSession,
     PutUser,
+    RecordCodeFailure,
     RecordCodeSend,
+    Step,
     Success,
+    Transition,
     View,
     Write,
 )
+from dvm.accounts.email_address import canonical_mailbox
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.accounts.rules import AccountRules
 from dvm.errors import (
@@ -71,6 +87,7 @@ from dvm.errors import (
     RequestError,
     SessionExpired,
     TooManyAttempts,
+    UndeclaredTransition,
     UnknownAccount,
     UnknownEmail,
 )
@@ -80,6 +97,7 @@ from dvm.protocol.methods import (
     ChangeEmail,
     ConfirmEmail,
     DeleteAccount,
+    Method,
     Request,
     RequestAccount,
     RequestDeletion,
@@ -102,118 +120,125 @@ class Context:
     code_secret: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One row of the transition table: a method moving a session (None: no session yet)."""
+_P, _V, _C, _L = SessionState.PENDING, SessionState.VERIFIED, SessionState.CONSUMED, SessionState.LOCKED
 
-    method: str
+
+def row(session_from: SessionState | None, session_to: SessionState | None, outcome: str, note: str) -> Row:
+    """One row of a method's table (the method is added by :func:`rule`)."""
+    return Row(session_from, session_to, outcome, note)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
     session_from: SessionState | None
     session_to: SessionState | None
     outcome: str
     note: str
 
 
-_P, _V, _C, _L = SessionState.PENDING, SessionState.VERIFIED, SessionState.CONSUMED, SessionState.LOCKED
+Handler = Callable[[Any, str, View, Context], Decision]
 
-TRANSITIONS: tuple[Transition, ...] = (
-    Transition("request_account", None, _P, "ok", "new or unfinished email: user, session, code emailed"),
-    Transition("request_account", _P, _P, "ok", "same key, same email, still pending: nothing new"),
-    Transition("request_account", None, None, "email_taken", "email belongs to an activated account"),
-    Transition("request_account", None, None, "rate_limited", "too many codes to this email this hour"),
-    Transition("verify_code", _P, _V, "ok", "signup code matches: user verified, entropy returned"),
-    Transition("verify_code", _P, _C, "ok", "login code matches: entropy, pubkey and backup returned"),
-    Transition("verify_code", _P, _P, "code_invalid", "wrong code, attempts left"),
-    Transition("verify_code", _P, _L, "too_many_attempts", "the last allowed wrong code"),
-    Transition("verify_code", _P, _P, "code_expired", "code older than code_ttl_s"),
-    Transition("verify_code", _L, _L, "too_many_attempts", "locked sessions take no more codes"),
-    Transition("verify_code", _V, _V, "code_invalid", "a code works once"),
-    Transition("verify_code", None, None, "no_session", "no session for this key"),
-    Transition(
-        "verify_code", _P, _P, "email_taken", "signup code, but another session activated the account"
-    ),
-    Transition("activate", _V, _C, "ok", "pubkey and backup stored, user activated"),
-    Transition("activate", _C, _C, "ok", "same pubkey and backup again: no-op"),
-    Transition("activate", _C, _C, "already_activated", "different pubkey or backup"),
-    Transition("activate", _P, _P, "email_taken", "another session activated the account"),
-    Transition("activate", _P, _P, "not_verified", "code not verified yet"),
-    Transition("activate", _V, _V, "session_expired", "verified longer than activation_window_s ago"),
-    Transition("activate", _V, _V, "pubkey_taken", "pubkey belongs to another account"),
-    Transition("request_login", None, _P, "ok", "activated email: login session, code emailed"),
-    Transition("request_login", None, None, "unknown_email", "no account for this email"),
-    Transition("request_login", None, None, "not_activated", "signup never finished"),
-    Transition("resend_code", _P, _P, "ok", "new code emailed, old one void"),
-    Transition("resend_code", _P, _P, "rate_limited", "within resend_cooldown_s or hourly cap"),
-    Transition("resend_code", None, None, "no_session", "no pending session for this key"),
-    Transition("status", None, None, "ok", "email, pending change, grace, preferences"),
-    Transition("status", None, None, "unknown_account", "the key is not an activated account's"),
-    Transition("change_email", None, _P, "ok", "new address reserved, code to it, notice to the old one"),
-    Transition(
-        "change_email", None, None, "email_taken", "the address is used or reserved by another account"
-    ),
-    Transition("confirm_email", _P, _C, "ok", "code matches: the address switches, notice to the old one"),
-    Transition("confirm_email", _P, _C, "change_expired", "the grace period ran out: the change lapses"),
-    Transition("confirm_email", _P, _P, "code_invalid", "wrong code, attempts left"),
-    Transition("update_backup", None, None, "ok", "new backup stored, previous kept, notice mailed"),
-    Transition("set_notifications", None, None, "ok", "optional notices switched on or off"),
-    Transition("request_deletion", None, _P, "ok", "deletion code mailed to the account's address"),
-    Transition("delete_account", _P, None, "ok", "code matches: the account is erased, notice mailed"),
-    Transition("delete_account", _P, _P, "code_invalid", "wrong code, attempts left"),
-)
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A method, the handler that decides it, and every transition that handler may take."""
+
+    method: Method
+    handler: Handler
+    rows: tuple[Transition, ...]
+
+    def find(self, step: Step, outcome: str) -> Transition | None:
+        for candidate in self.rows:
+            if (candidate.session_from, candidate.session_to, candidate.outcome) == (*step, outcome):
+                return candidate
+        return None
+
+    def refusal(self, outcome: str, view: View) -> Transition | None:
+        """The row of a raised refusal: it changes no session, so ``from == to``; where several
+        rows share the outcome, the one whose state is the key's session's state."""
+        rows = [r for r in self.rows if r.outcome == outcome and r.session_from == r.session_to]
+        if len(rows) > 1:
+            state = view.session.state if view.session is not None else None
+            rows = [r for r in rows if r.session_from == state]
+        return rows[0] if len(rows) == 1 else None
+
+
+RULES: dict[Method, Rule] = {}
+
+
+def rule(method: Method, *rows: Row) -> Callable[[Handler], Handler]:
+    """Declare ``method``'s handler with its rows: :func:`decide` dispatches through ``RULES``
+    and refuses (``internal_error``) any outcome the rows do not name."""
+
+    def register(handler: Handler) -> Handler:
+        if method in RULES:
+            raise ValueError(f"{method} has two rules")
+        transitions = tuple(Transition(method, r.session_from, r.session_to, r.outcome, r.note) for r in rows)
+        RULES[method] = Rule(method, handler, transitions)
+        return handler
+
+    return register
 
 
 def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
-    """Decide one request from ``pubkey`` (the event's key) given the loaded rows."""
+    """Decide one request from ``pubkey`` (the event's key) given the loaded rows.
+
+    The decision carries the row of the table it took. A handler that returns, or raises, an
+    outcome its rows do not declare is a bug: :class:`~dvm.errors.UndeclaredTransition`.
+    """
+    entry = RULES.get(request.method)
+    if entry is None:
+        raise UndeclaredTransition(f"no rule for {request.method}")
     try:
-        if isinstance(request, RequestAccount):
-            return _request_account(request, pubkey, view, ctx)
-        if isinstance(request, VerifyCode):
-            return _verify_code(request, pubkey, view, ctx)
-        if isinstance(request, Activate):
-            return _activate(request, view, ctx)
-        if isinstance(request, RequestLogin):
-            return _request_login(request, pubkey, view, ctx)
-        if isinstance(request, ResendCode):
-            return _resend_code(pubkey, view, ctx)
-        if isinstance(request, Status):
-            return _status(view, ctx)
-        if isinstance(request, ChangeEmail):
-            return _change_email(request, pubkey, view, ctx)
-        if isinstance(request, ConfirmEmail):
-            return _confirm_email(request, pubkey, view, ctx)
-        if isinstance(request, UpdateBackup):
-            return _update_backup(request, view, ctx)
-        if isinstance(request, SetNotifications):
-            return _set_notifications(request, view, ctx)
-        if isinstance(request, RequestDeletion):
-            return _request_deletion(pubkey, view, ctx)
-        if isinstance(request, DeleteAccount):
-            return _delete_account(request, pubkey, view, ctx)
+        decision = entry.handler(request, pubkey, view, ctx)
     except _WrongCode as wrong:
-        return wrong.decision
+        decision = wrong.decision
     except RequestError as refusal:
-        return Decision(Failure.of(refusal))
-    raise TypeError(f"no rule for {type(request).__name__}")  # pragma: no cover
+        failure = Failure.of(refusal)
+        taken = entry.refusal(failure.code, view)
+        if taken is None:
+            raise UndeclaredTransition(f"{request.method} refused {failure.code}: not a row") from refusal
+        return Decision(failure, transition=taken)
+    if decision.step is None:
+        raise UndeclaredTransition(f"{request.method} -> {decision.outcome} names no step")
+    taken = entry.find(decision.step, decision.outcome)
+    if taken is None:
+        raise UndeclaredTransition(f"{request.method} {decision.step} -> {decision.outcome}: not a row")
+    for write in decision.writes:
+        if isinstance(write, PutSession) and write.row.state is not taken.session_to:
+            raise UndeclaredTransition(
+                f"{request.method} wrote a {write.row.state} session, row says {taken}"
+            )
+    return replace(decision, transition=taken)
+
+
+def _then(step: Step, decision: Decision) -> Decision:
+    """``decision``, taking the session from ``step[0]`` to ``step[1]``."""
+    return replace(decision, step=step)
 
 
 # --- signup ------------------------------------------------------------------------------------
 
 
+@rule(
+    Method.REQUEST_ACCOUNT,
+    row(None, _P, "ok", "new or unfinished email: user, session, code emailed (private mode: see there)"),
+    row(_P, _P, "ok", "same key, same email, still pending: nothing new"),
+    row(None, None, "email_taken", "email belongs to an activated account"),
+    row(None, None, "rate_limited", "too many codes to this mailbox, its domain or in all this hour"),
+)
 def _request_account(request: RequestAccount, pubkey: str, view: View, ctx: Context) -> Decision:
     user = view.email_user
     private = ctx.rules.private_mode
     if user is not None and user.activated:
         if not private:
             raise EmailTaken
-        owner = user
-        if _is_retry(view.session, owner, Purpose.LOGIN, ctx):
-            return Decision(Success())
-        return _quiet_if_capped(lambda: _open_session(pubkey, owner, Purpose.LOGIN, view, ctx, ()))
-    if user is None and _reserved_by_other(view.pending_user, None, ctx):
-        if private:
-            return Decision(Success())
-        raise EmailTaken
+        if _is_retry(view.session, user, Purpose.LOGIN, ctx):
+            return _then((_P, _P), Decision(Success()))
+        return _open_session(pubkey, user, Purpose.LOGIN, view, ctx, ())
     if user is not None and _is_retry(view.session, user, Purpose.SIGNUP, ctx):
-        return Decision(Success())
+        return _then((_P, _P), Decision(Success()))
+    first: tuple[Write, ...] = ()
     if user is None:
         user = UserRow(
             id=codes.new_token(ctx.rng, 16),
@@ -222,28 +247,38 @@ def _request_account(request: RequestAccount, pubkey: str, view: View, ctx: Cont
             activated=False,
             entropy="",
             pubkey="",
-            bkp="",
+            backup="",
             created_at=ctx.now,
             updated_at=ctx.now,
         )
-        first: tuple[Write, ...] = (PutUser(user),)
-    else:
-        first = ()
-    signup = user
-    if private:
-        return _quiet_if_capped(lambda: _open_session(pubkey, signup, Purpose.SIGNUP, view, ctx, first))
-    return _open_session(pubkey, signup, Purpose.SIGNUP, view, ctx, first)
+        first = (PutUser(user),)
+    return _open_session(pubkey, user, Purpose.SIGNUP, view, ctx, first)
 
 
-def _activate(request: Activate, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.ACTIVATE,
+    row(_V, _C, "ok", "pubkey and backup stored, user activated"),
+    row(_C, _C, "ok", "same pubkey and backup again: no-op"),
+    row(_C, _C, "already_activated", "different pubkey or backup"),
+    row(_P, _P, "email_taken", "another session activated the account"),
+    row(_V, _V, "email_taken", "another session activated the account after this one verified"),
+    row(_P, _P, "not_verified", "code not verified yet (private mode: any pending session)"),
+    row(_L, _L, "too_many_attempts", "the session was locked by wrong codes"),
+    row(_V, _V, "session_expired", "verified longer than activation_window_s ago"),
+    row(_V, _V, "pubkey_taken", "pubkey belongs to another account"),
+    row(None, None, "no_session", "no signup session for this key"),
+)
+def _activate(request: Activate, pubkey: str, view: View, ctx: Context) -> Decision:
     session, user = _own_session(view)
-    if session.purpose is not Purpose.SIGNUP:
+    if session.state is SessionState.PENDING and (ctx.rules.private_mode or user is None):
+        raise NotVerified  # a login session or a decoy answers as a signup would
+    if session.purpose is not Purpose.SIGNUP or user is None:
         raise NoSession("This session is a login session; activation needs a signup session.")
     if user.activated:
         if session.state is not SessionState.CONSUMED:  # another session finished this signup
             raise EmailTaken
-        if (user.pubkey, user.bkp) == (request.pubkey, request.backup):
-            return Decision(Success())  # this session's own activation, repeated
+        if (user.pubkey, user.backup) == (request.pubkey, request.backup):
+            return _then((_C, _C), Decision(Success()))  # this session's own activation, repeated
         raise AlreadyActivated
     if session.state is SessionState.PENDING:
         raise NotVerified
@@ -255,36 +290,63 @@ def _activate(request: Activate, view: View, ctx: Context) -> Decision:
         raise SessionExpired
     if view.pubkey_user is not None and view.pubkey_user.id != user.id:
         raise PubkeyTaken
-    activated = replace(user, pubkey=request.pubkey, bkp=request.backup, activated=True, updated_at=ctx.now)
+    activated = replace(
+        user, pubkey=request.pubkey, backup=request.backup, activated=True, updated_at=ctx.now
+    )
     consumed = replace(session, state=SessionState.CONSUMED, updated_at=ctx.now)
     welcome = Mail(MailKind.WELCOME, user.email, user.id, (("at", ctx.now),))
-    return Decision(Success(), (PutUser(activated), PutSession(consumed)), (welcome,))
+    return _then((_V, _C), Decision(Success(), (PutUser(activated), PutSession(consumed)), (welcome,)))
 
 
 # --- login -------------------------------------------------------------------------------------
 
 
+@rule(
+    Method.REQUEST_LOGIN,
+    row(None, _P, "ok", "activated email: login session, code emailed (private mode: see there)"),
+    row(_P, _P, "ok", "same key, same email, still pending: nothing new"),
+    row(None, None, "unknown_email", "no account for this email"),
+    row(None, None, "not_activated", "signup never finished"),
+    row(None, None, "rate_limited", "too many codes to this mailbox, its domain or in all this hour"),
+)
 def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context) -> Decision:
     user = view.email_user
     if ctx.rules.private_mode and (user is None or not user.activated):
         if user is None:
-            return Decision(Success())  # nothing to send, and nothing to tell
-        unfinished = user
-        return _quiet_if_capped(lambda: _open_session(pubkey, unfinished, Purpose.SIGNUP, view, ctx, ()))
+            if _is_decoy_retry(view.session, request.email):
+                return _then((_P, _P), Decision(Success()))
+            return _then((None, _P), _decoy(pubkey, request.email, Purpose.LOGIN, ctx))
+        if _is_retry(view.session, user, Purpose.SIGNUP, ctx):
+            return _then((_P, _P), Decision(Success()))
+        return _open_session(pubkey, user, Purpose.SIGNUP, view, ctx, ())
     if user is None:
         raise UnknownEmail
     if not user.activated:
         raise NotActivated
     if _is_retry(view.session, user, Purpose.LOGIN, ctx):
-        return Decision(Success())
-    if ctx.rules.private_mode:
-        return _quiet_if_capped(lambda: _open_session(pubkey, user, Purpose.LOGIN, view, ctx, ()))
+        return _then((_P, _P), Decision(Success()))
     return _open_session(pubkey, user, Purpose.LOGIN, view, ctx, ())
 
 
 # --- codes -------------------------------------------------------------------------------------
 
 
+@rule(
+    Method.VERIFY_CODE,
+    row(
+        _P, _V, "ok", "signup code matches: user verified, entropy returned; pending changes to it cancelled"
+    ),
+    row(_P, _C, "ok", "login code matches: entropy, pubkey and backup returned"),
+    row(_P, _P, "code_invalid", "wrong code, attempts left"),
+    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
+    row(_P, _P, "code_expired", "code older than code_ttl_s"),
+    row(_P, _P, "rate_limited", "too many wrong codes for this mailbox today: wait retry_after_s"),
+    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+    row(_V, _V, "code_invalid", "a code works once"),
+    row(None, None, "no_session", "no session for this key"),
+    row(_P, _P, "email_taken", "signup code, but another session activated the account"),
+    row(_P, _P, "not_activated", "login code, but the account was never activated"),
+)
 def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> Decision:
     session, user = _own_session(view)
     if session.state is SessionState.LOCKED:
@@ -295,7 +357,8 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
         raise NoSession
     if session.purpose not in (Purpose.SIGNUP, Purpose.LOGIN):
         raise NoSession("This key's session is not a signup or login session.")
-    _check_code(session, request.code, pubkey, ctx)
+    _check_code(session, user, request.code, pubkey, view, ctx)
+    assert user is not None  # a decoy's code never matches
     if session.purpose is Purpose.SIGNUP:
         if user.activated:  # another session finished this signup meanwhile
             raise EmailTaken
@@ -304,7 +367,9 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
         verified = replace(
             session, state=SessionState.VERIFIED, code_hmac="", verified_at=ctx.now, updated_at=ctx.now
         )
-        return Decision(Success({"entropy": entropy}), (PutUser(verified_user), PutSession(verified)))
+        cancelled, told = _cancel_pending_changes(view, user, ctx)
+        writes = (PutUser(verified_user), PutSession(verified), *cancelled)
+        return _then((_P, _V), Decision(Success({"entropy": entropy}), writes, told))
     if not user.activated:
         raise NotActivated
     spent = replace(
@@ -313,23 +378,40 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
     notices = (
         (Mail(MailKind.LOGIN_NOTICE, user.email, user.id, (("at", ctx.now),)),) if user.notify_login else ()
     )
-    data = {"entropy": user.entropy, "pubkey": user.pubkey, "backup": user.bkp}
-    return Decision(Success(data), (PutSession(spent),), notices)
+    data = {"entropy": user.entropy, "pubkey": user.pubkey, "backup": user.backup}
+    return _then((_P, _C), Decision(Success(data), (PutSession(spent),), notices))
 
 
-def _wrong_code(session: SessionRow, ctx: Context) -> Decision:
+def _wrong_code(session: SessionRow, user: UserRow | None, view: View, ctx: Context) -> Decision:
+    """Count a wrong code on the session (locking it at the last allowed one) and against the
+    subject's daily budget; the account's owner is told when the budget trips."""
     attempts = session.attempts + 1
     left = ctx.rules.max_code_attempts - attempts
+    failure = RecordCodeFailure(_subject(session, user), ctx.now)
+    today = sum(1 for t in view.failures if t > ctx.now - DAY_S) + 1
+    tripped = today == ctx.rules.code_failures_free_per_day and user is not None
+    told = (
+        (Mail(MailKind.CODE_GUESSING, user.email, user.id, (("at", ctx.now),)),) if tripped and user else ()
+    )
     if left <= 0:
         locked = replace(
             session, attempts=attempts, state=SessionState.LOCKED, code_hmac="", updated_at=ctx.now
         )
-        return Decision(Failure.of(TooManyAttempts()), (PutSession(locked),))
+        reply = Failure.of(TooManyAttempts())
+        return _then((_P, _L), Decision(reply, (PutSession(locked), failure), told))
     counted = replace(session, attempts=attempts, updated_at=ctx.now)
-    return Decision(Failure.of(CodeInvalid(attempts_left=left)), (PutSession(counted),))
+    reply = Failure.of(CodeInvalid(attempts_left=left))
+    return _then((_P, _P), Decision(reply, (PutSession(counted), failure), told))
 
 
-def _resend_code(pubkey: str, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.RESEND_CODE,
+    row(_P, _P, "ok", "new code emailed, old one void (private mode: a decoy when capped)"),
+    row(_P, _P, "rate_limited", "within resend_cooldown_s, or a code cap"),
+    row(_L, _L, "too_many_attempts", "a locked session gets no new code"),
+    row(None, None, "no_session", "no pending session for this key"),
+)
+def _resend_code(request: ResendCode, pubkey: str, view: View, ctx: Context) -> Decision:
     session, user = _own_session(view)
     if session.state is SessionState.LOCKED:
         raise TooManyAttempts
@@ -338,8 +420,15 @@ def _resend_code(pubkey: str, view: View, ctx: Context) -> Decision:
     wait = session.code_sent_at + ctx.rules.resend_cooldown_s - ctx.now
     if wait > 0:
         raise RateLimited("Wait before asking for another code.", retry_after_s=wait)
-    _check_hourly_cap(view, ctx)
-    return _renew_code(session, user, ctx)
+    if user is None:
+        return _then((_P, _P), _renew_decoy(session, ctx))
+    try:
+        _check_caps(view, ctx)
+    except RateLimited:
+        if not ctx.rules.private_mode:
+            raise
+        return _then((_P, _P), _renew_decoy(session, ctx))
+    return _then((_P, _P), _renew_code(session, user, ctx))
 
 
 def _renew_code(
@@ -347,6 +436,7 @@ def _renew_code(
 ) -> Decision:
     """A new code for ``session`` (the old one stops working), emailed and counted."""
     code = codes.new_code(ctx.rng)
+    to = _code_address(session.purpose, user)
     renewed = replace(
         session,
         state=SessionState.PENDING,
@@ -355,9 +445,22 @@ def _renew_code(
         code_sent_at=ctx.now,
         code_expires_at=ctx.now + ctx.rules.code_ttl_s,
         updated_at=ctx.now,
+        subject=canonical_mailbox(to),
     )
-    writes = (PutSession(renewed), RecordCodeSend(user.id, ctx.now))
+    writes = (PutSession(renewed), RecordCodeSend(canonical_mailbox(to), ctx.now))
     return Decision(Success(), writes, (_code_mail(session.purpose, user, code, ctx),))
+
+
+def _renew_decoy(session: SessionRow, ctx: Context) -> Decision:
+    """A decoy's resend: the same answer and timing rules, and nothing sent."""
+    renewed = replace(
+        session,
+        code_hmac="",
+        code_sent_at=ctx.now,
+        code_expires_at=ctx.now + ctx.rules.code_ttl_s,
+        updated_at=ctx.now,
+    )
+    return Decision(Success(), (PutSession(renewed),))
 
 
 # --- operator actions (the admin CLI; no cooldown or hourly cap) -------------------------------
@@ -404,7 +507,12 @@ def _account(view: View) -> UserRow:
     return user
 
 
-def _status(view: View, ctx: Context) -> Decision:
+@rule(
+    Method.STATUS,
+    row(None, None, "ok", "email, pending change, grace, preferences"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
+def _status(request: Status, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     grace = None if user.grace_deadline is None else user.grace_deadline - ctx.now
     data = {
@@ -416,83 +524,145 @@ def _status(view: View, ctx: Context) -> Decision:
         "notifications": {"login_notice": user.notify_login},
         "created_at": user.created_at,
     }
-    return Decision(Success(data))
+    return _then((None, None), Decision(Success(data)))
 
 
+@rule(
+    Method.CHANGE_EMAIL,
+    row(None, _P, "ok", "code to the new address, notice to the old one (private mode: see there)"),
+    row(None, None, "ok", "back to the current address: the pending change is cancelled"),
+    row(None, None, "email_taken", "the address belongs to another verified account"),
+    row(None, None, "invalid_email", "already the account's address, nothing pending"),
+    row(None, None, "rate_limited", "too many codes to this mailbox, its domain or in all this hour"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
 def _change_email(request: ChangeEmail, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     if request.email == user.email:
         if not user.pending_email:
             raise InvalidEmail("This is already the account's address.")
         cancelled = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
-        return Decision(Success(), (PutUser(cancelled),))  # changing back cancels the pending change
-    if view.email_user is not None and view.email_user.id != user.id:
-        raise EmailTaken
-    if _reserved_by_other(view.pending_user, user, ctx):
+        return _then((None, None), Decision(Success(), (PutUser(cancelled),)))
+    holder = view.email_user
+    taken = holder is not None and holder.id != user.id and holder.verified
+    if taken and not ctx.rules.private_mode:
         raise EmailTaken
     live = bool(user.pending_email) and _grace_left(user, ctx)
     deadline = (
         user.grace_deadline if live and user.grace_deadline is not None else ctx.now + ctx.rules.email_grace_s
     )
     changing = replace(user, pending_email=request.email, grace_deadline=deadline, updated_at=ctx.now)
-    decision = _open_session(pubkey, changing, Purpose.EMAIL_CHANGE, view, ctx, (PutUser(changing),))
+    if taken:  # private mode: answered as for a free address, but no code goes to its owner
+        decision = _then((None, _P), _decoy(pubkey, request.email, Purpose.EMAIL_CHANGE, ctx, changing))
+        decision = replace(decision, writes=(PutUser(changing), *decision.writes))
+    else:
+        decision = _open_session(pubkey, changing, Purpose.EMAIL_CHANGE, view, ctx, (PutUser(changing),))
     notice = Mail(
         MailKind.EMAIL_CHANGE_NOTICE, user.email, user.id, (("new_email", request.email), ("at", ctx.now))
     )
     return replace(decision, mails=(*decision.mails, notice))
 
 
+@rule(
+    Method.CONFIRM_EMAIL,
+    row(_P, _C, "ok", "code matches: the address switches, notice to the old one; rival changes cancelled"),
+    row(_P, _C, "change_expired", "the grace period ran out: the change lapses"),
+    row(_P, _C, "email_taken", "the address was verified by someone else meanwhile: the change is released"),
+    row(_P, _P, "code_invalid", "wrong code, attempts left"),
+    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
+    row(_P, _P, "code_expired", "code older than code_ttl_s"),
+    row(_P, _P, "rate_limited", "too many wrong codes for this mailbox today: wait retry_after_s"),
+    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+    row(None, None, "no_session", "no pending email change for this key"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
 def _confirm_email(request: ConfirmEmail, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     session = _purpose_session(view, user, Purpose.EMAIL_CHANGE)
     if not user.pending_email:
         raise NoSession("There is no pending email change.")
     spent = replace(session, state=SessionState.CONSUMED, code_hmac="", updated_at=ctx.now)
+    released = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
     if not _grace_left(user, ctx):
-        lapsed = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
-        return Decision(Failure.of(ChangeExpired()), (PutUser(lapsed), PutSession(spent)))
-    _check_code(session, request.code, pubkey, ctx)
-    if view.email_user is not None and view.email_user.id != user.id:  # taken meanwhile
-        released = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
-        return Decision(Failure.of(EmailTaken()), (PutUser(released), PutSession(spent)))
-    switched = replace(
-        user, email=user.pending_email, pending_email="", grace_deadline=None, updated_at=ctx.now
-    )
+        return _then((_P, _C), Decision(Failure.of(ChangeExpired()), (PutUser(released), PutSession(spent))))
+    _check_code(session, user, request.code, pubkey, view, ctx)
+    holder = view.email_user
+    if holder is not None and holder.id != user.id and holder.verified:  # proven by its owner meanwhile
+        return _then((_P, _C), Decision(Failure.of(EmailTaken()), (PutUser(released), PutSession(spent))))
+    # A signup never verified does not own the address: it is erased, and this change wins.
+    unfinished = (DeleteUser(holder.id),) if holder is not None and holder.id != user.id else ()
+    switched = replace(released, email=user.pending_email)
     notice = Mail(
         MailKind.EMAIL_CHANGED, user.email, user.id, (("new_email", user.pending_email), ("at", ctx.now))
     )
-    return Decision(Success({"email": switched.email}), (PutUser(switched), PutSession(spent)), (notice,))
+    cancelled, told = _cancel_pending_changes(view, switched, ctx)
+    writes = (*unfinished, PutUser(switched), PutSession(spent), *cancelled)
+    return _then((_P, _C), Decision(Success({"email": switched.email}), writes, (notice, *told)))
 
 
-def _update_backup(request: UpdateBackup, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.UPDATE_BACKUP,
+    row(None, None, "ok", "new backup stored, previous kept, notice mailed"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
+def _update_backup(request: UpdateBackup, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
-    if request.backup == user.bkp:
-        return Decision(Success())
-    updated = replace(user, bkp=request.backup, bkp_previous=user.bkp, updated_at=ctx.now)
+    if request.backup == user.backup:
+        return _then((None, None), Decision(Success()))
+    updated = replace(user, backup=request.backup, backup_previous=user.backup, updated_at=ctx.now)
     notice = Mail(MailKind.BACKUP_CHANGED, user.email, user.id, (("at", ctx.now),))
-    return Decision(Success(), (PutUser(updated),), (notice,))
+    return _then((None, None), Decision(Success(), (PutUser(updated),), (notice,)))
 
 
-def _set_notifications(request: SetNotifications, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.SET_NOTIFICATIONS,
+    row(None, None, "ok", "optional notices switched on or off"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
+def _set_notifications(request: SetNotifications, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     updated = replace(user, notify_login=request.login_notice, updated_at=ctx.now)
-    return Decision(Success({"notifications": {"login_notice": request.login_notice}}), (PutUser(updated),))
+    reply = Success({"notifications": {"login_notice": request.login_notice}})
+    return _then((None, None), Decision(reply, (PutUser(updated),)))
 
 
-def _request_deletion(pubkey: str, view: View, ctx: Context) -> Decision:
+@rule(
+    Method.REQUEST_DELETION,
+    row(None, _P, "ok", "deletion code mailed to the account's address"),
+    row(None, None, "rate_limited", "too many codes to this email this hour"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
+def _request_deletion(request: RequestDeletion, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     return _open_session(pubkey, user, Purpose.DELETION, view, ctx, ())
 
 
+@rule(
+    Method.DELETE_ACCOUNT,
+    row(_P, None, "ok", "code matches: the account is erased, notice mailed"),
+    row(_P, _P, "code_invalid", "wrong code, attempts left"),
+    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
+    row(_P, _P, "code_expired", "code older than code_ttl_s"),
+    row(_P, _P, "rate_limited", "too many wrong codes for this mailbox today: wait retry_after_s"),
+    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+    row(None, None, "no_session", "no pending deletion for this key"),
+    row(None, None, "unknown_account", "the key is not an activated account's"),
+)
 def _delete_account(request: DeleteAccount, pubkey: str, view: View, ctx: Context) -> Decision:
     user = _account(view)
     session = _purpose_session(view, user, Purpose.DELETION)
-    _check_code(session, request.code, pubkey, ctx)
+    _check_code(session, user, request.code, pubkey, view, ctx)
     notice = Mail(MailKind.ACCOUNT_DELETED, user.email, None, (("at", ctx.now),))
-    return Decision(Success(), (DeleteUser(user.id),), (notice,))
+    return _then((_P, None), Decision(Success(), (DeleteUser(user.id),), (notice,)))
+
+
+TRANSITIONS: tuple[Transition, ...] = tuple(row for entry in RULES.values() for row in entry.rows)
+"""Every row of every method, in the order of the rules: docs/protocol.md shows this table."""
 
 
 # --- shared steps ------------------------------------------------------------------------------
+
+DAY_S = 24 * 3600
 
 
 def _purpose_session(view: View, user: UserRow, purpose: Purpose) -> SessionRow:
@@ -515,38 +685,56 @@ class _WrongCode(RequestError):
         self.decision = decision
 
 
-def _check_code(session: SessionRow, code: str, pubkey: str, ctx: Context) -> None:
-    """Expiry, then the constant-time comparison; a wrong code is counted (and may lock)."""
+def _check_code(
+    session: SessionRow, user: UserRow | None, code: str, pubkey: str, view: View, ctx: Context
+) -> None:
+    """Expiry, the guessing budget, then the constant-time comparison; a wrong code is counted
+    (and may lock). A decoy (no user, no code ever sent) is always wrong."""
     if ctx.now >= session.code_expires_at:
         raise CodeExpired
-    if not codes.code_matches(ctx.code_secret, pubkey, code, session.code_hmac):
-        raise _WrongCode(_wrong_code(session, ctx))
+    _check_guessing_budget(view, ctx)
+    if user is None or not codes.code_matches(ctx.code_secret, pubkey, code, session.code_hmac):
+        raise _WrongCode(_wrong_code(session, user, view, ctx))
+
+
+def _check_guessing_budget(view: View, ctx: Context) -> None:
+    """Past the free failures of the day each try waits, doubling; past the maximum, none."""
+    rules = ctx.rules
+    today = sorted(t for t in view.failures if t > ctx.now - DAY_S)
+    if len(today) >= rules.max_code_failures_per_day:
+        wait = today[len(today) - rules.max_code_failures_per_day] + DAY_S - ctx.now
+    elif len(today) >= rules.code_failures_free_per_day:
+        past = len(today) - rules.code_failures_free_per_day
+        wait = today[-1] + rules.code_failure_backoff_s * 2 ** min(past, 20) - ctx.now
+    else:
+        return
+    if wait > 0:
+        raise RateLimited("Too many wrong codes for this address today; try later.", retry_after_s=wait)
 
 
 def _grace_left(user: UserRow, ctx: Context) -> bool:
     return user.grace_deadline is not None and ctx.now < user.grace_deadline
 
 
-def _reserved_by_other(pending_user: UserRow | None, me: UserRow | None, ctx: Context) -> bool:
-    """The address is another user's pending change that has not lapsed."""
-    return (
-        pending_user is not None
-        and (me is None or pending_user.id != me.id)
-        and _grace_left(pending_user, ctx)
-    )
+def _cancel_pending_changes(
+    view: View, owner: UserRow, ctx: Context
+) -> tuple[tuple[Write, ...], tuple[Mail, ...]]:
+    """``owner`` proved the address: other accounts' pending changes to it end, and each
+    requester is told at its current address."""
+    writes: list[Write] = []
+    mails: list[Mail] = []
+    for other in view.pending_users:
+        if other.id == owner.id or other.pending_email != owner.email:
+            continue
+        writes.append(PutUser(replace(other, pending_email="", grace_deadline=None, updated_at=ctx.now)))
+        params: tuple[tuple[str, str | int], ...] = (("new_email", other.pending_email), ("at", ctx.now))
+        mails.append(Mail(MailKind.EMAIL_CHANGE_CANCELLED, other.email, other.id, params))
+    return tuple(writes), tuple(mails)
 
 
-def _quiet_if_capped(open_session: Callable[[], Decision]) -> Decision:
-    """Private mode: a capped address answers like any other (nothing is sent)."""
-    try:
-        return open_session()
-    except RateLimited:
-        return Decision(Success())
-
-
-def _own_session(view: View) -> tuple[SessionRow, UserRow]:
-    """The event key's session and its user, or ``no_session``."""
-    if view.session is None or view.session_user is None:
+def _own_session(view: View) -> tuple[SessionRow, UserRow | None]:
+    """The event key's session and its user (None for a decoy), or ``no_session``."""
+    if view.session is None or (view.session.user_id is not None and view.session_user is None):
         raise NoSession
     return view.session, view.session_user
 
@@ -562,20 +750,59 @@ def _is_retry(session: SessionRow | None, user: UserRow, purpose: Purpose, ctx: 
     )
 
 
-def _check_hourly_cap(view: View, ctx: Context) -> None:
-    recent = sorted(t for t in view.code_sends if t > ctx.now - ctx.rules.code_window_s)
-    cap = ctx.rules.max_codes_per_email_per_hour
+def _is_decoy_retry(session: SessionRow | None, email: str) -> bool:
+    return (
+        session is not None
+        and session.user_id is None
+        and session.subject == canonical_mailbox(email)
+        and session.state is SessionState.PENDING
+    )
+
+
+def _check_caps(view: View, ctx: Context) -> None:
+    """The hourly code caps: per mailbox, per domain and in all."""
+    rules, window = ctx.rules, ctx.rules.code_window_s
+    recent = sorted(t for t in view.code_sends if t > ctx.now - window)
+    cap = rules.max_codes_per_email_per_hour
     if len(recent) >= cap:
-        retry_after = recent[len(recent) - cap] + ctx.rules.code_window_s - ctx.now
-        message = "Too many codes sent to this address; try later."
-        raise RateLimited(message, retry_after_s=max(1, retry_after))
+        retry_after = recent[len(recent) - cap] + window - ctx.now
+        raise RateLimited(
+            "Too many codes sent to this address; try later.", retry_after_s=max(1, retry_after)
+        )
+    for sends, cap, what in (
+        (view.domain_sends, rules.max_codes_per_domain_per_hour, "this domain"),
+        (view.all_sends, rules.max_codes_per_hour, "all addresses"),
+    ):
+        if sends.count >= cap:
+            retry_after = (sends.oldest or ctx.now) + window - ctx.now
+            raise RateLimited(f"Too many codes sent to {what}; try later.", retry_after_s=max(1, retry_after))
+
+
+def _code_address(purpose: Purpose, user: UserRow) -> str:
+    """Where a session's code goes: an email change's code goes to the NEW address."""
+    return user.pending_email if purpose is Purpose.EMAIL_CHANGE else user.email
+
+
+def _subject(session: SessionRow, user: UserRow | None) -> str:
+    """The mailbox a session's codes went to (older sessions did not record it)."""
+    if session.subject or user is None:
+        return session.subject
+    return canonical_mailbox(_code_address(session.purpose, user))
 
 
 def _open_session(
     pubkey: str, user: UserRow, purpose: Purpose, view: View, ctx: Context, first: tuple[Write, ...]
 ) -> Decision:
-    """A new pending session for ``pubkey`` (replacing any older one of that key) and its code."""
-    _check_hourly_cap(view, ctx)
+    """A new pending session for ``pubkey`` (replacing any older one of that key) and its code.
+    In private mode a capped address gets a decoy instead of ``rate_limited``."""
+    to = _code_address(purpose, user)
+    try:
+        _check_caps(view, ctx)
+    except RateLimited:
+        if not ctx.rules.private_mode:
+            raise
+        decoy = _decoy(pubkey, to, purpose, ctx, user if purpose is Purpose.EMAIL_CHANGE else None)
+        return _then((None, _P), replace(decoy, writes=(*first, *decoy.writes)))
     code = codes.new_code(ctx.rng)
     session = SessionRow(
         pubkey=pubkey,
@@ -589,9 +816,32 @@ def _open_session(
         verified_at=None,
         created_at=ctx.now,
         updated_at=ctx.now,
+        subject=canonical_mailbox(to),
     )
-    writes = (*first, PutSession(session), RecordCodeSend(user.id, ctx.now))
-    return Decision(Success(), writes, (_code_mail(purpose, user, code, ctx),))
+    writes = (*first, PutSession(session), RecordCodeSend(canonical_mailbox(to), ctx.now))
+    return _then((None, _P), Decision(Success(), writes, (_code_mail(purpose, user, code, ctx),)))
+
+
+def _decoy(
+    pubkey: str, address: str, purpose: Purpose, ctx: Context, owner: UserRow | None = None
+) -> Decision:
+    """Private mode: a pending session like any other, whose code was never sent (and so never
+    matches). ``owner`` keeps an email change's session on its account."""
+    session = SessionRow(
+        pubkey=pubkey,
+        user_id=owner.id if owner is not None else None,
+        purpose=purpose,
+        state=SessionState.PENDING,
+        code_hmac="",
+        code_sent_at=ctx.now,
+        code_expires_at=ctx.now + ctx.rules.code_ttl_s,
+        attempts=0,
+        verified_at=None,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        subject=canonical_mailbox(address),
+    )
+    return Decision(Success(), (PutSession(session),))
 
 
 _CODE_MAILS = {
@@ -603,7 +853,6 @@ _CODE_MAILS = {
 
 
 def _code_mail(purpose: Purpose, user: UserRow, code: str, ctx: Context) -> Mail:
-    """The code email; an email change's code goes to the NEW address."""
-    to = user.pending_email if purpose is Purpose.EMAIL_CHANGE else user.email
+    """The code email, to the session's code address."""
     params = (("code", code), ("expires_at", ctx.now + ctx.rules.code_ttl_s))
-    return Mail(_CODE_MAILS[purpose], to, user.id, params)
+    return Mail(_CODE_MAILS[purpose], _code_address(purpose, user), user.id, params)

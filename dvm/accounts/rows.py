@@ -26,10 +26,10 @@ class SessionState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class UserRow:
-    """An account. ``email`` is normalised; ``pubkey``/``bkp``/``entropy`` are ``""`` until set.
+    """An account. ``email`` is normalised; ``pubkey``/``backup``/``entropy`` are ``""`` until set.
 
     ``pending_email`` is an email change awaiting its code (reserved for this user until
-    ``grace_deadline``); ``bkp_previous`` keeps the backup replaced by the last ``update_backup``.
+    ``grace_deadline``); ``backup_previous`` keeps the backup replaced by the last ``update_backup``.
     """
 
     id: str
@@ -38,10 +38,10 @@ class UserRow:
     activated: bool
     entropy: str
     pubkey: str
-    bkp: str
+    backup: str
     created_at: int
     updated_at: int
-    bkp_previous: str = ""
+    backup_previous: str = ""
     pending_email: str = ""
     grace_deadline: int | None = None
     notify_login: bool = True
@@ -49,10 +49,14 @@ class UserRow:
 
 @dataclass(frozen=True, slots=True)
 class SessionRow:
-    """An ephemeral browser key's session with one user. ``code_hmac`` is ``""`` once used."""
+    """An ephemeral browser key's session with one user. ``code_hmac`` is ``""`` once used, and
+    for a decoy: in private mode, a session with no user (``user_id`` None) whose code was never
+    sent, so a stranger sees the same answers whether an address has an account or not.
+    ``subject`` is the canonical mailbox the code went to (or would have): caps and the guessing
+    budget count there."""
 
     pubkey: str
-    user_id: str
+    user_id: str | None
     purpose: Purpose
     state: SessionState
     code_hmac: str
@@ -62,3 +66,4 @@ class SessionRow:
     verified_at: int | None
     created_at: int
     updated_at: int
+    subject: str = ""

@@ -14,6 +14,11 @@ class AccountRules:
     max_codes_per_email_per_hour: int = 5
     resend_cooldown_s: int = 60
     activation_window_s: int = 60 * 60  # a verified signup session must activate within this
-    code_window_s: int = 60 * 60  # the window of max_codes_per_email_per_hour
+    code_window_s: int = 60 * 60  # the window of the three code caps
+    max_codes_per_domain_per_hour: int = 300
+    max_codes_per_hour: int = 3000  # every code mail, all addresses together
+    code_failures_free_per_day: int = 10  # wrong codes per mailbox a day before the back-off starts
+    code_failure_backoff_s: int = 60  # the wait after the first failure past the free ones; doubles
+    max_code_failures_per_day: int = 30
     email_grace_s: int = 7 * 24 * 60 * 60  # to confirm an email change before it lapses
     private_mode: bool = False  # request_account/request_login never reveal whether an email exists

@@ -18,6 +18,7 @@ from dvm.accounts.rows import UserRow
 from dvm.errors import DVMError, RequestError
 from dvm.store import repository
 from dvm.store.database import immediate
+from dvm.store.sealed import ParamsSeal
 
 
 class AdminError(DVMError):
@@ -36,7 +37,7 @@ def _apply(conn: sqlite3.Connection, decision: Decision, ctx: Context) -> None:
         raise AdminError(decision.reply.message)
     repository.apply_writes(conn, decision.writes)
     for mail in decision.mails:
-        repository.queue_mail(conn, mail, ctx.rng(16).hex(), None, ctx.now)
+        repository.queue_mail(conn, mail, ctx.rng(16).hex(), None, ctx.now, seal=ParamsSeal(ctx.code_secret))
 
 
 def _session_action(
@@ -49,7 +50,7 @@ def _session_action(
 ) -> None:
     with immediate(conn):
         session = repository.session_by_pubkey(conn, pubkey)
-        user = repository.user_by_id(conn, session.user_id) if session else None
+        user = repository.user_by_id(conn, session.user_id) if session and session.user_id else None
         if session is None or user is None:
             raise AdminError(f"no session for {pubkey}")
         try:

@@ -2,8 +2,8 @@
 
 Claiming pushes ``next_attempt_at`` forward by a lease, so a crashed sender's rows come back by
 themselves and two workers never send one row at once. A row is ``sent`` only after the server
-accepted it; the code in ``params`` is scrubbed once a row is sent or dead, so codes live in
-clear only while queued.
+accepted it. ``params`` are sealed (:mod:`dvm.store.sealed`) and stay so here; a code mail's are
+erased once it is sent or dead, so a code is never in the database in clear, and not at all after.
 """
 
 from __future__ import annotations
@@ -11,31 +11,14 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-import orjson
-
 from dvm.accounts.decision import MailKind
+from dvm.outbox import MailClaim, OutboxMail
 from dvm.store.database import immediate
 
-SCRUBBED_KEYS = ("code",)
+__all__ = ["MailClaim", "OutboxMail", "Outcome", "claim_due", "metrics", "record"]
 
-
-@dataclass(frozen=True, slots=True)
-class OutboxMail:
-    id: int
-    message_token: str
-    kind: MailKind
-    recipient: str
-    params: dict[str, str | int]
-    attempts: int
-    created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class MailClaim:
-    """A worker run's claim: rows it holds (``claimed_by``) come back after ``lease_s``."""
-
-    claimer: str
-    lease_s: int
+CODE_KINDS = frozenset(kind for kind in MailKind if kind.value.endswith("_code"))
+"""Kinds whose params hold a code: erased when the mail is sent or dead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +44,11 @@ def claim_due(
             "UPDATE mail SET attempts = attempts + 1, next_attempt_at = ?, claimed_by = ? WHERE id = ?",
             [(now + lease_s, claimer or None, row[0]) for row in rows],
         )
-    return [
-        OutboxMail(row[0], row[1], MailKind(row[2]), row[3], orjson.loads(row[4]), row[5] + 1, row[6])
-        for row in rows
-    ]
+    return [OutboxMail(row[0], row[1], MailKind(row[2]), row[3], row[4], row[5] + 1, row[6]) for row in rows]
 
 
-def _scrubbed(params: dict[str, str | int]) -> bytes:
-    return orjson.dumps({k: v for k, v in params.items() if k not in SCRUBBED_KEYS})
+def _scrubbed(mail: OutboxMail) -> str:
+    return "" if mail.kind in CODE_KINDS else mail.params
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,33 +62,32 @@ class Outcome:
 
 
 def record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-    """Record a pass's outcomes in one transaction (one fsync, not one per message)."""
+    """Record outcomes in one transaction: the mail worker writes each as soon as it is known."""
     with immediate(conn):
-        mark_outcomes(conn, outcomes)
+        for o in outcomes:
+            _mark(conn, o)
 
 
-def mark_outcomes(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-    """Record outcomes in the caller's transaction."""
-    for o in outcomes:
-        if o.status == "sent":
-            conn.execute(
-                "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ?, "
-                "claimed_by = NULL "
-                "WHERE id = ? AND status = 'queued'",
-                (o.at, _scrubbed(o.mail.params), o.mail.id),
-            )
-        elif o.status == "retry":
-            conn.execute(
-                "UPDATE mail SET next_attempt_at = ?, last_error = ?, claimed_by = NULL "
-                "WHERE id = ? AND status = 'queued'",
-                (o.at, o.error[:500], o.mail.id),
-            )
-        else:
-            conn.execute(
-                "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
-                "WHERE id = ? AND status = 'queued'",
-                (o.error[:500], _scrubbed(o.mail.params), o.mail.id),
-            )
+def _mark(conn: sqlite3.Connection, o: Outcome) -> None:
+    if o.status == "sent":
+        conn.execute(
+            "UPDATE mail SET status = 'sent', sent_at = ?, last_error = '', params = ?, "
+            "claimed_by = NULL "
+            "WHERE id = ? AND status = 'queued'",
+            (o.at, _scrubbed(o.mail), o.mail.id),
+        )
+    elif o.status == "retry":
+        conn.execute(
+            "UPDATE mail SET next_attempt_at = ?, last_error = ?, claimed_by = NULL "
+            "WHERE id = ? AND status = 'queued'",
+            (o.at, o.error[:500], o.mail.id),
+        )
+    else:
+        conn.execute(
+            "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
+            "WHERE id = ? AND status = 'queued'",
+            (o.error[:500], _scrubbed(o.mail), o.mail.id),
+        )
 
 
 def release_claims(conn: sqlite3.Connection, claimer: str, now: int) -> int:

@@ -4,10 +4,15 @@ Mail a request queues is committed already claimed by this worker run (attempt 1
 and handed over in memory (``submit``): it goes out at once, with no claiming transaction. The
 rest (retries, mail queued by the admin CLI, mail a killed run had claimed) is found by polling
 the outbox every ``poll_s``: each pass claims the due rows under a lease. A pass renders and sends
-its mails concurrently and records the outcomes (through the daemon's write-behind, so they ride
-along in the next request transaction). Temporary failures back off exponentially
-(``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to ``max_attempts``; permanent
-ones go straight to the dead letters with the server's reason.
+its mails concurrently. Each outcome is written in a transaction of its own as soon as it is known:
+a message the server accepted is marked ``sent`` before the backend lets any other message reach
+its end of data (see :class:`~dvm.mailer.backends.Backend`; while the database refuses the mark,
+the worker keeps trying and sends nothing more), so a crash can leave at most one accepted message
+unmarked, and only that one goes out again (with the same Message-ID). Temporary failures back off
+exponentially (``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to
+``max_attempts``; permanent ones (a 5xx reply, an address not mailable under today's rules, no
+SMTPUTF8 for a non-ASCII address, values that cannot be encoded or opened) go straight to the dead
+letters with the reason, logged at WARNING.
 """
 
 from __future__ import annotations
@@ -19,16 +24,19 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from dvm.accounts.email_address import normalise_email
 from dvm.config import MailSettings
-from dvm.errors import ConfigError
+from dvm.errors import ConfigError, InvalidEmail
 from dvm.mailer import outbox
 from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
 from dvm.store.database import Database
-from dvm.store.writebehind import WriteBehind
+from dvm.store.sealed import ParamsSeal, UnsealError
 
 log = logging.getLogger("sigit.mail")
+
+WRITE_RETRY_S = 1.0  # while the database refuses an outcome (locked, full)
 
 
 class MailWorker:
@@ -40,7 +48,8 @@ class MailWorker:
         sender: Sender,
         settings: MailSettings,
         clock: Callable[[], float] = time.time,
-        writebehind: WriteBehind | None = None,
+        *,
+        seal: ParamsSeal,
     ) -> None:
         self.db = db
         self.backend = backend
@@ -48,7 +57,7 @@ class MailWorker:
         self.sender = sender
         self.settings = settings
         self._clock = clock
-        self._writebehind = writebehind  # None: outcomes are written at the end of each pass
+        self._seal = seal  # opens the sealed params of a row, only to build its message
         self._wake = asyncio.Event()
         self._fresh: list[outbox.OutboxMail] = []
         self.lease_s = int(max(60.0, 4 * settings.timeout_s))
@@ -128,34 +137,67 @@ class MailWorker:
         # Built on the event loop's thread, about 0.1-0.2 ms of CPU a message (scripts/bench mail):
         # a thread would only add a hand-off, since building holds the GIL throughout.
         built = self._build_all(mails, int(self._clock()))
-        outcomes = list(
-            await asyncio.gather(*(self._deliver(m, b) for m, b in zip(mails, built, strict=True)))
-        )
-        if self._writebehind is not None:
-            self._writebehind.add(partial(outbox.mark_outcomes, outcomes=outcomes))
-        else:
-            await self.db.run(partial(outbox.record, outcomes=outcomes))
+        await asyncio.gather(*(self._deliver(m, b) for m, b in zip(mails, built, strict=True)))
 
-    async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError) -> outbox.Outcome:
+    async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError | DeliveryError) -> None:
         if isinstance(built, ConfigError):
             log.error("mail %d (%s) dead: template: %s", mail.id, mail.kind, built)
-            return outbox.Outcome(mail, "dead", f"template: {built}")
-        try:
-            await self.backend.send(built)
-        except DeliveryError as exc:
-            return self._failed(mail, exc)
-        log.info("mail %d (%s) sent, attempt %d", mail.id, mail.kind, mail.attempts)
-        return outbox.Outcome(mail, "sent", at=int(self._clock()))
+            await self._write(outbox.Outcome(mail, "dead", f"template: {built}"))
+            return
+        if isinstance(built, DeliveryError):
+            await self._write(self._failed(mail, built))
+            return
 
-    def _build_all(self, due: list[outbox.OutboxMail], now: int) -> list[Outgoing | ConfigError]:
-        built: list[Outgoing | ConfigError] = []
-        for mail in due:
+        async def accepted() -> None:
+            log.info("mail %d (%s) sent, attempt %d", mail.id, mail.kind, mail.attempts)
+            await self._write(outbox.Outcome(mail, "sent", at=int(self._clock())))
+
+        try:
+            await self.backend.send(built, accepted)
+        except DeliveryError as exc:
+            await self._write(self._failed(mail, exc))
+
+    async def _write(self, outcome: outbox.Outcome) -> None:
+        """Write an outcome now, in a transaction of its own; while the database refuses, try again
+        every ``WRITE_RETRY_S``. A ``sent`` mark is written under the backend's acceptance turn,
+        so meanwhile no other message is accepted (and none can become a second duplicate)."""
+        refused = False
+        while True:
             try:
-                rendered = self.templates.render(mail.kind, mail.recipient, mail.params, now)
-                built.append(build_message(rendered, mail.recipient, mail.message_token, self.sender, now))
-            except ConfigError as exc:
-                built.append(exc)
-        return built
+                await self.db.run(partial(outbox.record, outcomes=[outcome]))
+                return
+            except Exception as exc:  # locked or full: the row stays claimed under our lease
+                if not refused:
+                    log.warning(
+                        "mail %d outcome not written yet (%s); retrying", outcome.mail.id, type(exc).__name__
+                    )
+                    refused = True
+            await asyncio.sleep(WRITE_RETRY_S)
+
+    def _build_all(
+        self, due: list[outbox.OutboxMail], now: int
+    ) -> list[Outgoing | ConfigError | DeliveryError]:
+        return [self._build(mail, now) for mail in due]
+
+    def _build(self, mail: outbox.OutboxMail, now: int) -> Outgoing | ConfigError | DeliveryError:
+        """The message, or why it can never be sent: a template the operator must fix, or an
+        address or content no server can take (permanent: retrying would not change it)."""
+        try:
+            if normalise_email(mail.recipient) != mail.recipient:  # e.g. queued by an older version
+                raise InvalidEmail("it is not in its normal form")
+        except InvalidEmail as exc:
+            return DeliveryError(f"the address is not mailable: {exc.message}", permanent=True)
+        try:
+            params = self._seal.open(mail.params, mail.message_token)
+        except UnsealError as exc:
+            return DeliveryError(str(exc), permanent=True)
+        try:
+            rendered = self.templates.render(mail.kind, mail.recipient, params, now)
+            return build_message(rendered, mail.recipient, mail.message_token, self.sender, now)
+        except ConfigError as exc:
+            return exc
+        except (UnicodeError, ValueError, TypeError) as exc:
+            return DeliveryError(f"cannot build the message: {type(exc).__name__}", permanent=True)
 
     def _failed(self, mail: outbox.OutboxMail, exc: DeliveryError) -> outbox.Outcome:
         if exc.permanent or mail.attempts >= self.settings.max_attempts:

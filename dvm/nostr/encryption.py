@@ -52,6 +52,11 @@ class Encryptor:
     def conversation_key(self, peer: bytes) -> bytes:
         return self._secrets(peer)[1]
 
+    @property
+    def cached_peers(self) -> int:
+        """How many peers' secrets are cached (at most ``cache_size``)."""
+        return len(self._shared)
+
     def encrypt(self, peer: bytes, plaintext: str, scheme: Scheme = Scheme.NIP44) -> str:
         shared_x, conv_key = self._secrets(peer)
         if scheme is Scheme.NIP04:

@@ -3,15 +3,18 @@
 1. Cheap filters (kind, addressed to us) -- otherwise silence.
 2. Recompute the id and verify the signature -- otherwise silence: an unsigned or forged event has
    no trustworthy author to answer.
-3. PoW against the lowest per-method minimum (the method is still encrypted), then ``created_at``
-   inside the window, then decrypt from ``event.pubkey``, decode, and the method's own PoW minimum.
-   Failures from here on are answered (``pow_too_low``, ``stale_event``, ``bad_request``...), since
-   the author is authenticated and can read an encrypted reply.
+3. A NIP-40 ``expiration`` already passed -- silence: the author no longer wants an answer.
+4. PoW against the lowest per-method minimum (the method is still encrypted) -- otherwise silence:
+   without real work a stranger must cost us nothing, neither a reply nor a row.
+5. ``created_at`` inside the window, then decrypt from ``event.pubkey``, decode, and the method's
+   own PoW minimum. These refusals (``stale_event``, ``bad_request``, ``pow_too_low``...) are
+   answered, since the author is authenticated, has done real work and can read an encrypted
+   reply; the pipeline answers them from memory under a global budget, never storing them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -20,6 +23,7 @@ from dvm.errors import (
     DecryptionError,
     InsufficientPow,
     InvalidEvent,
+    NostrError,
     PowTooLow,
     RequestError,
     StaleEvent,
@@ -88,9 +92,12 @@ def open_request(event: Event, encryptor: Encryptor, rules: IntakeRules, now: in
     if not addressed_to(event, encryptor.key.pubkey_hex, rules):
         raise InvalidEvent("not a request addressed to this DVM")
     event_id = verify_event(event)
+    expiration = event.first_tag("expiration")
+    if expiration is not None and len(expiration) > 1 and _expired(expiration[1], now):
+        raise InvalidEvent("expired (NIP-40)")
+    nip13.check_pow(event_id, event.tags, rules.pow_gate_bits)  # InsufficientPow: silence
     scheme = Scheme.of(event.content)
     try:
-        _check_pow(event_id, event, rules.pow_gate_bits)
         if abs(event.created_at - now) > rules.created_at_window_s:
             raise StaleEvent
         try:
@@ -102,6 +109,25 @@ def open_request(event: Event, encryptor: Encryptor, rules: IntakeRules, now: in
     except RequestError as refusal:
         return Incoming(event, scheme, refusal=refusal)
     return Incoming(event, scheme, request=request)
+
+
+def open_batch(
+    events: Sequence[Event], encryptor: Encryptor, rules: IntakeRules, now: int
+) -> list[Incoming | NostrError]:
+    """:func:`open_request` over a batch, in order; events to drop silently come back as their
+    ``NostrError``. Pure: the daemon runs it inline or in its worker process."""
+    opened: list[Incoming | NostrError] = []
+    for event in events:
+        try:
+            opened.append(open_request(event, encryptor, rules, now))
+        except NostrError as exc:
+            opened.append(exc)
+    return opened
+
+
+def _expired(value: str, now: int) -> bool:
+    """A NIP-40 timestamp in the past; one that is not a number is ignored, as relays do."""
+    return value.isdigit() and len(value) <= 12 and int(value) <= now
 
 
 def _check_pow(event_id: bytes, event: Event, minimum: int) -> None:

@@ -8,6 +8,7 @@ nothing reaches the state machine unless it is fully valid.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,9 +169,10 @@ def decode_request(plaintext: str, limits: RequestLimits = RequestLimits()) -> R
     if len(plaintext.encode("utf-8")) > limits.max_plaintext_bytes:
         raise BadRequest(f"request larger than {limits.max_plaintext_bytes} bytes")
     try:
-        body = orjson.loads(plaintext)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("request content is not JSON") from exc
+        body = json.loads(plaintext, object_pairs_hook=_object, parse_constant=_no_constant)
+        orjson.dumps(body)  # refuses lone surrogates, which json.loads lets through as escapes
+    except (ValueError, RecursionError, orjson.JSONEncodeError) as exc:
+        raise BadRequest(f"request content is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest("request must be a JSON object")
     extra = body.keys() - {"method", "params"}
@@ -188,6 +190,23 @@ def decode_request(plaintext: str, limits: RequestLimits = RequestLimits()) -> R
         unknown, missing = sorted(params.keys() - expected), sorted(expected - params.keys())
         raise BadRequest(f"{method}: unknown params {unknown[:3]}, missing params {missing}")
     return _build(method, params, limits)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: with a key twice, which value counts is a guess that
+    two parsers may answer differently, so the request is refused instead."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey("a key appears twice in one object")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Request:

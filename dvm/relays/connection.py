@@ -20,10 +20,10 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from dvm.backoff import Backoff
 from dvm.nostr.event import Event, sign_event
 from dvm.nostr.keys import SecretKey
 from dvm.relays import messages
-from dvm.relays.backoff import Backoff
 
 log = logging.getLogger("sigit.relays")
 

@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("sigit.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: account upkeep (email change with grace, backup history, preferences, deletion).
     1: """
@@ -68,6 +68,46 @@ MIGRATIONS: dict[int, str] = {
         target  TEXT NOT NULL,
         detail  TEXT NOT NULL DEFAULT ''
     );
+    """,
+    # 3 -> 4: private-mode decoy sessions (no user) and the mailbox each session's codes go to;
+    # code caps per canonical mailbox, domain and in all; the daily guessing budget. The old
+    # per-account send counters are dropped (they lapse within the hour anyway).
+    3: """
+    CREATE TABLE sessions_v4 (
+        pubkey           TEXT PRIMARY KEY,
+        user_id          TEXT REFERENCES users (id) ON DELETE CASCADE,
+        purpose          TEXT NOT NULL CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion')),
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
+        code_hmac        TEXT NOT NULL,
+        code_sent_at     INTEGER NOT NULL,
+        code_expires_at  INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL CHECK (attempts >= 0),
+        verified_at      INTEGER,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        subject          TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO sessions_v4 (pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at,
+        attempts, verified_at, created_at, updated_at)
+        SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts,
+        verified_at, created_at, updated_at FROM sessions;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v4 RENAME TO sessions;
+    CREATE INDEX sessions_user ON sessions (user_id);
+    DROP TABLE code_sends;
+    CREATE TABLE code_sends (
+        mailbox  TEXT NOT NULL,
+        domain   TEXT NOT NULL,
+        sent_at  INTEGER NOT NULL
+    );
+    CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
+    CREATE INDEX code_sends_domain ON code_sends (domain, sent_at);
+    CREATE INDEX code_sends_time ON code_sends (sent_at);
+    CREATE TABLE code_failures (
+        subject  TEXT NOT NULL,
+        at       INTEGER NOT NULL
+    );
+    CREATE INDEX code_failures_subject ON code_failures (subject, at);
     """,
 }
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""

@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
-import orjson
-
-from dvm.accounts.decision import DeleteUser, Mail, PutSession, PutUser, RecordCodeSend, View, Write
+from dvm.accounts.decision import (
+    DeleteUser,
+    Mail,
+    PutSession,
+    PutUser,
+    RecordCodeFailure,
+    RecordCodeSend,
+    Sends,
+    View,
+    Write,
+)
+from dvm.accounts.email_address import canonical_mailbox, domain_of
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
-from dvm.mailer.outbox import MailClaim, OutboxMail
+from dvm.nostr.event import Event, parse_event_json
+from dvm.outbox import MailClaim, OutboxMail, PendingReply, ReplyMark
 from dvm.store.database import immediate
+from dvm.store.sealed import ParamsSeal
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -23,7 +35,7 @@ _SELECT_USER = (
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
-    "verified_at, created_at, updated_at FROM sessions"
+    "verified_at, created_at, updated_at, subject FROM sessions"
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -37,7 +49,8 @@ _PUT_USER = (
 )
 _PUT_SESSION = (
     "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
-    "code_expires_at, attempts, verified_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "code_expires_at, attempts, verified_at, created_at, updated_at, subject) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -51,10 +64,10 @@ def _user(row: sqlite3.Row | None) -> UserRow | None:
         activated=bool(row["activated"]),
         entropy=row["entropy"],
         pubkey=row["pubkey"],
-        bkp=row["bkp"],
+        backup=row["bkp"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        bkp_previous=row["bkp_previous"],
+        backup_previous=row["bkp_previous"],
         pending_email=row["pending_email"],
         grace_deadline=row["grace_deadline"],
         notify_login=bool(row["notify_login"]),
@@ -76,6 +89,7 @@ def _session(row: sqlite3.Row | None) -> SessionRow | None:
         verified_at=row["verified_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        subject=row["subject"],
     )
 
 
@@ -111,9 +125,38 @@ def session_by_pubkey(conn: sqlite3.Connection, pubkey: str) -> SessionRow | Non
     return _session(conn.execute(_SELECT_SESSION + " WHERE pubkey = ?", (pubkey,)).fetchone())
 
 
-def code_sends_since(conn: sqlite3.Connection, user_id: str, since: int) -> tuple[int, ...]:
-    rows = conn.execute("SELECT sent_at FROM code_sends WHERE user_id = ? AND sent_at > ?", (user_id, since))
+def users_by_pending_email(conn: sqlite3.Connection, email: str) -> tuple[UserRow, ...]:
+    """Every account with ``email`` as a pending change (none reserves it; the owner wins)."""
+    sql = _SELECT_USER + " WHERE pending_email = ? AND pending_email <> '' LIMIT 100"
+    return tuple(u for row in conn.execute(sql, (email,)) if (u := _user(row)) is not None)
+
+
+def code_sends_since(conn: sqlite3.Connection, mailbox_key: str, since: int) -> tuple[int, ...]:
+    rows = conn.execute(
+        "SELECT sent_at FROM code_sends WHERE mailbox = ? AND sent_at > ?", (mailbox_key, since)
+    )
     return tuple(row[0] for row in rows)
+
+
+def _sends(conn: sqlite3.Connection, domain: str | None, since: int) -> Sends:
+    """Codes sent to ``domain`` (None: anywhere) since ``since``: how many, and the oldest."""
+    if domain is None:
+        row = conn.execute("SELECT count(*), min(sent_at) FROM code_sends WHERE sent_at > ?", (since,))
+    else:
+        row = conn.execute(
+            "SELECT count(*), min(sent_at) FROM code_sends WHERE domain = ? AND sent_at > ?", (domain, since)
+        )
+    count, oldest = row.fetchone()
+    return Sends(int(count), oldest)
+
+
+def code_failures_since(conn: sqlite3.Connection, subject: str, since: int) -> tuple[int, ...]:
+    rows = conn.execute("SELECT at FROM code_failures WHERE subject = ? AND at > ?", (subject, since))
+    return tuple(row[0] for row in rows)
+
+
+CodeTo = Literal["email", "account", "session"]
+"""Where the code a request may send goes: the request's address, the account's, the session's."""
 
 
 def load_view(
@@ -121,31 +164,57 @@ def load_view(
     event_pubkey: str,
     email: str | None,
     account_pubkey: str | None,
-    code_window_start: int,
+    now: int,
+    window_s: int,
     *,
     account_key: bool = True,
-    reservations: bool = True,
+    code_to: CodeTo | None = None,
+    rivals: bool = False,
+    failures: bool = False,
 ) -> View:
     """The rows one request may need: see :class:`~dvm.accounts.decision.View`.
 
     ``email`` is the request's address; for a confirmation (no address in the request) the
     account's pending address is looked up instead, to see whether someone took it meanwhile.
-    ``account_key`` (the event key may be an account's) and ``reservations`` (an unused address
-    may be reserved by a pending change) skip lookups a method cannot use.
+    The flags skip lookups a method cannot use: ``account_key`` (the event key may be an
+    account's), ``code_to`` (the method may mail a code: load the caps' counts there),
+    ``rivals`` (other accounts' pending changes to the address) and ``failures`` (the method
+    checks a code: load the subject's wrong codes of the day).
     """
     session = session_by_pubkey(conn, event_pubkey)
-    session_user = user_by_id(conn, session.user_id) if session else None
+    session_user = user_by_id(conn, session.user_id) if session and session.user_id else None
     account_user = user_by_pubkey(conn, event_pubkey) if account_key else None
-    pending_user = None
-    if email is None and account_user is not None and account_user.pending_email:
-        email = account_user.pending_email
-    email_user = user_by_email(conn, email) if email else None
-    if reservations and email and email_user is None:
-        pending_user = user_by_pending_email(conn, email)
+    address = email
+    if address is None and account_user is not None and account_user.pending_email:
+        address = account_user.pending_email
+    email_user = user_by_email(conn, address) if address else None
     pubkey_user = user_by_pubkey(conn, account_pubkey) if account_pubkey else None
-    subject = email_user or account_user or session_user
-    sends = code_sends_since(conn, subject.id, code_window_start) if subject else ()
-    return View(session, session_user, email_user, pubkey_user, sends, account_user, pending_user)
+    pending_users: tuple[UserRow, ...] = ()
+    if rivals:
+        owned = address or (session_user.email if session_user else None)
+        pending_users = users_by_pending_email(conn, owned) if owned else ()
+    subject = _session_subject(session, session_user)
+    target = {"email": email, "account": account_user.email if account_user else None, "session": subject}
+    view = View(session, session_user, email_user, pubkey_user, (), account_user, pending_users)
+    if code_to is not None and (to := target[code_to]):
+        box = canonical_mailbox(to)
+        since = now - window_s
+        view = replace(
+            view,
+            code_sends=code_sends_since(conn, box, since),
+            domain_sends=_sends(conn, domain_of(box), since),
+            all_sends=_sends(conn, None, since),
+        )
+    if failures and subject:
+        view = replace(view, failures=code_failures_since(conn, subject, now - 24 * 3600))
+    return view
+
+
+def _session_subject(session: SessionRow | None, user: UserRow | None) -> str:
+    """The mailbox a session's codes go to (sessions of older versions did not record it)."""
+    if session is None or session.subject or user is None:
+        return session.subject if session else ""
+    return canonical_mailbox(user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else user.email)
 
 
 def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
@@ -161,10 +230,10 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                     u.activated,
                     u.entropy,
                     u.pubkey,
-                    u.bkp,
+                    u.backup,
                     u.created_at,
                     u.updated_at,
-                    u.bkp_previous,
+                    u.backup_previous,
                     u.pending_email,
                     u.grace_deadline,
                     u.notify_login,
@@ -186,16 +255,28 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                     s.verified_at,
                     s.created_at,
                     s.updated_at,
+                    s.subject,
                 ),
             )
         elif isinstance(write, RecordCodeSend):
-            conn.execute("INSERT INTO code_sends (user_id, sent_at) VALUES (?, ?)", (write.user_id, write.at))
+            conn.execute(
+                "INSERT INTO code_sends (mailbox, domain, sent_at) VALUES (?, ?, ?)",
+                (write.mailbox, domain_of(write.mailbox), write.at),
+            )
+        elif isinstance(write, RecordCodeFailure):
+            conn.execute("INSERT INTO code_failures (subject, at) VALUES (?, ?)", (write.subject, write.at))
         elif isinstance(write, DeleteUser):
             erase_user(conn, write.user_id)
 
 
 def erase_user(conn: sqlite3.Connection, user_id: str) -> None:
-    """Delete a user; sessions and code records cascade; queued and past mail rows go too."""
+    """Delete a user; sessions cascade; queued and past mail rows go too, and so do the counters
+    that name the user's mailbox."""
+    user = user_by_id(conn, user_id)
+    if user is not None:
+        box = canonical_mailbox(user.email)
+        conn.execute("DELETE FROM code_sends WHERE mailbox = ?", (box,))
+        conn.execute("DELETE FROM code_failures WHERE subject = ?", (box,))
     conn.execute("DELETE FROM mail WHERE user_id = ?", (user_id,))
     conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
@@ -207,10 +288,13 @@ def queue_mail(
     request_id: str | None,
     now: int,
     claim: MailClaim | None = None,
+    *,
+    seal: ParamsSeal,
 ) -> OutboxMail | None:
-    """Queue a mail. With ``claim``, the row is born claimed by that worker run (attempt 1, under
-    its lease) and returned for the run to send at once: no claiming transaction needed."""
-    params = mail.params_dict()
+    """Queue a mail, its params sealed (never a code in clear). With ``claim``, the row is born
+    claimed by that worker run (attempt 1, under its lease) and returned for the run to send at
+    once: no claiming transaction needed."""
+    params = seal.seal(mail.params_dict(), message_id)
     claimer, attempts, due = (None, 0, now) if claim is None else (claim.claimer, 1, now + claim.lease_s)
     cursor = conn.execute(
         "INSERT INTO mail (message_id, user_id, request_id, kind, recipient, params, status, attempts, "
@@ -221,7 +305,7 @@ def queue_mail(
             request_id,
             mail.kind.value,
             mail.to,
-            orjson.dumps(params),
+            params,
             attempts,
             due,
             now,
@@ -239,79 +323,80 @@ class StoredReply:
 
     event_id: str
     outcome: str
-    reply_id: str
-    reply_event: str
+    reply: Event
     published: bool
 
 
 def stored_reply(conn: sqlite3.Connection, event_id: str) -> StoredReply | None:
     row = conn.execute(
-        "SELECT event_id, outcome, reply_id, reply_event, published_at FROM requests WHERE event_id = ?",
+        "SELECT event_id, outcome, reply_event, published_at FROM requests WHERE event_id = ?",
         (event_id,),
     ).fetchone()
     if row is None:
         return None
-    return StoredReply(row[0], row[1], row[2], row[3], row[4] is not None)
+    return StoredReply(row[0], row[1], parse_event_json(row[2]), row[3] is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """A decided request: the event, what it asked, how it ended and the signed reply."""
+
+    event: Event
+    method: str
+    outcome: str
+    reply: Event
 
 
 def record_request(
-    conn: sqlite3.Connection,
-    event_id: str,
-    pubkey: str,
-    method: str,
-    outcome: str,
-    created_at: int,
-    reply_id: str,
-    reply_event: str,
-    now: int,
-    publish_grace_s: int = 0,
+    conn: sqlite3.Connection, record: RequestRecord, now: int, publish_grace_s: int = 0
 ) -> None:
     """Record a decided request and its reply; the retry loop picks the reply up after the grace
     period unless the immediate publication marks it published first."""
+    event, reply = record.event, record.reply
     conn.execute(
         "INSERT INTO requests (event_id, pubkey, method, outcome, created_at, processed_at, reply_id, "
         "reply_event, next_publish_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (event_id, pubkey, method, outcome, created_at, now, reply_id, reply_event, now + publish_grace_s),
+        (
+            event.id,
+            event.pubkey,
+            record.method,
+            record.outcome,
+            event.created_at,
+            now,
+            reply.id,
+            reply.to_json(),
+            now + publish_grace_s,
+        ),
     )
 
 
 # --- the reply outbox (the requests table) ----------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class PendingReply:
-    """A reply to (re)publish: the request it answers, the reply's id and JSON."""
-
-    event_id: str
-    reply_id: str
-    reply_event: str
-    attempts: int
+Bookkeeping = tuple[ReplyMark, ...]
+"""Facts learnt after a commit that ride along in the next one (see ``store.writebehind``)."""
 
 
-def mark_publication(
-    conn: sqlite3.Connection, published: Sequence[tuple[str, int]], failed: Sequence[tuple[str, int]]
-) -> None:
-    """Mark replies published ``(request id, at)``, or schedule their next attempt
-    ``(request id, next at)``, in the caller's transaction."""
+def write_bookkeeping(conn: sqlite3.Connection, marks: Bookkeeping) -> None:
+    """Mark replies published, or schedule their next attempt, in the caller's transaction."""
     conn.executemany(
         "UPDATE requests SET published_at = ?, publish_attempts = publish_attempts + 1 "
         "WHERE event_id = ? AND published_at IS NULL",
-        [(at, event_id) for event_id, at in published],
+        [(m.at, m.event_id) for m in marks if m.published],
     )
     conn.executemany(
         "UPDATE requests SET publish_attempts = publish_attempts + 1, next_publish_at = ? "
         "WHERE event_id = ? AND published_at IS NULL",
-        [(next_at, event_id) for event_id, next_at in failed],
+        [(m.at, m.event_id) for m in marks if not m.published],
     )
 
 
 def due_replies(conn: sqlite3.Connection, now: int, limit: int) -> list[PendingReply]:
     rows = conn.execute(
-        "SELECT event_id, reply_id, reply_event, publish_attempts FROM requests "
+        "SELECT event_id, reply_event, publish_attempts FROM requests "
         "WHERE published_at IS NULL AND next_publish_at <= ? ORDER BY next_publish_at LIMIT ?",
         (now, limit),
     ).fetchall()
-    return [PendingReply(row[0], row[1], row[2], row[3]) for row in rows]
+    return [PendingReply(row[0], parse_event_json(row[1]), row[2]) for row in rows]
 
 
 def replies_due_now(conn: sqlite3.Connection, now: int) -> int:

@@ -2,7 +2,7 @@
 -- database and steps PRAGMA user_version through migrations for older ones.
 -- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
@@ -11,9 +11,9 @@ CREATE TABLE users (
     activated   INTEGER NOT NULL CHECK (activated IN (0, 1)),
     entropy     TEXT NOT NULL DEFAULT '',          -- drawn once at first verification
     pubkey      TEXT NOT NULL DEFAULT '',          -- the user's real Nostr key, once activated
-    bkp         TEXT NOT NULL DEFAULT '',          -- the client-encrypted key backup (opaque)
+    bkp         TEXT NOT NULL DEFAULT '',          -- the client-encrypted key backup (opaque; SIGit's column name)
     bkp_previous TEXT NOT NULL DEFAULT '',         -- the backup before the last update_backup
-    pending_email TEXT NOT NULL DEFAULT '',        -- an email change awaiting its code (reserved)
+    pending_email TEXT NOT NULL DEFAULT '',        -- an email change awaiting its code (reserves nothing)
     grace_deadline INTEGER,                        -- when the pending change lapses
     notify_login INTEGER NOT NULL DEFAULT 1 CHECK (notify_login IN (0, 1)),
     created_at  INTEGER NOT NULL,
@@ -26,7 +26,7 @@ CREATE INDEX users_pending_email ON users (pending_email) WHERE pending_email <>
 
 CREATE TABLE sessions (
     pubkey           TEXT PRIMARY KEY,             -- the browser's ephemeral key
-    user_id          TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id          TEXT REFERENCES users (id) ON DELETE CASCADE,  -- NULL: a private-mode decoy
     purpose          TEXT NOT NULL CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion')),
     state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
     code_hmac        TEXT NOT NULL,                -- HMAC of the code; '' once used or locked
@@ -35,16 +35,27 @@ CREATE TABLE sessions (
     attempts         INTEGER NOT NULL CHECK (attempts >= 0),
     verified_at      INTEGER,
     created_at       INTEGER NOT NULL,
-    updated_at       INTEGER NOT NULL
+    updated_at       INTEGER NOT NULL,
+    subject          TEXT NOT NULL DEFAULT ''      -- the canonical mailbox its codes go to
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
--- One row per code emailed: the hourly cap per address is counted here.
+-- One row per code emailed: the hourly caps (per mailbox, per domain, in all) count here.
 CREATE TABLE code_sends (
-    user_id  TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    mailbox  TEXT NOT NULL,                        -- canonical: see accounts.email_address.mailbox
+    domain   TEXT NOT NULL,
     sent_at  INTEGER NOT NULL
 );
-CREATE INDEX code_sends_user ON code_sends (user_id, sent_at);
+CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
+CREATE INDEX code_sends_domain ON code_sends (domain, sent_at);
+CREATE INDEX code_sends_time ON code_sends (sent_at);
+
+-- One row per wrong code: the daily guessing budget per mailbox counts here.
+CREATE TABLE code_failures (
+    subject  TEXT NOT NULL,                        -- the canonical mailbox the code went to
+    at       INTEGER NOT NULL
+);
+CREATE INDEX code_failures_subject ON code_failures (subject, at);
 
 -- Every answered request: the dedupe record AND the reply outbox. A request id seen again is
 -- answered from reply_event, never decided twice.

@@ -1,12 +1,12 @@
-"""Small after-the-fact updates that ride along in the next transaction instead of paying for one.
+"""Reply marks that ride along in the next transaction instead of paying for one.
 
-A reply marked published and a mail marked sent are facts learnt after a commit; writing each in
-a transaction of its own costs a commit (and an fsync) apiece. They wait here instead: the next
-batch of requests takes them into its transaction (``take``), and when no batch comes within
-``delay_s`` they go in one transaction of their own (kept and retried while the database refuses
-writes, and put back if the batch that took them rolls back). Losing them in a crash only repeats
-work whose repetition the user does not see: a reply published again is the same event (relays
-and clients take it once), a mail sent again carries the same Message-ID.
+A reply published (or refused by every relay, and due again later) is a fact learnt after its
+commit; writing each in a transaction of its own costs a commit apiece. The marks wait here
+instead, as data (:class:`~dvm.outbox.ReplyMark`): the next batch of requests takes them into its
+transaction (``take``), and when no batch comes within ``delay_s`` they go in one transaction of
+their own (kept and retried while the database refuses writes, and put back if the batch that
+took them rolls back). Losing them in a crash only repeats work whose repetition nobody sees: a
+reply published again is the same event, which relays and clients take once.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Iterable
 
+from dvm.outbox import ReplyMark
 from dvm.store.database import Database, immediate
+from dvm.store.repository import Bookkeeping, write_bookkeeping
 
 log = logging.getLogger("sigit.store")
 
-Update = Callable[[sqlite3.Connection], None]
 RETRY_S = 1.0  # after a failed write (locked or full database)
 
 
@@ -29,30 +30,38 @@ class WriteBehind:
     def __init__(self, db: Database, delay_s: float) -> None:
         self.db = db
         self.delay_s = delay_s
-        self._pending: list[Update] = []
+        self._pending: list[ReplyMark] = []
         self._since = 0.0  # loop time the oldest queued update was added
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
 
-    def add(self, update: Update) -> None:
-        """Queue ``update(conn)``: idempotent, and harmless to lose in a crash (see above)."""
+    @property
+    def pending(self) -> tuple[ReplyMark, ...]:
+        """What is waiting for a transaction."""
+        return tuple(self._pending)
+
+    def add(self, marks: Iterable[ReplyMark]) -> None:
+        """Queue ``marks``: idempotent, and harmless to lose in a crash (see above)."""
+        marks = list(marks)
+        if not marks:
+            return
         if not self._pending:
             self._since = asyncio.get_running_loop().time()
-        self._pending.append(update)
+        self._pending.extend(marks)
         if not self._closed and (self._timer is None or self._timer.done()):
             self._timer = asyncio.ensure_future(self._flush_later())
 
-    def take(self) -> Update | None:
-        """Everything queued, as one update for the caller's transaction (and no longer queued)."""
+    def take(self) -> Bookkeeping | None:
+        """Everything queued, for the caller's transaction (and no longer queued)."""
         if not self._pending:
             return None
-        updates, self._pending = self._pending, []
+        marks, self._pending = tuple(self._pending), []
+        return marks
 
-        def run_all(conn: sqlite3.Connection) -> None:
-            for update in updates:
-                update(conn)
-
-        return run_all
+    def put_back(self, marks: Bookkeeping | None) -> None:
+        """Marks taken by a transaction that rolled back: they wait for the next one."""
+        if marks:
+            self.add(marks)
 
     async def flush(self) -> bool:
         """Write what is queued now, in a transaction of its own; on a database error keep it
@@ -64,7 +73,7 @@ class WriteBehind:
             await self.db.run(lambda conn: _in_transaction(conn, along))
         except Exception as exc:
             log.warning("bookkeeping not written yet (%s: %s); retrying", type(exc).__name__, exc)
-            self._pending.insert(0, along)
+            self._pending[:0] = along
             return False
         return True
 
@@ -91,6 +100,6 @@ class WriteBehind:
                 await asyncio.sleep(RETRY_S)
 
 
-def _in_transaction(conn: sqlite3.Connection, update: Update) -> None:
+def _in_transaction(conn: sqlite3.Connection, marks: Bookkeeping) -> None:
     with immediate(conn):
-        update(conn)
+        write_bookkeeping(conn, marks)

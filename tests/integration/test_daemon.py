@@ -3,13 +3,12 @@ built on rust-nostr (nostr-sdk)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-import time
 
 import nostr_sdk as rn
 import pytest
 
-from dvm.daemon import _Item
 from dvm.nostr import bech32
 from tests.support.daemon import DVM_KEY, code_from, make_settings, signup_events, start_daemon, write_relays
 from tests.support.relay import LocalRelay, wait_until
@@ -148,7 +147,7 @@ async def test_a_reply_committed_while_no_relay_is_up_is_published_when_one_come
         # instead feed the event straight in, as a relay connection would.
         import orjson
 
-        await daemon._on_event(orjson.loads(event.as_json()), "test")
+        await daemon.pipeline.submit(orjson.loads(event.as_json()), "test")
         await wait_until(lambda: daemon.handled == 1)
         assert db_rows(settings, "SELECT published_at FROM requests") == [(None,)]
         relay.start()
@@ -244,19 +243,25 @@ async def test_nip42_auth_lets_the_daemon_read_a_relay_that_requires_it(tmp_path
         relay.stop()
 
 
-async def test_batches_queued_behind_a_commit_share_the_next_one(tmp_path, relay, smtp):
-    """Batches opened inline and by the worker, merged into one transaction, are each decided."""
+async def test_a_burst_opened_by_the_worker_and_single_events_opened_inline_are_each_decided_once(
+    tmp_path, relay, smtp
+):
+    """Batches of WORKER_MIN_BATCH or more go to the worker process, smaller ones are opened inline,
+    and batches queued behind a commit share the next transaction: every request is decided once."""
     settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
     daemon = await start_daemon(settings)
     try:
-        now = int(time.time())
-        events = signup_events(3, "merged")
-        items = [_Item(event, time.monotonic(), "test") for event in events]
-        opened_by_worker = daemon.service.open_events(events[1:], now)
-        await daemon._decide([(items[:1], None), (items[1:], opened_by_worker)], now)
-        assert daemon.handled == 3
+        events = signup_events(9, "merged")
+        await daemon.pipeline.submit(events[0].to_dict(), "test")  # alone: opened inline
+        await asyncio.sleep(0)
+        for event in events[1:]:  # queued together: one batch for the worker
+            await daemon.pipeline.submit(event.to_dict(), "test")
+        for event in events:  # copies from another relay while they wait: dropped
+            await daemon.pipeline.submit(event.to_dict(), "other")
+        await wait_until(lambda: daemon.handled == 9)
         rows = db_rows(settings, "SELECT event_id, outcome FROM requests ORDER BY processed_at, event_id")
         assert sorted(rows) == sorted((e.id, "ok") for e in events)
-        await wait_for_mail(smtp, 3)
+        await wait_for_mail(smtp, 9)
+        assert daemon.handled == 9 and len(smtp.messages) == 9
     finally:
         await daemon.shutdown()

@@ -117,6 +117,55 @@ async def test_kill_9_during_a_burst_then_restart_answers_everything_once(tmp_pa
     conn.close()
 
 
+class SlowCatcher(Catcher):
+    """Takes ``delay_s`` to accept each message, as a real server's checks do."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay_s)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_kill_9_while_mailing_sends_at_most_one_duplicate_per_kill(tmp_path):
+    """Each kill lands while the daemon is sending mail; every address gets its code, with one
+    Message-ID, and the copies beyond one per address number at most one per kill."""
+    relay = LocalRelay(tmp_path / "relay").start()
+    catcher = SlowCatcher(delay_s=0.02)
+    smtp = start_smtp(catcher)
+    config = write_daemon_config(tmp_path / "dvm", relay.url, smtp.port)
+    events = signup_events(90, "dup")
+    proc = start_process(config)
+    kills = 0
+    try:
+        await asyncio.sleep(1.5)
+        sender = asyncio.create_task(publish(relay.url, events))
+        for _ in range(4):
+            seen = len(catcher.messages)
+            await wait_until(lambda seen=seen: len(catcher.messages) >= seen + 4, timeout_s=30)
+            proc.send_signal(signal.SIGKILL)  # mid-pass: messages are being accepted right now
+            proc.wait(10)
+            kills += 1
+            proc = start_process(config)
+        await sender
+        await wait_until(lambda: len({m["To"] for m in catcher.messages}) == len(events), timeout_s=60)
+        await asyncio.sleep(1.0)  # anything still to be sent again goes out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        smtp.stop()
+        relay.stop()
+    per_address = collections.defaultdict(list)
+    for message in catcher.messages:
+        per_address[message["To"]].append(message["Message-ID"])
+    assert len(per_address) == len(events)
+    assert all(len(set(mids)) == 1 for mids in per_address.values())  # a copy carries the same Message-ID
+    duplicates = sum(len(mids) - 1 for mids in per_address.values())
+    assert duplicates <= kills, f"{duplicates} duplicate emails after {kills} kill -9"
+
+
 class FlakyProxy:
     """A TCP proxy in front of the relay that cuts every connection every ``period_s``."""
 
@@ -233,7 +282,9 @@ async def test_a_locked_or_full_database_is_an_error_and_a_retry_not_a_crash(tmp
         events = signup_events(count, fault)
         await publish(relay.url, events)
         await asyncio.sleep(2.0)
-        assert daemon.handled < count and daemon._failures >= 1  # failing, retrying, still running
+        assert (
+            daemon.handled < count and daemon.pipeline.stats.failures >= 1
+        )  # failing, retrying, still running
         if fault == "locked":
             blocker.execute("ROLLBACK")
         else:

@@ -2,20 +2,21 @@
 bounded, and legitimate requests keep being served.
 
 nostr-relay already refuses unsigned events, so forged ones are fed in where a relay connection
-hands events over (``Daemon._on_event``): a hostile or broken relay could send exactly these.
+hands events over (``Pipeline.submit``): a hostile or broken relay could send exactly these.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
 
-from dvm.daemon import SEEN_CAPACITY
 from dvm.nostr import nip13
 from dvm.nostr.encryption import Encryptor
-from dvm.nostr.event import compute_id, sign_event
+from dvm.nostr.event import compute_id, parse_event_json, sign_event
 from dvm.nostr.keys import SecretKey
+from dvm.pipeline import SEEN_CAPACITY
 from dvm.protocol.client import build_request
 from tests.support.daemon import DVM_KEY, make_settings, start_daemon
 from tests.support.relay import LocalRelay, wait_until
@@ -48,10 +49,11 @@ def outcomes(daemon) -> dict[str, str]:
         conn.close()
 
 
-def legit(method="request_account", params=None, key=None, **kw):
+def legit(method="request_account", params=None, key=None, created_at=None, **kw):
     client = Encryptor(key or SecretKey.generate())
     params = {"email": f"x{SecretKey.generate().pubkey_hex[:8]}@example.org"} if params is None else params
-    return build_request(client, DVM_KEY.pubkey_hex, method, params, daemon_now(), pow_bits=8, **kw)
+    now = created_at or daemon_now()
+    return build_request(client, DVM_KEY.pubkey_hex, method, params, now, pow_bits=8, **kw)
 
 
 def daemon_now() -> int:
@@ -61,7 +63,7 @@ def daemon_now() -> int:
 
 
 async def feed(daemon, event_dict):
-    await daemon._on_event(event_dict, "hostile-relay")
+    await daemon.pipeline.submit(event_dict, "hostile-relay")
 
 
 async def test_forged_malformed_and_misaddressed_events_get_silence(daemon):
@@ -89,24 +91,158 @@ async def test_forged_malformed_and_misaddressed_events_get_silence(daemon):
     assert outcomes(daemon) == {good["id"]: "ok"}
 
 
-async def test_pow_claims_that_do_not_hold_are_answered_pow_too_low(daemon):
+async def replies_on_relay(daemon, event_ids: list[str]) -> dict[str, str]:
+    """The outcome of each reply the daemon put on the relay for ``event_ids``: the decrypted
+    error code or "ok". Events it stayed silent on are missing."""
+    import datetime
+    import json
+
+    import nostr_sdk as rn
+
+    query = (
+        rn.Filter()
+        .kind(rn.Kind(KIND + 1000))
+        .author(rn.PublicKey.parse(DVM_KEY.pubkey_hex))
+        .events([rn.EventId.parse(e) for e in event_ids])
+    )
+    async with SdkBrowser([daemon.relay_url], DVM_KEY.pubkey_hex) as browser:
+        found = await browser.client.fetch_events(
+            rn.ReqTarget.auto([query]), timeout=datetime.timedelta(seconds=3)
+        )
+    answered = {}
+    for reply in found:
+        event = parse_event_json(reply.as_json())
+        request = event.first_tag("e")[1]
+        key = KEYS[request]
+        text, _ = Encryptor(key).decrypt(DVM_KEY.pubkey, event.content)
+        body = json.loads(text) if text else {}
+        answered[request] = body["error"]["code"] if "error" in body else "ok"
+    return answered
+
+
+KEYS: dict[str, SecretKey] = {}  # request id -> the key that signed it, to read its reply
+
+
+def signed(key: SecretKey, content: str, tags, created_at=None) -> dict:
+    event = sign_event(key, KIND, content, created_at or daemon_now(), tags)
+    KEYS[event.id] = key
+    return event.to_dict()
+
+
+async def test_pow_claims_that_do_not_hold_are_silence_and_too_little_pow_is_answered_unstored(daemon):
     key = SecretKey.generate()
     client = Encryptor(key)
     content = client.encrypt(
         DVM_KEY.pubkey, '{"method":"request_account","params":{"email":"a@example.org"}}'
     )
     now = daemon_now()
-    # Claims 24 bits; find a nonce whose id has fewer than 8 real leading zero bits.
+    # Claims 24 bits; find a nonce whose id has fewer than 4 real leading zero bits (the gate).
     for n in range(1000):
         tags = [("p", DVM_KEY.pubkey_hex), ("nonce", str(n), "24")]
-        if nip13.leading_zero_bits(compute_id(key.pubkey_hex, now, KIND, tags, content)) < 8:
+        if nip13.leading_zero_bits(compute_id(key.pubkey_hex, now, KIND, tags, content)) < 4:
             break
-    claim = sign_event(key, KIND, content, now, tags).to_dict()
+    claim = signed(key, content, tags, now)
+    # Real work past the gate (4 bits) but short of request_account's minimum (8 in the tests).
+    tags = nip13.mine(key.pubkey_hex, now, KIND, [("p", DVM_KEY.pubkey_hex)], content, target=5)
+    while nip13.leading_zero_bits(compute_id(key.pubkey_hex, now, KIND, tags, content)) >= 8:
+        tags = nip13.mine(key.pubkey_hex, now + 1, KIND, [("p", DVM_KEY.pubkey_hex)], content, target=5)
+        now += 1
+    short = signed(key, content, tags, now)
     low_target = legit().to_dict()  # mined to 8 bits and committed to 8: passes
-    await feed(daemon, claim)
-    await feed(daemon, low_target)
+    for event in (claim, short, low_target):
+        await feed(daemon, event)
     await wait_until(lambda: daemon.handled == 2)
-    assert outcomes(daemon) == {claim["id"]: "pow_too_low", low_target["id"]: "ok"}
+    assert outcomes(daemon) == {low_target["id"]: "ok"}  # only the real request left a row
+    await wait_until(lambda: daemon.publisher.idle)
+    assert await replies_on_relay(daemon, [claim["id"], short["id"]]) == {short["id"]: "pow_too_low"}
+
+
+async def test_garbage_content_from_a_real_key_gets_bad_request_from_memory(daemon):
+    key = SecretKey.generate()
+    now = daemon_now()
+    ids = []
+    for content in ("not encrypted at all", "A" * 200, "?iv=x", '{"method":"status"}'):
+        tags = nip13.mine(key.pubkey_hex, now, KIND, [("p", DVM_KEY.pubkey_hex)], content, target=8)
+        event = signed(key, content, tags, now)
+        ids.append(event["id"])
+        await feed(daemon, event)
+    await wait_until(lambda: daemon.handled == 4)
+    await wait_until(lambda: daemon.publisher.idle)
+    assert outcomes(daemon) == {}  # answered, never stored
+    assert await replies_on_relay(daemon, ids) == dict.fromkeys(ids, "bad_request")
+
+
+async def test_zero_pow_junk_costs_no_row_and_no_published_event(daemon):
+    """3,000 zero-PoW events from fresh keys once cost 8 MB and 3,000 published events."""
+    db = daemon.settings.path(daemon.settings.store.path)
+    junk = []
+    for i in range(300):
+        key = SecretKey.generate()
+        content = Encryptor(key).encrypt(
+            DVM_KEY.pubkey, f'{{"method":"request_account","params":{{"email":"j{i}@example.org"}}}}'
+        )
+        junk.append(signed(key, content, [("p", DVM_KEY.pubkey_hex)]))
+    before = sqlite3.connect(db).execute("SELECT count(*) FROM requests").fetchone()[0]
+    for event in junk:
+        await feed(daemon, event)
+    good = legit().to_dict()
+    await feed(daemon, good)
+    await wait_until(lambda: daemon.handled == 1)
+    await wait_until(lambda: daemon.publisher.idle)
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM requests").fetchone()[0] == before + 1
+    assert await replies_on_relay(daemon, [e["id"] for e in junk]) == {}
+
+
+async def test_refusals_with_real_pow_are_answered_only_within_the_global_budget(daemon):
+    burst = daemon.settings.daemon.refusal_replies_burst
+    stale = []
+    for _ in range(burst + 30):
+        key = SecretKey.generate()
+        event = legit(key=key, created_at=daemon_now() - 3600, expiration_s=7200).to_dict()  # stale
+        KEYS[event["id"]] = key
+        stale.append(event)
+    for event in stale:
+        await feed(daemon, event)
+    await wait_until(lambda: daemon.handled >= burst)
+    await wait_until(lambda: daemon.pipeline.stats.queued == 0 and not daemon.pipeline.stats.in_progress)
+    await wait_until(lambda: daemon.publisher.idle)
+    answered = await replies_on_relay(daemon, [e["id"] for e in stale])
+    rate = daemon.settings.daemon.refusal_replies_per_s
+    assert burst <= len(answered) <= burst + 5 * rate  # a refill during the run may add a few
+    assert set(answered.values()) == {"stale_event"}
+    assert outcomes(daemon) == {}
+
+
+async def test_a_far_future_event_does_not_make_the_daemon_deaf(tmp_path):
+    """It was recorded with its created_at, and the subscription's since followed it into the
+    future: after a restart or a reconnect the daemon answered nothing."""
+    relay = LocalRelay(tmp_path / "relay").start()
+    catcher = Catcher()
+    smtp = start_smtp(catcher)
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+    try:
+        daemon = await start_daemon(settings)
+        async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
+            key = SecretKey.generate()
+            future = legit(key=key, created_at=daemon_now() + 10 * 365 * 24 * 3600, expiration_s=None)
+            await browser.client.send_event(rn_event(future))
+            await asyncio.sleep(1.0)
+            await daemon.shutdown()
+            daemon = await start_daemon(settings)  # a restart
+            relay.stop()
+            relay.start()  # and a relay reconnect
+            await wait_until(lambda: bool(daemon.pool.connected), timeout_s=20)
+            assert (await browser.call("request_account", {"email": "still@example.org"})).code == "ok"
+        await daemon.shutdown()
+    finally:
+        smtp.stop()
+        relay.stop()
+
+
+def rn_event(event):
+    import nostr_sdk as rn
+
+    return rn.Event.from_json(event.to_json())
 
 
 async def test_duplicates_and_replays_are_decided_once(daemon):
@@ -114,9 +250,14 @@ async def test_duplicates_and_replays_are_decided_once(daemon):
     for _ in range(50):
         await feed(daemon, event)
     await wait_until(lambda: daemon.handled == 1)
-    daemon._seen.clear()  # as after a restart: the database still knows it
-    await feed(daemon, event)
-    await wait_until(lambda: daemon.handled == 2)
+    await daemon.shutdown()  # a restart: the new run remembers nothing, the database does
+    again = await start_daemon(daemon.settings)
+    try:
+        await feed(again, event)
+        await wait_until(lambda: again.handled == 1)  # answered again, from storage
+    finally:
+        await again.shutdown()
+        await daemon.start()  # the fixture shuts it down
     assert outcomes(daemon) == {event["id"]: "ok"}
     conn = sqlite3.connect(daemon.settings.path(daemon.settings.store.path))
     assert conn.execute("SELECT count(*) FROM mail").fetchone()[0] == 1
@@ -130,22 +271,12 @@ async def test_a_flood_from_one_key_is_cut_at_its_budget_and_others_are_still_se
         await feed(daemon, event)
     burst = daemon.settings.daemon.per_key_burst
     await wait_until(lambda: daemon.handled >= burst)
-    await wait_until(lambda: daemon.intake.empty() and not daemon._busy)
+    await wait_until(lambda: daemon.pipeline.stats.queued == 0 and not daemon.pipeline.stats.in_progress)
     answered = outcomes(daemon)
     assert burst <= len(answered) <= burst + 2  # refill during the run may add one or two
     assert set(answered.values()) == {"no_session"}
-    assert len(daemon._seen) <= SEEN_CAPACITY and len(daemon.limiter) <= 1000
-    assert daemon.intake.maxsize == daemon.settings.daemon.max_in_flight
+    assert daemon.pipeline.stats.remembered <= SEEN_CAPACITY and len(daemon.pipeline.limiter) <= 1000
+    assert daemon.pipeline.max_queued == daemon.settings.daemon.max_in_flight
     # A legitimate client, through the real relay, is served at once.
     async with SdkBrowser([daemon.relay_url], DVM_KEY.pubkey_hex) as browser:
         assert (await browser.call("request_account", {"email": "legit@example.org"})).code == "ok"
-
-
-async def test_garbage_content_from_a_real_key_gets_bad_request(daemon):
-    key = SecretKey.generate()
-    now = daemon_now()
-    for content in ("not encrypted at all", "A" * 200, "?iv=x", '{"method":"status"}'):
-        tags = nip13.mine(key.pubkey_hex, now, KIND, [("p", DVM_KEY.pubkey_hex)], content, target=8)
-        await feed(daemon, sign_event(key, KIND, content, now, tags).to_dict())
-    await wait_until(lambda: daemon.handled == 4)
-    assert set(outcomes(daemon).values()) == {"bad_request"}

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from dataclasses import replace
 
-import orjson
 import pytest
 
 from dvm.accounts.decision import Mail, MailKind
+from dvm.accounts.email_address import normalise_email
 from dvm.config import MailSettings
+from dvm.daemon import Daemon, Secrets
+from dvm.errors import ConfigError
 from dvm.mailer import outbox
 from dvm.mailer.backends import FileBackend, SmtpBackend
 from dvm.mailer.message import Sender
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
 from dvm.store import database, repository
-from dvm.store.writebehind import WriteBehind
-from tests.support.flows import T0, Harness, new_client
+from dvm.store.sealed import ParamsSeal
+from tests.support.daemon import CODE_SECRET as DAEMON_CODE_SECRET
+from tests.support.daemon import DVM_KEY, make_settings
+from tests.support.flows import CODE_SECRET, T0, Harness, new_client
 from tests.support.smtp import Authenticator, Catcher, client_tls, self_signed, server_tls, start_smtp
 
 LINK = "https://sigit.example/#/verify?code={code}"
+SEAL = ParamsSeal(CODE_SECRET)
 SENDER = Sender("no-reply@sigit.example", "SIGit", reply_to="help@sigit.example")
 
 
@@ -58,6 +64,7 @@ async def worker_for(db_path, backend, mail_settings, clock) -> MailWorker:
         SENDER,
         mail_settings,
         clock,
+        seal=SEAL,
     )
 
 
@@ -65,17 +72,17 @@ def queue_signup(db_path, email="ana@example.org") -> str:
     conn = database.connect(db_path)
     h = Harness(conn)
     h.send(new_client(1), "request_account", {"email": email})
-    code = h.last_code(email)
+    code = h.last_code(normalise_email(email))
     conn.close()
     return code
 
 
-def queue(db_path, count: int, kind=MailKind.WELCOME) -> None:
+def queue(db_path, count: int, kind=MailKind.WELCOME, tag: str = "tok") -> None:
     conn = database.connect(db_path)
     with database.immediate(conn):
         for i in range(count):
             mail = Mail(kind, f"user{i}@example.org", f"u{i}", (("at", T0),))
-            repository.queue_mail(conn, mail, f"tok{i:04d}", None, T0)
+            repository.queue_mail(conn, mail, f"{tag}{i:04d}", None, T0, seal=SEAL)
     conn.close()
 
 
@@ -111,7 +118,7 @@ async def test_code_email_has_the_code_link_expiry_and_proper_headers(db_path, c
     assert "font-size:36px" in html and "https://sigit.example/help" in html
     (status, attempts, _, params, _) = rows(db_path)[0]
     assert (status, attempts) == ("sent", 1)
-    assert "code" not in orjson.loads(params)  # codes leave the database once sent
+    assert params == ""  # a code mail's values leave the database once sent
     await worker.db.close()
 
 
@@ -286,6 +293,7 @@ def queue_claimed(db_path, claim: outbox.MailClaim, count: int, tag: str = "b") 
                 None,
                 T0,
                 claim,
+                seal=SEAL,
             )
             for i in range(count)
         ]
@@ -318,30 +326,268 @@ async def test_mail_born_claimed_by_a_killed_run_goes_out_with_the_next_run(db_p
     await worker.db.close()
 
 
-async def test_write_behind_outcomes_wait_for_a_transaction_then_flush_on_their_own(db_path, catcher):
+class MarkedCatcher(Catcher):
+    """Notes, as each message arrives, how many rows the database already has marked sent."""
+
+    def __init__(self, db_path) -> None:
+        super().__init__()
+        self.db_path = db_path
+        self.marked_before: list[int] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        conn = sqlite3.connect(self.db_path)
+        self.marked_before.append(
+            conn.execute("SELECT count(*) FROM mail WHERE status = 'sent'").fetchone()[0]
+        )
+        conn.close()
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_each_accepted_message_is_marked_sent_before_the_next_one_is_accepted(db_path, concurrency):
+    """A kill -9 can then leave at most one accepted message unmarked: one duplicate per crash."""
+    catcher = MarkedCatcher(db_path)
+    controller = start_smtp(catcher)
+    try:
+        conf = settings(controller.port, concurrency=concurrency)
+        queue(db_path, 12)
+        worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+        assert await worker.drain() == 12
+        born = queue_claimed(db_path, worker.claim, 6)
+        worker.submit(born)
+        assert await worker.send_submitted() == 6
+        assert catcher.marked_before == list(range(18))
+        await worker.backend.close()
+        await worker.db.close()
+    finally:
+        controller.stop()
+
+
+async def test_while_the_database_refuses_a_sent_mark_no_other_message_is_accepted(db_path, catcher):
+    conf = settings(catcher.port, concurrency=2)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    born = queue_claimed(db_path, worker.claim, 2)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    worker.submit(born)
+    sending = asyncio.ensure_future(worker.send_submitted())
+    await asyncio.sleep(1.5)
+    assert len(catcher.messages) == 1 and not sending.done()  # the second waits for the first's mark
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert await sending == 2
+    assert [r[0] for r in rows(db_path)] == ["sent"] * 2 and len(catcher.messages) == 2
+    await worker.backend.close()
+    await worker.db.close()
+
+
+class EnvelopeCatcher(Catcher):
+    """Also keeps each message's envelope recipients and raw bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.envelopes: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append((list(envelope.rcpt_tos), envelope.content))
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_an_internationalised_address_is_delivered_when_the_server_offers_smtputf8(db_path):
+    catcher = EnvelopeCatcher()
+    controller = start_smtp(catcher, smtputf8=True)
+    try:
+        queue_signup(db_path, "josé@例え.jp")
+        conf = settings(controller.port)
+        worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+        assert await worker.drain() == 1
+        await worker.backend.close()
+        await worker.db.close()
+        ((recipients, content),) = catcher.envelopes
+        assert recipients == ["josé@xn--r8jz45g.jp"]
+        assert "To: josé@xn--r8jz45g.jp".encode() in content
+        assert rows(db_path)[0][:2] == ("sent", 1)
+    finally:
+        controller.stop()
+
+
+async def test_without_smtputf8_an_internationalised_address_fails_for_good_with_the_reason(db_path, caplog):
+    catcher = Catcher()
+    controller = start_smtp(catcher, smtputf8=False)
+    try:
+        queue_signup(db_path, "josé@例え.jp")
+        conf = settings(controller.port)
+        worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+        with caplog.at_level("WARNING", logger="sigit.mail"):
+            await worker.drain()
+        status, attempts, error, _, _ = rows(db_path)[0]
+        assert (status, attempts) == ("dead", 1) and "SMTPUTF8" in error
+        assert any("SMTPUTF8" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+        queue(db_path, 1)  # the connection it used still serves
+        assert await worker.drain() == 1 and len(catcher.messages) == 1
+        metrics = await worker.db.run(lambda conn: outbox.metrics(conn, T0))
+        assert (metrics.sent, metrics.dead) == (1, 1)
+        await worker.backend.close()
+        await worker.db.close()
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("recipient", ["ana\u202e@example.org", "ana\x9b@example.org", "ａｎａ@example.org"])
+async def test_mail_to_an_unmailable_address_queued_before_is_dead_at_once_not_retried(
+    db_path, catcher, recipient, caplog
+):
+    conn = database.connect(db_path)
+    with database.immediate(conn):  # as an older version accepted and queued it
+        repository.queue_mail(
+            conn, Mail(MailKind.WELCOME, recipient, "u1", (("at", T0),)), "tok", None, T0, seal=SEAL
+        )
+    conn.close()
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    with caplog.at_level("WARNING", logger="sigit.mail"):
+        await worker.drain()
+    status, attempts, error, _, _ = rows(db_path)[0]
+    assert (status, attempts) == ("dead", 1) and "not mailable" in error
+    assert catcher.messages == [] and any(r.levelname == "WARNING" for r in caplog.records)
+    await worker.backend.close()
+    await worker.db.close()
+
+
+def test_an_unmailable_address_is_refused_at_intake_and_nothing_is_queued(db_path):
+    conn = database.connect(db_path)
+    h = Harness(conn)
+    for i, email in enumerate(["ana\u202e@example.org", "ana\u200b@example.org", "ana\x9b@example.org"]):
+        reply = h.send(new_client(i), "request_account", {"email": email})
+        assert reply.code == "invalid_email"
+    assert h.count("mail") == 0 and h.count("users") == 0
+    assert h.send(
+        new_client(9), "request_account", {"email": "ａｎａ@ｅｘａｍｐｌｅ.ｏｒｇ"}
+    ).ok  # full width
+    assert [tuple(r) for r in conn.execute("SELECT recipient FROM mail")] == [("ana@example.org",)]
+    conn.close()
+
+
+@pytest.mark.parametrize("host", ["smtp.example.org", "192.0.2.25", "::ffff:192.0.2.25"])
+async def test_smtp_auth_without_tls_to_another_host_is_refused_at_startup(tmp_path, host):
+    mail = MailSettings(host=host, port=25, tls="none", username="dvm")
+    with pytest.raises(ConfigError, match=r'mail\.tls is "none"'):
+        SmtpBackend(mail, password="s3cret")
+    settings = replace(make_settings(tmp_path, ["ws://127.0.0.1:9"], 25), mail=mail)
+    with pytest.raises(ConfigError, match="password in clear"):
+        Daemon(settings, Secrets(DVM_KEY, DAEMON_CODE_SECRET, "s3cret"))
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_smtp_auth_without_tls_is_allowed_to_a_loopback_host(db_path, host):
+    catcher = Catcher()
+    controller = start_smtp(catcher, auth=Authenticator("dvm", "s3cret"))
+    try:
+        conf = settings(controller.port, host=host, username="dvm")
+        queue(db_path, 1)
+        worker = await worker_for(db_path, SmtpBackend(conf, password="s3cret"), conf, Clock())
+        await worker.drain()
+        await worker.backend.close()
+        await worker.db.close()
+        assert len(catcher.messages) == 1 and rows(db_path)[0][0] == "sent"
+    finally:
+        controller.stop()
+
+
+async def test_addresses_in_smtp_error_texts_reach_neither_logs_nor_the_database(db_path, catcher, caplog):
+    catcher.refuse = "550 5.1.1 <ana@example.org>: Recipient address rejected: user ana unknown"
+    queue_signup(db_path)
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, Clock())
+    with caplog.at_level("DEBUG"):
+        await worker.drain()
+    status, _, error, _, _ = rows(db_path)[0]
+    assert status == "dead" and "550 5.1.1" in error and "Recipient address rejected" in error
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("sigit"))
+    assert "Recipient address rejected" in logged
+    for text in (error, logged):
+        assert "ana@example.org" not in text and " ana " not in text
+    await worker.backend.close()
+    await worker.db.close()
+
+
+def raw_database(db_path) -> bytes:
+    return b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+
+
+async def test_a_code_is_never_in_the_database_file_in_clear_queued_retrying_or_sent(db_path, catcher):
+    code = queue_signup(db_path)
+    never = (f'"{code}"'.encode(), b'"code"')
+    assert not any(text in raw_database(db_path) for text in never)  # queued
+    catcher.refuse = "451 4.3.0 try again later"
+    clock = Clock()
+    conf = settings(catcher.port)
+    worker = await worker_for(db_path, SmtpBackend(conf), conf, clock)
+    await worker.drain()
+    assert rows(db_path)[0][0] == "queued"
+    assert not any(text in raw_database(db_path) for text in never)  # retrying
+    catcher.refuse = None
+    clock.t += 60
+    assert await worker.drain() == 1
+    assert code in catcher.messages[0]["Subject"]  # opened to build the message, and only there
+    assert not any(text in raw_database(db_path) for text in never)  # sent
+    await worker.backend.close()
+    await worker.db.close()
+
+
+async def test_sealed_params_do_not_open_in_another_row_or_under_another_secret(db_path, catcher):
+    queue(db_path, 2)
+    conn = database.connect(db_path)
+    with database.immediate(conn):  # move row 1's sealed values to row 2
+        conn.execute("UPDATE mail SET params = (SELECT params FROM mail WHERE id = 1) WHERE id = 2")
+    conn.close()
     conf = settings(catcher.port)
     db = await database.Database(db_path).open()
-    later = WriteBehind(db, delay_s=0.2)
-    worker = MailWorker(
-        db, SmtpBackend(conf), Templates(TemplateContext(LINK, "")), SENDER, conf, Clock(), later
+    other = MailWorker(
+        db,
+        SmtpBackend(conf),
+        Templates(TemplateContext(LINK)),
+        SENDER,
+        conf,
+        Clock(),
+        seal=ParamsSeal(b"another-secret-0123456789"),
     )
-    worker.submit(queue_claimed(db_path, worker.claim, 1))
-    await worker.send_submitted()
-    assert len(catcher.messages) == 1 and [r[0] for r in rows(db_path)] == ["queued"]  # not yet written
-    await asyncio.sleep(0.5)
-    assert [r[0] for r in rows(db_path)] == ["sent"]  # written by the timer, in its own transaction
-    # Taken by a caller, the update runs in the caller's transaction instead.
-    worker.submit(queue_claimed(db_path, worker.claim, 1, tag="c"))
-    await worker.send_submitted()
-    along = later.take()
-    assert along is not None and later.take() is None
-    await db.run(lambda conn: _in_immediate(conn, along))
-    assert [r[0] for r in rows(db_path)] == ["sent", "sent"]
-    await later.close()
-    await worker.backend.close()
+    queue(db_path, 1, tag="x")
+    await other.drain()
+    assert [(r[0], r[1]) for r in rows(db_path)] == [("dead", 1)] * 3 and catcher.messages == []
+    assert all("code secret" in r[2] for r in rows(db_path))
+    await other.backend.close()
     await db.close()
 
 
-def _in_immediate(conn, update) -> None:
-    with database.immediate(conn):
-        update(conn)
+class ReplyLostCatcher(Catcher):
+    """Takes the first message, then drops the connection before answering: the sender cannot
+    know it was accepted."""
+
+    async def handle_DATA(self, server, session, envelope):
+        await super().handle_DATA(server, session, envelope)
+        if len(self.messages) == 1:
+            server.transport.close()
+        return "250 Message accepted"
+
+
+async def test_a_message_sent_again_after_a_lost_reply_carries_the_same_message_id(db_path):
+    catcher = ReplyLostCatcher()
+    controller = start_smtp(catcher)
+    try:
+        queue_signup(db_path)
+        clock = Clock()
+        conf = settings(controller.port)
+        worker = await worker_for(db_path, SmtpBackend(conf), conf, clock)
+        await worker.drain()
+        assert rows(db_path)[0][:2] == ("queued", 1)  # not known to be accepted: retried
+        clock.t += 3600
+        await worker.drain()
+        assert rows(db_path)[0][:2] == ("sent", 2)
+        first, second = catcher.messages
+        assert first["Message-ID"] == second["Message-ID"] and first["Subject"] == second["Subject"]
+        await worker.backend.close()
+        await worker.db.close()
+    finally:
+        controller.stop()

@@ -18,9 +18,10 @@ import pytest
 from dvm.nostr import bech32
 from dvm.nostr.event import parse_event_json
 from dvm.nostr.keys import SecretKey
+from dvm.outbox import ReplyMark
 from dvm.store import database, repository
 from dvm.store.writebehind import WriteBehind
-from tests.support.flows import T0, Harness, make_service, new_client
+from tests.support.flows import T0, Harness, commit_one, mail_params, make_service, new_client
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(range(90)))
@@ -89,7 +90,7 @@ def test_the_same_event_twice_is_answered_from_storage_and_decided_once(h):
     first, _ = h.send_event(client, event)
     h.now += 5
     second, _ = h.send_event(client, event)
-    assert (second.replayed, second.reply_event, second.outcome) == (True, first.reply_event, "ok")
+    assert (second.replayed, second.reply, second.outcome) == (True, first.reply, "ok")
     assert h.count("mail") == 1 and h.count("requests") == 1
 
 
@@ -128,8 +129,7 @@ def _signup_worker(args: tuple[str, list[str], int, int]) -> list[str]:
     service = make_service(seed=seed)
     outcomes = []
     for raw in events:
-        handled = service.handle(conn, service.open(parse_event_json(raw), now), now)
-        outcomes.append(handled.outcome)
+        outcomes.append(commit_one(service, conn, parse_event_json(raw), now).outcome)
     conn.close()
     return outcomes
 
@@ -161,9 +161,8 @@ def test_concurrent_requests_for_one_email_from_four_processes_create_one_user(d
 CRASH_SCRIPT = """
 import os, signal, sys
 from dvm.nostr.event import parse_event_json
-from dvm.service import AccountService
 from dvm.store import database, repository
-from tests.support.flows import make_service
+from tests.support.flows import commit_one, make_service
 
 path, point, raw, now = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 real = getattr(repository, point)
@@ -175,7 +174,7 @@ def write_then_die(*args, **kwargs):
 setattr(repository, point, write_then_die)
 conn = database.connect(path)
 service = make_service()
-service.handle(conn, service.open(parse_event_json(raw), now), now)
+commit_one(service, conn, parse_event_json(raw), now)
 """
 
 
@@ -207,27 +206,30 @@ def test_batched_requests_see_each_others_writes_and_fail_alone(h):
         h.send(client, "verify_code", {"code": h.last_code(email)})
     shared = SecretKey.generate().pubkey_hex
     events = [h.event(c, "activate", {"pubkey": shared, "backup": BACKUP}) for c in (a, b)]
-    results = h.service.handle_batch(h.conn, [h.service.open(e, h.now) for e in events], h.now)
+    results = h.service.commit(h.conn, [h.open(e) for e in events], h.now)
     assert [r.outcome for r in results] == ["ok", "pubkey_taken"]
     assert h.count("users", "activated = 1") == 1
 
 
 def test_bookkeeping_rides_in_the_batch_transaction_and_rolls_back_with_it(h):
     first = h.event(new_client(1), "request_account", {"email": "a@example.org"})
-    h.service.handle_batch(h.conn, [h.service.open(first, h.now)], h.now)
-    mark = partial(repository.mark_publication, published=[(first.id, h.now)], failed=[])
+    h.service.commit(h.conn, [h.open(first)], h.now)
+    marks = (ReplyMark(first.id, True, h.now),)
     second = h.event(new_client(2), "request_account", {"email": "b@example.org"})
-    h.service.handle_batch(h.conn, [h.service.open(second, h.now)], h.now, bookkeeping=mark)
+    h.service.commit(h.conn, [h.open(second)], h.now, bookkeeping=marks)
     assert h.count("requests", "published_at IS NOT NULL") == 1
     assert h.count("requests") == 2
 
-    def broken(conn):
-        repository.mark_publication(conn, published=[(second.id, h.now)], failed=[])
-        raise sqlite3.OperationalError("disk I/O error")
-
-    third = h.event(new_client(3), "request_account", {"email": "c@example.org"})
+    # The disk fills up: the next batch fails as a whole, and its bookkeeping with it.
+    pages = h.conn.execute("PRAGMA page_count").fetchone()[0]
+    h.conn.execute(f"PRAGMA max_page_count = {pages}")
+    thirds = [
+        h.event(new_client(3 + i), "request_account", {"email": f"c{i}@example.org"}) for i in range(40)
+    ]
     with pytest.raises(sqlite3.OperationalError):
-        h.service.handle_batch(h.conn, [h.service.open(third, h.now)], h.now, bookkeeping=broken)
+        h.service.commit(
+            h.conn, [h.open(e) for e in thirds], h.now, bookkeeping=(ReplyMark(second.id, True, h.now),)
+        )
     assert h.count("requests", "published_at IS NOT NULL") == 1  # nothing of that batch stayed
     assert h.count("requests") == 2
 
@@ -313,7 +315,7 @@ def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tm
         )
         return tables, {t: sorted(cols) for t, cols in columns.items()}, indexes
 
-    assert database.user_version(migrated) == database.SCHEMA_VERSION == 3
+    assert database.user_version(migrated) == database.SCHEMA_VERSION == 4
     assert shape(migrated) == shape(fresh)
     assert [tuple(r) for r in migrated.execute("SELECT email, pending_email, notify_login FROM users")] == [
         ("a@example.org", "", 1)
@@ -322,7 +324,7 @@ def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tm
         ("signup", "consumed")
     ]
     migrated.execute(
-        "INSERT INTO sessions VALUES ('k2', 'u1', 'email_change', 'pending', 'h', 1, 2, 0, NULL, 1, 1)"
+        "INSERT INTO sessions VALUES ('k2', 'u1', 'email_change', 'pending', 'h', 1, 2, 0, NULL, 1, 1, '')"
     )  # the new purposes are allowed after the migration
 
 
@@ -334,7 +336,7 @@ def test_email_change_and_deletion_through_the_store(h):
 
     me = Encryptor(owner)
     assert h.send(me, "change_email", {"email": "New@Example.org"}).ok
-    assert h.send(new_client(5), "request_account", {"email": "new@example.org"}).code == "email_taken"
+    # A pending change reserves nothing: the address's owner could still sign up with it.
     assert h.send(me, "status").result["pending_email"] == "new@example.org"
     reply = h.send(me, "confirm_email", {"code": h.last_code("new@example.org")})
     assert reply.result == {"email": "new@example.org"}
@@ -347,33 +349,64 @@ def test_email_change_and_deletion_through_the_store(h):
         "email_changed:ana@example.org",
     ]
     assert h.send(me, "request_deletion").ok
-    code = h.conn.execute("SELECT params FROM mail WHERE kind = 'deletion_code'").fetchone()[0]
-    import orjson
-
-    assert h.send(me, "delete_account", {"code": orjson.loads(code)["code"]}).ok
-    assert [h.count(t) for t in ("users", "sessions", "code_sends")] == [0, 0, 0]
+    stored, token = h.conn.execute(
+        "SELECT params, message_id FROM mail WHERE kind = 'deletion_code'"
+    ).fetchone()
+    assert h.send(me, "delete_account", {"code": mail_params(stored, token)["code"]}).ok
+    assert [h.count(t) for t in ("users", "sessions")] == [0, 0]
     # Only the deletion notice is left in the mail table for this address; it is not tied to the user.
     assert [tuple(r) for r in h.conn.execute("SELECT kind, user_id FROM mail")] == [("account_deleted", None)]
     assert h.send(me, "status").code == "unknown_account"
 
 
-async def test_write_behind_keeps_updates_the_database_refuses_and_writes_them_later(db_path):
+def published(db_path) -> list[int | None]:
+    conn = sqlite3.connect(db_path)
+    try:
+        return [r[0] for r in conn.execute("SELECT published_at FROM requests ORDER BY event_id")]
+    finally:
+        conn.close()
+
+
+async def test_write_behind_keeps_marks_the_database_refuses_and_writes_them_later(h, db_path):
+    event = h.event(new_client(1), "request_account", {"email": "a@example.org"})
+    h.send_event(new_client(1), event)
     db = await database.Database(db_path).open()
     await db.run(lambda conn: conn.execute("PRAGMA busy_timeout = 50"))
     later = WriteBehind(db, delay_s=0.05)
     blocker = sqlite3.connect(db_path, isolation_level=None)
     try:
         blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
-        later.add(lambda conn: conn.execute("PRAGMA user_version = 99"))
+        later.add([ReplyMark(event.id, True, T0)])
         await asyncio.sleep(0.3)
-        assert later.take() is not None  # still queued after the refused write
-        later.add(lambda conn: conn.execute("PRAGMA user_version = 99"))
+        assert later.pending == (ReplyMark(event.id, True, T0),)  # still queued after the refused write
         blocker.execute("ROLLBACK")
         await asyncio.sleep(1.5)  # the retry comes within RETRY_S
-        assert later.take() is None
-        assert blocker.execute("PRAGMA user_version").fetchone()[0] == 99
+        assert later.pending == ()
+        assert published(db_path) == [T0]
     finally:
         blocker.close()
+        await later.close()
+        await db.close()
+
+
+async def test_write_behind_marks_wait_for_a_transaction_then_flush_on_their_own(h, db_path):
+    events = [h.event(new_client(i), "request_account", {"email": f"w{i}@example.org"}) for i in range(2)]
+    for i, event in enumerate(events):
+        h.send_event(new_client(i), event)
+    db = await database.Database(db_path).open()
+    later = WriteBehind(db, delay_s=0.2)
+    try:
+        later.add([ReplyMark(events[0].id, True, T0)])
+        assert published(db_path) == [None, None]  # not yet written
+        await asyncio.sleep(0.5)
+        assert sorted(published(db_path), key=str) == sorted([T0, None], key=str)  # by the timer
+        # Taken by a caller, the marks go into the caller's transaction instead.
+        later.add([ReplyMark(events[1].id, True, T0 + 1)])
+        along = later.take()
+        assert along == (ReplyMark(events[1].id, True, T0 + 1),) and later.take() is None
+        await db.run(lambda conn: h.service.commit(conn, [], T0, bookkeeping=along))
+        assert sorted(published(db_path)) == [T0, T0 + 1]
+    finally:
         await later.close()
         await db.close()
 
@@ -425,8 +458,8 @@ def test_no_statement_of_the_request_or_delivery_paths_scans_a_whole_table(db_pa
     assert h.send(laptop, "request_login", {"email": "ana@example.org"}).ok
     assert h.send(laptop, "verify_code", {"code": h.last_code("ana@example.org")}).ok
     me = Encryptor(owner)
+    assert h.send(new_client(3), "request_account", {"email": "new@example.org"}).ok  # never verified
     assert h.send(me, "change_email", {"email": "new@example.org"}).ok
-    assert h.send(new_client(3), "request_account", {"email": "new@example.org"}).code == "email_taken"
     assert h.send(me, "confirm_email", {"code": h.last_code("new@example.org")}).ok
     assert h.send(me, "update_backup", {"backup": BACKUP}).ok
     assert h.send(me, "set_notifications", {"login_notice": False}).ok
@@ -434,7 +467,8 @@ def test_no_statement_of_the_request_or_delivery_paths_scans_a_whole_table(db_pa
     assert h.send(me, "request_deletion").ok
     with database.immediate(h.conn):
         due = repository.due_replies(h.conn, T0 + 3600, 10)
-        repository.mark_publication(h.conn, [(due[0].event_id, T0)], [(due[1].event_id, T0 + 9)])
+        marks = (ReplyMark(due[0].event_id, True, T0), ReplyMark(due[1].event_id, False, T0 + 9))
+        repository.write_bookkeeping(h.conn, marks)
     mails = outbox.claim_due(h.conn, T0 + 3600, 10, 60, "run-1")
     outcomes = [
         outbox.Outcome(mails[0], "sent", at=T0),

@@ -7,16 +7,16 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from dvm.accounts.rules import AccountRules
 from dvm.nostr.encryption import Encryptor
-from dvm.nostr.event import Event, parse_event_json
+from dvm.nostr.event import Event
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import OpenedReply, build_request, open_reply
-from dvm.protocol.intake import IntakeRules
+from dvm.protocol.intake import IntakeRules, open_request
 from dvm.protocol.methods import Method
-from dvm.service import AccountService, Handled, ServiceRules
+from dvm.rules import ServiceRules
+from dvm.service import AccountService, Answer
+from dvm.store.sealed import ParamsSeal
 
 DVM_SECRET = "d1" * 32
 CODE_SECRET = b"c" * 32
@@ -24,9 +24,23 @@ T0 = 1_800_000_000
 LOW_POW = ServiceRules(intake=IntakeRules(pow_bits=dict.fromkeys(Method, 2)))
 
 
+def mail_params(stored: str, token: str) -> dict[str, Any]:
+    """A mail row's template values (sealed at rest with a key derived from CODE_SECRET)."""
+    return ParamsSeal(CODE_SECRET).open(stored, token)
+
+
 def make_service(rules: ServiceRules = LOW_POW, seed: int = 0) -> AccountService:
     rng = random.Random(seed).randbytes
     return AccountService(Encryptor(SecretKey(bytes.fromhex(DVM_SECRET)), rng), CODE_SECRET, rules, rng)
+
+
+def commit_one(service: AccountService, conn: sqlite3.Connection, event: Event, now: int) -> Answer:
+    """Open ``event`` and commit it alone, as the pipeline would in a batch of one."""
+    incoming = open_request(event, service.encryptor, service.rules.intake, now)
+    (answer,) = service.commit(conn, [incoming], now)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
 def new_client(seed: int) -> Encryptor:
@@ -36,7 +50,7 @@ def new_client(seed: int) -> Encryptor:
 
 @dataclass
 class Harness:
-    """Sends requests through ``AccountService.handle`` and reads codes from the mail outbox."""
+    """Sends requests through ``AccountService.commit`` and reads codes from the mail outbox."""
 
     conn: sqlite3.Connection
     service: AccountService = field(default_factory=make_service)
@@ -45,19 +59,23 @@ class Harness:
     def event(self, client: Encryptor, method: str, params: dict[str, Any] | None = None) -> Event:
         return build_request(client, self.service.pubkey, method, params or {}, self.now, pow_bits=2)
 
-    def send_event(self, client: Encryptor, event: Event) -> tuple[Handled, OpenedReply]:
-        handled = self.service.handle(self.conn, self.service.open(event, self.now), self.now)
-        return handled, open_reply(client, parse_event_json(handled.reply_event), self.service.pubkey)
+    def open(self, event: Event):
+        return open_request(event, self.service.encryptor, self.service.rules.intake, self.now)
+
+    def send_event(self, client: Encryptor, event: Event) -> tuple[Answer, OpenedReply]:
+        answer = commit_one(self.service, self.conn, event, self.now)
+        return answer, open_reply(client, answer.reply, self.service.pubkey)
 
     def send(self, client: Encryptor, method: str, params: dict[str, Any] | None = None) -> OpenedReply:
         return self.send_event(client, self.event(client, method, params))[1]
 
     def last_code(self, email: str) -> str:
         row = self.conn.execute(
-            "SELECT params FROM mail WHERE recipient = ? AND kind LIKE '%code' ORDER BY id DESC LIMIT 1",
+            "SELECT params, message_id FROM mail WHERE recipient = ? AND kind LIKE '%code' "
+            "ORDER BY id DESC LIMIT 1",
             (email,),
         ).fetchone()
-        return str(orjson.loads(row[0])["code"])
+        return str(mail_params(row[0], row[1])["code"])
 
     def count(self, table: str, where: str = "1", *args: Any) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0])

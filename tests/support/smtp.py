@@ -103,8 +103,9 @@ def start_smtp(
     starttls: ssl.SSLContext | None = None,
     implicit: ssl.SSLContext | None = None,
     auth: Authenticator | None = None,
+    smtputf8: bool = False,
 ) -> Controller:
-    kwargs: dict = {}
+    kwargs: dict = {"enable_SMTPUTF8": smtputf8}
     if starttls is not None:
         kwargs |= {"tls_context": starttls, "require_starttls": True}
     if auth is not None:

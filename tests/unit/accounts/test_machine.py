@@ -37,7 +37,7 @@ def active_user(**changes) -> UserRow:
         "activated": True,
         "entropy": "e" * 64,
         "pubkey": ACCOUNT,
-        "bkp": "ncryptsec1xyz",
+        "backup": "ncryptsec1xyz",
     }
     return user(**(defaults | changes))
 
@@ -90,7 +90,7 @@ def test_new_email_creates_unverified_user_pending_session_and_one_code_email():
         SessionState.PENDING,
     )
     assert new_session.code_expires_at == NOW + RULES.code_ttl_s
-    assert only(decision.writes, RecordCodeSend).user_id == new_user.id
+    assert only(decision.writes, RecordCodeSend).mailbox == "ana@example.org"
     (mail,) = decision.mails
     assert (mail.kind, mail.to) == (MailKind.SIGNUP_CODE, "ana@example.org")
     code = mail.params_dict()["code"]
@@ -232,7 +232,7 @@ def test_activation_stores_pubkey_and_backup_and_consumes_the_session():
     decision = decide(Activate(ACCOUNT, "ncryptsec1abc"), KEY, verified_view(), ctx())
     assert decision.reply == Success(None)
     activated = only(decision.writes, PutUser)
-    assert (activated.activated, activated.verified, activated.pubkey, activated.bkp) == (
+    assert (activated.activated, activated.verified, activated.pubkey, activated.backup) == (
         True,
         True,
         ACCOUNT,
@@ -343,3 +343,54 @@ def test_transition_table_names_only_known_outcomes_and_methods():
     for row in TRANSITIONS:
         assert row.outcome in known, row
         assert row.method in {m.value for m in Method}, row
+
+
+# --- the table is the code that runs -----------------------------------------------------------
+
+
+def test_every_method_is_dispatched_through_a_rule_with_rows():
+    from dvm.accounts.machine import RULES
+    from dvm.protocol.methods import Method
+
+    assert set(RULES) == set(Method)
+    for method, entry in RULES.items():
+        assert entry.rows and all(row.method == method for row in entry.rows)
+        steps = [(r.session_from, r.session_to, r.outcome) for r in entry.rows]
+        assert len(steps) == len(set(steps)), f"{method} declares a row twice"
+
+
+def test_a_decision_carries_the_row_it_took():
+    pending = View(session=session(), session_user=user())
+    decision = decide(VerifyCode("123456"), KEY, pending, ctx())
+    assert decision.transition in TRANSITIONS
+    t = decision.transition
+    assert (t.method, t.session_from, t.session_to, t.outcome) == (
+        "verify_code",
+        SessionState.PENDING,
+        SessionState.VERIFIED,
+        "ok",
+    )
+    refused = decide(VerifyCode("123456"), KEY, View(), ctx())
+    assert refused.transition is not None and refused.transition.outcome == "no_session"
+
+
+def test_an_outcome_the_rows_do_not_name_is_refused_as_internal_error(monkeypatch):
+    """A handler changed without its rows (or rows without the docs) cannot slip through."""
+    from dvm.accounts.machine import RULES, Rule
+    from dvm.errors import EmailTaken, UndeclaredTransition
+    from dvm.protocol.methods import Method, Status
+
+    status = RULES[Method.STATUS]
+
+    def refuses_something_new(request, pubkey, view, ctx):
+        raise EmailTaken
+
+    def returns_a_new_step(request, pubkey, view, ctx):
+        return replace(status.handler(request, pubkey, view, ctx), step=(SessionState.PENDING, None))
+
+    active = View(account_user=active_user())
+    for handler in (refuses_something_new, returns_a_new_step):
+        monkeypatch.setitem(RULES, Method.STATUS, Rule(Method.STATUS, handler, status.rows))
+        with pytest.raises(UndeclaredTransition) as refused:
+            decide(Status(), ACCOUNT, active, ctx())
+        assert refused.value.code == "internal_error"

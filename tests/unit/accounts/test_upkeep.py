@@ -7,17 +7,19 @@ from dataclasses import replace
 import pytest
 
 from dvm.accounts import codes
-from dvm.accounts.decision import DeleteUser, Failure, MailKind, PutSession, PutUser, Success, View
+from dvm.accounts.decision import DeleteUser, MailKind, PutSession, PutUser, Success, View
 from dvm.accounts.machine import Context, decide
 from dvm.accounts.rows import Purpose, SessionState
 from dvm.accounts.rules import AccountRules
 from dvm.protocol.methods import (
+    Activate,
     ChangeEmail,
     ConfirmEmail,
     DeleteAccount,
     RequestAccount,
     RequestDeletion,
     RequestLogin,
+    ResendCode,
     SetNotifications,
     Status,
     UpdateBackup,
@@ -111,22 +113,59 @@ def test_grace_is_reset_only_by_the_first_change_of_a_pending_period():
     assert [w.row for w in decision.writes if isinstance(w, PutUser)][-1].grace_deadline == NOW + GRACE
 
 
-def test_change_to_an_address_used_or_reserved_by_another_account_is_refused():
+def test_change_to_an_address_of_another_verified_account_is_refused():
     other = active_user(id="u2", email="new@example.org", pubkey="dd" * 32)
     taken = View(account_user=active_user(), email_user=other)
     assert failure(decide(ChangeEmail("new@example.org"), ACCOUNT, taken, ctx())) == "email_taken"
-    reserver = active_user(
+    # A signup never verified does not own the address: the change goes ahead.
+    unfinished = View(account_user=active_user(), email_user=user(id="u2", email="new@example.org"))
+    assert decide(ChangeEmail("new@example.org"), ACCOUNT, unfinished, ctx()).reply == Success(None)
+
+
+def test_a_pending_change_reserves_nothing_against_the_owner():
+    """Anyone with an account could once block another person's signup for the grace period."""
+    squatter = active_user(
         id="u2", email="bo@example.org", pending_email="new@example.org", grace_deadline=NOW + 9
     )
-    reserved = View(account_user=active_user(), pending_user=reserver)
-    assert failure(decide(ChangeEmail("new@example.org"), ACCOUNT, reserved, ctx())) == "email_taken"
-    # Nor can anyone sign up with a reserved address; once the reservation lapses, they can.
-    assert failure(
-        decide(RequestAccount("new@example.org"), "cc" * 32, View(pending_user=reserver), ctx())
-    ) == ("email_taken")
-    assert decide(
-        RequestAccount("new@example.org"), "cc" * 32, View(pending_user=reserver), ctx(NOW + 10)
-    ).mails
+    # The owner signs up (and logs in) as if nobody had asked; a rival change may also ask.
+    signup = decide(RequestAccount("new@example.org"), "cc" * 32, View(pending_users=(squatter,)), ctx())
+    assert signup.reply == Success(None) and [m.kind for m in signup.mails] == [MailKind.SIGNUP_CODE]
+    rival = View(account_user=active_user(), pending_users=(squatter,))
+    assert decide(ChangeEmail("new@example.org"), ACCOUNT, rival, ctx()).reply == Success(None)
+
+
+def test_the_owners_verified_signup_cancels_pending_changes_to_the_address_and_tells_their_requesters():
+    squatter = active_user(
+        id="u2", email="bo@example.org", pending_email="new@example.org", grace_deadline=NOW + 9
+    )
+    owner = user(email="new@example.org")
+    view = View(session=session(), session_user=owner, pending_users=(squatter,))
+    decision = decide(VerifyCode("123456"), "aa" * 32, view, ctx())
+    assert decision.reply.data is not None and "entropy" in decision.reply.data
+    cancelled = [w.row for w in decision.writes if isinstance(w, PutUser) and w.row.id == "u2"]
+    assert cancelled and (cancelled[0].pending_email, cancelled[0].grace_deadline) == ("", None)
+    assert [(m.kind, m.to) for m in decision.mails] == [(MailKind.EMAIL_CHANGE_CANCELLED, "bo@example.org")]
+
+
+def test_a_confirmed_change_erases_an_unfinished_signup_and_cancels_rival_changes():
+    unfinished = user(id="u3", email="new@example.org")
+    rival = active_user(
+        id="u2",
+        email="bo@example.org",
+        pubkey="dd" * 32,
+        pending_email="new@example.org",
+        grace_deadline=NOW + 9,
+    )
+    view = View(
+        session=change_session(),
+        account_user=active_user(pending_email="new@example.org", grace_deadline=NOW + 9),
+        email_user=unfinished,
+        pending_users=(rival,),
+    )
+    decision = decide(ConfirmEmail("123456"), ACCOUNT, view, ctx())
+    assert decision.reply == Success({"email": "new@example.org"})
+    assert DeleteUser("u3") in decision.writes
+    assert {m.kind for m in decision.mails} == {MailKind.EMAIL_CHANGED, MailKind.EMAIL_CHANGE_CANCELLED}
 
 
 def test_changing_back_to_the_current_address_cancels_the_pending_change():
@@ -185,7 +224,7 @@ def test_login_keeps_working_with_the_confirmed_address_during_a_change():
 def test_update_backup_keeps_the_previous_and_sends_the_password_changed_email():
     decision = decide(UpdateBackup("bmV3"), ACCOUNT, account_view(), ctx())
     updated = only(decision.writes, PutUser)
-    assert (updated.bkp, updated.bkp_previous) == ("bmV3", "ncryptsec1xyz")
+    assert (updated.backup, updated.backup_previous) == ("bmV3", "ncryptsec1xyz")
     assert [(m.kind, m.to) for m in decision.mails] == [(MailKind.BACKUP_CHANGED, "ana@example.org")]
     same = decide(UpdateBackup("ncryptsec1xyz"), ACCOUNT, account_view(), ctx())
     assert same.writes == () and same.mails == ()
@@ -241,15 +280,77 @@ def test_private_mode_signup_for_an_existing_account_mails_the_owner_a_login_cod
         (RequestLogin("nobody@example.org"), View()),
         (RequestLogin("ana@example.org"), View(email_user=user(verified=True))),
         (RequestAccount("ana@example.org"), View(email_user=active_user(), code_sends=(NOW,) * 9)),
+        (RequestLogin("ana@example.org"), View(email_user=active_user(), code_sends=(NOW,) * 9)),
     ],
 )
-def test_private_mode_answers_every_address_the_same(request_, view):
+def test_private_mode_answers_every_address_the_same_and_leaves_a_pending_session(request_, view):
     decision = decide(request_, "cc" * 32, view, pctx())
     assert decision.reply == Success(None)
-    assert not isinstance(decision.reply, Failure)
+    assert only(decision.writes, PutSession).state is SessionState.PENDING
 
 
 def test_private_mode_unknown_login_sends_nothing_and_unfinished_signup_resumes():
-    assert decide(RequestLogin("nobody@example.org"), "cc" * 32, View(), pctx()).mails == ()
+    decoy = decide(RequestLogin("nobody@example.org"), "cc" * 32, View(), pctx())
+    assert decoy.mails == () and only(decoy.writes, PutSession).user_id is None
     resumed = decide(RequestLogin("ana@example.org"), "cc" * 32, View(email_user=user(verified=True)), pctx())
     assert [m.kind for m in resumed.mails] == [MailKind.SIGNUP_CODE]
+
+
+def test_private_mode_a_decoy_answers_every_step_as_a_real_pending_session_would():
+    """For a stranger: request_login then verify_code / activate / resend_code answer the same for
+    an account and for an unknown address (the oracles an attacker found)."""
+    real = decide(RequestLogin("ana@example.org"), "cc" * 32, View(email_user=active_user()), pctx())
+    decoy = decide(RequestLogin("nobody@example.org"), "cc" * 32, View(), pctx())
+    answers = []
+    for opened, owner in ((real, active_user()), (decoy, None)):
+        s = replace(only(opened.writes, PutSession), code_sent_at=NOW - 100)
+        view = View(session=s, session_user=owner)
+        steps = [
+            decide(VerifyCode("000000"), "cc" * 32, view, pctx()),
+            decide(Activate("dd" * 32, "YWJj"), "cc" * 32, view, pctx()),
+            decide(ResendCode(), "cc" * 32, view, pctx()),
+        ]
+        answers.append([(d.outcome, d.reply) for d in steps])
+    assert answers[0] == answers[1]
+    assert [a[0] for a in answers[0]] == ["code_invalid", "not_verified", "ok"]
+
+
+def test_private_mode_change_to_a_used_address_looks_like_any_change_and_sends_it_nothing():
+    other = active_user(id="u2", email="new@example.org", pubkey="dd" * 32)
+    used = decide(
+        ChangeEmail("new@example.org"), ACCOUNT, View(account_user=active_user(), email_user=other), pctx()
+    )
+    free = decide(ChangeEmail("free@example.org"), ACCOUNT, View(account_user=active_user()), pctx())
+    assert used.reply == free.reply == Success(None)
+    assert [m.kind for m in used.mails] == [MailKind.EMAIL_CHANGE_NOTICE]  # nothing to new@
+    assert {m.kind for m in free.mails} == {MailKind.EMAIL_CHANGE_CODE, MailKind.EMAIL_CHANGE_NOTICE}
+
+
+# --- guessing budget ---------------------------------------------------------------------------
+
+
+def test_wrong_codes_count_per_mailbox_and_day_with_a_growing_wait_and_one_notice():
+    rules = RULES
+    free, base = rules.code_failures_free_per_day, rules.code_failure_backoff_s
+    view = View(session=session(), session_user=user())
+    # The wrong code that uses up the free ones tells the owner, once.
+    almost = replace(view, failures=tuple(NOW - 1000 + i for i in range(free - 1)))
+    tripped = decide(VerifyCode("000000"), "aa" * 32, almost, ctx())
+    assert tripped.outcome == "code_invalid"
+    assert [m.kind for m in tripped.mails] == [MailKind.CODE_GUESSING]
+    # Past them, a try must wait base * 2**k after the last failure, and is not even compared.
+    past = replace(view, failures=tuple(NOW - 20 + i for i in range(free + 2)))
+    last = NOW - 20 + free + 1
+    waited = decide(VerifyCode("123456"), "aa" * 32, past, ctx())  # the right code, too early
+    assert waited.outcome == "rate_limited" and waited.writes == ()
+    assert dict(waited.reply.details)["retry_after_s"] == last + base * 4 - NOW
+    assert decide(VerifyCode("123456"), "aa" * 32, past, ctx(last + base * 4)).outcome == "ok"
+    again = decide(VerifyCode("000000"), "aa" * 32, past, ctx(last + base * 4))
+    assert again.outcome == "code_invalid" and again.mails == ()  # told only once
+    # At the daily maximum, nothing until the oldest failure is a day old.
+    full = View(
+        session=session(code_expires_at=NOW + 100_000),
+        session_user=user(),
+        failures=tuple(NOW - 1000 + i for i in range(rules.max_code_failures_per_day)),
+    )
+    assert decide(VerifyCode("123456"), "aa" * 32, full, ctx(NOW + 80_000)).outcome == "rate_limited"

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from dvm.accounts.decision import Failure, Success
-from dvm.errors import InvalidEvent, InvalidSignature
+from dvm.errors import InsufficientPow, InvalidEvent, InvalidSignature, error_codes
 from dvm.nostr import nip13
 from dvm.nostr.encryption import Encryptor, Scheme
 from dvm.nostr.event import sign_event, verify_event
@@ -66,10 +66,18 @@ def refusal(event, now=NOW, rules=RULES) -> str:
     return incoming.refusal.code
 
 
-def test_missing_or_low_pow_is_answered_pow_too_low():
-    assert refusal(request(pow_bits=0)) == "pow_too_low"
+def test_pow_below_the_gate_is_silence_and_below_the_method_minimum_is_pow_too_low():
+    """Without real work a stranger costs nothing, not even a reply; with some, it is told."""
+    with pytest.raises(InsufficientPow):
+        open_request(request(pow_bits=0), DVM, RULES, NOW)
     # Passes the gate (4 bits) but not request_account's own minimum (8).
     assert refusal(request(pow_bits=5)) == "pow_too_low"
+
+
+def test_a_request_whose_nip40_expiration_has_passed_is_silence():
+    with pytest.raises(InvalidEvent, match="expired"):
+        open_request(request(expiration_s=-1), DVM, RULES, NOW)
+    assert open_request(request(expiration_s=60), DVM, RULES, NOW).refusal is None
 
 
 def test_per_method_minimum_is_applied_after_decryption():
@@ -79,7 +87,8 @@ def test_per_method_minimum_is_applied_after_decryption():
     tags = [("p", DVM.key.pubkey_hex), ("nonce", "0", "30")]  # claims 30 bits it does not have
     bogus = build_request(CLIENT, DVM.key.pubkey_hex, "verify_code", {"code": "123456"}, NOW, pow_bits=0)
     bogus = sign_event(CLIENT.key, bogus.kind, bogus.content, NOW, tags)
-    assert refusal(bogus) == "pow_too_low"
+    with pytest.raises(InsufficientPow):  # its real bits miss its own claim: no work proven
+        open_request(bogus, DVM, RULES, NOW)
 
 
 def test_created_at_outside_the_window_is_stale():
@@ -97,7 +106,8 @@ def test_undecryptable_or_malformed_content_is_bad_request():
 
 
 def test_reply_plaintexts():
-    assert reply_plaintext(Success()) == ""
+    assert orjson.loads(reply_plaintext(Success())) == {"result": {}}
+    assert reply_plaintext(Success(), empty_success=True) == ""
     assert orjson.loads(reply_plaintext(Success({"entropy": "ab"}))) == {"result": {"entropy": "ab"}}
     error = orjson.loads(reply_plaintext(Failure("rate_limited", "slow down", (("retry_after_s", 5),))))
     assert error == {"error": {"code": "rate_limited", "message": "slow down", "retry_after_s": 5}}
@@ -117,7 +127,20 @@ def test_replies_are_signed_tagged_and_encrypted_to_the_requester_in_its_scheme(
     assert opened.result == {"entropy": "ab"} and opened.ok
 
 
-def test_empty_success_has_empty_content_and_no_encrypted_tag():
-    reply = build_reply(DVM, request(), Scheme.NIP44, Success(), 6780, NOW, 3600)
+@pytest.mark.parametrize("scheme", list(Scheme))
+def test_success_and_every_error_look_the_same_on_the_wire(scheme):
+    """An observer of the relay cannot tell an empty success from a refusal by length or tags."""
+    replies = (
+        [Success(), Success({"entropy": "ab" * 32})]
+        + [Failure.of(cls()) for cls in error_codes().values()]
+        + [Failure("code_invalid", "That code is not correct.", (("attempts_left", 4),))]
+    )
+    events = [build_reply(DVM, request(scheme=scheme), scheme, r, 6780, NOW, 3600) for r in replies]
+    assert len({len(e.content) for e in events}) == 1
+    assert len({tuple(t[0] for t in e.tags) for e in events}) == 1
+
+
+def test_the_seeds_empty_success_is_an_operator_setting():
+    reply = build_reply(DVM, request(), Scheme.NIP44, Success(), 6780, NOW, 3600, empty_success=True)
     assert reply.content == "" and reply.first_tag("encrypted") is None
     assert open_reply(CLIENT, reply, DVM.key.pubkey_hex).code == "ok"

@@ -62,6 +62,12 @@ def test_each_method_decodes_to_its_typed_request():
         req("activate", pubkey=PUB, backup=bech32.encode("ncryptsec", b"\x01" + bytes(90))),
         req("activate", pubkey=PUB, backup="ncryptsec1qqqq"),
         req("activate", pubkey=PUB, backup="A" * 4100),
+        # A key twice: which value counts would be a guess two parsers may answer differently.
+        '{"method":"request_account","method":"status","params":{}}',
+        '{"method":"verify_code","params":{"code":"123456","code":"654321"}}',
+        '{"method":"resend_code","params":{},"params":{}}',
+        '{"method":"verify_code","params":{"code":NaN}}',
+        '{"method":"request_account","params":{"email":"\\ud800@example.org"}}',
     ],
 )
 def test_malformed_requests_are_bad_request(text):

@@ -1,0 +1,296 @@
+"""The request path: intake -> open -> commit -> results, one stage each, in this order.
+
+1. **Intake** (:meth:`Pipeline.submit`): a relay connection hands over a raw event. It is parsed,
+   dropped if it is not addressed to us or was already decided in this run, and put on a bounded
+   queue (a full queue stops that relay's reader: back-pressure, not memory growth).
+2. **Open** (:meth:`Pipeline._open_stage`): whatever is queued (up to ``batch_max``) is verified,
+   decrypted and decoded by the :class:`~dvm.opener.Opener`: in its worker process on the other
+   core when the batch is large enough, inline otherwise.
+3. **Commit** (:meth:`Pipeline._commit_stage`): batches opened while the previous commit ran are
+   taken together (group commit), keys over their request budget are dropped, and the rest is
+   decided and written by :meth:`dvm.service.AccountService.commit` in ONE database call and
+   transaction, each request in its own savepoint. Reply marks from the write-behind ride along.
+   A failed transaction (locked or full database) commits nothing; its events are queued again
+   after a back-off, never dropped. Requests refused at intake (stale, undecodable, below their
+   method's PoW) are not committed: they are answered from memory while the global refusal
+   budget lasts, silently dropped after that (cost before work: no row, no flood of replies).
+4. **Results**: each answer is logged and remembered (a copy from another relay is dropped at
+   intake), and the batch's answers go to ``on_answered``, which the daemon wires to the reply
+   publisher and the mail worker.
+
+The database call runs on the event loop's thread (``dvm.store.database`` says why), so the
+stages are coroutines on one loop: the commit of one batch overlaps only the worker's opening of
+the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from dvm.backoff import Backoff
+from dvm.errors import NostrError
+from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
+from dvm.opener import Opened, Opener
+from dvm.protocol.intake import Incoming, addressed_to
+from dvm.ratelimit import KeyRateLimiter
+from dvm.service import AccountService, Answer
+from dvm.store.database import Database
+from dvm.store.writebehind import WriteBehind
+
+log = logging.getLogger("sigit.pipeline")
+
+SEEN_CAPACITY = 100_000
+FAILED_BATCH_BACKOFF = Backoff(0.5, 10.0)  # a failing database is retried at least every 10 s
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An event waiting in the pipeline, with when and where it came in."""
+
+    event: Event
+    received: float  # monotonic
+    relay: str
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStats:
+    """What the pipeline holds and has done, for tests, metrics and the drain at shutdown."""
+
+    queued: int  # waiting to be opened
+    in_progress: int  # batches taken and not yet committed
+    remembered: int  # decided event ids kept to drop copies (bounded by SEEN_CAPACITY)
+    handled: int  # requests answered in this run
+    failures: int  # consecutive failed commits (0 when the last one went through)
+    newest_created_at: int  # the latest created_at among answered requests
+
+
+class Pipeline:
+    def __init__(
+        self,
+        service: AccountService,
+        db: Database,
+        opener: Opener,
+        writebehind: WriteBehind,
+        limiter: KeyRateLimiter,
+        refusals: KeyRateLimiter,
+        on_answered: Callable[[list[Answer]], None],
+        *,
+        batch_max: int,
+        max_queued: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.db = db
+        self.opener = opener
+        self.writebehind = writebehind
+        self.limiter = limiter
+        self.refusals = refusals
+        self.on_answered = on_answered
+        self.batch_max = max(1, batch_max)
+        self._clock = clock
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=max_queued)
+        self._opened: asyncio.Queue[tuple[list[Queued], Opened, int]] = asyncio.Queue(maxsize=2)
+        self._seen: OrderedDict[str, None] = OrderedDict()  # decided event ids (bounded LRU)
+        self._queued: set[Event] = set()  # events waiting (bounded by the queue's size)
+        self._accepting = False
+        self._in_progress = 0
+        self._failures = 0
+        self._handled = 0
+        self._newest = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def stats(self) -> PipelineStats:
+        return PipelineStats(
+            self._queue.qsize(),
+            self._in_progress,
+            len(self._seen),
+            self._handled,
+            self._failures,
+            self._newest,
+        )
+
+    @property
+    def max_queued(self) -> int:
+        return self._queue.maxsize
+
+    def start(self, newest_created_at: int = 0) -> None:
+        """Serve; ``newest_created_at`` is the latest request the store has answered."""
+        self._newest = max(self._newest, newest_created_at)
+        self._accepting = True
+        self._spawn(self._open_stage())
+        self._spawn(self._commit_stage())
+
+    def stop_intake(self) -> None:
+        """Take no more events; those not taken are fetched again by the next run's subscription."""
+        self._accepting = False
+
+    async def drain(self) -> None:
+        """Return once everything taken in has been committed (or failed and been queued again)."""
+        while not self._queue.empty() or self._in_progress:
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- 1. intake ---------------------------------------------------------------------------
+
+    async def submit(self, raw: dict[str, Any], relay: str) -> None:
+        """Take one event as a relay sent it; waits while the queue is full (back-pressure)."""
+        if not self._accepting:
+            return  # not remembered: a restart's subscription fetches it again
+        try:
+            event = parse_event(raw, DEFAULT_LIMITS)
+        except NostrError as exc:
+            log.debug("dropped malformed event from %s: %s", relay, exc)
+            return
+        # Ids are remembered only once verified and decided, so a forged copy of an event (same
+        # id, bad signature or content) cannot shadow the genuine one; queued copies are compared
+        # as whole events for the same reason.
+        if event.id in self._seen or event in self._queued:
+            return
+        if not addressed_to(event, self.service.pubkey, self.service.rules.intake):
+            return
+        self._queued.add(event)
+        await self._queue.put(Queued(event, time.monotonic(), relay))
+
+    # --- 2. open -----------------------------------------------------------------------------
+
+    async def _open_stage(self) -> None:
+        while True:
+            items = [await self._queue.get()]
+            self._in_progress += 1
+            while len(items) < self.batch_max and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            now = int(self._clock())
+            opened = await self.opener.open([item.event for item in items], now)
+            await self._opened.put((items, opened, now))
+
+    # --- 3. commit ---------------------------------------------------------------------------
+
+    async def _commit_stage(self) -> None:
+        while True:
+            items, opened, now = await self._opened.get()
+            parts = 1
+            # Batches opened while the previous commit ran share this one (group commit): a commit
+            # of one request writes about 20 pages to the WAL, one of many about one per request.
+            while not self._opened.empty() and len(items) < self.batch_max:
+                more, more_opened, now = self._opened.get_nowait()
+                items, opened, parts = [*items, *more], [*opened, *more_opened], parts + 1
+            try:
+                await self._commit(items, opened, now)
+                self._failures = 0
+            except Exception as exc:  # locked or full database, I/O error: nothing was committed
+                self._failures += 1
+                delay = FAILED_BATCH_BACKOFF.delay(min(self._failures, 16) - 1)
+                log.error(
+                    "batch of %d request(s) failed (%s: %s); retrying in %.1f s",
+                    len(items),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                self._spawn(self._requeue(items, delay))
+            finally:
+                self._in_progress -= parts
+
+    async def _commit(self, items: list[Queued], opened: Opened, now: int) -> None:
+        checked = [self._within_budget(o, now) for o in opened]
+        requests = [o for o in checked if isinstance(o, Incoming) and o.request is not None]
+        along = self.writebehind.take()  # reply marks learnt since the last commit ride along
+        try:
+            answers = iter(
+                await self.db.run(partial(self.service.commit, batch=requests, now=now, bookkeeping=along))
+            )
+        except BaseException:
+            self.writebehind.put_back(along)  # rolled back with the batch: next transaction
+            raise
+        results: list[Answer | Exception] = []
+        for o in checked:
+            if not isinstance(o, Incoming):
+                results.append(o)
+            elif o.request is None:
+                results.append(self.service.refuse(o, now))
+            else:
+                results.append(next(answers))
+        self._hand_out(items, checked, results)
+
+    def _within_budget(self, opened: Incoming | NostrError, now: int) -> Incoming | NostrError:
+        """Keys over the per-key budget, and refusals over the global refusal budget, are dropped
+        like forged events (no answer, no cost)."""
+        if not isinstance(opened, Incoming):
+            return opened
+        if not self.limiter.allow(opened.event.pubkey, now):
+            return NostrError("over the per-key request limit")
+        answerable = self.refusals.burst > 0 and self.refusals.allow("", now)
+        if opened.request is None and not answerable:
+            return NostrError(f"refused ({opened.refusal}) over the refusal reply budget")
+        return opened
+
+    async def _requeue(self, items: list[Queued], delay: float) -> None:
+        """Put a failed batch back after ``delay``: a database error is retried, never dropped."""
+        await asyncio.sleep(delay)
+        for item in items:
+            await self._queue.put(item)
+
+    # --- 4. results --------------------------------------------------------------------------
+
+    def _hand_out(
+        self,
+        items: list[Queued],
+        opened: list[Incoming | NostrError],
+        results: list[Answer | Exception],
+    ) -> None:
+        answered: list[Answer] = []
+        for item, incoming, result in zip(items, opened, results, strict=True):
+            self._queued.discard(item.event)
+            if not isinstance(incoming, Incoming):
+                log.info("dropped event %s from %s: %s", item.event.id[:12], item.relay, incoming)
+                continue
+            if isinstance(result, Exception):
+                log.error("request %s failed: %s", item.event.id[:12], type(result).__name__)
+                continue
+            self._seen[item.event.id] = None
+            if len(self._seen) > SEEN_CAPACITY:
+                self._seen.popitem(last=False)
+            self._handled += 1
+            self._newest = max(self._newest, item.event.created_at)
+            _log_answer(item, result)
+            answered.append(result)
+        if answered:
+            self.on_answered(answered)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _log_answer(item: Queued, answer: Answer) -> None:
+    latency_ms = (time.monotonic() - item.received) * 1000
+    fields = {
+        "event": item.event.id,
+        "method": answer.method or "-",
+        "outcome": answer.outcome,
+        "replayed": answer.replayed,
+        "latency_ms": round(latency_ms, 2),
+        "relay": item.relay,
+    }
+    log.info(
+        "request %s method=%s outcome=%s%s latency_ms=%.1f",
+        item.event.id[:12],
+        fields["method"],
+        answer.outcome,
+        " (replayed)" if answer.replayed else "",
+        latency_ms,
+        extra={"fields": fields},
+    )

@@ -1,0 +1,218 @@
+"""What a stranger with real proof of work could still do, closed: enumeration in private mode,
+mail bombing through mailbox variants, blocking someone's signup, guessing codes for ever.
+
+The answers are checked where a client reads them (the reply events, decrypted), over the real
+service and a real SQLite file; the last test goes through a real relay and SMTP server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from dvm.accounts.rules import AccountRules
+from dvm.nostr import bech32
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.keys import SecretKey
+from dvm.rules import ServiceRules
+from dvm.store import database
+from tests.support.daemon import DVM_KEY, code_from, make_settings, start_daemon
+from tests.support.flows import LOW_POW, Harness, make_service, new_client
+from tests.support.sdk_browser import SdkBrowser
+
+BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(range(90)))
+PRIVATE = replace(LOW_POW, accounts=AccountRules(private_mode=True))
+
+
+def harness(tmp_path, name: str, rules: ServiceRules = LOW_POW) -> Harness:
+    return Harness(database.connect(tmp_path / f"{name}.sqlite3"), make_service(rules))
+
+
+def make_account(h: Harness, email: str, owner: Encryptor) -> None:
+    browser = new_client(900)
+    assert h.send(browser, "request_account", {"email": email}).ok
+    assert h.send(browser, "verify_code", {"code": h.last_code(email)}).ok
+    assert h.send(browser, "activate", {"pubkey": owner.key.pubkey_hex, "backup": BACKUP}).ok
+
+
+# --- private mode: the same answers whatever the address is ------------------------------------
+
+X = "target@example.org"
+
+
+def prepare(h: Harness, state: str) -> None:
+    """Put X in one of the states a stranger must not be able to tell apart."""
+    if state == "account":
+        make_account(h, X, new_client(800))
+    elif state == "unfinished":
+        assert h.send(new_client(801), "request_account", {"email": X}).ok
+    elif state == "verified_not_activated":
+        browser = new_client(802)
+        assert h.send(browser, "request_account", {"email": X}).ok
+        assert h.send(browser, "verify_code", {"code": h.last_code(X)}).ok
+    elif state == "pending_change":
+        other = new_client(803)
+        make_account(h, "other@example.org", other)
+        assert h.send(other, "change_email", {"email": X}).ok
+    h.now += 3600  # the preparation's codes leave the hourly window
+
+
+def stranger_sequence(h: Harness) -> list[tuple[str, object]]:
+    """Every method sequence from the attack report, answers as a client reads them."""
+    answers: list[tuple[str, object]] = []
+
+    def call(client, method, params=None):
+        reply = h.send(client, method, params)
+        answers.append((method, reply.code, reply.error, reply.result))
+
+    a = new_client(1)
+    call(a, "request_login", {"email": X})
+    for _ in range(6):
+        call(a, "verify_code", {"code": "000000"})
+    b = new_client(2)
+    call(b, "request_account", {"email": X})
+    call(b, "activate", {"pubkey": SecretKey.generate().pubkey_hex, "backup": BACKUP})
+    call(b, "verify_code", {"code": "000000"})
+    call(b, "resend_code")
+    h.now += 61
+    call(b, "resend_code")
+    c = new_client(3)
+    call(c, "request_login", {"email": X})
+    call(c, "activate", {"pubkey": SecretKey.generate().pubkey_hex, "backup": BACKUP})
+    owner = new_client(4)
+    make_account(h, "stranger@example.org", owner)
+    call(owner, "change_email", {"email": X})
+    status = h.send(owner, "status").result
+    answers.append(("status", status["pending_email"], status["grace_s"]))
+    call(owner, "confirm_email", {"code": "000000"})
+    for i in range(7):  # past every cap: still the same answers
+        call(new_client(10 + i), "request_account", {"email": X})
+        call(new_client(20 + i), "request_login", {"email": X})
+    return answers
+
+
+def test_private_mode_answers_every_method_sequence_the_same_for_used_and_unused_addresses(tmp_path):
+    results = {}
+    for state in ("nothing", "account", "unfinished", "verified_not_activated", "pending_change"):
+        h = harness(tmp_path, state, PRIVATE)
+        prepare(h, state)
+        results[state] = stranger_sequence(h)
+    baseline = results.pop("nothing")
+    assert ("verify_code", "code_invalid") in [(a[0], a[1]) for a in baseline]
+    for state, answers in results.items():
+        assert answers == baseline, state
+
+
+# --- no squatting ------------------------------------------------------------------------------
+
+
+def test_a_pending_change_does_not_block_the_owners_signup_and_the_owner_wins(tmp_path):
+    h = harness(tmp_path, "squat")
+    squatter = new_client(1)
+    make_account(h, "squatter@example.org", squatter)
+    assert h.send(squatter, "change_email", {"email": "victim@example.org"}).ok
+    victim = new_client(2)
+    assert h.send(victim, "request_account", {"email": "victim@example.org"}).ok  # not email_taken
+    code = h.last_code("victim@example.org")
+    assert h.send(victim, "verify_code", {"code": code}).ok
+    # The squatter's change is gone, and it was told.
+    assert h.send(squatter, "status").result["pending_email"] is None
+    assert h.count("mail", "kind = 'email_change_cancelled' AND recipient = 'squatter@example.org'") == 1
+    assert h.send(victim, "activate", {"pubkey": SecretKey.generate().pubkey_hex, "backup": BACKUP}).ok
+    assert h.send(new_client(3), "request_login", {"email": "victim@example.org"}).ok
+
+
+# --- mail bombing ------------------------------------------------------------------------------
+
+
+def test_codes_are_capped_per_mailbox_whatever_the_spelling_and_the_method(tmp_path):
+    h = harness(tmp_path, "bomb")
+    owner = new_client(1)
+    make_account(h, "someone@example.org", owner)
+    h.now += 3600
+    spellings = [
+        "victim+1@example.org",
+        "VICTIM+2@example.org",
+        "ｖｉｃｔｉｍ@example.org",
+        "Victim@Example.org",
+    ]
+    answers = [
+        h.send(new_client(10 + i), "request_account", {"email": e}).code for i, e in enumerate(spellings)
+    ]
+    # A code to the same mailbox through another method counts too.
+    answers.append(h.send(owner, "change_email", {"email": "victim+3@example.org"}).code)
+    answers.append(h.send(new_client(20), "request_account", {"email": "victim+4@example.org"}).code)
+    assert answers[:5] == ["ok"] * 5 and answers[5] == "rate_limited"
+    assert h.count("mail", "kind LIKE '%code'") == 5 + 1  # five to the victim, one from the setup
+
+
+@pytest.mark.parametrize("email", ["a\u202eb@example.org", "a\u009bb@example.org", "a\u200db@example.org"])
+def test_addresses_with_control_or_format_characters_are_invalid_email(tmp_path, email):
+    h = harness(tmp_path, "cc")
+    assert h.send(new_client(1), "request_account", {"email": email}).code == "invalid_email"
+    assert h.count("mail") == 0
+
+
+# --- guessing ----------------------------------------------------------------------------------
+
+
+def test_wrong_codes_have_a_daily_budget_across_sessions_and_the_owner_is_told_once(tmp_path):
+    h = harness(tmp_path, "guess")
+    make_account(h, "ana@example.org", new_client(1))
+    h.now += 3600
+    rules = h.service.rules.accounts
+    answers = []
+    for s in range(3):  # three login sessions, five wrong codes each
+        attacker = new_client(10 + s)
+        assert h.send(attacker, "request_login", {"email": "ana@example.org"}).ok
+        for _ in range(rules.max_code_attempts):
+            answers.append(h.send(attacker, "verify_code", {"code": "000000"}).code)
+            h.now += 1
+    free = rules.code_failures_free_per_day
+    assert answers[:free].count("code_invalid") + answers[:free].count("too_many_attempts") == free
+    assert "rate_limited" in answers[free:]
+    assert h.count("mail", "kind = 'code_guessing' AND recipient = 'ana@example.org'") == 1
+    # The owner, with the right code, gets in once the wait is over.
+    owner = new_client(30)
+    assert h.send(owner, "request_login", {"email": "ana@example.org"}).ok
+    assert h.send(owner, "verify_code", {"code": h.last_code("ana@example.org")}).code == "rate_limited"
+    h.now += 600
+    assert h.send(owner, "verify_code", {"code": h.last_code("ana@example.org")}).ok
+
+
+# --- over the wire -----------------------------------------------------------------------------
+
+
+async def test_the_owner_signs_up_with_an_address_someone_asked_to_move_to(tmp_path, relay, smtp):
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+    daemon = await start_daemon(settings)
+    try:
+        async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
+            import nostr_sdk as rn
+
+            assert (await browser.call("request_account", {"email": "squat@example.org"})).code == "ok"
+            await wait_for_mail(smtp, 1)
+            await browser.call("verify_code", {"code": code_from(smtp.messages, "squat@example.org")})
+            account = rn.Keys.generate()
+            activate = {"pubkey": account.public_key().to_hex(), "backup": BACKUP}
+            assert (await browser.call("activate", activate)).code == "ok"
+            move = await browser.call("change_email", {"email": "owner@example.org"}, keys=account)
+            assert move.code == "ok"
+            browser.new_key()
+            assert (await browser.call("request_account", {"email": "owner@example.org"})).code == "ok"
+            await wait_for_mail(smtp, 5)  # code, welcome, change code, change notice, owner's code
+            code = code_from(smtp.messages, "owner@example.org")
+            assert "entropy" in (await browser.call("verify_code", {"code": code})).result
+            await wait_for_mail(smtp, 6)
+            assert smtp.messages[-1]["To"] == "squat@example.org"
+            assert "cancelled" in smtp.messages[-1]["Subject"]
+            assert (await browser.call("status", keys=account)).result["pending_email"] is None
+    finally:
+        await daemon.shutdown()
+
+
+async def wait_for_mail(smtp, count):
+    from tests.support.relay import wait_until
+
+    await wait_until(lambda: len(smtp.messages) >= count)
