@@ -39,9 +39,9 @@ class Chromium:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ws: ClientConnection | None = None
         self.errors: list[str] = []
-        self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self.next_ids = itertools.count(1)
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
+        self.reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Chromium:
         args = [
@@ -67,12 +67,12 @@ class Chromium:
             await asyncio.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
         self.ws = await connect(f"ws://127.0.0.1:{port}{path}", max_size=None)
-        self._reader = asyncio.create_task(self._read())
+        self.reader = asyncio.create_task(self._read())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        if self.reader is not None:
+            self.reader.cancel()
         if self.ws is not None:
             await self.ws.close()
         if self.proc is not None:
@@ -89,7 +89,7 @@ class Chromium:
         async for raw in self.ws:
             msg = orjson.loads(raw)
             if "id" in msg:
-                future = self._waiting.pop(msg["id"], None)
+                future = self.waiting.pop(msg["id"], None)
                 if future is not None and not future.done():
                     if "error" in msg:
                         future.set_exception(RuntimeError(f"CDP error: {msg['error']}"))
@@ -114,9 +114,9 @@ class Chromium:
         self, method: str, params: dict[str, Any] | None = None, session: str | None = None
     ) -> Any:
         assert self.ws is not None
-        msg_id = next(self._ids)
+        msg_id = next(self.next_ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[msg_id] = future
+        self.waiting[msg_id] = future
         message: dict[str, Any] = {"id": msg_id, "method": method, "params": params or {}}
         if session is not None:
             message["sessionId"] = session
