@@ -98,7 +98,8 @@ export class SigitDvm {
   }
 
   /**
-   * Send one request and return its result (`null` for an empty success), or throw a
+   * Send one request and return its result (`{}` for a success without data; `null` when the DVM
+   * sends such successes as an empty content, `service.empty_success_replies`), or throw a
    * ProtocolError carrying the DVM's code. The one machinery every method goes through.
    * @param {string} method
    * @param {Record<string, unknown> | undefined} params

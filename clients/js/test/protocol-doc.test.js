@@ -75,8 +75,11 @@ test('the client opens the example replies: data, an empty success, and a typed 
       return err
     }
   })
-  assert.ok(outcomes.includes(null))
+  // A success without data: {"result": {}} padded with spaces (or, from a DVM with
+  // empty_success_replies, an empty content, which the client reads as null).
+  assert.ok(outcomes.some((o) => o !== null && !(o instanceof Error) && Object.keys(o).length === 0))
   assert.ok(outcomes.some((o) => o && typeof o.entropy === 'string' && o.entropy.length === 64))
+  assert.equal(dvm.openReply({ ...replies[0], content: '' }, 'example', BROWSER), null)
   const error = outcomes.find((o) => o instanceof ProtocolError)
   assert.ok(error)
   assert.equal(error.code, 'email_taken')
