@@ -91,6 +91,7 @@ async def test_signup_page_in_chromium_signup_login_password_change_deletion(tmp
             await submit(b, "signup-form", signup_email=EMAIL, signup_password=PASSWORD)
             await b.wait_for("!document.getElementById('error').hidden")
             assert "[email_taken]" in await b.text("error")
+            assert await b.evaluate("document.getElementById('login-email').value") == EMAIL  # go to login
 
             await a.click("logout")
             await settle(a, "signed-out")

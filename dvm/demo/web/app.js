@@ -107,7 +107,12 @@ $('signup-form').addEventListener('submit', (e) => {
   const password = $('signup-password').value
   act(async (opts) => {
     session = dvm.session()
-    await session.requestAccount(email, opts)
+    try {
+      await session.requestAccount(email, opts)
+    } catch (err) {
+      if (err instanceof ProtocolError && err.code === 'email_taken') $('login-email').value = email // go to login
+      throw err
+    }
     pending = { email, password }
     $('signup-password').value = ''
     askCode('signup', email)
@@ -120,7 +125,12 @@ $('login-form').addEventListener('submit', (e) => {
   const password = $('login-password').value
   act(async (opts) => {
     session = dvm.session()
-    await session.requestLogin(email, opts)
+    try {
+      await session.requestLogin(email, opts)
+    } catch (err) {
+      if (err instanceof ProtocolError && err.code === 'unknown_email') $('signup-email').value = email // go to signup
+      throw err
+    }
     pending = { email, password }
     $('login-password').value = ''
     askCode('login', email)
