@@ -4,17 +4,16 @@ Starts a local nostr-relay, a mail catcher and ``sigit-dvm run`` (a real subproc
 settings file, key file and SQLite database in a fresh directory), then plays a SIGit browser:
 signup, code from the email, activation with a real NIP-49 backup, and login on a new device that
 recovers the key. ``--once`` exits after the walkthrough; otherwise everything stays up until
-Ctrl-C so you can point your own client at it.
+Ctrl-C so you can point your own client at it, and the signup page built on the JS client
+(clients/js) is served on http://127.0.0.1:8780/.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +22,7 @@ from pathlib import Path
 
 from dvm.demo.browser import Browser, as_json, make_backup, open_backup
 from dvm.demo.catcher import MailCatcher
-from dvm.demo.local import write_local_config
-from dvm.demo.relay import LocalRelay
+from dvm.demo.stack import DemoStack
 from dvm.nostr import bech32
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.intake import DEFAULT_REQUEST_KIND
@@ -32,6 +30,7 @@ from dvm.protocol.methods import Method
 
 EMAIL = "ana@example.org"
 PASSWORD = "correct horse battery staple"  # noqa: S105 (the simulated user's password)
+WEB_PORT = 8780
 
 
 def say(text: str = "") -> None:
@@ -96,6 +95,11 @@ async def walkthrough(relay_url: str, dvm_pubkey: str, catcher: MailCatcher) -> 
         say(f"    the browser opens the backup with the password: key {npub}... recovered")
         show_mail(catcher.wait_for(4))
 
+        step(6, "Account methods (here status) are signed by the account key itself")
+        reply, _ = await browser.call(Method.STATUS, {}, key=account)
+        assert reply.result is not None, reply.error
+        say(f"    status -> {reply.code}: {reply.result['email']}, activated {reply.result['activated']}")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
@@ -103,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         "--once", action="store_true", help="run the walkthrough and exit (for CI and scripts)"
     )
     parser.add_argument("--dir", help="working directory (default: a new temporary one)")
+    parser.add_argument(
+        "--web-port", type=int, default=WEB_PORT, help=f"the signup page's port (default {WEB_PORT}; 0: any)"
+    )
     args = parser.parse_args(argv)
     # SIGTERM (kill, a service manager) and SIGHUP (the terminal closed) stop it like Ctrl-C does:
     # through the cleanup below, so no relay or daemon is left running.
@@ -111,49 +118,33 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="sigit-demo-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     say(f"sigit-dvm demo in {workdir}")
-    relay = LocalRelay(workdir / "relay").start()
-    catcher = MailCatcher().start()
-    config, _ = write_local_config(
-        workdir,
-        [relay.url],
-        catcher.port,
-        overrides={
-            "mail": {
-                "from_address": "no-reply@sigit.localhost",
-                "link_template": "http://localhost:3000/#/verify?code={code}",
-            }
-        },
-        comment="Written by scripts/demo. Every setting: docs/operations.md.",
-    )
-    log = (workdir / "daemon.log").open("ab")
-    daemon = subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
-        [sys.executable, "-m", "dvm.cli", "-c", str(config), "run"], stdout=log, stderr=subprocess.STDOUT
-    )
-    pubkey = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "dvm.cli", "-c", str(config), "pubkey"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[0]
-    say(f"relay    {relay.url}")
-    say(f"mail     smtp://127.0.0.1:{catcher.port} (caught and printed here)")
-    say(f"daemon   sigit-dvm -c {config} run   (log: {workdir / 'daemon.log'})")
-    say(f"DVM key  {pubkey}")
+    stack = DemoStack(workdir, web=not args.once, web_port=args.web_port)
     try:
-        time.sleep(1.0)  # let the daemon subscribe; requests sent earlier would be served anyway
+        stack.start()
+        assert stack.relay is not None and stack.catcher is not None and stack.daemon is not None
+        say(f"relay    {stack.relay.url}")
+        say(f"mail     smtp://127.0.0.1:{stack.catcher.port} (caught and printed here)")
+        say(f"daemon   sigit-dvm -c {stack.config} run   (log: {workdir / 'daemon.log'})")
+        say(f"DVM key  {stack.pubkey}")
+        stack.wait_ready()
         started = time.monotonic()
-        asyncio.run(walkthrough(relay.url, pubkey, catcher))
+        asyncio.run(walkthrough(stack.relay.url, stack.pubkey, stack.catcher))
         elapsed = time.monotonic() - started
         say(f"\nWalkthrough complete in {elapsed:.1f} s: signup, activation and login all worked.")
         if not args.once:
-            say(f"\nStill running. Point a client at {relay.url}, kind {DEFAULT_REQUEST_KIND}, DVM {pubkey}.")
+            say(f"\nStill running. Point a client at {stack.relay.url}, kind {DEFAULT_REQUEST_KIND},")
+            say(f"DVM {stack.pubkey}.")
+            if stack.web is not None:
+                say(f"Signup page: {stack.web.url}   (NIP-05 name dvm@127.0.0.1:{stack.web.port})")
+            else:
+                say("Signup page: not served (its packages are missing: `npm ci` in clients/js).")
             say("New emails are printed below. Ctrl-C stops everything.")
-            shown = len(catcher.messages)
-            while daemon.poll() is None:
+            shown = len(stack.catcher.messages)
+            while stack.daemon.poll() is None:
                 time.sleep(0.5)
-                while len(catcher.messages) > shown:
+                while len(stack.catcher.messages) > shown:
                     shown += 1
-                    show_mail(catcher.messages[shown - 1])
+                    show_mail(stack.catcher.messages[shown - 1])
         return 0
     except KeyboardInterrupt:
         return 0
@@ -161,15 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"\ndemo failed: {exc!r}; daemon log: {workdir / 'daemon.log'}")
         return 1
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        log.close()
-        catcher.stop()
-        relay.stop()
+        stack.stop()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def test_demo_once_walks_signup_activation_and_login(tmp_path):
         "request_account -> email_taken",
         "verify_code(wrong) -> code_invalid",
         "key npub1",
+        "status -> ok: ana@example.org, activated True",
         "Walkthrough complete",
     ):
         assert expected in out.stdout, expected

@@ -1,0 +1,14 @@
+export { minePow } from "./pow.js";
+export { RelayConnection } from "./relay.js";
+export type DvmInfo = import("./types.js").DvmInfo;
+export type ClientOptions = import("./types.js").ClientOptions;
+export type CallOptions = import("./types.js").CallOptions;
+export type PowProgress = import("./types.js").PowProgress;
+export type AccountStatus = import("./types.js").AccountStatus;
+export type VerifyResult = import("./types.js").VerifyResult;
+export type NostrEvent = import("./relay.js").NostrEvent;
+export { SigitDvm, Session, discover } from "./client.js";
+export { makeBackup, openBackup } from "./backup.js";
+export { ANNOUNCEMENT_KIND, DEFAULT_POW_BITS, DEFAULT_REQUEST_KIND, PROTOCOL, fetchAnnouncement, parseAnnouncement, resolveIdentifier } from "./discovery.js";
+export { BackupError, CancelledError, DiscoveryError, PROTOCOL_ERROR_CODES, ProtocolError, RelayError, ReplyError, SigitError, TimeoutError } from "./errors.js";
+export { generateSecretKey, getPublicKey } from "nostr-tools/pure";

@@ -1,0 +1,36 @@
+/**
+ * @typedef {{tries: number, expected: number, fraction: number, bits: number}} PowProgress
+ * @typedef {{signal?: AbortSignal, onProgress?: (p: PowProgress) => void, workers?: number, inline?: boolean, workerUrl?: string | URL}} MineOptions
+ */
+/**
+ * Mine `template` (an unsigned event without a nonce tag) to `bits`; return its tags with
+ * `["nonce", <counter>, <bits>]` appended, and the id.
+ * @param {{pubkey: string, created_at: number, kind: number, tags: string[][], content: string}} template
+ * @param {number} bits
+ * @param {MineOptions} [opts]
+ * @returns {Promise<{tags: string[][], id: string, tries: number}>}
+ */
+export function minePow(template: {
+    pubkey: string;
+    created_at: number;
+    kind: number;
+    tags: string[][];
+    content: string;
+}, bits: number, opts?: MineOptions): Promise<{
+    tags: string[][];
+    id: string;
+    tries: number;
+}>;
+export type PowProgress = {
+    tries: number;
+    expected: number;
+    fraction: number;
+    bits: number;
+};
+export type MineOptions = {
+    signal?: AbortSignal;
+    onProgress?: (p: PowProgress) => void;
+    workers?: number;
+    inline?: boolean;
+    workerUrl?: string | URL;
+};
