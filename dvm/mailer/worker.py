@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from dvm.accounts.email_address import normalise_email
+from dvm.backoff import Backoff
 from dvm.config import MailSettings
 from dvm.errors import ConfigError, InvalidEmail
 from dvm.mailer import outbox
@@ -57,6 +58,7 @@ class MailWorker:
         self.sender = sender
         self.settings = settings
         self._clock = clock
+        self._backoff = Backoff(settings.retry_base_s, settings.retry_max_s, jitter=0.0)
         self._seal = seal  # opens the sealed params of a row, only to build its message
         self._wake = asyncio.Event()
         self._fresh: list[outbox.OutboxMail] = []
@@ -72,7 +74,8 @@ class MailWorker:
             self._wake.set()
 
     def backoff_s(self, attempts: int) -> int:
-        return int(min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** max(0, attempts - 1)))
+        """The wait before the next try of a mail tried ``attempts`` times (the one back-off)."""
+        return int(self._backoff.delay(attempts - 1))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Send submitted mail as it comes and poll the outbox every ``poll_s``, until ``stopping``."""

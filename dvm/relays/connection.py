@@ -142,7 +142,7 @@ class RelayConnection:
         elif isinstance(msg, messages.ClosedMsg) and msg.subscription == SUBSCRIPTION:
             await self._subscription_closed(msg.message)
         elif isinstance(msg, messages.NoticeMsg):
-            log.info("relay notice %s: %s", self.url, msg.message[:200])
+            log.info("relay notice %s: %s", self.url, messages.shown(msg.message))
         elif isinstance(msg, messages.EoseMsg) and msg.subscription == SUBSCRIPTION:
             log.debug("relay %s: end of stored events", self.url)
             self.caught_up.set()
@@ -155,7 +155,7 @@ class RelayConnection:
                     self._resubscribe_on_auth = False
                     await self._ws.send(messages.req(SUBSCRIPTION, self._make_filter()))
             else:
-                log.warning("relay %s refused our AUTH: %s", self.url, msg.message)
+                log.warning("relay %s refused our AUTH: %s", self.url, messages.shown(msg.message))
             return
         future = self._pending.pop(msg.event_id, None)
         if future is not None and not future.done():
@@ -182,7 +182,7 @@ class RelayConnection:
                 self._resubscribe_on_auth = False
                 await self._ws.send(messages.req(SUBSCRIPTION, self._make_filter()))
             return
-        log.warning("relay %s closed our subscription: %s; reconnecting", self.url, reason[:200])
+        log.warning("relay %s closed our subscription: %s; reconnecting", self.url, messages.shown(reason))
         if self._ws is not None:
             await self._ws.close()
 

@@ -95,3 +95,12 @@ def event_raw(event_json: str) -> str:
 
 def auth(event_dict: dict[str, Any]) -> str:
     return orjson.dumps(["AUTH", event_dict]).decode()
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """Relay text as it may be logged: cut to ``limit`` and every non-printable character escaped,
+    so a relay cannot forge a log line with a newline or hide text behind control characters."""
+    text = text[:limit]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

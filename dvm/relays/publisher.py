@@ -20,6 +20,7 @@ from dvm.backoff import Backoff
 from dvm.nostr.event import Event
 from dvm.outbox import PendingReply, ReplyMark
 from dvm.relays.connection import RelayConnection
+from dvm.relays.messages import shown
 from dvm.relays.pool import RelayPool
 from dvm.store import repository
 from dvm.store.database import Database
@@ -82,7 +83,7 @@ class Publisher:
                 continue
             marks.append(ReplyMark(reply.event_id, False, now + int(self.backoff.delay(reply.attempts))))
             reasons = "; ".join(f"{r.relay}: {r.message}" for r in outcome) or "no relays"
-            log.warning("reply to %s not published yet (%s)", reply.event_id[:12], reasons[:300])
+            log.warning("reply to %s not published yet (%s)", reply.event_id[:12], shown(reasons, 300))
         self.writebehind.add(marks)
 
     async def run(self) -> None:
@@ -102,7 +103,7 @@ class Publisher:
         """Publish the NIP-89 announcement to a relay each time it (re)connects."""
         result = await conn.publish(self._announcement(int(self._clock())))
         if not result.accepted:
-            log.warning("announcement refused by %s: %s", conn.url, result.message)
+            log.warning("announcement refused by %s: %s", conn.url, shown(result.message))
 
     async def drain(self, timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) for publications under way."""

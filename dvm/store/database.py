@@ -15,7 +15,9 @@ steps an older ``PRAGMA user_version`` forward, one version per entry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -158,8 +160,13 @@ def schema_sql() -> str:
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open ``path`` in WAL mode with foreign keys on, creating or migrating the schema.
 
-    The connection is in autocommit mode: every write goes through :func:`immediate`.
+    The connection is in autocommit mode: every write goes through :func:`immediate`. A new
+    database file is created readable by its owner only (0600); SQLite gives its WAL and shared
+    memory files the same mode.
     """
+    if str(path) != ":memory:":
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

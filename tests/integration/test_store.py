@@ -294,6 +294,15 @@ async def test_a_slow_database_call_is_logged_since_the_event_loop_waited_for_it
         await db.close()
 
 
+def test_a_new_database_and_its_wal_are_readable_by_their_owner_only(db_path):
+    conn = database.connect(db_path)
+    with database.immediate(conn):
+        conn.execute("INSERT INTO audit (at, actor, action, target) VALUES (1, 'a', 'b', 'c')")
+    for path in (db_path, db_path.with_name(db_path.name + "-wal")):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    conn.close()
+
+
 def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tmp_path):
     old = tmp_path / "v1.sqlite3"
     conn = sqlite3.connect(old)

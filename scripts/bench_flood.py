@@ -1,0 +1,162 @@
+"""A flood of zero-PoW junk while a legitimate client signs up: what the junk costs the daemon.
+
+A local ``nostr-relay`` and ``sigit-dvm run`` (a real process) on 127.0.0.1. A legitimate client
+sends one signup (PoW 8 bits) every 0.2 s and measures publish-to-reply latency; first alone
+(the baseline), then while a second connection publishes FLOOD request_account events without
+proof of work, each from a fresh key. Printed: database bytes per junk event (file + WAL; goal
+0), replies the daemon published for junk (goal 0), the legitimate client's p99 and max latency
+with and without the flood (goal: within 2x), and the daemon's RSS before and after.
+Environment: SIGIT_BENCH_FLOOD (default 3000 junk events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+from dvm.demo.relay import LocalRelay
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.event import sign_event
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.client import build_request
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_e2e import POW_BITS, start_daemon
+
+KIND = 5780
+LEGIT_EVERY_S = 0.2
+
+
+def junk_events(dvm_hex: str, count: int) -> list[str]:
+    """``count`` request_account events without PoW, each from its own fresh key."""
+    now = int(time.time())
+    out = []
+    for i in range(count):
+        key = SecretKey.generate()
+        content = Encryptor(key).encrypt(
+            bytes.fromhex(dvm_hex),
+            json.dumps({"method": "request_account", "params": {"email": f"j{i}@x.org"}}),
+        )
+        out.append(sign_event(key, KIND, content, now, [("p", dvm_hex)]).to_json())
+    return out
+
+
+async def legit(url: str, dvm: str, seconds: float) -> list[float]:
+    """Signups every LEGIT_EVERY_S for ``seconds``; publish-to-reply latency of each, in ms."""
+    latencies: list[float] = []
+    async with connect(url, max_size=None) as ws:
+        sent: dict[str, float] = {}
+        deadline = time.monotonic() + seconds
+        n = 0
+
+        async def reader() -> None:
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg[0] == "EVENT" and msg[1] == "replies":
+                    for tag in msg[2]["tags"]:
+                        if tag[0] == "e" and tag[1] in sent:
+                            latencies.append((time.monotonic() - sent.pop(tag[1])) * 1000)
+
+        task = asyncio.create_task(reader())
+        while time.monotonic() < deadline:
+            client = Encryptor(SecretKey.generate())
+            event = build_request(
+                client,
+                dvm,
+                "request_account",
+                {"email": f"legit{n}-{time.time()}@example.org"},
+                int(time.time()),
+                pow_bits=POW_BITS,
+            )
+            await ws.send(json.dumps(["REQ", "replies", {"kinds": [KIND + 1000], "#p": [event.pubkey]}]))
+            sent[event.id] = time.monotonic()
+            await ws.send(json.dumps(["EVENT", event.to_dict()]))
+            n += 1
+            await asyncio.sleep(LEGIT_EVERY_S)
+        await asyncio.sleep(2.0)
+        task.cancel()
+    return latencies
+
+
+async def flood(url: str, events: list[str]) -> float:
+    started = time.monotonic()
+    async with connect(url, max_size=None) as ws:
+        for raw in events:
+            await ws.send(f'["EVENT",{raw}]')
+        await asyncio.sleep(1.0)
+    return time.monotonic() - started
+
+
+async def replies_for(url: str, dvm: str, ids: list[str]) -> int:
+    found = 0
+    async with connect(url, max_size=None) as ws:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            await ws.send(json.dumps(["REQ", "r", {"kinds": [KIND + 1000], "authors": [dvm], "#e": chunk}]))
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg[0] == "EVENT":
+                    found += 1
+                elif msg[0] in ("EOSE", "CLOSED"):
+                    break
+    return found
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def db_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.glob("*.sqlite3*"))
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) >= 2 else float("nan")
+
+
+async def main() -> None:
+    count = int(os.environ.get("SIGIT_BENCH_FLOOD", "3000"))
+    with tempfile.TemporaryDirectory(prefix="sigit-flood-") as tmp:
+        root = Path(tmp)
+        relay = LocalRelay(root / "relay", storage="lmdb").start()
+        daemon, dvm = start_daemon(root / "dvm", relay.url, Path(tempfile.mkdtemp(prefix="sigit-mail-")))
+        try:
+            await asyncio.sleep(3.0)
+            base = await legit(relay.url, dvm, 10.0)
+            junk = junk_events(dvm, count)
+            ids = [json.loads(raw)["id"] for raw in junk]
+            before_db, before_rss = db_bytes(root / "dvm"), rss_kb(daemon.pid)
+            flood_task = asyncio.create_task(flood(relay.url, junk))
+            during = await legit(relay.url, dvm, 10.0)
+            flood_s = await flood_task
+            await asyncio.sleep(2.0)
+            after_db, after_rss = db_bytes(root / "dvm"), rss_kb(daemon.pid)
+            published = await replies_for(relay.url, dvm, ids)
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+            relay.stop()
+    print(f"flood: {count} zero-PoW request_account events from fresh keys, sent in {flood_s:.1f} s")
+    print(f"command: SIGIT_BENCH_FLOOD={count} scripts/bench flood")
+    print(f"database bytes per junk event          {(after_db - before_db) / count:8.1f}   (goal 0)")
+    print(f"replies published for junk             {published:8d}   (goal 0)")
+    print(f"legit signups answered, alone / flood  {len(base):8d} / {len(during)}")
+    print(f"legit p99 ms, alone / during flood     {p99(base):8.1f} / {p99(during):.1f}   (goal: within 2x)")
+    print(f"legit max ms, alone / during flood     {max(base):8.1f} / {max(during):.1f}")
+    print(f"daemon RSS MiB, before / after flood   {before_rss / 1024:8.1f} / {after_rss / 1024:.1f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
