@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -206,14 +206,15 @@ class Pipeline:
     async def _commit(self, items: list[Queued], opened: Opened, now: int) -> None:
         checked = [self._within_budget(o, now) for o in opened]
         requests = [o for o in checked if isinstance(o, Incoming) and o.request is not None]
-        along = self.writebehind.take()  # reply marks learnt since the last commit ride along
-        try:
-            answers = iter(
-                await self.db.run(partial(self.service.commit, batch=requests, now=now, bookkeeping=along))
-            )
-        except BaseException:
-            self.writebehind.put_back(along)  # rolled back with the batch: next transaction
-            raise
+        answers: Iterator[Answer | Exception] = iter(())
+        if requests:  # a batch of junk and refusals costs no transaction
+            along = self.writebehind.take()  # reply marks learnt since the last commit ride along
+            commit = partial(self.service.commit, batch=requests, now=now, bookkeeping=along)
+            try:
+                answers = iter(await self.db.run(commit))
+            except BaseException:
+                self.writebehind.put_back(along)  # rolled back with the batch: next transaction
+                raise
         results: list[Answer | Exception] = []
         for o in checked:
             if not isinstance(o, Incoming):
