@@ -210,7 +210,10 @@ def purge_sessions(conn: sqlite3.Connection, now: int, older_than_s: int, actor:
     """Delete sessions untouched for ``older_than_s`` (finished, locked or long expired)."""
     with immediate(conn):
         count = conn.execute("DELETE FROM sessions WHERE updated_at <= ?", (now - older_than_s,)).rowcount
-        conn.execute("DELETE FROM code_sends WHERE sent_at <= ?", (now - max(older_than_s, 3600),))
+        counted = now - max(older_than_s, 24 * 3600)  # no cap or budget looks further back
+        conn.execute("DELETE FROM code_sends WHERE sent_at <= ?", (counted,))
+        conn.execute("DELETE FROM code_send_minutes WHERE minute <= ?", (counted // 60,))
+        conn.execute("DELETE FROM code_failures WHERE at <= ?", (counted,))
         audit(conn, now, actor, "purge-sessions", f"{count} sessions", f"older than {older_than_s} s")
     return int(count)
 

@@ -99,7 +99,8 @@ MIGRATIONS: dict[int, str] = {
     INSERT INTO meta (name, value) VALUES ('erasure_salt', lower(hex(randomblob(32))));
     """,
     # 4 -> 5: private-mode decoy sessions (no user) and the mailbox each session's codes go to;
-    # code caps per canonical mailbox, domain and in all; the daily guessing budget. The old
+    # code caps per canonical mailbox (exact), domain and in all (per minute); the daily guessing
+    # budget. The old
     # per-account send counters are dropped (they lapse within the hour anyway).
     4: """
     CREATE TABLE sessions_v4 (
@@ -126,12 +127,16 @@ MIGRATIONS: dict[int, str] = {
     DROP TABLE code_sends;
     CREATE TABLE code_sends (
         mailbox  TEXT NOT NULL,
-        domain   TEXT NOT NULL,
         sent_at  INTEGER NOT NULL
     );
     CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
-    CREATE INDEX code_sends_domain ON code_sends (domain, sent_at);
     CREATE INDEX code_sends_time ON code_sends (sent_at);
+    CREATE TABLE code_send_minutes (
+        scope    TEXT NOT NULL,
+        minute   INTEGER NOT NULL,
+        sends    INTEGER NOT NULL,
+        PRIMARY KEY (scope, minute)
+    ) WITHOUT ROWID;
     CREATE TABLE code_failures (
         subject  TEXT NOT NULL,
         at       INTEGER NOT NULL

@@ -137,16 +137,17 @@ def code_sends_since(conn: sqlite3.Connection, mailbox_key: str, since: int) -> 
     return tuple(row[0] for row in rows)
 
 
-def _sends(conn: sqlite3.Connection, domain: str | None, since: int) -> Sends:
-    """Codes sent to ``domain`` (None: anywhere) since ``since``: how many, and the oldest."""
-    if domain is None:
-        row = conn.execute("SELECT count(*), min(sent_at) FROM code_sends WHERE sent_at > ?", (since,))
-    else:
-        row = conn.execute(
-            "SELECT count(*), min(sent_at) FROM code_sends WHERE domain = ? AND sent_at > ?", (domain, since)
-        )
-    count, oldest = row.fetchone()
-    return Sends(int(count), oldest)
+def _sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
+    """Codes sent to ``scope`` (a domain's key, or ``*``) in the minutes after ``since``: how
+    many, and when the oldest minute counted began. Counted by the minute: at most 60 rows."""
+    row = conn.execute(
+        "SELECT coalesce(sum(sends), 0), min(minute) FROM code_send_minutes WHERE scope = ? AND minute > ?",
+        (scope, since // 60),
+    ).fetchone()
+    return Sends(int(row[0]), None if row[1] is None else int(row[1]) * 60)
+
+
+ALL_SCOPE = "*"
 
 
 def code_failures_since(conn: sqlite3.Connection, subject: str, since: int) -> tuple[int, ...]:
@@ -203,7 +204,7 @@ def load_view(
             view,
             code_sends=code_sends_since(conn, counter_key(salt, box), since),
             domain_sends=_sends(conn, counter_key(salt, domain_of(box)), since),
-            all_sends=_sends(conn, None, since),
+            all_sends=_sends(conn, ALL_SCOPE, since),
         )
     if failures and subject:
         key = counter_key(_erasure_salt(conn), subject)
@@ -279,9 +280,15 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
             )
         elif isinstance(write, RecordCodeSend):
             salt = _erasure_salt(conn)
+            minute = write.at // 60
             conn.execute(
-                "INSERT INTO code_sends (mailbox, domain, sent_at) VALUES (?, ?, ?)",
-                (counter_key(salt, write.mailbox), counter_key(salt, domain_of(write.mailbox)), write.at),
+                "INSERT INTO code_sends (mailbox, sent_at) VALUES (?, ?)",
+                (counter_key(salt, write.mailbox), write.at),
+            )
+            conn.executemany(
+                "INSERT INTO code_send_minutes (scope, minute, sends) VALUES (?, ?, 1) "
+                "ON CONFLICT (scope, minute) DO UPDATE SET sends = sends + 1",
+                [(counter_key(salt, domain_of(write.mailbox)), minute), (ALL_SCOPE, minute)],
             )
         elif isinstance(write, RecordCodeFailure):
             key = counter_key(_erasure_salt(conn), write.subject)

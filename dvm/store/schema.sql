@@ -42,15 +42,22 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
--- One row per code emailed: the hourly caps (per mailbox, per domain, in all) count here.
+-- One row per code emailed: the hourly cap per mailbox counts here (exactly).
 CREATE TABLE code_sends (
     mailbox  TEXT NOT NULL,                        -- salted hash of the canonical mailbox (names nobody)
-    domain   TEXT NOT NULL,                        -- salted hash of its domain
     sent_at  INTEGER NOT NULL
 );
 CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
-CREATE INDEX code_sends_domain ON code_sends (domain, sent_at);
 CREATE INDEX code_sends_time ON code_sends (sent_at);
+
+-- Codes emailed per minute to one domain (scope: salted hash of the domain) and to all ('*'): the
+-- per-domain and overall hourly caps read at most 60 rows here instead of counting every send.
+CREATE TABLE code_send_minutes (
+    scope    TEXT NOT NULL,
+    minute   INTEGER NOT NULL,                     -- Unix time // 60
+    sends    INTEGER NOT NULL,
+    PRIMARY KEY (scope, minute)
+) WITHOUT ROWID;
 
 -- One row per wrong code: the daily guessing budget per mailbox counts here.
 CREATE TABLE code_failures (

@@ -216,3 +216,15 @@ async def wait_for_mail(smtp, count):
     from tests.support.relay import wait_until
 
     await wait_until(lambda: len(smtp.messages) >= count)
+
+
+def test_codes_are_capped_per_domain_and_in_all(tmp_path):
+    rules = replace(LOW_POW, accounts=AccountRules(max_codes_per_domain_per_hour=3, max_codes_per_hour=5))
+    h = harness(tmp_path, "caps", rules)
+    answers = [h.send(new_client(i), "request_account", {"email": f"u{i}@one.example"}) for i in range(4)]
+    assert [a.code for a in answers] == ["ok", "ok", "ok", "rate_limited"]
+    assert 0 < answers[3].error["retry_after_s"] <= 3600
+    other = [h.send(new_client(10 + i), "request_account", {"email": f"u{i}@two.example"}) for i in range(3)]
+    assert [a.code for a in other] == ["ok", "ok", "rate_limited"]  # five in all
+    h.now += 3600 + 60
+    assert h.send(new_client(20), "request_account", {"email": "late@one.example"}).ok
