@@ -114,20 +114,21 @@ class AccountService:
         with immediate(conn):
             if bookkeeping is not None:
                 repository.write_bookkeeping(conn, bookkeeping)
+            salt = repository.erasure_salt(conn)  # once a batch, not once a counter
             for incoming in batch:
                 try:
                     with savepoint(conn):
-                        answers.append(self._commit_one(conn, incoming, now))
+                        answers.append(self._commit_one(conn, incoming, now, salt))
                 except (sqlite3.IntegrityError, ValueError, InternalError) as exc:
                     answers.append(exc)
         return answers
 
-    def _commit_one(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Answer:
+    def _commit_one(self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str) -> Answer:
         event = incoming.event
         stored = repository.stored_reply(conn, event.id)
         if stored is not None:
             return Answer(event.id, incoming.method, stored.outcome, stored.reply, True)
-        decision = self._decision(conn, incoming, now)
+        decision = self._decision(conn, incoming, now, salt)
         reply = build_reply(
             self.encryptor,
             event,
@@ -138,7 +139,7 @@ class AccountService:
             self.rules.reply_ttl_s,
             empty_success=self.rules.empty_success,
         )
-        repository.apply_writes(conn, decision.writes)
+        repository.apply_writes(conn, decision.writes, salt)
         claimed = []
         for mail in decision.mails:
             token = self._rng(16).hex()
@@ -155,7 +156,7 @@ class AccountService:
         )
         return Answer(event.id, incoming.method, decision.outcome, reply, False, tuple(claimed))
 
-    def _decision(self, conn: sqlite3.Connection, incoming: Incoming, now: int) -> Decision:
+    def _decision(self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str) -> Decision:
         request = incoming.request
         if request is None:
             refusal = incoming.refusal or InternalError()
@@ -174,6 +175,7 @@ class AccountService:
             code_to=_CODE_TO.get(request.method),
             rivals=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL),
             failures=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL, Method.DELETE_ACCOUNT),
+            salt=salt,
         )
         return decide(request, incoming.event.pubkey, view, Context(now, self._rng, rules, self._secret))
 

@@ -171,6 +171,7 @@ def load_view(
     code_to: CodeTo | None = None,
     rivals: bool = False,
     failures: bool = False,
+    salt: str | None = None,
 ) -> View:
     """The rows one request may need: see :class:`~dvm.accounts.decision.View`.
 
@@ -199,7 +200,7 @@ def load_view(
     if code_to is not None and (to := target[code_to]):
         box = canonical_mailbox(to)
         since = now - window_s
-        salt = _erasure_salt(conn)
+        salt = salt or erasure_salt(conn)
         view = replace(
             view,
             code_sends=code_sends_since(conn, counter_key(salt, box), since),
@@ -207,7 +208,7 @@ def load_view(
             all_sends=_sends(conn, ALL_SCOPE, since),
         )
     if failures and subject:
-        key = counter_key(_erasure_salt(conn), subject)
+        key = counter_key(salt or erasure_salt(conn), subject)
         view = replace(view, failures=code_failures_since(conn, key, now - 24 * 3600))
     if address and is_blocked(conn, address):
         view = replace(view, email_blocked=True)
@@ -235,7 +236,8 @@ def is_blocked(conn: sqlite3.Connection, email: str) -> bool:
     return conn.execute(f"SELECT 1 FROM blocks WHERE value IN ({marks}) LIMIT 1", keys).fetchone() is not None  # noqa: S608
 
 
-def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
+def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | None = None) -> None:
+    """Write a decision's rows; ``salt`` (:func:`erasure_salt`) saves a lookup per counter."""
     for write in writes:
         if isinstance(write, PutUser):
             u = write.row
@@ -279,7 +281,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                 ),
             )
         elif isinstance(write, RecordCodeSend):
-            salt = _erasure_salt(conn)
+            salt = salt or erasure_salt(conn)
             minute = write.at // 60
             conn.execute(
                 "INSERT INTO code_sends (mailbox, sent_at) VALUES (?, ?)",
@@ -291,7 +293,8 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                 [(counter_key(salt, domain_of(write.mailbox)), minute), (ALL_SCOPE, minute)],
             )
         elif isinstance(write, RecordCodeFailure):
-            key = counter_key(_erasure_salt(conn), write.subject)
+            salt = salt or erasure_salt(conn)
+            key = counter_key(salt, write.subject)
             conn.execute("INSERT INTO code_failures (subject, at) VALUES (?, ?)", (key, write.at))
         elif isinstance(write, DeleteUser):
             erase_user(conn, write.user_id, write.at, write.by)
@@ -315,7 +318,7 @@ def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by
         for text in (row["target"], row["detail"]):
             addresses.update(word for word in text.split() if "@" in word)
     addresses.discard("")
-    salt = _erasure_salt(conn)
+    salt = erasure_salt(conn)
     tokens = {a: "erased:" + address_hash(salt, a)[:16] for a in addresses}
     for row in audit_rows:
         target, detail = row["target"], row["detail"]
@@ -350,10 +353,11 @@ def counter_key(salt: str, text: str) -> str:
 
 def mailbox_counter_key(conn: sqlite3.Connection, email: str) -> str:
     """The key the code counters hold for the mailbox ``email`` reaches."""
-    return counter_key(_erasure_salt(conn), canonical_mailbox(email))
+    return counter_key(erasure_salt(conn), canonical_mailbox(email))
 
 
-def _erasure_salt(conn: sqlite3.Connection) -> str:
+def erasure_salt(conn: sqlite3.Connection) -> str:
+    """The database's random salt for erased addresses and the code counters (set at creation)."""
     return str(conn.execute("SELECT value FROM meta WHERE name = 'erasure_salt'").fetchone()[0])
 
 
@@ -369,7 +373,7 @@ def erased_address(conn: sqlite3.Connection, email: str) -> Erasure | None:
     """Whether a user with this normalised address was erased, without storing the address."""
     row = conn.execute(
         "SELECT erased_at, erased_by FROM erased_addresses WHERE address_hash = ?",
-        (address_hash(_erasure_salt(conn), email),),
+        (address_hash(erasure_salt(conn), email),),
     ).fetchone()
     return None if row is None else Erasure(row[0], row[1])
 
