@@ -173,6 +173,16 @@ BLOCKABLE = frozenset(
 """Methods about an address an admin may block (``dvm.accounts.policy``)."""
 
 
+CODE_ROWS = (
+    row(_P, _P, "code_invalid", "wrong code, attempts left"),
+    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
+    row(_P, _P, "code_expired", "code older than code_ttl_s"),
+    row(_P, _P, "rate_limited", "too many wrong codes for this mailbox today: wait retry_after_s"),
+    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+)
+"""The rows every method that checks a code shares (:func:`_check_code`)."""
+
+
 def rule(method: Method, *rows: Row) -> Callable[[Handler], Handler]:
     """Declare ``method``'s handler with its rows: :func:`decide` dispatches through ``RULES``
     and refuses (``internal_error``) any outcome the rows do not name."""
@@ -367,11 +377,7 @@ def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context)
         _P, _V, "ok", "signup code matches: user verified, entropy returned; pending changes to it cancelled"
     ),
     row(_P, _C, "ok", "login code matches: entropy, pubkey and backup returned"),
-    row(_P, _P, "code_invalid", "wrong code, attempts left"),
-    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
-    row(_P, _P, "code_expired", "code older than code_ttl_s"),
-    row(_P, _P, "rate_limited", "too many wrong codes for this mailbox today: wait retry_after_s"),
-    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+    *CODE_ROWS,
     row(_V, _V, "code_invalid", "a code works once"),
     row(None, None, "no_session", "no session for this key"),
     row(_P, _P, "email_taken", "signup code, but another session activated the account"),
@@ -635,11 +641,7 @@ def _change_email(request: ChangeEmail, pubkey: str, view: View, ctx: Context) -
     row(_P, _C, "ok", "code matches: the address switches, notice to the old one; rival changes cancelled"),
     row(_P, _C, "change_expired", "the grace period ran out: the change lapses"),
     row(_P, _C, "email_taken", "the address was verified by someone else meanwhile: the change is released"),
-    row(_P, _P, "code_invalid", "wrong code, attempts left"),
-    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
-    row(_P, _P, "code_expired", "code older than code_ttl_s"),
-    row(_P, _P, "rate_limited", "too many wrong codes for this mailbox today: wait retry_after_s"),
-    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+    *CODE_ROWS,
     row(None, None, "no_session", "no pending email change for this key"),
     row(None, None, "unknown_account", "the key is not an activated account's"),
 )
@@ -707,11 +709,7 @@ def _request_deletion(request: RequestDeletion, pubkey: str, view: View, ctx: Co
 @rule(
     Method.DELETE_ACCOUNT,
     row(_P, None, "ok", "code matches: the account is erased, notice mailed"),
-    row(_P, _P, "code_invalid", "wrong code, attempts left"),
-    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
-    row(_P, _P, "code_expired", "code older than code_ttl_s"),
-    row(_P, _P, "rate_limited", "too many wrong codes for this mailbox today: wait retry_after_s"),
-    row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
+    *CODE_ROWS,
     row(None, None, "no_session", "no pending deletion for this key"),
     row(None, None, "unknown_account", "the key is not an activated account's"),
 )

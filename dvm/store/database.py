@@ -100,8 +100,7 @@ MIGRATIONS: dict[int, str] = {
     """,
     # 4 -> 5: private-mode decoy sessions (no user) and the mailbox each session's codes go to;
     # code caps per canonical mailbox (exact), domain and in all (per minute); the daily guessing
-    # budget. The old
-    # per-account send counters are dropped (they lapse within the hour anyway).
+    # budget. The old per-account send counters are dropped (they lapse within the hour anyway).
     4: """
     CREATE TABLE sessions_v4 (
         pubkey           TEXT PRIMARY KEY,
