@@ -24,14 +24,13 @@ from typing import Any
 
 import orjson
 
-from dvm import __version__, logformat
+from dvm import __version__, checks, logformat
 from dvm.accounts.machine import Context
 from dvm.admin import actions, queries, render
-from dvm.config import Settings, load_relays, load_settings, read_secret
+from dvm.config import Settings, load_settings, operator_error, read_secret, use_credentials_dir
 from dvm.daemon import Daemon, Secrets
 from dvm.errors import ConfigError, DVMError
 from dvm.keyfile import parse_secret, write_new_key
-from dvm.mailer.templates import TemplateContext, Templates
 from dvm.nostr import bech32
 from dvm.store import database
 
@@ -83,23 +82,11 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-
-    settings = _settings(args)
-    secrets = Secrets.load(settings)
-    relays = load_relays(settings.path(settings.relays.relays_file))
-    Templates(
-        TemplateContext(settings.mail.link_template, settings.mail.support_url), settings.mail.templates_dir
-    )
-    data = {
-        "pubkey": secrets.key.pubkey_hex,
-        "database": str(settings.path(settings.store.path)),
-        "relays": list(relays),
-        "mail_backend": settings.mail.backend,
-        "request_kind": settings.service.request_kind,
-    }
-    lines = [f"{key}: {value}" for key, value in data.items()]
-    _print(args, data, "configuration OK\n" + "\n".join(lines))
-    return EXIT_OK
+    # issue 15: all logic in dvm.checks (every problem at once, exit 2 on any error, --connect)
+    path = args.config or os.environ.get("SIGIT_CONFIG")
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    return checks.run(path, connect=args.connect, as_json=args.json)
 
 
 # --- operators' commands ---------------------------------------------------------------------
@@ -255,6 +242,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     target = Path(args.path)
     if target.exists():
         raise ConfigError(f"{target} exists; refusing to overwrite")
+    if not target.parent.is_dir():
+        raise ConfigError(f"directory {target.parent} does not exist")
     source = _db(args)
     with sqlite3.connect(target) as dest:
         source.backup(dest)
@@ -268,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sigit-dvm {__version__}")
     parser.add_argument(
         "-c", "--config", help=f"settings file (default: $SIGIT_CONFIG or ./{DEFAULT_CONFIG})"
+    )
+    parser.add_argument(
+        "--credentials-dir",
+        metavar="DIR",
+        help="read secrets (dvm_key, code_secret, smtp_password) from files in DIR "
+        "(default: $CREDENTIALS_DIRECTORY, as systemd sets it)",
     )
     parser.add_argument(
         "--actor",
@@ -294,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate settings, secrets, relays and templates")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--connect", action="store_true", help="also connect: SMTP (EHLO, TLS, AUTH; no mail) and each relay"
+    )
     check.set_defaults(func=cmd_check_config)
     _admin_parsers(sub)
     return parser
@@ -398,11 +396,19 @@ def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.credentials_dir:
+            use_credentials_dir(args.credentials_dir)
         return int(args.func(args))
     except DVMError as exc:
         print(f"sigit-dvm: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
     except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except BrokenPipeError:  # output piped to head: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except (OSError, sqlite3.Error) as exc:  # a missing directory, permissions, a damaged database
+        print(f"sigit-dvm: {operator_error(exc)}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -33,7 +33,7 @@ from functools import partial
 from typing import Any
 
 from dvm.config import Settings, load_relays, read_secret
-from dvm.errors import DVMError, NostrError
+from dvm.errors import ConfigError, DVMError, NostrError
 from dvm.keyfile import parse_secret
 from dvm.mailer.backends import Backend, FileBackend, SmtpBackend
 from dvm.mailer.message import Sender
@@ -77,8 +77,8 @@ class Secrets:
     def load(cls, settings: Settings) -> Secrets:
         key = parse_secret(read_secret("dvm_key", settings.daemon.key_file, settings))
         code_secret = read_secret("code_secret", settings.daemon.code_secret_file, settings).encode()
-        if len(code_secret) < 16:
-            raise DVMError("the code secret must be at least 16 characters")
+        if len(code_secret) < 16:  # issue 15: a ConfigError (exit 2, like every setting)
+            raise ConfigError("secret code_secret: must be at least 16 characters")
         password = ""
         if settings.mail.username:
             password = read_secret("smtp_password", settings.mail.password_file, settings)
