@@ -252,6 +252,14 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return _show(args, {"path": str(target), "bytes": size}, f"backed up to {target} ({size} bytes)")
 
 
+def _login_name() -> str:
+    """The login name, or ``uid N`` for a user without one (systemd's DynamicUser= outside nss)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sigit-dvm", description="SIGit's email signup DVM for Nostr.")
     parser.add_argument("--version", action="version", version=f"sigit-dvm {__version__}")
@@ -266,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--actor",
-        default=os.environ.get("SUDO_USER") or getpass.getuser(),
+        default=os.environ.get("SUDO_USER") or _login_name(),
         help="who is acting, for the audit log (default: the login name)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
