@@ -53,6 +53,7 @@ from dvm.relays.pool import RelayPool
 from dvm.service import AccountService, Handled
 from dvm.store import repository
 from dvm.store.database import Database
+from dvm.store.retention import Retention
 from dvm.store.writebehind import WriteBehind
 from dvm.systemd import Notifier
 
@@ -114,6 +115,7 @@ class Daemon:
         self.service = AccountService(Encryptor(secrets.key), secrets.code_secret, rules)
         self.backend = backend or self._make_backend()
         self.writebehind = WriteBehind(self.db, WRITE_BEHIND_S)
+        self.retention = Retention(self.db, settings, clock)  # issue 15: pruning on a timer
         mail = settings.mail
         self.mail = MailWorker(
             self.db,
@@ -185,6 +187,7 @@ class Daemon:
     async def start(self) -> None:
         self._lock_database()
         await self.db.open()
+        await self.retention.prepare()  # issue 15: an older database converted to incremental vacuum
         pending = await self.db.run(partial(repository.replies_due_now, now=int(self._clock())))
         if pending:
             log.warning("%d reply(ies) from a previous run were not published yet; publishing", pending)
@@ -196,6 +199,7 @@ class Daemon:
         self._spawn(self._commit_stage(), self._tasks)
         self._spawn(self.mail.run(self._mail_stopping), self._tasks)
         self._spawn(self._retry_replies(), self._tasks)
+        self._spawn(self.retention.run(), self._tasks)  # issue 15
         if self.notifier.watchdog_interval_s:
             self._spawn(self._watchdog(self.notifier.watchdog_interval_s), self._tasks)
         await self.reload_relays()
