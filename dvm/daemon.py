@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from dvm import health
 from dvm.config import Settings, load_relays, read_secret
 from dvm.errors import ConfigError, DVMError, NostrError
 from dvm.keyfile import parse_secret
@@ -40,6 +41,7 @@ from dvm.mailer.message import Sender
 from dvm.mailer.outbox import OutboxMail
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
+from dvm.metrics import Metrics
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
 from dvm.nostr.keys import SecretKey
@@ -116,6 +118,10 @@ class Daemon:
         self.backend = backend or self._make_backend()
         self.writebehind = WriteBehind(self.db, WRITE_BEHIND_S)
         self.retention = Retention(self.db, settings, clock)  # issue 15: pruning on a timer
+        # --- issue 15: metrics (always kept; served only with health.listen) -----------------
+        self.metrics = Metrics()
+        self.db.observe = self.metrics.database_call
+        self.retention.on_pruned = lambda pruned: self.metrics.pruned(pruned.rows)
         mail = settings.mail
         self.mail = MailWorker(
             self.db,
@@ -147,6 +153,7 @@ class Daemon:
         self._busy = 0
         self._failures = 0
         self.handled = 0
+        self.health = health.for_daemon(self, self.metrics)  # issue 15: None unless health.listen
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -188,6 +195,8 @@ class Daemon:
         self._lock_database()
         await self.db.open()
         await self.retention.prepare()  # issue 15: an older database converted to incremental vacuum
+        if self.health is not None:  # issue 15: /healthz answers from now on, /readyz once ready
+            await self.health.start()
         pending = await self.db.run(partial(repository.replies_due_now, now=int(self._clock())))
         if pending:
             log.warning("%d reply(ies) from a previous run were not published yet; publishing", pending)
@@ -250,6 +259,8 @@ class Daemon:
 
     async def shutdown(self) -> None:
         self.notifier.notify("STOPPING=1")
+        if self.health is not None:  # issue 15: /readyz fails from now on
+            self.health.stopping()
         self._stopping.set()
         self._accepting = False
         timeout = self.settings.daemon.drain_timeout_s
@@ -270,6 +281,8 @@ class Daemon:
             await self.db.close()
         if getattr(self, "_lock_file", None) is not None:
             self._lock_file.close()  # releases the flock
+        if self.health is not None:  # issue 15
+            await self.health.close()
         log.info("sigit-dvm stopped after %d request(s)", self.handled)
 
     async def _drained(self) -> None:
@@ -335,6 +348,7 @@ class Daemon:
                 await self._decide(parts, now)
                 self._failures = 0
             except Exception as exc:  # locked or full database, I/O error: nothing was committed
+                self.metrics.batch_failed()  # issue 15
                 self._failures += 1
                 delay = self._retry_delay(self._failures)
                 log.error(
@@ -388,6 +402,7 @@ class Daemon:
             latency_ms = (time.monotonic() - item.received) * 1000
             self._queued.discard(item.event)
             if incoming is None:
+                self.metrics.dropped_event()  # issue 15
                 log.info("dropped event %s from %s: %s", item.event.id[:12], item.relay, result)
                 continue
             if isinstance(result, Exception):
@@ -423,12 +438,20 @@ class Daemon:
             latency_ms,
             extra={"fields": fields},
         )
+        self.metrics.request(
+            incoming.method or "-", result.outcome, result.replayed, latency_ms / 1000
+        )  # issue 15
 
     # --- replies -----------------------------------------------------------------------------
 
     async def _publish(self, replies: list[repository.PendingReply]) -> None:
         """Publish replies to every relay; the outcomes go to the write-behind (see there)."""
+        started = time.monotonic()  # issue 15
         results = await asyncio.gather(*(self.pool.publish_raw(r.reply_id, r.reply_event) for r in replies))
+        self.metrics.replies_published(  # issue 15: per relay; the time is until all answered
+            [[(r.relay, r.accepted, r.message) for r in outcome] for outcome in results],
+            time.monotonic() - started,
+        )
         now = int(self._clock())
         published: list[tuple[str, int]] = []
         failed: list[tuple[str, int]] = []
@@ -461,6 +484,7 @@ class Daemon:
 
     async def _announce(self, conn: RelayConnection) -> None:
         """Publish the NIP-89 announcement to a relay each time it (re)connects."""
+        self.metrics.relay_connected(conn.url)  # issue 15
         d = self.settings.daemon
         event = announcement(self.secrets.key, self.service.rules.intake, d.name, d.about, int(self._clock()))
         result = await conn.publish(event)

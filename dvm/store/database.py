@@ -171,6 +171,7 @@ class Database:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        self.observe: Callable[[float], None] | None = None  # each call's seconds (dvm.metrics)
 
     async def open(self) -> Database:
         """Connect and migrate, waiting for locks as long as the CLI does (nothing is served yet),
@@ -194,6 +195,8 @@ class Database:
             return fn(conn)
         finally:
             elapsed = time.perf_counter() - started
+            if self.observe is not None:
+                self.observe(elapsed)
             if elapsed >= SLOW_CALL_S:
                 name = getattr(fn, "__qualname__", type(fn).__name__)
                 ms = elapsed * 1000
