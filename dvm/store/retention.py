@@ -6,11 +6,12 @@ Left alone the database grows with every request (measured: 1.5 MB per 1,000 req
 - ``requests``: once a replay would be refused anyway (its ``created_at`` is outside the window,
   plus the subscription's margin) and its reply was published or has expired (``reply_ttl_s``);
   ``retention.request_keep_s`` keeps them longer for ``events`` and ``stats``.
-- ``sessions``: untouched for longer than a code lives, a verified session may activate, and a day.
+- ``sessions``: untouched for longer than a code lives or a verified session may activate, plus an
+  hour (a client coming back later is told ``no_session`` instead of ``code_expired``).
 - ``code_sends``: older than the hourly limit's window (and a minute).
 - ``mail``: sent or dead, queued longer ago than ``retention.mail_s``.
 - ``users``: never verified, created longer ago than ``retention.unverified_s``, and no session
-  or code still on record since then (those go after a day; erased like an admin deletion:
+  or code still on record since then (those go after an hour or two; erased like an admin deletion:
   sessions, code records and mail go too).
 - ``audit``: older than ``retention.audit_s``.
 
@@ -39,7 +40,7 @@ from dvm.store.repository import erase_user
 log = logging.getLogger("sigit.store")
 
 DAY_S = 86400
-SESSION_MIN_S = DAY_S
+SESSION_MARGIN_S = 3600
 CODE_SENDS_MARGIN_S = 60
 INCREMENTAL = 2  # PRAGMA auto_vacuum
 
@@ -62,7 +63,7 @@ class Cutoffs:
         service, keep = settings.service, settings.retention
         rules = service.rules().accounts
         replay_s = service.created_at_window_s + settings.relays.since_margin_s
-        session_s = max(service.code_ttl_s, service.activation_window_s, SESSION_MIN_S)
+        session_s = max(service.code_ttl_s, service.activation_window_s) + SESSION_MARGIN_S
         return cls(
             request_created=now - replay_s,
             request_processed=now - keep.request_keep_s,
