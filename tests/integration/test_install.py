@@ -230,7 +230,18 @@ async def test_the_documented_install_serves_a_signup_as_an_unprivileged_user(wo
             [*cli, "sessions", "--json"], capture_output=True, text=True, env=env, timeout=60
         )
         assert sessions.returncode == 0, sessions.stderr
-        assert [s["email"] for s in json.loads(sessions.stdout)] == ["ana@example.org"]
+        (session,) = json.loads(sessions.stdout)
+        assert session["email"] == "ana@example.org"
+        # A command that needs the code secret, as the issue found failing next to the service.
+        resend = subprocess.run(
+            [*cli, "sessions", "resend-code", session["pubkey"]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert resend.returncode == 0, resend.stderr
+        await wait_until(lambda: len(catcher.messages) >= 2, timeout_s=30)  # the daemon's worker sent it
 
         database = state / "sigit-dvm.sqlite3"
         assert database.stat().st_uid == SERVICE_UID and database.stat().st_mode & 0o777 == 0o600
