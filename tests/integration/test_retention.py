@@ -177,3 +177,25 @@ async def test_the_file_gives_the_space_back(world):
     assert pruned.pages > 0 and h.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
     assert h.conn.execute("PRAGMA page_count").fetchone()[0] < full / 4
     assert h.path.stat().st_size < full * 4096 / 4
+
+
+@pytest.mark.slow
+async def test_the_daemon_converts_an_old_database_and_prunes_on_its_timer(tmp_path, relay, smtp):
+    from tests.support.daemon import make_settings, start_daemon
+    from tests.support.relay import wait_until
+
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+    settings = dataclasses.replace(settings, retention=RetentionSettings(interval_s=0.2))
+    path = settings.path(settings.store.path)
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(f"BEGIN;\n{database.schema_sql()}\nCOMMIT;")  # as made before: auto_vacuum none
+    old.execute("INSERT INTO audit (at, actor, action, target) VALUES (1, 'alice', 'x', 'y')")
+    old.close()
+    daemon = await start_daemon(settings)
+    try:
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        await wait_until(lambda: conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 0, timeout_s=10)
+        conn.close()
+    finally:
+        await daemon.shutdown()
