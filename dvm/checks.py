@@ -22,7 +22,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from dvm.accounts.decision import MailKind
-from dvm.config import Problem, Settings, load_relays, read_secret, read_settings
+from dvm.config import Problem, Settings, SettingsError, load_relays, read_secret, read_settings
 from dvm.errors import ConfigError
 from dvm.keyfile import parse_secret
 from dvm.mailer.templates import TemplateContext, Templates
@@ -80,6 +80,18 @@ def check(config: str | None, *, connect: bool = False, environ: Mapping[str, st
     if connect:
         asyncio.run(_connect_all(settings, secrets, relays, report))
     return report
+
+
+def preflight(settings: Settings) -> None:
+    """What ``run`` checks before starting, beyond the settings themselves: relays.toml, the mail
+    templates and the database's directory (the daemon would otherwise start and fail later, or
+    serve with every mail going dead). Raises :class:`SettingsError` naming every error."""
+    report = Report()
+    _relays(settings, report)
+    _templates(settings, report)
+    _store(settings, report)
+    if report.errors:
+        raise SettingsError(report.errors)
 
 
 def _secrets(settings: Settings, report: Report, environ: Mapping[str, str] | None) -> dict[str, str]:

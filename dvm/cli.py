@@ -54,6 +54,7 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    checks.preflight(settings)  # issue 15: relays, templates, store directory: refuse now, not later
     logformat.setup(
         args.log_format or settings.daemon.log_format, args.log_level or settings.daemon.log_level
     )

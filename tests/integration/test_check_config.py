@@ -223,3 +223,31 @@ def test_output_piped_to_head_ends_quietly(tmp_path):
     )
     assert out.stdout.count("\n") == 1
     assert out.stderr == "", out.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "relays", "message"),
+    [
+        (
+            '[mail]\ntemplates_dir = "/nonexistent"\n',
+            'relays = ["wss://relay.example.org"]',
+            "mail.templates_dir",
+        ),
+        ("", "relays = []", "no relays"),
+        ("", 'relays = ["wss://"]', "has no host"),
+        ("[service]\ncode_ttl_s = 0\n", 'relays = ["wss://relay.example.org"]', "service.code_ttl_s"),
+    ],
+)
+def test_run_refuses_what_check_config_calls_an_error_in_one_line(site, settings, relays, message):
+    (site / "relays.toml").write_text(relays + "\n")
+    config = site / "sigit-dvm.toml"
+    config.write_text(settings)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SIGIT_STORE_PATH": str(site / "db.sqlite3"),
+        "SIGIT_RELAYS_RELAYS_FILE": str(site / "relays.toml"),
+    }
+    command = [str(SIGIT), "--config", str(config), "--credentials-dir", str(site / "credentials"), "run"]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and message in out.stderr and "Traceback" not in out.stderr
