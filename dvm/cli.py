@@ -23,14 +23,13 @@ from typing import Any
 import click
 import orjson
 
-from dvm import __version__, logformat
+from dvm import __version__, checks, logformat
 from dvm.admin.commands import COMMANDS
-from dvm.config import load_relays, read_secret
+from dvm.config import operator_error, read_secret
 from dvm.daemon import Daemon, Secrets
 from dvm.errors import ConfigError, DVMError
 from dvm.invocation import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Invocation, global_options, pass_invocation
 from dvm.keyfile import parse_secret, write_new_key
-from dvm.mailer.templates import TemplateContext, Templates
 from dvm.nostr import bech32
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -73,6 +72,7 @@ def run(inv: Invocation, log_format: str | None, log_level: str | None) -> None:
         sigit-dvm --config /etc/sigit-dvm/sigit-dvm.toml run
     """
     settings = inv.settings()
+    checks.preflight(settings)  # relays, templates, store directory: refuse now, not later
     logformat.setup(log_format or settings.daemon.log_format, log_level or settings.daemon.log_level)
     daemon = Daemon(settings, Secrets.load(settings))
     asyncio.run(daemon.run())
@@ -116,30 +116,19 @@ def pubkey(inv: Invocation, as_json: bool) -> None:
 
 @cli.command("check-config")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--connect", is_flag=True, help="Also connect: SMTP (EHLO, TLS, AUTH; no mail) and each relay.")
 @global_options
 @pass_invocation
-def check_config(inv: Invocation, as_json: bool) -> None:
-    """Validate settings, secrets, relays and templates.
+def check_config(inv: Invocation, as_json: bool, connect: bool) -> int:
+    """Validate every setting, the secrets, relays and templates; print every problem at once.
+
+    Exit 0 when the configuration is usable (warnings may be printed), 2 on any error.
 
     \b
     Example:
-        sigit-dvm --config /etc/sigit-dvm/sigit-dvm.toml check-config
+        sigit-dvm --config /etc/sigit-dvm/sigit-dvm.toml check-config --connect
     """
-    settings = inv.settings()
-    secrets = Secrets.load(settings)
-    relays = load_relays(settings.path(settings.relays.relays_file))
-    Templates(
-        TemplateContext(settings.mail.link_template, settings.mail.support_url), settings.mail.templates_dir
-    )
-    data = {
-        "pubkey": secrets.key.pubkey_hex,
-        "database": str(settings.path(settings.store.path)),
-        "relays": list(relays),
-        "mail_backend": settings.mail.backend,
-        "request_kind": settings.service.request_kind,
-    }
-    lines = [f"{key}: {value}" for key, value in data.items()]
-    _print(as_json, data, "configuration OK\n" + "\n".join(lines))
+    return checks.run(inv.config_path(), connect=connect, as_json=as_json)
 
 
 for _command in COMMANDS:
@@ -174,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILURE
         except BrokenPipeError:
             raise
-        except OSError as exc:
-            click.echo(f"sigit-dvm: {exc}", err=True)
+        except OSError as exc:  # a missing directory, permissions
+            click.echo(f"sigit-dvm: {operator_error(exc)}", err=True)
             return EXIT_FAILURE
         except KeyboardInterrupt:
             return EXIT_FAILURE

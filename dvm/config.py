@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -19,41 +20,48 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from dvm.accounts.email_address import normalise_email
 from dvm.accounts.rules import AccountRules
-from dvm.errors import ConfigError
-from dvm.protocol.intake import DEFAULT_POW_BITS, DEFAULT_REQUEST_KIND, IntakeRules
+from dvm.errors import ConfigError, InvalidEmail
+from dvm.protocol.intake import DEFAULT_POW_BITS, IntakeRules
 from dvm.protocol.methods import Method, RequestLimits
 from dvm.rules import ServiceRules
 
 ENV_PREFIX = "SIGIT_"
 
 
+# One source for every default: the settings start from the rules' own defaults.
+_SERVICE = ServiceRules()
+_INTAKE, _ACCOUNTS, _LIMITS = _SERVICE.intake, _SERVICE.accounts, _SERVICE.intake.request_limits
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:
     """Protocol and account rules (docs/protocol.md states their meaning)."""
 
-    request_kind: int = DEFAULT_REQUEST_KIND
-    created_at_window_s: int = 600
-    reply_ttl_s: int = 3600
-    empty_success_replies: bool = False
+    request_kind: int = _INTAKE.request_kind
+    created_at_window_s: int = _INTAKE.created_at_window_s
+    reply_ttl_s: int = _SERVICE.reply_ttl_s
+    empty_success_replies: bool = _SERVICE.empty_success
     pow_request_account_bits: int = DEFAULT_POW_BITS[Method.REQUEST_ACCOUNT]
     pow_request_login_bits: int = DEFAULT_POW_BITS[Method.REQUEST_LOGIN]
     pow_other_bits: int = DEFAULT_POW_BITS[Method.VERIFY_CODE]
-    code_ttl_s: int = 900
-    max_code_attempts: int = 5
-    max_codes_per_email_per_hour: int = 5
-    max_codes_per_domain_per_hour: int = 300
-    max_codes_per_hour: int = 3000
-    code_failures_free_per_day: int = 10
-    code_failure_backoff_s: int = 60
-    max_code_failures_per_day: int = 30
-    resend_cooldown_s: int = 60
-    activation_window_s: int = 3600
-    max_backup_bytes: int = 4096
-    max_email_chars: int = 254
-    email_grace_s: int = 7 * 24 * 3600
-    private_mode: bool = False
+    code_ttl_s: int = _ACCOUNTS.code_ttl_s
+    max_code_attempts: int = _ACCOUNTS.max_code_attempts
+    max_codes_per_email_per_hour: int = _ACCOUNTS.max_codes_per_email_per_hour
+    max_codes_per_domain_per_hour: int = _ACCOUNTS.max_codes_per_domain_per_hour
+    max_codes_per_hour: int = _ACCOUNTS.max_codes_per_hour
+    code_failures_free_per_day: int = _ACCOUNTS.code_failures_free_per_day
+    code_failure_backoff_s: int = _ACCOUNTS.code_failure_backoff_s
+    max_code_failures_per_day: int = _ACCOUNTS.max_code_failures_per_day
+    resend_cooldown_s: int = _ACCOUNTS.resend_cooldown_s
+    activation_window_s: int = _ACCOUNTS.activation_window_s
+    max_backup_bytes: int = _LIMITS.max_backup_bytes
+    max_email_chars: int = _LIMITS.max_email_chars
+    email_grace_s: int = _ACCOUNTS.email_grace_s
+    private_mode: bool = _ACCOUNTS.private_mode
 
     def rules(self) -> ServiceRules:
         pow_bits = dict.fromkeys(Method, self.pow_other_bits) | {
@@ -144,12 +152,36 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """The optional HTTP listener for /healthz, /readyz and /metrics (dvm.health)."""
+
+    listen: str = ""  # "" (off), "PORT" (127.0.0.1) or "HOST:PORT"
+    max_mail_backlog_s: int = 900
+    probe_interval_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How long rows that grow with traffic are kept (dvm.store.retention)."""
+
+    interval_s: float = 300.0
+    request_keep_s: int = 0  # past the replay horizon (created_at window + since margin)
+    mail_s: int = 30 * 86400
+    unverified_s: int = 7 * 86400
+    audit_s: int = 365 * 86400
+    batch_rows: int = 500
+    vacuum_pages: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     relays: RelaySettings = field(default_factory=RelaySettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     base_dir: Path = Path()
 
     def path(self, value: str) -> Path:
@@ -164,6 +196,8 @@ SECTIONS: dict[str, type] = {
     "mail": MailSettings,
     "relays": RelaySettings,
     "daemon": DaemonSettings,
+    "health": HealthSettings,
+    "retention": RetentionSettings,
 }
 CHOICES: dict[tuple[str, str], frozenset[str]] = {
     ("mail", "backend"): frozenset({"smtp", "file"}),
@@ -173,8 +207,101 @@ CHOICES: dict[tuple[str, str], frozenset[str]] = {
 }
 
 
+DAY_S = 86400
+RANGES: dict[str, tuple[float, float]] = {
+    "service.request_kind": (5700, 5899),  # NIP-90 job requests; replies are kind + 1000
+    "service.created_at_window_s": (30, DAY_S),
+    "service.reply_ttl_s": (60, 30 * DAY_S),
+    "service.pow_request_account_bits": (0, 32),
+    "service.pow_request_login_bits": (0, 32),
+    "service.pow_other_bits": (0, 32),
+    "service.code_ttl_s": (60, DAY_S),
+    "service.max_code_attempts": (1, 100),
+    "service.max_codes_per_email_per_hour": (1, 1_000_000),
+    "service.max_codes_per_domain_per_hour": (1, 100_000_000),
+    "service.max_codes_per_hour": (1, 100_000_000),
+    "service.code_failures_free_per_day": (1, 1000),
+    "service.code_failure_backoff_s": (1, DAY_S),
+    "service.max_code_failures_per_day": (1, 10_000),
+    "service.resend_cooldown_s": (0, 3600),
+    "service.activation_window_s": (60, 7 * DAY_S),
+    "service.max_backup_bytes": (64, 60_000),  # the reply carrying it must fit NIP-44's 65535 bytes
+    "service.max_email_chars": (6, 254),
+    "service.email_grace_s": (60, 90 * DAY_S),
+    "store.batch_max": (1, 10_000),
+    "mail.port": (1, 65535),
+    "mail.timeout_s": (1, 600),
+    "mail.concurrency": (1, 64),
+    "mail.max_attempts": (1, 100),
+    "mail.retry_base_s": (0.1, DAY_S),
+    "mail.retry_max_s": (0.1, 7 * DAY_S),
+    "mail.poll_s": (0.05, 3600),
+    "relays.reconnect_base_s": (0.1, 3600),
+    "relays.reconnect_max_s": (0.1, DAY_S),
+    "relays.since_margin_s": (0, DAY_S),
+    "relays.publish_retry_base_s": (0.1, 3600),
+    "relays.publish_retry_max_s": (0.1, DAY_S),
+    "relays.publish_timeout_s": (0.5, 300),
+    "daemon.max_in_flight": (1, 100_000),
+    "daemon.drain_timeout_s": (0.1, 600),
+    "daemon.open_workers": (0, 64),
+    "daemon.per_key_burst": (0, 100_000),
+    "daemon.per_key_per_s": (0.001, 10_000),
+    "daemon.refusal_replies_burst": (0, 100_000),
+    "daemon.refusal_replies_per_s": (0.001, 10_000),
+    "health.max_mail_backlog_s": (10, 7 * DAY_S),
+    "health.probe_interval_s": (0.1, 300),
+    "retention.interval_s": (1, DAY_S),
+    "retention.request_keep_s": (0, 3650 * DAY_S),
+    "retention.mail_s": (60, 3650 * DAY_S),
+    "retention.unverified_s": (60, 3650 * DAY_S),
+    "retention.audit_s": (60, 36500 * DAY_S),
+    "retention.batch_rows": (1, 100_000),
+    "retention.vacuum_pages": (0, 1_000_000),
+}
+"""Inclusive bounds of every numeric setting (a test checks none is missing)."""
+BROWSER_POW_BITS = 20
+"""More PoW than this takes a browser many seconds (DESIGN.md: about 7 s for 20 bits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong (or, with ``warning``, doubtful) with one setting, named as operators write it."""
+
+    setting: str
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.setting}: {self.message}"
+
+
+class SettingsError(ConfigError):
+    """Settings that cannot run: every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = tuple(problems)
+        first = str(problems[0])
+        more = f" (and {len(problems) - 1} more; run sigit-dvm check-config)" if len(problems) > 1 else ""
+        super().__init__(first + more)
+
+
 def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file (if given), apply environment overrides and validate everything."""
+    settings, problems = read_settings(path, environ)
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        raise SettingsError(errors)
+    return settings
+
+
+def read_settings(
+    path: str | Path | None, environ: Mapping[str, str] | None = None
+) -> tuple[Settings, list[Problem]]:
+    """The settings and every problem with them (a bad value is replaced by its default).
+
+    Only a settings file that cannot be read or parsed raises :class:`ConfigError`.
+    """
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     base_dir = Path.cwd()
@@ -184,48 +311,55 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = N
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"settings file {file} not found") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except OSError as exc:
+            raise ConfigError(f"cannot read settings file {file}: {exc.strerror}") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{file}: {exc}") from exc
         base_dir = file.resolve().parent
-    unknown = set(data) - set(SECTIONS)
-    if unknown:
-        raise ConfigError(f"unknown settings section [{sorted(unknown)[0]}]")
-    sections = {name: _section(name, cls, data.get(name, {}), environ) for name, cls in SECTIONS.items()}
-    return Settings(**sections, base_dir=base_dir)
+    problems = [
+        Problem(f"[{name}]", "unknown settings section") for name in sorted(set(data) - set(SECTIONS))
+    ]
+    sections = {
+        name: _section(name, cls, data.get(name, {}), environ, problems) for name, cls in SECTIONS.items()
+    }
+    settings = Settings(**sections, base_dir=base_dir)
+    return settings, problems + validate(settings)
 
 
-def _section(name: str, cls: type, table: object, environ: Mapping[str, str]) -> Any:
+def _section(name: str, cls: type, table: object, environ: Mapping[str, str], problems: list[Problem]) -> Any:
     if not isinstance(table, dict):
-        raise ConfigError(f"[{name}] must be a table")
+        problems.append(Problem(f"[{name}]", "must be a table"))
+        table = {}
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(table) - names
-    if unknown:
-        raise ConfigError(f"unknown setting {name}.{sorted(unknown)[0]}")
+    problems.extend(Problem(f"{name}.{key}", "unknown setting") for key in sorted(set(table) - names))
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         env_name = f"{ENV_PREFIX}{name}_{f.name}".upper()
+        where, raw, from_env = f"{name}.{f.name}", table.get(f.name), False
         if env_name in environ:
-            values[f.name] = _coerce(f"{env_name}", hints[f.name], environ[env_name], from_env=True)
-        elif f.name in table:
-            values[f.name] = _coerce(f"{name}.{f.name}", hints[f.name], table[f.name], from_env=False)
+            where, raw, from_env = env_name, environ[env_name], True
+        elif f.name not in table:
+            continue
+        try:
+            value = _coerce(hints[f.name], raw, from_env=from_env)
+        except ValueError as exc:
+            problems.append(Problem(where, str(exc)))
+            continue
         choices = CHOICES.get((name, f.name))
-        if choices and f.name in values and values[f.name] not in choices:
-            raise ConfigError(f"{name}.{f.name} must be one of {sorted(choices)}")
-    settings = cls(**values)
-    for f in dataclasses.fields(cls):
-        value = getattr(settings, f.name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"{name}.{f.name} must not be negative")
-    return settings
+        if choices and value not in choices:
+            problems.append(Problem(where, f"must be one of {sorted(choices)} (got {value!r})"))
+            continue
+        values[f.name] = value
+    return cls(**values)
 
 
-def _coerce(where: str, hint: Any, value: object, *, from_env: bool) -> Any:
+def _coerce(hint: Any, value: object, *, from_env: bool) -> Any:
     target = hint if not isinstance(hint, types.UnionType) else typing.get_args(hint)[0]
     if target is bool:
         if from_env and isinstance(value, str):
             if value.lower() not in {"1", "0", "true", "false", "yes", "no"}:
-                raise ConfigError(f"{where} must be a boolean")
+                raise ValueError("must be a boolean")
             return value.lower() in {"1", "true", "yes"}
         if isinstance(value, bool):
             return value
@@ -242,10 +376,148 @@ def _coerce(where: str, hint: Any, value: object, *, from_env: bool) -> Any:
             return float(value)
     elif target is str and isinstance(value, str):
         return value
-    raise ConfigError(f"{where} must be of type {getattr(target, '__name__', target)}")
+    raise ValueError(f"must be of type {getattr(target, '__name__', target)} (got {value!r})")
+
+
+def validate(settings: Settings) -> list[Problem]:
+    """Every setting's range and meaning that needs no file or network (dvm.checks does those)."""
+    problems: list[Problem] = []
+    for name in SECTIONS:
+        section = getattr(settings, name)
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            bounds = RANGES.get(f"{name}.{f.name}")
+            if bounds is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            low, high = bounds
+            if not low <= value <= high:
+                problems.append(
+                    Problem(f"{name}.{f.name}", f"must be between {low:g} and {high:g} (got {value})")
+                )
+    problems.extend(_meaning(settings))
+    return problems
+
+
+def _meaning(settings: Settings) -> list[Problem]:
+    service, mail, relays, daemon = settings.service, settings.mail, settings.relays, settings.daemon
+    out: list[Problem] = []
+
+    def check(ok: bool, setting: str, message: str, *, warning: bool = False) -> None:
+        if not ok:
+            out.append(Problem(setting, message, warning))
+
+    for name in ("pow_request_account_bits", "pow_request_login_bits", "pow_other_bits"):
+        bits = getattr(service, name)
+        check(
+            bits <= BROWSER_POW_BITS or bits > 32,
+            f"service.{name}",
+            f"{bits} bits takes a browser many seconds (about 7 s at 20 bits; each bit doubles it)",
+            warning=True,
+        )
+    check(
+        service.resend_cooldown_s < service.code_ttl_s,
+        "service.resend_cooldown_s",
+        "must be shorter than service.code_ttl_s",
+    )
+    for setting, address, required in (
+        ("mail.from_address", mail.from_address, True),
+        ("mail.reply_to", mail.reply_to, False),
+    ):
+        if address or required:
+            try:
+                normalise_email(
+                    address.removesuffix("@localhost") + "@localhost.localdomain"
+                    if address.endswith("@localhost")
+                    else address
+                )
+            except InvalidEmail as exc:
+                out.append(Problem(setting, f"is not an email address ({exc}): {address!r}"))
+    check("{code}" in mail.link_template, "mail.link_template", "must contain {code}")
+    check(_is_url(mail.link_template, ("https", "http")), "mail.link_template", "must be an http(s) URL")
+    check(
+        not mail.support_url or _is_url(mail.support_url, ("https", "http", "mailto")),
+        "mail.support_url",
+        "must be an http(s) or mailto URL",
+    )
+    check(bool(mail.host.strip()), "mail.host", "must not be empty")
+    check(
+        not (mail.backend == "smtp" and mail.username and mail.tls == "none" and not _loopback(mail.host)),
+        "mail.tls",
+        "SMTP AUTH (mail.username) needs starttls or implicit TLS unless the server is on this machine",
+    )
+    check(mail.retry_max_s >= mail.retry_base_s, "mail.retry_max_s", "must be at least mail.retry_base_s")
+    check(
+        relays.reconnect_max_s >= relays.reconnect_base_s,
+        "relays.reconnect_max_s",
+        "must be at least relays.reconnect_base_s",
+    )
+    check(
+        relays.publish_retry_max_s >= relays.publish_retry_base_s,
+        "relays.publish_retry_max_s",
+        "must be at least relays.publish_retry_base_s",
+    )
+    check(bool(daemon.name.strip()), "daemon.name", "must not be empty")
+    check(bool(settings.store.path.strip()), "store.path", "must not be empty")
+    try:
+        listen_address(settings.health)
+    except ValueError as exc:
+        out.append(Problem("health.listen", str(exc)))
+    rules = service.rules().accounts
+    floor = max(service.code_ttl_s, rules.code_window_s)
+    check(
+        settings.retention.unverified_s >= floor,
+        "retention.unverified_s",
+        f"must be at least {floor} s (a code's life and the hourly code limit read those rows)",
+    )
+    return out
+
+
+def listen_address(health: HealthSettings) -> tuple[str, int] | None:
+    """``health.listen`` as (host, port), or None when the listener is off."""
+    text = health.listen.strip()
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"must be PORT or HOST:PORT with a port in 1..65535 (got {text!r})")
+    return host, int(port)
+
+
+def _is_url(text: str, schemes: tuple[str, ...]) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.scheme in schemes and (bool(parts.netloc) or parts.scheme == "mailto")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # --- secrets -----------------------------------------------------------------------------------
+
+SECRETS: dict[str, str] = {
+    "dvm_key": "daemon.key_file",
+    "code_secret": "daemon.code_secret_file",
+    "smtp_password": "mail.password_file",
+}
+"""Each secret's credential (and file) name, and the setting that may name its file instead."""
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
+
+
+def use_credentials_dir(path: str) -> None:
+    """``--credentials-dir``: read secrets from this directory, as systemd's ``$CREDENTIALS_DIRECTORY``."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise ConfigError(f"credentials directory {directory} does not exist")
+    os.environ[CREDENTIALS_ENV] = str(directory.resolve())
 
 
 def read_secret(
@@ -256,28 +528,46 @@ def read_secret(
     env_name = f"{ENV_PREFIX}{name}".upper().replace("-", "_")
     if environ.get(env_name):
         return environ[env_name].strip()
-    creds = environ.get("CREDENTIALS_DIRECTORY")
+    creds = environ.get(CREDENTIALS_ENV)
     if creds and (Path(creds) / name).is_file():
-        return (Path(creds) / name).read_text(encoding="utf-8").strip()
+        return _read(Path(creds) / name, name)
     if file_setting:
-        path = settings.path(file_setting)
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read secret {name} from {path}: {exc.strerror}") from exc
-    raise ConfigError(f"secret {name} is not configured (set {env_name} or a file)")
+        return _read(settings.path(file_setting), name)
+    where = f"{SECRETS[name]}, " if name in SECRETS else ""
+    raise ConfigError(
+        f"secret {name} is not configured (a file {name} in --credentials-dir or "
+        f"${CREDENTIALS_ENV}, {where}or {env_name})"
+    )
+
+
+def _read(path: Path, name: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read secret {name} from {path}: {reason}") from exc
+
+
+def operator_error(exc: BaseException) -> str:
+    """One line for an error an operator caused (a path, a permission), without a traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 # --- relays.toml -------------------------------------------------------------------------------
 
 
 def load_relays(path: Path) -> tuple[str, ...]:
-    """The relay URLs of ``relays.toml``: ``relays = ["wss://...", ...]``."""
+    """The relay URLs of ``relays.toml``: ``relays = ["wss://...", ...]``, at least one."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"relays file {path} not found") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise ConfigError(f"cannot read relays file {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     unknown = set(data) - {"relays"}
     if unknown:
@@ -285,7 +575,26 @@ def load_relays(path: Path) -> tuple[str, ...]:
     relays = data.get("relays", [])
     if not isinstance(relays, list) or not all(isinstance(url, str) for url in relays):
         raise ConfigError(f"{path}: relays must be a list of URLs")
+    if not relays:
+        raise ConfigError(f"{path}: no relays: the daemon would serve nobody")
     for url in relays:
-        if not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"{path}: {url!r} is not a ws:// or wss:// URL")
+        problem = relay_url_problem(url)
+        if problem:
+            raise ConfigError(f"{path}: {url!r} {problem}")
     return tuple(dict.fromkeys(url.rstrip("/") for url in relays))
+
+
+def relay_url_problem(url: str) -> str:
+    """Why ``url`` is not a usable relay URL, or ''."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in ("ws", "wss"):
+        return "is not a ws:// or wss:// URL"
+    if not parts.hostname:
+        return "has no host"
+    if port == 0:
+        return "has port 0"
+    return ""

@@ -25,14 +25,16 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from dvm import health
 from dvm.backoff import Backoff
 from dvm.config import Settings, load_relays, read_secret
-from dvm.errors import DVMError
+from dvm.errors import ConfigError, DVMError
 from dvm.keyfile import parse_secret
 from dvm.mailer.backends import Backend, FileBackend, SmtpBackend
 from dvm.mailer.message import Sender
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
+from dvm.metrics import Metrics
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import Event
 from dvm.nostr.keys import SecretKey
@@ -47,6 +49,7 @@ from dvm.relays.publisher import Publisher
 from dvm.service import AccountService, Answer
 from dvm.store import repository
 from dvm.store.database import Database
+from dvm.store.retention import Retention
 from dvm.store.sealed import ParamsSeal
 from dvm.store.writebehind import WriteBehind
 from dvm.systemd import Notifier
@@ -66,8 +69,8 @@ class Secrets:
     def load(cls, settings: Settings) -> Secrets:
         key = parse_secret(read_secret("dvm_key", settings.daemon.key_file, settings))
         code_secret = read_secret("code_secret", settings.daemon.code_secret_file, settings).encode()
-        if len(code_secret) < 16:
-            raise DVMError("the code secret must be at least 16 characters")
+        if len(code_secret) < 16:  # issue 15: a ConfigError (exit 2, like every setting)
+            raise ConfigError("secret code_secret: must be at least 16 characters")
         password = ""
         if settings.mail.username:
             password = read_secret("smtp_password", settings.mail.password_file, settings)
@@ -106,6 +109,10 @@ class Daemon:
             Encryptor(secrets.key), secrets.code_secret, rules, mail_claim=self.mail.claim, mail_seal=seal
         )
         self.writebehind = WriteBehind(self.db, WRITE_BEHIND_S)
+        self.retention = Retention(self.db, settings, clock)  # pruning on a timer
+        self.metrics = Metrics()  # always kept; served only with health.listen
+        self.db.observe = self.metrics.database_call
+        self.retention.on_pruned = lambda pruned: self.metrics.pruned(pruned.rows)
         relay = settings.relays
         self.pool = RelayPool(self._connection)
         self._relay_backoff = Backoff(relay.reconnect_base_s, relay.reconnect_max_s)
@@ -116,6 +123,7 @@ class Daemon:
             Backoff(relay.publish_retry_base_s, relay.publish_retry_max_s, jitter=0.0),
             self._announcement,
             clock,
+            metrics=self.metrics,
         )
         d = settings.daemon
         self.pipeline = Pipeline(
@@ -129,11 +137,13 @@ class Daemon:
             batch_max=settings.store.batch_max,
             max_queued=d.max_in_flight,
             clock=clock,
+            metrics=self.metrics,
         )
         self._stopping = asyncio.Event()
         self._mail_stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock_file: Any = None
+        self.health = health.for_daemon(self, self.metrics)  # None unless health.listen
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -189,6 +199,9 @@ class Daemon:
     async def start(self) -> None:
         self._lock_database()
         await self.db.open()
+        await self.retention.prepare()  # issue 15: an older database converted to incremental vacuum
+        if self.health is not None:  # issue 15: /healthz answers from now on, /readyz once ready
+            await self.health.start()
         pending = await self.db.run(partial(repository.replies_due_now, now=int(self._clock())))
         if pending:
             log.warning("%d reply(ies) from a previous run were not published yet; publishing", pending)
@@ -197,6 +210,7 @@ class Daemon:
         self.pipeline.start(newest_created_at=last or 0)
         self._spawn(self.mail.run(self._mail_stopping))
         self._spawn(self.publisher.run())
+        self._spawn(self.retention.run())
         if self.notifier.watchdog_interval_s:
             self._spawn(self._watchdog(self.notifier.watchdog_interval_s))
         await self.reload_relays()
@@ -250,6 +264,10 @@ class Daemon:
 
     async def shutdown(self) -> None:
         self.notifier.notify("STOPPING=1")
+        if self.health is not None:  # /readyz fails from now on
+            self.health.stopping()
+        if self.health is not None:  # issue 15: /readyz fails from now on
+            self.health.stopping()
         self._stopping.set()
         self.pipeline.stop_intake()
         timeout = self.settings.daemon.drain_timeout_s
@@ -271,6 +289,10 @@ class Daemon:
             await self.db.close()
         if self._lock_file is not None:
             self._lock_file.close()  # releases the flock
+        if self.health is not None:
+            await self.health.close()
+        if self.health is not None:  # issue 15
+            await self.health.close()
         log.info("sigit-dvm stopped after %d request(s)", self.handled)
 
     async def _watchdog(self, interval_s: float) -> None:

@@ -26,7 +26,7 @@ import click
 
 from dvm.accounts.machine import Context
 from dvm.admin import render
-from dvm.config import Settings, load_settings, read_secret
+from dvm.config import Settings, load_settings, read_secret, use_credentials_dir
 from dvm.errors import AdminError, ConfigError
 from dvm.store import database
 
@@ -49,12 +49,16 @@ class Invocation:
     _settings: Settings | None = None
     _conn: sqlite3.Connection | None = None
 
+    def config_path(self) -> str | None:
+        """``--config``, else ``$SIGIT_CONFIG``, else ./sigit-dvm.toml if there is one."""
+        path = self.config or os.environ.get("SIGIT_CONFIG")
+        if path is None and Path(DEFAULT_CONFIG).exists():
+            path = DEFAULT_CONFIG
+        return path
+
     def settings(self) -> Settings:
         if self._settings is None:
-            path = self.config or os.environ.get("SIGIT_CONFIG")
-            if path is None and Path(DEFAULT_CONFIG).exists():
-                path = DEFAULT_CONFIG
-            self._settings = load_settings(path)
+            self._settings = load_settings(self.config_path())
         return self._settings
 
     def db(self) -> sqlite3.Connection:
@@ -69,7 +73,7 @@ class Invocation:
 
     def who(self) -> str:
         """The actor for the audit log: ``--actor``, else ``$SUDO_USER``, else the login name."""
-        return self.actor or os.environ.get("SUDO_USER") or getpass.getuser()
+        return self.actor or os.environ.get("SUDO_USER") or _login_name()
 
     def context(self, *, needs_code_secret: bool = False) -> Context:
         """What the state machine's ``admin_*`` functions need; the code secret only to mail a code."""
@@ -83,6 +87,14 @@ class Invocation:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _login_name() -> str:
+    """The login name, or ``uid N`` for a user without one (systemd's DynamicUser= outside nss)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def current() -> Invocation:
@@ -104,8 +116,21 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, str | None
     return callback
 
 
+def _credentials_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        use_credentials_dir(value)
+
+
 def global_options(f: Callable[P, R]) -> Callable[P, R]:
-    """``--config`` and ``--actor``, on the root, every group and every command."""
+    """``--config``, ``--credentials-dir`` and ``--actor``, on the root, every group and every command."""
+    f = click.option(
+        "--credentials-dir",
+        expose_value=False,
+        callback=_credentials_dir,
+        metavar="DIR",
+        help="Read secrets (dvm_key, code_secret, smtp_password) from files in DIR "
+        "(default: $CREDENTIALS_DIRECTORY, as systemd sets it).",
+    )(f)
     f = click.option(
         "--actor",
         expose_value=False,

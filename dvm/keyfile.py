@@ -28,6 +28,8 @@ def write_new_key(path: Path) -> SecretKey:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
         raise ConfigError(f"{path} exists; refusing to overwrite a key") from exc
+    except FileNotFoundError as exc:
+        raise ConfigError(f"directory {path.parent} does not exist") from exc
     with os.fdopen(fd, "w") as file:
         file.write(key.secret_bytes().hex() + "\n")
     return key

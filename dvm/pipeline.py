@@ -36,6 +36,7 @@ from typing import Any
 
 from dvm.backoff import Backoff
 from dvm.errors import NostrError
+from dvm.metrics import Metrics
 from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
 from dvm.opener import Opened, Opener
 from dvm.protocol.intake import Incoming, addressed_to
@@ -85,6 +86,7 @@ class Pipeline:
         batch_max: int,
         max_queued: int,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.service = service
         self.db = db
@@ -95,6 +97,7 @@ class Pipeline:
         self.on_answered = on_answered
         self.batch_max = max(1, batch_max)
         self._clock = clock
+        self.metrics = metrics or Metrics()
         self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=max_queued)
         self._opened: asyncio.Queue[tuple[list[Queued], Opened, int]] = asyncio.Queue(maxsize=2)
         self._seen: OrderedDict[str, None] = OrderedDict()  # decided event ids (bounded LRU)
@@ -190,6 +193,7 @@ class Pipeline:
                 await self._commit(items, opened, now)
                 self._failures = 0
             except Exception as exc:  # locked or full database, I/O error: nothing was committed
+                self.metrics.batch_failed()
                 self._failures += 1
                 delay = FAILED_BATCH_BACKOFF.delay(min(self._failures, 16) - 1)
                 log.error(
@@ -255,6 +259,7 @@ class Pipeline:
         for item, incoming, result in zip(items, opened, results, strict=True):
             self._queued.discard(item.event)
             if not isinstance(incoming, Incoming):
+                self.metrics.dropped_event()
                 log.info("dropped event %s from %s: %s", item.event.id[:12], item.relay, incoming)
                 continue
             if isinstance(result, Exception):
@@ -265,7 +270,9 @@ class Pipeline:
                 self._seen.popitem(last=False)
             self._handled += 1
             self._newest = max(self._newest, item.event.created_at)
-            _log_answer(item, result)
+            latency_s = time.monotonic() - item.received
+            _log_answer(item, result, latency_s)
+            self.metrics.request(result.method or "-", result.outcome, result.replayed, latency_s)
             answered.append(result)
         if answered:
             self.on_answered(answered)
@@ -276,8 +283,8 @@ class Pipeline:
         task.add_done_callback(self._tasks.discard)
 
 
-def _log_answer(item: Queued, answer: Answer) -> None:
-    latency_ms = (time.monotonic() - item.received) * 1000
+def _log_answer(item: Queued, answer: Answer, latency_s: float) -> None:
+    latency_ms = latency_s * 1000
     fields = {
         "event": item.event.id,
         "method": answer.method or "-",

@@ -2,6 +2,8 @@
 
 Checked after the signature is verified, so nobody can spend another key's budget. Requests over
 the limit are dropped without an answer: answering a flood would cost the crypto the limit saves.
+A bucket that has refilled is the same as no bucket, so it is dropped: memory follows the keys
+active in the last ``burst / per_s`` seconds, not every key ever seen.
 """
 
 from __future__ import annotations
@@ -26,7 +28,17 @@ class KeyRateLimiter:
         self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
         if len(self._buckets) > self._capacity:
             self._buckets.popitem(last=False)
+        self._drop_full(now)
         return allowed
+
+    def _drop_full(self, now: float) -> None:
+        """Drop buckets, oldest use first, that are certainly full again (a few per call)."""
+        refill_s = self.burst / self.per_s if self.per_s > 0 else float("inf")
+        while self._buckets:
+            key, (_, at) = next(iter(self._buckets.items()))
+            if now - at < refill_s:
+                return
+            del self._buckets[key]
 
     def __len__(self) -> int:
         return len(self._buckets)

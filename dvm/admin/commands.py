@@ -606,6 +606,8 @@ def backup(inv: Invocation, path: Path) -> Output:
     Example:
         sigit-dvm backup /backup/sigit-2026-12-01.sqlite3
     """
+    if not path.parent.is_dir():
+        raise ConfigError(f"directory {path.parent} does not exist")
     source = inv.db()
     try:  # created empty and 0600 first: SQLite takes an empty file as a new database
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

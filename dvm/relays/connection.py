@@ -109,7 +109,8 @@ class RelayConnection:
                         hook.add_done_callback(self._hooks.discard)
                     async for raw in ws:
                         await self._dispatch(raw)
-                    log.warning("relay closed the connection %s", self.url)
+                    if not self._closing:  # our own close at shutdown is no warning
+                        log.warning("relay closed the connection %s", self.url)
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:

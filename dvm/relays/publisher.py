@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from dvm.backoff import Backoff
+from dvm.metrics import Metrics
 from dvm.nostr.event import Event
 from dvm.outbox import PendingReply, ReplyMark
 from dvm.relays.connection import RelayConnection
@@ -41,6 +42,7 @@ class Publisher:
         backoff: Backoff,
         announcement: Callable[[int], Event],
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
         self.db = db
@@ -48,6 +50,7 @@ class Publisher:
         self.backoff = backoff
         self._announcement = announcement
         self._clock = clock
+        self.metrics = metrics or Metrics()
         self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
@@ -74,7 +77,12 @@ class Publisher:
 
     async def publish(self, replies: Sequence[PendingReply]) -> None:
         """Publish to every relay; mark each reply published, or due again after a back-off."""
+        started = time.monotonic()
         results = await asyncio.gather(*(self.pool.publish(r.reply) for r in replies))
+        self.metrics.replies_published(  # per relay; the time is until all answered
+            [[(r.relay, r.accepted, r.message) for r in outcome] for outcome in results],
+            time.monotonic() - started,
+        )
         now = int(self._clock())
         marks: list[ReplyMark] = []
         for reply, outcome in zip(replies, results, strict=True):
@@ -101,6 +109,7 @@ class Publisher:
 
     async def announce(self, conn: RelayConnection) -> None:
         """Publish the NIP-89 announcement to a relay each time it (re)connects."""
+        self.metrics.relay_connected(conn.url)
         result = await conn.publish(self._announcement(int(self._clock())))
         if not result.accepted:
             log.warning("announcement refused by %s: %s", conn.url, shown(result.message))

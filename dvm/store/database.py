@@ -174,6 +174,9 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # Takes effect on a new database only (before its first table): freed pages can then be given
+    # back (dvm.store.retention); an older database is converted once by the daemon.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")  # a committed reply or mail survives power loss
     conn.execute("PRAGMA foreign_keys = ON")
@@ -247,6 +250,7 @@ class Database:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        self.observe: Callable[[float], None] | None = None  # each call's seconds (dvm.metrics)
 
     async def open(self) -> Database:
         """Connect and migrate, waiting for locks as long as the CLI does (nothing is served yet),
@@ -270,6 +274,8 @@ class Database:
             return fn(conn)
         finally:
             elapsed = time.perf_counter() - started
+            if self.observe is not None:
+                self.observe(elapsed)
             if elapsed >= SLOW_CALL_S:
                 name = getattr(fn, "__qualname__", type(fn).__name__)
                 ms = elapsed * 1000

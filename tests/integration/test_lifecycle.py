@@ -98,7 +98,7 @@ def test_check_config_and_pubkey(tmp_path):
     assert out.returncode == 0 and out.stdout.splitlines()[1].startswith("npub1")
     (tmp_path / "dvm.key").write_text("not a key")
     out = subprocess.run([str(SIGIT), "-c", str(config), "check-config"], capture_output=True, text=True)
-    assert out.returncode == 2 and "not a valid secret key" in out.stderr
+    assert out.returncode == 2 and "not a valid secret key" in out.stdout  # a report line per problem
 
 
 def test_keygen_writes_a_0600_key_and_refuses_to_overwrite(tmp_path):

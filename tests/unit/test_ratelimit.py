@@ -19,3 +19,15 @@ def test_memory_is_bounded_and_zero_burst_disables():
         limiter.allow(f"k{i}", 0.0)
     assert len(limiter) == 100
     assert all(KeyRateLimiter(burst=0, per_s=0).allow("x", 0.0) for _ in range(10))
+
+
+def test_buckets_that_refilled_are_dropped_so_memory_settles():
+    limiter = KeyRateLimiter(burst=4, per_s=2.0)  # empty to full in 2 s
+    for i in range(500):
+        limiter.allow(f"k{i}", 100.0)
+    assert len(limiter) == 500
+    limiter.allow("late", 101.0)  # the others are not full yet
+    assert len(limiter) == 501
+    limiter.allow("later", 102.5)  # everyone from t=100 is full again: dropped
+    assert len(limiter) == 2
+    assert [limiter.allow("k1", 102.5) for _ in range(5)] == [True] * 4 + [False]  # a fresh budget

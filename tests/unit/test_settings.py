@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dvm.config import SECTIONS, load_relays, load_settings, read_secret
+from dvm.config import RANGES, SECTIONS, SettingsError, load_relays, load_settings, read_secret
 from dvm.errors import ConfigError, error_codes
 from dvm.protocol.methods import Method
 
@@ -19,6 +19,32 @@ OPERATIONS = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").re
 )
 def test_every_setting_is_documented(setting):
     assert f"| `{setting}` |" in OPERATIONS, f"{setting} is missing from docs/operations.md"
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        f"{name}.{f.name}"
+        for name, cls in SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        if f.type in ("int", "float")
+    ],
+)
+def test_every_numeric_setting_has_a_range_that_holds_its_default(setting):
+    low, high = RANGES[setting]
+    section, name = setting.split(".")
+    default = getattr(SECTIONS[section](), name)
+    assert low <= default <= high
+
+
+def test_every_problem_is_reported_at_once_not_just_the_first(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("[mail]\nport = 99999\nhots = 1\n[service]\nmax_code_attempts = 0\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path, environ={})
+    named = sorted(p.setting for p in caught.value.problems)
+    assert named == ["mail.hots", "mail.port", "service.max_code_attempts"]
+    assert "and 2 more" in str(caught.value)
 
 
 def test_every_error_code_is_documented_in_the_protocol():
@@ -48,10 +74,10 @@ def test_file_values_and_environment_overrides(tmp_path):
     ("text", "error"),
     [
         ("[nope]\n", "unknown settings section"),
-        ("[mail]\nhots = 'x'\n", "unknown setting mail.hots"),
-        ("[mail]\nport = 'x'\n", "mail.port must be of type int"),
-        ("[mail]\ntls = 'sometimes'\n", "mail.tls must be one of"),
-        ("[service]\ncode_ttl_s = -1\n", "must not be negative"),
+        ("[mail]\nhots = 'x'\n", "mail.hots: unknown setting"),
+        ("[mail]\nport = 'x'\n", "mail.port: must be of type int"),
+        ("[mail]\ntls = 'sometimes'\n", "mail.tls: must be one of"),
+        ("[service]\ncode_ttl_s = -1\n", "service.code_ttl_s: must be between 60 and 86400"),
         ("[service\n", "s.toml"),
     ],
 )

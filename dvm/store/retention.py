@@ -1,0 +1,322 @@
+"""Retention: delete what no reader needs any more, in small transactions, and give the space back.
+
+Left alone the database grows with every request (measured: 1.5 MB per 1,000 requests, mostly
+``requests``). What goes, and when nothing reads it any more:
+
+- ``requests``: once a replay would be refused anyway (its ``created_at`` is outside the window,
+  plus the subscription's margin) and its reply was published or has expired (``reply_ttl_s``);
+  ``retention.request_keep_s`` keeps them longer for ``events`` and ``stats``.
+- ``sessions``: untouched for longer than a code lives or a verified session may activate, plus an
+  hour (a client coming back later is told ``no_session`` instead of ``code_expired``).
+- ``code_sends``, ``code_send_minutes``: older than the hourly caps' window (and a minute);
+  ``code_failures``: older than the guessing budget's day (and a minute).
+- ``mail``: sent or dead, queued longer ago than ``retention.mail_s``.
+- ``users``: never verified, created longer ago than ``retention.unverified_s``, and no session
+  or code still on record since then (those go after an hour or two; erased like an admin deletion:
+  sessions, code records and mail go too).
+- ``audit``: older than ``retention.audit_s``.
+
+Each step deletes at most ``retention.batch_rows`` rows in one ``BEGIN IMMEDIATE`` transaction on
+the daemon's connection, so the event loop never waits long; a pass repeats a step until it
+deletes fewer. Then ``PRAGMA incremental_vacuum`` returns up to ``retention.vacuum_pages`` free
+pages to the file system (``auto_vacuum = INCREMENTAL``, set on new databases by
+:func:`dvm.store.database.connect`; :meth:`Retention.prepare` converts an older one once, with a
+VACUUM, before the daemon serves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+from dvm.config import Settings
+from dvm.store.database import Database, immediate
+from dvm.store.repository import erase_user
+
+log = logging.getLogger("sigit.store")
+
+DAY_S = 86400
+SESSION_MARGIN_S = 3600
+CODE_SENDS_MARGIN_S = 60
+FAILURE_DAY_S = 24 * 3600  # the guessing budget's day (dvm.accounts.machine)
+INCREMENTAL = 2  # PRAGMA auto_vacuum
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """Rows older than these (Unix seconds) are no longer read by anything."""
+
+    request_created: int
+    request_processed: int
+    reply_expired: int
+    session_updated: int
+    code_sent: int
+    code_failed: int
+    mail_created: int
+    unverified_created: int
+    audit_at: int
+
+    @classmethod
+    def at(cls, settings: Settings, now: int) -> Cutoffs:
+        service, keep = settings.service, settings.retention
+        rules = service.rules().accounts
+        replay_s = service.created_at_window_s + settings.relays.since_margin_s
+        session_s = max(service.code_ttl_s, service.activation_window_s) + SESSION_MARGIN_S
+        return cls(
+            request_created=now - replay_s,
+            request_processed=now - keep.request_keep_s,
+            reply_expired=now - service.reply_ttl_s,
+            session_updated=now - session_s,
+            code_sent=now - rules.code_window_s - CODE_SENDS_MARGIN_S,
+            code_failed=now - FAILURE_DAY_S - CODE_SENDS_MARGIN_S,
+            mail_created=now - keep.mail_s,
+            unverified_created=now - keep.unverified_s,
+            audit_at=now - keep.audit_s,
+        )
+
+
+@dataclass
+class Pruned:
+    """Rows deleted per table in one pass, and pages given back."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    pages: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+# --- one step each: at most ``limit`` rows, in the caller's transaction ---------------------------
+
+
+def prune_requests(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests WHERE created_at < ? "
+        "AND processed_at < ? AND (published_at IS NOT NULL OR processed_at < ?) LIMIT ?)",
+        (cut.request_created, cut.request_processed, cut.reply_expired, limit),
+    ).rowcount
+
+
+def prune_sessions(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE updated_at < ? LIMIT ?)",
+        (cut.session_updated, limit),
+    ).rowcount
+
+
+def prune_code_sends(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM code_sends WHERE rowid IN (SELECT rowid FROM code_sends WHERE sent_at < ? LIMIT ?)",
+        (cut.code_sent, limit),
+    ).rowcount
+
+
+def prune_code_send_minutes(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM code_send_minutes WHERE (scope, minute) IN "
+        "(SELECT scope, minute FROM code_send_minutes WHERE minute < ? LIMIT ?)",
+        (cut.code_sent // 60, limit),
+    ).rowcount
+
+
+def prune_code_failures(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM code_failures WHERE rowid IN (SELECT rowid FROM code_failures WHERE at < ? LIMIT ?)",
+        (cut.code_failed, limit),
+    ).rowcount
+
+
+def _first_young_id(conn: sqlite3.Connection, table: str, column: str, cutoff: int) -> int:
+    """The lowest id at or past ``cutoff``: ids grow with time, so the scan from the oldest row
+    stops at the first young one instead of reading the whole table (there is no index on time)."""
+    row = conn.execute(
+        f"SELECT id FROM {table} WHERE {column} >= ? ORDER BY id LIMIT 1",  # noqa: S608 (fixed names)
+        (cutoff,),
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    top = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]  # noqa: S608
+    return 0 if top is None else int(top) + 1
+
+
+def prune_mail(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
+    below = _first_young_id(conn, "mail", "created_at", cut.mail_created)
+    return conn.execute(
+        "DELETE FROM mail WHERE id IN (SELECT id FROM mail WHERE id < ? AND status IN ('sent', 'dead') "
+        "ORDER BY id LIMIT ?)",
+        (below, limit),
+    ).rowcount
+
+
+def prune_audit(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
+    below = _first_young_id(conn, "audit", "at", cut.audit_at)
+    return conn.execute(
+        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id < ? ORDER BY id LIMIT ?)",
+        (below, limit),
+    ).rowcount
+
+
+def prune_unverified(conn: sqlite3.Connection, cut: Cutoffs, limit: int, after_rowid: int) -> tuple[int, int]:
+    """Erase never-verified users among the next ``limit`` users (in rowid order, from
+    ``after_rowid``) that are old enough; return (erased, the rowid to continue from).
+
+    Users are scanned in slices, from a mark kept by the caller, because most of them are
+    accounts that stay: a whole-table scan on every pass would grow with the service."""
+    rows = conn.execute(
+        "SELECT rowid, id, verified, created_at FROM users WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        (after_rowid, limit),
+    ).fetchall()
+    erased, mark = 0, after_rowid
+    for rowid, user_id, verified, created_at in rows:
+        if created_at >= cut.unverified_created:
+            break  # rowids grow with time: the rest are younger; scan from here next time
+        mark = rowid
+        if verified:
+            continue
+        recent = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = ? AND updated_at >= ?)",
+            (user_id, cut.unverified_created),
+        ).fetchone()[0]
+        if not recent:
+            erase_user(conn, user_id)
+            erased += 1
+    return erased, mark
+
+
+Step = Callable[[sqlite3.Connection, Cutoffs, int], int]
+STEPS: dict[str, Step] = {
+    "requests": prune_requests,
+    "sessions": prune_sessions,
+    "code_sends": prune_code_sends,
+    "code_send_minutes": prune_code_send_minutes,
+    "code_failures": prune_code_failures,
+    "mail": prune_mail,
+    "audit": prune_audit,
+}
+
+
+def incremental_vacuum(conn: sqlite3.Connection, pages: int) -> int:
+    """Give up to ``pages`` free pages back, in a transaction of its own; return how many went.
+
+    Through ``executescript``: ``execute`` steps the pragma once, which frees a single page."""
+    before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    if before and pages:
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({int(pages)}); COMMIT;")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return before - int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+
+def convert_to_incremental(conn: sqlite3.Connection) -> bool:
+    """Switch an older database to ``auto_vacuum = INCREMENTAL`` (a VACUUM rewrites the file once).
+    Return whether it had to."""
+    if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == INCREMENTAL:
+        return False
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute("VACUUM")
+    return True
+
+
+class Retention:
+    """The daemon's pruning timer: :meth:`prepare` once before serving, then :meth:`run`."""
+
+    def __init__(self, db: Database, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.settings = settings
+        self._clock = clock
+        self._users_mark = 0  # rowid up to which users were checked (see prune_unverified)
+        self._mark_since = 0.0  # the mark starts over daily: a user skipped for recent activity
+        self.on_pruned: Callable[[Pruned], None] | None = None  # e.g. metrics
+
+    async def prepare(self) -> None:
+        """Convert a database made before incremental vacuum (once; the daemon does not serve yet)."""
+        started = time.monotonic()
+        converted = await self.db.run(_convert_waiting)
+        if converted:
+            ms = (time.monotonic() - started) * 1000
+            log.info("database converted to incremental vacuum (once, %.0f ms)", ms)
+
+    async def run(self) -> None:
+        """Prune every ``retention.interval_s`` until cancelled; a failing pass is retried next time."""
+        while True:
+            await asyncio.sleep(self.settings.retention.interval_s)
+            try:
+                await self.prune()
+            except Exception as exc:  # a locked or full database: nothing half-done, try next time
+                log.error("retention pass failed (%s: %s); retrying later", type(exc).__name__, exc)
+
+    async def prune(self) -> Pruned:
+        """One pass over every table, then an incremental vacuum."""
+        keep = self.settings.retention
+        cut = Cutoffs.at(self.settings, int(self._clock()))
+        pruned = Pruned()
+        # Users first: whether a signup was active lately is read from its sessions.
+        pruned.rows["users"] = await self._unverified(cut, keep.batch_rows)
+        for table, step in STEPS.items():
+            pruned.rows[table] = await self._repeat(_bound(step, cut, keep.batch_rows))
+        pruned.pages = await self.db.run(partial(incremental_vacuum, pages=keep.vacuum_pages))
+        if pruned.total or pruned.pages:
+            counts = ", ".join(f"{table} {n}" for table, n in pruned.rows.items() if n)
+            log.info("retention: deleted %s; %d page(s) given back", counts or "nothing", pruned.pages)
+        if self.on_pruned is not None:
+            self.on_pruned(pruned)
+        return pruned
+
+    async def _repeat(self, step: Callable[[sqlite3.Connection], int]) -> int:
+        total = 0
+        limit = self.settings.retention.batch_rows
+        while True:
+            deleted = await self.db.run(partial(_in_transaction, step=step))
+            total += deleted
+            if deleted < limit:
+                return total
+            await asyncio.sleep(0)  # let requests in between transactions
+
+    async def _unverified(self, cut: Cutoffs, limit: int) -> int:
+        total = 0
+        if time.monotonic() - self._mark_since >= DAY_S:  # is seen again once that activity is old
+            self._users_mark, self._mark_since = 0, time.monotonic()
+        while True:
+            before = self._users_mark
+            erased, self._users_mark = await self.db.run(
+                partial(_unverified_in_transaction, cut=cut, limit=limit, after_rowid=before)
+            )
+            total += erased
+            if self._users_mark == before:
+                return total
+            await asyncio.sleep(0)
+
+
+def _bound(step: Step, cut: Cutoffs, limit: int) -> Callable[[sqlite3.Connection], int]:
+    return lambda conn: step(conn, cut, limit)
+
+
+def _in_transaction(conn: sqlite3.Connection, step: Callable[[sqlite3.Connection], int]) -> int:
+    with immediate(conn):
+        return step(conn)
+
+
+def _unverified_in_transaction(
+    conn: sqlite3.Connection, cut: Cutoffs, limit: int, after_rowid: int
+) -> tuple[int, int]:
+    with immediate(conn):
+        return prune_unverified(conn, cut, limit, after_rowid)
+
+
+def _convert_waiting(conn: sqlite3.Connection) -> bool:
+    """As :func:`convert_to_incremental`, waiting for other processes' locks like the CLI does."""
+    timeout = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+    conn.execute("PRAGMA busy_timeout = 5000")
+    try:
+        return convert_to_incremental(conn)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {timeout}")

@@ -1,0 +1,202 @@
+"""Retention on a real SQLite file filled by real requests: what goes, what stays, when, and the
+file giving space back."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import pytest
+
+from dvm.config import RetentionSettings, ServiceSettings, Settings
+from dvm.outbox import ReplyMark
+from dvm.store import database, repository
+from dvm.store.database import Database, immediate
+from dvm.store.retention import Retention
+from tests.support.flows import T0, Harness, new_client
+
+HOUR, DAY = 3600, 86400
+SETTINGS = Settings(
+    service=ServiceSettings(pow_request_account_bits=2, pow_request_login_bits=2, pow_other_bits=2),
+    retention=RetentionSettings(batch_rows=7, vacuum_pages=100_000),
+)
+
+
+@pytest.fixture
+def world(tmp_path):
+    h = Harness(database.connect(tmp_path / "db.sqlite3"))
+    h.path = tmp_path / "db.sqlite3"
+    yield h
+    h.conn.close()
+
+
+async def prune_at(h: Harness, now: int, settings: Settings = SETTINGS):
+    db = await Database(h.path).open()
+    try:
+        retention = Retention(db, settings, clock=lambda: now)
+        await retention.prepare()
+        return await retention.prune()
+    finally:
+        await db.close()
+
+
+def publish_all(h: Harness) -> None:
+    with immediate(h.conn):
+        ids = [r[0] for r in h.conn.execute("SELECT event_id FROM requests WHERE published_at IS NULL")]
+        repository.write_bookkeeping(h.conn, tuple(ReplyMark(i, True, h.now) for i in ids))
+
+
+def mark_mail(h: Harness, status: str) -> None:
+    with immediate(h.conn):
+        h.conn.execute("UPDATE mail SET status = ?, sent_at = ? WHERE status = 'queued'", (status, h.now))
+
+
+async def test_an_old_database_is_converted_to_incremental_vacuum_keeping_its_rows(tmp_path):
+    old = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    old.executescript(f"BEGIN;\n{database.schema_sql()}\nCOMMIT;")  # as made before: auto_vacuum none
+    old.execute("INSERT INTO audit (at, actor, action, target) VALUES (1, 'a', 'b', 'c')")
+    old.close()
+    db = await Database(tmp_path / "old.sqlite3").open()
+    try:
+        assert await db.run(lambda c: c.execute("PRAGMA auto_vacuum").fetchone()[0]) == 0
+        await Retention(db, SETTINGS).prepare()
+        assert await db.run(lambda c: c.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2
+        assert await db.run(lambda c: c.execute("SELECT count(*) FROM audit").fetchone()[0]) == 1
+    finally:
+        await db.close()
+    assert database.connect(tmp_path / "new.sqlite3").execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+
+
+async def test_requests_go_once_a_replay_would_be_refused_and_their_reply_is_out(world):
+    h = world
+    client = new_client(1)
+    event = h.event(client, "request_account", {"email": "ana@example.org"})
+    h.send_event(client, event)
+    replay_s = SETTINGS.service.created_at_window_s + SETTINGS.relays.since_margin_s
+    # Within the window a replay is answered from storage, so the record stays.
+    await prune_at(h, T0 + replay_s - 1)
+    assert h.count("requests") == 1
+    assert h.send_event(client, event)[0].replayed
+    # Past it, but the reply was never published and has not expired: kept for the retry loop.
+    await prune_at(h, T0 + replay_s + 1)
+    assert h.count("requests") == 1
+    publish_all(h)
+    pruned = await prune_at(h, T0 + replay_s + 1)
+    assert pruned.rows["requests"] == 1 and h.count("requests") == 0
+    # An unpublished reply goes once it expired (reply_ttl_s) anyway.
+    h.now = T0 + 10
+    h.send(new_client(2), "request_account", {"email": "bo@example.org"})
+    await prune_at(h, T0 + 10 + SETTINGS.service.reply_ttl_s + replay_s)
+    assert h.count("requests") == 0
+
+
+async def test_request_keep_s_keeps_them_longer_for_events_and_stats(world):
+    h = world
+    h.send(new_client(1), "request_account", {"email": "ana@example.org"})
+    publish_all(h)
+    keep = dataclasses.replace(
+        SETTINGS, retention=dataclasses.replace(SETTINGS.retention, request_keep_s=DAY)
+    )
+    await prune_at(h, T0 + DAY - 1, keep)
+    assert h.count("requests") == 1
+    await prune_at(h, T0 + DAY + 1, keep)
+    assert h.count("requests") == 0
+
+
+async def test_sessions_and_code_counters_go_once_no_limit_reads_them(world):
+    h = world
+    for i in range(3):
+        h.send(new_client(i), "request_account", {"email": "ana@example.org"})
+        h.now += 61  # past the resend cooldown
+    assert (h.count("sessions"), h.count("code_sends")) == (3, 3)
+    # The hourly limit still counts them: kept.
+    await prune_at(h, h.now)
+    assert (h.count("sessions"), h.count("code_sends")) == (3, 3)
+    await prune_at(h, T0 + HOUR + 200)
+    assert (h.count("sessions"), h.count("code_sends")) == (3, 0)
+    await prune_at(h, T0 + DAY + 200)
+    assert h.count("sessions") == 0
+
+
+async def test_sent_and_dead_mail_go_after_mail_s_queued_mail_stays(world):
+    h = world
+    keep = dataclasses.replace(SETTINGS.retention, unverified_s=3650 * DAY)  # the users stay
+    settings = dataclasses.replace(SETTINGS, retention=keep)
+    h.send(new_client(1), "request_account", {"email": "ana@example.org"})
+    mark_mail(h, "sent")
+    h.send(new_client(2), "request_account", {"email": "bo@example.org"})
+    mark_mail(h, "dead")
+    h.send(new_client(3), "request_account", {"email": "cy@example.org"})
+    assert h.count("mail") == 3
+    await prune_at(h, T0 + keep.mail_s - 1, settings)
+    assert h.count("mail") == 3
+    await prune_at(h, T0 + keep.mail_s + 1, settings)
+    assert [r[0] for r in h.conn.execute("SELECT status FROM mail")] == ["queued"]
+
+
+async def test_never_verified_signups_go_after_unverified_s_accounts_stay(world):
+    h = world
+    ana = new_client(1)
+    h.send(ana, "request_account", {"email": "ana@example.org"})
+    h.send(ana, "verify_code", {"code": h.last_code("ana@example.org")})
+    for i in range(20):  # more than a slice (batch_rows = 7) of never-verified signups
+        h.send(new_client(10 + i), "request_account", {"email": f"ghost{i}@example.org"})
+    late = T0 + SETTINGS.retention.unverified_s - HOUR
+    h.now = late
+    h.send(new_client(99), "request_account", {"email": "ghost0@example.org"})  # asked again lately
+    pruned = await prune_at(h, T0 + SETTINGS.retention.unverified_s + 1)
+    assert pruned.rows["users"] == 19
+    emails = sorted(r[0] for r in h.conn.execute("SELECT email FROM users"))
+    assert emails == ["ana@example.org", "ghost0@example.org"]
+    ghost_ids = "SELECT id FROM users WHERE email LIKE 'ghost%'"
+    assert h.count("mail", f"user_id NOT IN ({ghost_ids}) AND recipient LIKE 'ghost%'") == 0
+    assert h.count("sessions", "user_id NOT IN (SELECT id FROM users)") == 0
+
+
+async def test_audit_rows_go_after_audit_s(world):
+    h = world
+    with immediate(h.conn):
+        h.conn.executemany(
+            "INSERT INTO audit (at, actor, action, target) VALUES (?, 'alice', 'x', 'y')",
+            [(T0 + i,) for i in range(10)],
+        )
+    await prune_at(h, T0 + SETTINGS.retention.audit_s + 5)
+    assert [r[0] for r in h.conn.execute("SELECT at FROM audit")] == [T0 + i for i in range(5, 10)]
+
+
+async def test_the_file_gives_the_space_back(world):
+    h = world
+    for i in range(300):
+        h.send(new_client(i), "request_account", {"email": f"u{i}@example.org"})
+    publish_all(h)
+    mark_mail(h, "sent")
+    h.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    full = h.conn.execute("PRAGMA page_count").fetchone()[0]
+    pruned = await prune_at(h, T0 + 400 * DAY)
+    h.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert h.count("users") == 0 and h.count("requests") == 0 and h.count("mail") == 0
+    assert pruned.pages > 0 and h.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert h.conn.execute("PRAGMA page_count").fetchone()[0] < full / 4
+    assert h.path.stat().st_size < full * 4096 / 4
+
+
+@pytest.mark.slow
+async def test_the_daemon_converts_an_old_database_and_prunes_on_its_timer(tmp_path, relay, smtp):
+    from tests.support.daemon import make_settings, start_daemon
+    from tests.support.relay import wait_until
+
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+    settings = dataclasses.replace(settings, retention=RetentionSettings(interval_s=0.2))
+    path = settings.path(settings.store.path)
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(f"BEGIN;\n{database.schema_sql()}\nCOMMIT;")  # as made before: auto_vacuum none
+    old.execute("INSERT INTO audit (at, actor, action, target) VALUES (1, 'alice', 'x', 'y')")
+    old.close()
+    daemon = await start_daemon(settings)
+    try:
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        await wait_until(lambda: conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 0, timeout_s=10)
+        conn.close()
+    finally:
+        await daemon.shutdown()
