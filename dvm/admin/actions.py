@@ -244,6 +244,22 @@ def retry_mail(conn: sqlite3.Connection, mail_id: int, now: int, actor: str) -> 
         audit(conn, now, actor, "retry-mail", str(mail_id), row[1], row[2])
 
 
+def purge_requests(
+    conn: sqlite3.Connection, now: int, older_than_s: int, replay_s: int, reply_ttl_s: int, actor: str
+) -> int:
+    """Delete request records processed more than ``older_than_s`` ago, but never one that could
+    still be replayed (``created_at`` within ``replay_s``: it would be decided again) or whose
+    reply is still waiting to be published (unless it expired)."""
+    with immediate(conn):
+        count = conn.execute(
+            "DELETE FROM requests WHERE processed_at <= ? AND created_at < ? "
+            "AND (published_at IS NOT NULL OR processed_at < ?)",
+            (now - older_than_s, now - replay_s, now - reply_ttl_s),
+        ).rowcount
+        audit(conn, now, actor, "purge-requests", f"{count} requests", f"older than {older_than_s} s")
+    return int(count)
+
+
 def purge_mail(conn: sqlite3.Connection, now: int, older_than_s: int, actor: str) -> int:
     """Delete sent and dead mail older than ``older_than_s`` (queued mail is never purged)."""
     with immediate(conn):

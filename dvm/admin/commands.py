@@ -490,6 +490,40 @@ def mail_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
     return Message({"purged": count}, f"purged {count} mail(s)")
 
 
+# --- requests --------------------------------------------------------------------------------
+
+
+@click.group()
+@group_output_options
+@global_options
+def requests() -> None:
+    """The record of answered requests (what replays are answered from). The daemon prunes it
+    by itself (retention.*); this is for doing it now."""
+
+
+@requests.command("purge")
+@click.option("--older-than", type=DURATION, default=DAY_S, show_default=True, metavar="DURATION")
+@yes_option
+@output_options
+@global_options
+@pass_invocation
+def requests_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
+    """Delete request records processed longer ago than --older-than (seconds, or 90m, 12h, 30d),
+    except those that could still be replayed or whose reply is not out yet.
+
+    \b
+    Example:
+        sigit-dvm requests purge --older-than 1d --yes
+    """
+    confirm(yes, "purge request records")
+    settings = inv.settings()
+    replay_s = settings.service.created_at_window_s + settings.relays.since_margin_s
+    count = actions.purge_requests(
+        inv.db(), inv.now, older_than, replay_s, settings.service.reply_ttl_s, inv.who()
+    )
+    return Message({"purged": count}, f"purged {count} request record(s)")
+
+
 # --- events, stats ---------------------------------------------------------------------------
 
 
@@ -622,4 +656,4 @@ def backup(inv: Invocation, path: Path) -> Output:
     return Message({"path": str(path), "bytes": size}, f"backed up to {path} ({size} bytes)")
 
 
-COMMANDS = (sessions, users, blocks, mail, events, stats, audit, backup)
+COMMANDS = (sessions, users, blocks, mail, requests, events, stats, audit, backup)

@@ -175,6 +175,24 @@ def test_audit_purge_deletes_old_rows_and_is_audited(world):
     assert audit_actions(world) == ["purge-audit", "block"]
 
 
+def test_requests_purge_keeps_what_could_still_be_replayed_or_is_not_out_yet(world):
+    total = world.count("requests")
+    assert total >= 2
+    # Every record could still be replayed (created just now): none goes, whatever --older-than.
+    assert "purged 0 request" in cli(world, "requests", "purge", "--older-than", "0", "--yes").stdout
+    # Created a day ago (no replay possible), answered half an hour ago; half of them published.
+    world.conn.execute(
+        "UPDATE requests SET created_at = created_at - 86400, processed_at = processed_at - 1800, "
+        "published_at = CASE WHEN rowid % 2 = 0 THEN processed_at - 1800 END"
+    )
+    published = world.count("requests", "published_at IS NOT NULL")
+    out = cli(world, "requests", "purge", "--older-than", "10m", "--yes").stdout
+    assert f"purged {published} request" in out
+    assert world.count("requests") == total - published  # replies not out yet (nor expired) stay
+    assert audit_actions(world)[0] == "purge-requests"
+    assert cli(world, "requests", "purge", check=False).returncode == 2  # without --yes
+
+
 # --- GDPR erasure -------------------------------------------------------------------------------
 
 

@@ -214,7 +214,7 @@ def test_output_piped_to_head_ends_quietly(tmp_path):
         )
     conn.close()
     out = subprocess.run(
-        f"{SIGIT} -c s.toml audit --limit 3000 | head -n 1",
+        f"{SIGIT} -c s.toml audit list --limit 3000 | head -n 1",
         shell=True,
         capture_output=True,
         text=True,

@@ -121,6 +121,26 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path):
     assert str(unit) not in out.stderr + out.stdout, out.stderr  # no "Unknown key" or similar
 
 
+def test_the_unit_is_hardened_by_systemd_analyze_security():
+    """The exposure score stays low, and the settings this round added are in force."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+    out = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    report = out.stdout
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report).group(1))
+    assert score <= 1.5, report
+    passed = {line.split()[1].split("=")[0] for line in report.splitlines() if line.startswith("✓")}
+    assert {"ProtectProc", "ProcSubset", "PrivateUsers", "PrivateMounts", "ProtectSystem"} <= passed, report
+    unit = UNIT.read_text()
+    for setting in ("MemoryMax=", "TasksMax=", "IPAddressDeny="):
+        assert f"\n{setting}" in unit, setting
+
+
 def test_the_guide_and_the_unit_agree_on_paths():
     guide = documented_install()
     assert unit_values("ExecStart") == [
@@ -227,7 +247,7 @@ async def test_the_documented_install_serves_a_signup_as_an_unprivileged_user(wo
         await wait_until(lambda: len(catcher.messages) >= 1, timeout_s=30)
         assert catcher.messages[0]["To"] == "ana@example.org"
         sessions = subprocess.run(
-            [*cli, "sessions", "--json"], capture_output=True, text=True, env=env, timeout=60
+            [*cli, "sessions", "list", "--json"], capture_output=True, text=True, env=env, timeout=60
         )
         assert sessions.returncode == 0, sessions.stderr
         (session,) = json.loads(sessions.stdout)
