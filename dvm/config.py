@@ -55,7 +55,6 @@ class ServiceSettings:
     max_codes_per_hour: int = _ACCOUNTS.max_codes_per_hour
     code_failures_free_per_day: int = _ACCOUNTS.code_failures_free_per_day
     code_failure_backoff_s: int = _ACCOUNTS.code_failure_backoff_s
-    max_code_failures_per_day: int = _ACCOUNTS.max_code_failures_per_day
     resend_cooldown_s: int = _ACCOUNTS.resend_cooldown_s
     activation_window_s: int = _ACCOUNTS.activation_window_s
     max_backup_bytes: int = _LIMITS.max_backup_bytes
@@ -79,7 +78,6 @@ class ServiceSettings:
                 max_codes_per_hour=self.max_codes_per_hour,
                 code_failures_free_per_day=self.code_failures_free_per_day,
                 code_failure_backoff_s=self.code_failure_backoff_s,
-                max_code_failures_per_day=self.max_code_failures_per_day,
                 resend_cooldown_s=self.resend_cooldown_s,
                 activation_window_s=self.activation_window_s,
                 email_grace_s=self.email_grace_s,
@@ -222,7 +220,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "service.max_codes_per_hour": (1, 100_000_000),
     "service.code_failures_free_per_day": (1, 1000),
     "service.code_failure_backoff_s": (1, DAY_S),
-    "service.max_code_failures_per_day": (1, 10_000),
     "service.resend_cooldown_s": (0, 3600),
     "service.activation_window_s": (60, 7 * DAY_S),
     "service.max_backup_bytes": (64, 60_000),  # the reply carrying it must fit NIP-44's 65535 bytes

@@ -166,13 +166,14 @@ class Daemon:
         )
 
     def _filter(self) -> dict[str, Any]:
-        """Our subscription; ``since`` reaches back to requests sent while we were away, and never
-        past our own clock (a future-dated event must not make us deaf)."""
+        """Our subscription; ``since`` reaches back to requests sent while we were away: to when we
+        last answered one, by our own clock (an event's ``created_at``, chosen by its author, must
+        not move it: one dated in the future would make us deaf, or skip the downtime)."""
         rules = self.settings.service
         margin = self.settings.relays.since_margin_s
         now = int(self._clock())
-        newest = min(self.pipeline.stats.newest_created_at, now)
-        since = max(newest - margin, now - rules.created_at_window_s - margin)
+        last = min(self.pipeline.stats.last_answered_at, now)
+        since = max(last - margin, now - rules.created_at_window_s - margin)
         return {"kinds": [rules.request_kind], "#p": [self.service.pubkey], "since": since}
 
     def _announcement(self, now: int) -> Event:
@@ -205,9 +206,9 @@ class Daemon:
         pending = await self.db.run(partial(repository.replies_due_now, now=int(self._clock())))
         if pending:
             log.warning("%d reply(ies) from a previous run were not published yet; publishing", pending)
-        last = await self.db.run(repository.last_request_created_at)
+        last = await self.db.run(repository.last_processed_at)
         await self.pipeline.opener.start()
-        self.pipeline.start(newest_created_at=last or 0)
+        self.pipeline.start(last_answered_at=last or 0)
         self._spawn(self.mail.run(self._mail_stopping))
         self._spawn(self.publisher.run())
         self._spawn(self.retention.run())

@@ -69,7 +69,7 @@ class PipelineStats:
     remembered: int  # decided event ids kept to drop copies (bounded by SEEN_CAPACITY)
     handled: int  # requests answered in this run
     failures: int  # consecutive failed commits (0 when the last one went through)
-    newest_created_at: int  # the latest created_at among answered requests
+    last_answered_at: int  # our clock when the latest request was answered (a restart's catch-up)
 
 
 class Pipeline:
@@ -124,9 +124,9 @@ class Pipeline:
     def max_queued(self) -> int:
         return self._queue.maxsize
 
-    def start(self, newest_created_at: int = 0) -> None:
-        """Serve; ``newest_created_at`` is the latest request the store has answered."""
-        self._newest = max(self._newest, newest_created_at)
+    def start(self, last_answered_at: int = 0) -> None:
+        """Serve; ``last_answered_at`` is when the store last answered a request (our clock)."""
+        self._newest = max(self._newest, last_answered_at)
         self._accepting = True
         self._spawn(self._open_stage())
         self._spawn(self._commit_stage())
@@ -227,7 +227,7 @@ class Pipeline:
                 results.append(self.service.refuse(o, now))
             else:
                 results.append(next(answers))
-        self._hand_out(items, checked, results)
+        self._hand_out(items, checked, results, now)
 
     def _within_budget(self, opened: Incoming | NostrError, now: int) -> Incoming | NostrError:
         """Keys over the per-key budget, and refusals over the global refusal budget, are dropped
@@ -236,8 +236,8 @@ class Pipeline:
             return opened
         if not self.limiter.allow(opened.event.pubkey, now):
             return NostrError("over the per-key request limit")
-        answerable = self.refusals.burst > 0 and self.refusals.allow("", now)
-        if opened.request is None and not answerable:
+        # Only a refusal takes a token: ordinary requests must not spend the refusals' budget.
+        if opened.request is None and not (self.refusals.burst > 0 and self.refusals.allow("", now)):
             return NostrError(f"refused ({opened.refusal}) over the refusal reply budget")
         return opened
 
@@ -254,6 +254,7 @@ class Pipeline:
         items: list[Queued],
         opened: list[Incoming | NostrError],
         results: list[Answer | Exception],
+        now: int,
     ) -> None:
         answered: list[Answer] = []
         for item, incoming, result in zip(items, opened, results, strict=True):
@@ -269,7 +270,7 @@ class Pipeline:
             if len(self._seen) > SEEN_CAPACITY:
                 self._seen.popitem(last=False)
             self._handled += 1
-            self._newest = max(self._newest, item.event.created_at)
+            self._newest = max(self._newest, now)
             latency_s = time.monotonic() - item.received
             _log_answer(item, result, latency_s)
             self.metrics.request(result.method or "-", result.outcome, result.replayed, latency_s)

@@ -13,9 +13,11 @@ Rules, in prose (``TRANSITIONS`` below is the same, as data; docs/protocol.md is
   ``max_codes_per_email_per_hour`` go to one mailbox (``+tag``, case, width and zero-width
   characters folded, whatever the method), ``max_codes_per_domain_per_hour`` to one domain and
   ``max_codes_per_hour`` in all. ``resend_code`` replaces the code of a pending session after
-  ``resend_cooldown_s``; the old code stops working. Wrong codes count per mailbox and day: past
-  ``code_failures_free_per_day`` each further try waits ``code_failure_backoff_s``, doubling
-  (``rate_limited``), up to ``max_code_failures_per_day``; the account's owner is told once.
+  ``resend_cooldown_s``; the old code stops working. Wrong codes count per day, for the mailbox of
+  a signup or login code and for the account of an email-change or deletion code: past
+  ``code_failures_free_per_day`` each session takes one try only, and codes to that mailbox go out
+  at least ``code_failure_backoff_s`` apart, doubling up to an hour (``rate_limited``); the right
+  code is never refused, and the account's owner is told once.
 * Requesting an account for an email that is activated answers ``email_taken`` (go to login), and
   so does any other step of a signup session whose account another session has activated; for an
   email whose signup was never finished it starts a new signup session (the owner proves the
@@ -175,9 +177,8 @@ BLOCKABLE = frozenset(
 
 CODE_ROWS = (
     row(_P, _P, "code_invalid", "wrong code, attempts left"),
-    row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
+    row(_P, _L, "too_many_attempts", "the last allowed wrong code (past the day's free ones: the first)"),
     row(_P, _P, "code_expired", "code older than code_ttl_s"),
-    row(_P, _P, "rate_limited", "too many wrong codes for this mailbox today: wait retry_after_s"),
     row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
 )
 """The rows every method that checks a code shares (:func:`_check_code`)."""
@@ -310,7 +311,7 @@ def _request_account(request: RequestAccount, pubkey: str, view: View, ctx: Cont
 )
 def _activate(request: Activate, pubkey: str, view: View, ctx: Context) -> Decision:
     session, user = _own_session(view)
-    if session.state is SessionState.PENDING and (ctx.rules.private_mode or user is None):
+    if session.state is SessionState.PENDING and (ctx.rules.private_mode or session.decoy):
         raise NotVerified  # a login session or a decoy answers as a signup would
     if session.purpose is not Purpose.SIGNUP or user is None:
         raise NoSession("This session is a login session; activation needs a signup session.")
@@ -353,8 +354,6 @@ def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context)
     user = view.email_user
     if ctx.rules.private_mode and (user is None or not user.activated):
         if user is None:
-            if _is_decoy_retry(view.session, request.email):
-                return _then((_P, _P), Decision(Success()))
             return _then((None, _P), _decoy(pubkey, request.email, Purpose.LOGIN, ctx))
         if _is_retry(view.session, user, Purpose.SIGNUP, ctx):
             return _then((_P, _P), Decision(Success()))
@@ -420,16 +419,16 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
 
 
 def _wrong_code(session: SessionRow, user: UserRow | None, view: View, ctx: Context) -> Decision:
-    """Count a wrong code on the session (locking it at the last allowed one) and against the
-    subject's daily budget; the account's owner is told when the budget trips."""
+    """Count a wrong code on the session and against its subject's day. Past the day's free
+    wrong codes the session takes no second try; the account's owner is told when that starts."""
     attempts = session.attempts + 1
-    left = ctx.rules.max_code_attempts - attempts
-    failure = RecordCodeFailure(_subject(session, user), ctx.now)
     today = sum(1 for t in view.failures if t > ctx.now - DAY_S) + 1
-    tripped = today == ctx.rules.code_failures_free_per_day and user is not None
-    told = (
-        (Mail(MailKind.CODE_GUESSING, user.email, user.id, (("at", ctx.now),)),) if tripped and user else ()
-    )
+    free = ctx.rules.code_failures_free_per_day
+    left = ctx.rules.max_code_attempts - attempts if today <= free else 0
+    failure = RecordCodeFailure(_subject(session, user), ctx.now)
+    told: tuple[Mail, ...] = ()
+    if today == free + 1 and user is not None and not session.decoy:
+        told = (Mail(MailKind.CODE_GUESSING, user.email, user.id, (("at", ctx.now),)),)
     if left <= 0:
         locked = replace(
             session, attempts=attempts, state=SessionState.LOCKED, code_hmac="", updated_at=ctx.now
@@ -457,10 +456,10 @@ def _resend_code(request: ResendCode, pubkey: str, view: View, ctx: Context) -> 
     wait = session.code_sent_at + ctx.rules.resend_cooldown_s - ctx.now
     if wait > 0:
         raise RateLimited("Wait before asking for another code.", retry_after_s=wait)
-    if user is None:
+    if session.decoy or user is None:
         return _then((_P, _P), _renew_decoy(session, ctx))
     try:
-        _check_caps(view, ctx)
+        _check_caps(view, ctx, proven=_proven(session.purpose, user))
     except RateLimited:
         if not ctx.rules.private_mode:
             raise
@@ -482,7 +481,7 @@ def _renew_code(
         code_sent_at=ctx.now,
         code_expires_at=ctx.now + ctx.rules.code_ttl_s,
         updated_at=ctx.now,
-        subject=canonical_mailbox(to),
+        subject=failure_subject(session.purpose, user, to),
     )
     writes = (PutSession(renewed), RecordCodeSend(canonical_mailbox(to), ctx.now))
     return Decision(Success(), writes, (_code_mail(session.purpose, user, code, ctx),))
@@ -728,6 +727,7 @@ TRANSITIONS: tuple[Transition, ...] = tuple(row for entry in RULES.values() for 
 # --- shared steps ------------------------------------------------------------------------------
 
 DAY_S = 24 * 3600
+MAX_CODE_SPACING_S = 3600  # the guessing back-off never makes the owner wait longer for a code
 
 
 def _purpose_session(view: View, user: UserRow, purpose: Purpose) -> SessionRow:
@@ -753,28 +753,13 @@ class _WrongCode(RequestError):
 def _check_code(
     session: SessionRow, user: UserRow | None, code: str, pubkey: str, view: View, ctx: Context
 ) -> None:
-    """Expiry, the guessing budget, then the constant-time comparison; a wrong code is counted
-    (and may lock). A decoy (no user, no code ever sent) is always wrong."""
+    """Expiry, then the constant-time comparison; a wrong code is counted (and may lock). A decoy
+    (no code was ever sent) is always wrong."""
     if ctx.now >= session.code_expires_at:
         raise CodeExpired
-    _check_guessing_budget(view, ctx)
-    if user is None or not codes.code_matches(ctx.code_secret, pubkey, code, session.code_hmac):
+    wrong = session.decoy or user is None
+    if wrong or not codes.code_matches(ctx.code_secret, pubkey, code, session.code_hmac):
         raise _WrongCode(_wrong_code(session, user, view, ctx))
-
-
-def _check_guessing_budget(view: View, ctx: Context) -> None:
-    """Past the free failures of the day each try waits, doubling; past the maximum, none."""
-    rules = ctx.rules
-    today = sorted(t for t in view.failures if t > ctx.now - DAY_S)
-    if len(today) >= rules.max_code_failures_per_day:
-        wait = today[len(today) - rules.max_code_failures_per_day] + DAY_S - ctx.now
-    elif len(today) >= rules.code_failures_free_per_day:
-        past = len(today) - rules.code_failures_free_per_day
-        wait = today[-1] + rules.code_failure_backoff_s * 2 ** min(past, 20) - ctx.now
-    else:
-        return
-    if wait > 0:
-        raise RateLimited("Too many wrong codes for this address today; try later.", retry_after_s=wait)
 
 
 def _grace_left(user: UserRow, ctx: Context) -> bool:
@@ -805,9 +790,13 @@ def _own_session(view: View) -> tuple[SessionRow, UserRow | None]:
 
 
 def _is_retry(session: SessionRow | None, user: UserRow, purpose: Purpose, ctx: Context) -> bool:
-    """True when this key already has a live pending session for the same user and purpose."""
+    """True when this key already has a live pending session for the same user and purpose.
+
+    Never in private mode: whether a session was kept or replaced would tell which kind of
+    address it is (a decoy cannot be "the same user"), so there every request opens a new one."""
     return (
-        session is not None
+        not ctx.rules.private_mode
+        and session is not None
         and session.user_id == user.id
         and session.purpose is purpose
         and session.state is SessionState.PENDING
@@ -815,17 +804,17 @@ def _is_retry(session: SessionRow | None, user: UserRow, purpose: Purpose, ctx: 
     )
 
 
-def _is_decoy_retry(session: SessionRow | None, email: str) -> bool:
-    return (
-        session is not None
-        and session.user_id is None
-        and session.subject == canonical_mailbox(email)
-        and session.state is SessionState.PENDING
-    )
+def _proven(purpose: Purpose, user: UserRow) -> bool:
+    """The code goes to an address its owner has proven (not a signup's, not a new address)."""
+    return user.verified and purpose is not Purpose.EMAIL_CHANGE
 
 
-def _check_caps(view: View, ctx: Context) -> None:
-    """The hourly code caps: per mailbox, per domain and in all."""
+def _check_caps(view: View, ctx: Context, *, proven: bool = False) -> None:
+    """The hourly code caps: per mailbox (with the guessing back-off), per domain and in all.
+
+    The domain and overall caps bound mail to addresses nobody has proven, which a stranger with
+    proof of work can make up by the thousand; a code to a ``proven`` address (a login, a
+    deletion) skips them, so such a flood can delay new signups but never lock anyone out."""
     rules, window = ctx.rules, ctx.rules.code_window_s
     recent = sorted(t for t in view.code_sends if t > ctx.now - window)
     cap = rules.max_codes_per_email_per_hour
@@ -834,6 +823,15 @@ def _check_caps(view: View, ctx: Context) -> None:
         raise RateLimited(
             "Too many codes sent to this address; try later.", retry_after_s=max(1, retry_after)
         )
+    wrong = sum(1 for t in view.failures if t > ctx.now - DAY_S)
+    if wrong >= rules.code_failures_free_per_day and recent:
+        past = wrong - rules.code_failures_free_per_day
+        spacing = min(MAX_CODE_SPACING_S, rules.code_failure_backoff_s * 2 ** min(past, 20))
+        if recent[-1] + spacing > ctx.now:
+            message = "Many wrong codes for this address today: codes go out less often; try later."
+            raise RateLimited(message, retry_after_s=recent[-1] + spacing - ctx.now)
+    if proven:
+        return
     for sends, cap, what in (
         (view.domain_sends, rules.max_codes_per_domain_per_hour, "this domain"),
         (view.all_sends, rules.max_codes_per_hour, "all addresses"),
@@ -849,10 +847,18 @@ def _code_address(purpose: Purpose, user: UserRow) -> str:
 
 
 def _subject(session: SessionRow, user: UserRow | None) -> str:
-    """The mailbox a session's codes went to (older sessions did not record it)."""
+    """Where a session's wrong codes count (older sessions did not record it)."""
     if session.subject or user is None:
         return session.subject
-    return canonical_mailbox(_code_address(session.purpose, user))
+    return failure_subject(session.purpose, user, _code_address(session.purpose, user))
+
+
+def failure_subject(purpose: Purpose, owner: UserRow | None, address: str) -> str:
+    """Signup and login codes count per mailbox (a stranger's guesses at someone's address); email
+    change and deletion codes per account (their guesser is the account key's holder)."""
+    if owner is not None and purpose in (Purpose.EMAIL_CHANGE, Purpose.DELETION):
+        return f"account:{owner.id}"
+    return canonical_mailbox(address)
 
 
 def _open_session(
@@ -862,7 +868,7 @@ def _open_session(
     In private mode a capped address gets a decoy instead of ``rate_limited``."""
     to = _code_address(purpose, user)
     try:
-        _check_caps(view, ctx)
+        _check_caps(view, ctx, proven=_proven(purpose, user))
     except RateLimited:
         if not ctx.rules.private_mode:
             raise
@@ -881,7 +887,7 @@ def _open_session(
         verified_at=None,
         created_at=ctx.now,
         updated_at=ctx.now,
-        subject=canonical_mailbox(to),
+        subject=failure_subject(purpose, user, to),
     )
     writes = (*first, PutSession(session), RecordCodeSend(canonical_mailbox(to), ctx.now))
     return _then((None, _P), Decision(Success(), writes, (_code_mail(purpose, user, code, ctx),)))
@@ -904,7 +910,8 @@ def _decoy(
         verified_at=None,
         created_at=ctx.now,
         updated_at=ctx.now,
-        subject=canonical_mailbox(address),
+        subject=failure_subject(purpose, owner, address),
+        decoy=True,
     )
     return Decision(Success(), (PutSession(session),))
 

@@ -56,8 +56,9 @@ class SessionRow:
     """An ephemeral browser key's session with one user. ``code_hmac`` is ``""`` once used, and
     for a decoy: in private mode, a session with no user (``user_id`` None) whose code was never
     sent, so a stranger sees the same answers whether an address has an account or not.
-    ``subject`` is the canonical mailbox the code went to (or would have): caps and the guessing
-    budget count there."""
+    ``subject`` is where wrong codes count: the canonical mailbox the code went to (or would have)
+    for signup and login, ``account:<id>`` for email change and deletion (the store keeps only its
+    salted hash). ``decoy`` sessions never had a code sent (private mode)."""
 
     pubkey: str
     user_id: str | None
@@ -71,3 +72,4 @@ class SessionRow:
     created_at: int
     updated_at: int
     subject: str = ""
+    decoy: bool = False

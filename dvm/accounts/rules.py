@@ -17,8 +17,7 @@ class AccountRules:
     code_window_s: int = 60 * 60  # the window of the three code caps
     max_codes_per_domain_per_hour: int = 300
     max_codes_per_hour: int = 3000  # every code mail, all addresses together
-    code_failures_free_per_day: int = 10  # wrong codes per mailbox a day before the back-off starts
-    code_failure_backoff_s: int = 60  # the wait after the first failure past the free ones; doubles
-    max_code_failures_per_day: int = 30
+    code_failures_free_per_day: int = 10  # wrong codes a day (per mailbox or account) before the back-off
+    code_failure_backoff_s: int = 60  # then: one try per session, and codes this far apart, doubling
     email_grace_s: int = 7 * 24 * 60 * 60  # to confirm an email change before it lapses
     private_mode: bool = False  # request_account/request_login never reveal whether an email exists

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dvm.accounts import machine
 from dvm.accounts.decision import Decision, Failure
-from dvm.accounts.email_address import normalise_email
+from dvm.accounts.email_address import canonical_mailbox, normalise_email
 from dvm.accounts.machine import Context
 from dvm.accounts.rows import SessionRow, UserRow
 from dvm.admin import lookup
@@ -169,11 +169,12 @@ def restore_backup(conn: sqlite3.Connection, user_ref: str, ctx: Context, actor:
 
 
 def block_target(raw: str) -> tuple[str, str]:
-    """``(value, kind)`` of what an admin asks to block: a normalised address, or a domain."""
+    """``(value, kind)`` of what an admin asks to block: a mailbox (the canonical form of the
+    address: its ``+tag``, case and Gmail-dot variants reach the same inbox), or a domain."""
     text = raw.strip()
     if "@" in text:
         try:
-            return normalise_email(text), "address"
+            return canonical_mailbox(normalise_email(text)), "address"
         except RequestError as exc:
             raise AdminError(f"{raw!r} is not a valid address: {exc.message}") from exc
     try:

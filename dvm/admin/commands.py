@@ -498,7 +498,12 @@ def mail_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
 @global_options
 def requests() -> None:
     """The record of answered requests (what replays are answered from). The daemon prunes it
-    by itself (retention.*); this is for doing it now."""
+    by itself (retention.*); this is for doing it now.
+
+    \b
+    Example:
+        sigit-dvm requests purge --older-than 2d --yes
+    """
 
 
 @requests.command("purge")

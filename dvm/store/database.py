@@ -114,7 +114,8 @@ MIGRATIONS: dict[int, str] = {
         verified_at      INTEGER,
         created_at       INTEGER NOT NULL,
         updated_at       INTEGER NOT NULL,
-        subject          TEXT NOT NULL DEFAULT ''
+        subject          TEXT NOT NULL DEFAULT '',
+        decoy            INTEGER NOT NULL DEFAULT 0 CHECK (decoy IN (0, 1))
     );
     INSERT INTO sessions_v4 (pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at,
         attempts, verified_at, created_at, updated_at)
@@ -141,6 +142,7 @@ MIGRATIONS: dict[int, str] = {
         at       INTEGER NOT NULL
     );
     CREATE INDEX code_failures_subject ON code_failures (subject, at);
+    CREATE INDEX requests_processed ON requests (processed_at);
     """,
 }
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""

@@ -25,6 +25,7 @@ from dvm.accounts.decision import (
     Write,
 )
 from dvm.accounts.email_address import canonical_mailbox, domain_of
+from dvm.accounts.machine import failure_subject
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.nostr.event import Event, parse_event_json
 from dvm.outbox import MailClaim, OutboxMail, PendingReply, ReplyMark
@@ -37,7 +38,7 @@ _SELECT_USER = (
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
-    "verified_at, created_at, updated_at, subject FROM sessions"
+    "verified_at, created_at, updated_at, subject, decoy FROM sessions"
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -52,8 +53,8 @@ _PUT_USER = (
 )
 _PUT_SESSION = (
     "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
-    "code_expires_at, attempts, verified_at, created_at, updated_at, subject) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "code_expires_at, attempts, verified_at, created_at, updated_at, subject, decoy) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -95,6 +96,7 @@ def _session(row: sqlite3.Row | None) -> SessionRow | None:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         subject=row["subject"],
+        decoy=bool(row["decoy"]),
     )
 
 
@@ -195,7 +197,12 @@ def load_view(
         owned = address or (session_user.email if session_user else None)
         pending_users = users_by_pending_email(conn, owned) if owned else ()
     subject = _session_subject(session, session_user)
-    target = {"email": email, "account": account_user.email if account_user else None, "session": subject}
+    session_to = None
+    if session is not None and session_user is not None:
+        session_to = (
+            session_user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else session_user.email
+        )
+    target = {"email": email, "account": account_user.email if account_user else None, "session": session_to}
     view = View(session, session_user, email_user, pubkey_user, (), account_user, pending_users)
     if code_to is not None and (to := target[code_to]):
         box = canonical_mailbox(to)
@@ -207,8 +214,9 @@ def load_view(
             domain_sends=_sends(conn, counter_key(salt, domain_of(box)), since),
             all_sends=_sends(conn, ALL_SCOPE, since),
         )
-    if failures and subject:
-        key = counter_key(salt or erasure_salt(conn), subject)
+    counted = _failures_subject(code_to, failures, subject, email, account_user)
+    if counted:
+        key = counter_key(salt or erasure_salt(conn), counted)
         view = replace(view, failures=code_failures_since(conn, key, now - 24 * 3600))
     if address and is_blocked(conn, address):
         view = replace(view, email_blocked=True)
@@ -216,17 +224,34 @@ def load_view(
 
 
 def _session_subject(session: SessionRow | None, user: UserRow | None) -> str:
-    """The mailbox a session's codes go to (sessions of older versions did not record it)."""
+    """Where a session's wrong codes count (sessions of older versions did not record it)."""
     if session is None or session.subject or user is None:
         return session.subject if session else ""
-    return canonical_mailbox(user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else user.email)
+    address = user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else user.email
+    return failure_subject(session.purpose, user, address)
+
+
+def _failures_subject(
+    code_to: CodeTo | None, checks: bool, subject: str, email: str | None, account: UserRow | None
+) -> str | None:
+    """Whose wrong codes of the day a request needs: the session's, for a method that checks a
+    code; for one that sends a code, where that code's wrong guesses will count (its spacing)."""
+    if checks or code_to == "session":
+        return subject or None
+    if code_to is not None and account is not None:  # change_email, request_deletion
+        return f"account:{account.id}"
+    if code_to == "email" and email:
+        return canonical_mailbox(email)
+    return None
 
 
 def block_keys(email: str) -> tuple[str, ...]:
     """What a block may name for a normalised address: the address, its domain and every parent
     domain (a blocked ``example.org`` covers ``mail.example.org``)."""
+    mailbox = canonical_mailbox(email)
     labels = email.rpartition("@")[2].split(".")
-    return (email, *(".".join(labels[i:]) for i in range(len(labels))))
+    domains = (".".join(labels[i:]) for i in range(len(labels)))
+    return tuple(dict.fromkeys((email, mailbox, *domains, mailbox.rpartition("@")[2])))
 
 
 def is_blocked(conn: sqlite3.Connection, email: str) -> bool:
@@ -263,6 +288,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
             )
         elif isinstance(write, PutSession):
             s = write.row
+            salt = salt or erasure_salt(conn)
             conn.execute(
                 _PUT_SESSION,
                 (
@@ -277,7 +303,8 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                     s.verified_at,
                     s.created_at,
                     s.updated_at,
-                    s.subject,
+                    HASHED + counter_key(salt, s.subject) if s.subject else "",
+                    s.decoy,
                 ),
             )
         elif isinstance(write, RecordCodeSend):
@@ -346,9 +373,16 @@ def address_hash(salt: str, address: str) -> str:
 
 
 def counter_key(salt: str, text: str) -> str:
-    """What the code counters store for a mailbox or a domain: its salted hash, so they name
-    nobody (and outlive an erasure harmlessly) yet still count per mailbox and per domain."""
+    """What the code counters (and sessions' subjects) store for a mailbox, a domain or an
+    account: its salted hash, so they name nobody (and outlive an erasure harmlessly) yet still
+    count per mailbox. A value already hashed (``h:`` + key, as a session's subject is loaded)
+    passes through."""
+    if text.startswith(HASHED):
+        return text[len(HASHED) :]
     return address_hash(salt, text)[:32]
+
+
+HASHED = "h:"
 
 
 def mailbox_counter_key(conn: sqlite3.Connection, email: str) -> str:
@@ -507,6 +541,7 @@ def replies_due_now(conn: sqlite3.Connection, now: int) -> int:
         )
 
 
-def last_request_created_at(conn: sqlite3.Connection) -> int | None:
-    row = conn.execute("SELECT max(created_at) FROM requests").fetchone()
+def last_processed_at(conn: sqlite3.Connection) -> int | None:
+    """When the last request was answered, by the daemon's clock."""
+    row = conn.execute("SELECT max(processed_at) FROM requests").fetchone()
     return None if row[0] is None else int(row[0])

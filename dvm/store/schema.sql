@@ -38,7 +38,8 @@ CREATE TABLE sessions (
     verified_at      INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
-    subject          TEXT NOT NULL DEFAULT ''      -- the canonical mailbox its codes go to
+    subject          TEXT NOT NULL DEFAULT '',     -- 'h:' + salted hash of where wrong codes count
+    decoy            INTEGER NOT NULL DEFAULT 0 CHECK (decoy IN (0, 1))  -- private mode: no code sent
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
@@ -83,6 +84,7 @@ CREATE TABLE requests (
 );
 CREATE INDEX requests_unpublished ON requests (next_publish_at) WHERE published_at IS NULL;
 CREATE INDEX requests_created ON requests (created_at);
+CREATE INDEX requests_processed ON requests (processed_at);  -- where a restart's catch-up begins
 
 -- The mail outbox. params holds template values (a code among them) only until the mail is sent.
 CREATE TABLE mail (

@@ -117,6 +117,14 @@ def test_blocked_domains_and_addresses_are_refused_at_signup_login_and_change(wo
     assert audit_actions(world)[:3] == ["unblock", "block", "block"]
 
 
+def test_a_blocked_mailbox_covers_its_tag_case_and_gmail_dot_variants(world):
+    """Attack F9: a block on one spelling let the same inbox sign up under another."""
+    cli(world, "blocks", "add", "mallory@gmail.com")
+    for spelling in ("mallory+x@gmail.com", "m.allory@googlemail.com", "MALLORY+1@GMAIL.COM"):
+        assert world.send(new_client(40), "request_account", {"email": spelling}).code == "email_blocked"
+    assert world.send(new_client(41), "request_account", {"email": "mallory2@gmail.com"}).ok
+
+
 def test_a_blocked_pending_address_cannot_be_confirmed(world):
     assert world.send(world.ana_key, "change_email", {"email": "new@example.org"}).ok
     code = world.last_code("new@example.org")

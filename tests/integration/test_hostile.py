@@ -12,13 +12,14 @@ import sqlite3
 
 import pytest
 
+from dvm.daemon import Daemon, Secrets
 from dvm.nostr import nip13
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import compute_id, parse_event_json, sign_event
 from dvm.nostr.keys import SecretKey
 from dvm.pipeline import SEEN_CAPACITY
 from dvm.protocol.client import build_request
-from tests.support.daemon import DVM_KEY, make_settings, start_daemon
+from tests.support.daemon import CODE_SECRET, DVM_KEY, make_settings, start_daemon
 from tests.support.relay import LocalRelay, wait_until
 from tests.support.sdk_browser import SdkBrowser
 from tests.support.smtp import Catcher, start_smtp
@@ -280,3 +281,46 @@ async def test_a_flood_from_one_key_is_cut_at_its_budget_and_others_are_still_se
     # A legitimate client, through the real relay, is served at once.
     async with SdkBrowser([daemon.relay_url], DVM_KEY.pubkey_hex) as browser:
         assert (await browser.call("request_account", {"email": "legit@example.org"})).code == "ok"
+
+
+async def test_ordinary_requests_do_not_spend_the_refusal_budget(daemon):
+    """Attack F6: every opened request took a token, so after 20 of them refusals got silence."""
+    for _ in range(daemon.settings.daemon.refusal_replies_burst + 5):
+        await feed(daemon, legit().to_dict())
+    key = SecretKey.generate()
+    stale = legit(key=key, created_at=daemon_now() - 3600, expiration_s=7200).to_dict()
+    KEYS[stale["id"]] = key
+    await feed(daemon, stale)
+    await wait_until(lambda: daemon.handled == daemon.settings.daemon.refusal_replies_burst + 6)
+    await wait_until(lambda: daemon.publisher.idle)
+    assert await replies_on_relay(daemon, [stale["id"]]) == {stale["id"]: "stale_event"}
+
+
+async def test_a_restart_catches_up_from_when_it_last_answered_not_from_a_future_created_at(tmp_path):
+    """Attack F10: a request dated 590 s ahead moved the catch-up point of the next restart past
+    requests sent while the daemon was down."""
+    import time as clock_module
+
+    relay = LocalRelay(tmp_path / "relay").start()
+    catcher = Catcher()
+    smtp = start_smtp(catcher)
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+    try:
+        daemon = await start_daemon(settings)
+        async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
+            ahead = legit(created_at=daemon_now() + 590)
+            await browser.client.send_event(rn_event(ahead))
+            await wait_until(lambda: daemon.handled == 1)
+            await daemon.shutdown()
+            # 200 s of downtime (the restarted daemon's clock runs 200 s ahead); a request sent
+            # 50 s into it is on the relay when the daemon comes back.
+            key = SecretKey.generate()
+            during = legit(key=key, created_at=daemon_now() + 50)
+            await browser.client.send_event(rn_event(during))
+            daemon = Daemon(settings, Secrets(DVM_KEY, CODE_SECRET), clock=lambda: clock_module.time() + 200)
+            await daemon.start()
+            await wait_until(lambda: during.id in outcomes(daemon), timeout_s=20)
+        await daemon.shutdown()
+    finally:
+        smtp.stop()
+        relay.stop()

@@ -333,7 +333,7 @@ def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tm
         ("signup", "consumed")
     ]
     migrated.execute(
-        "INSERT INTO sessions VALUES ('k2', 'u1', 'email_change', 'pending', 'h', 1, 2, 0, NULL, 1, 1, '')"
+        "INSERT INTO sessions VALUES ('k2', 'u1', 'email_change', 'pending', 'h', 1, 2, 0, NULL, 1, 1, '', 0)"
     )  # the new purposes are allowed after the migration
 
 
@@ -487,7 +487,7 @@ def test_no_statement_of_the_request_or_delivery_paths_scans_a_whole_table(db_pa
     outbox.record(h.conn, outcomes)
     outbox.release_claims(h.conn, "run-2", T0)
     repository.replies_due_now(h.conn, T0)
-    repository.last_request_created_at(h.conn)
+    repository.last_processed_at(h.conn)
     assert h.send(me, "delete_account", {"code": h.last_code("new@example.org")}).ok
     h.conn.close()
 

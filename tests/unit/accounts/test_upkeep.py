@@ -296,6 +296,25 @@ def test_private_mode_unknown_login_sends_nothing_and_unfinished_signup_resumes(
     assert [m.kind for m in resumed.mails] == [MailKind.SIGNUP_CODE]
 
 
+def test_private_mode_repeated_requests_from_one_key_answer_alike_for_every_address():
+    """Attack F8: a key's login decoy was replaced by a signup, an account's login session kept."""
+    answers = []
+    for owner in (None, active_user(), user()):
+        steps, s, s_user = [], None, None
+        for request in (RequestLogin("ana@example.org"), RequestAccount("ana@example.org")):
+            view = View(session=s, session_user=s_user, email_user=owner)
+            opened = decide(request, "cc" * 32, view, pctx())
+            s = only(opened.writes, PutSession)
+            created = [w.row for w in opened.writes if isinstance(w, PutUser)]
+            s_user = created[0] if created else (owner if s.user_id else None)
+            wrong = decide(VerifyCode("000000"), "cc" * 32, View(session=s, session_user=s_user), pctx())
+            steps.append((opened.outcome, wrong.outcome, dict(wrong.reply.details)))
+            s = next(w.row for w in wrong.writes if isinstance(w, PutSession))
+        answers.append(steps)
+    assert answers[0] == answers[1] == answers[2]
+    assert [step[2] for step in answers[0]] == [{"attempts_left": 4}, {"attempts_left": 4}]
+
+
 def test_private_mode_a_decoy_answers_every_step_as_a_real_pending_session_would():
     """For a stranger: request_login then verify_code / activate / resend_code answer the same for
     an account and for an unknown address (the oracles an attacker found)."""
@@ -329,28 +348,44 @@ def test_private_mode_change_to_a_used_address_looks_like_any_change_and_sends_i
 # --- guessing budget ---------------------------------------------------------------------------
 
 
-def test_wrong_codes_count_per_mailbox_and_day_with_a_growing_wait_and_one_notice():
-    rules = RULES
-    free, base = rules.code_failures_free_per_day, rules.code_failure_backoff_s
+def test_past_the_days_free_wrong_codes_a_session_takes_one_try_and_the_owner_is_told_once():
+    free = RULES.code_failures_free_per_day
     view = View(session=session(), session_user=user())
-    # The wrong code that uses up the free ones tells the owner, once.
-    almost = replace(view, failures=tuple(NOW - 1000 + i for i in range(free - 1)))
-    tripped = decide(VerifyCode("000000"), "aa" * 32, almost, ctx())
-    assert tripped.outcome == "code_invalid"
+    used_up = replace(view, failures=tuple(NOW - 1000 + i for i in range(free)))
+    tripped = decide(VerifyCode("000000"), "aa" * 32, used_up, ctx())
+    assert tripped.outcome == "too_many_attempts"  # locked at its first wrong code
     assert [m.kind for m in tripped.mails] == [MailKind.CODE_GUESSING]
-    # Past them, a try must wait base * 2**k after the last failure, and is not even compared.
-    past = replace(view, failures=tuple(NOW - 20 + i for i in range(free + 2)))
-    last = NOW - 20 + free + 1
-    waited = decide(VerifyCode("123456"), "aa" * 32, past, ctx())  # the right code, too early
-    assert waited.outcome == "rate_limited" and waited.writes == ()
-    assert dict(waited.reply.details)["retry_after_s"] == last + base * 4 - NOW
-    assert decide(VerifyCode("123456"), "aa" * 32, past, ctx(last + base * 4)).outcome == "ok"
-    again = decide(VerifyCode("000000"), "aa" * 32, past, ctx(last + base * 4))
-    assert again.outcome == "code_invalid" and again.mails == ()  # told only once
-    # At the daily maximum, nothing until the oldest failure is a day old.
-    full = View(
-        session=session(code_expires_at=NOW + 100_000),
-        session_user=user(),
-        failures=tuple(NOW - 1000 + i for i in range(rules.max_code_failures_per_day)),
+    later = replace(view, failures=tuple(NOW - 1000 + i for i in range(free + 3)))
+    again = decide(VerifyCode("000000"), "aa" * 32, later, ctx())
+    assert again.outcome == "too_many_attempts" and again.mails == ()  # told only once
+    # The right code is never refused: the owner is not locked out.
+    assert decide(VerifyCode("123456"), "aa" * 32, later, ctx()).outcome == "ok"
+    # Before the free ones are used up, a session has its five tries.
+    assert decide(VerifyCode("000000"), "aa" * 32, view, ctx()).outcome == "code_invalid"
+
+
+def test_past_the_days_free_wrong_codes_codes_to_that_mailbox_go_out_further_apart():
+    free, base = RULES.code_failures_free_per_day, RULES.code_failure_backoff_s
+    last_code = NOW - 30
+    view = View(
+        email_user=active_user(),
+        code_sends=(last_code,),
+        failures=tuple(NOW - 1000 + i for i in range(free + 2)),
     )
-    assert decide(VerifyCode("123456"), "aa" * 32, full, ctx(NOW + 80_000)).outcome == "rate_limited"
+    waited = decide(RequestLogin("ana@example.org"), "cc" * 32, view, ctx())
+    assert waited.outcome == "rate_limited"
+    assert dict(waited.reply.details)["retry_after_s"] == last_code + base * 4 - NOW
+    assert decide(RequestLogin("ana@example.org"), "cc" * 32, view, ctx(last_code + base * 4)).outcome == "ok"
+    # Never more than an hour apart, however many wrong codes.
+    many = replace(view, failures=tuple(NOW - 1000 + i for i in range(free + 40)))
+    assert decide(RequestLogin("ana@example.org"), "cc" * 32, many, ctx(last_code + 3600)).outcome == "ok"
+
+
+def test_email_change_and_deletion_codes_count_against_the_account_not_the_address():
+    """An account holder guessing at a change to someone else's address burns only its own day."""
+    from dvm.accounts.machine import failure_subject
+
+    owner = active_user()
+    assert failure_subject(Purpose.EMAIL_CHANGE, owner, "victim@example.org") == f"account:{owner.id}"
+    assert failure_subject(Purpose.DELETION, owner, owner.email) == f"account:{owner.id}"
+    assert failure_subject(Purpose.LOGIN, owner, "Ana+x@Example.org") == "ana@example.org"
