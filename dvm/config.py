@@ -58,6 +58,7 @@ class ServiceSettings:
     def rules(self) -> ServiceRules:
         pow_bits = dict.fromkeys(Method, self.pow_other_bits) | {
             Method.REQUEST_ACCOUNT: self.pow_request_account_bits,
+            Method.REGISTER: self.pow_request_account_bits,
             Method.REQUEST_LOGIN: self.pow_request_login_bits,
         }
         limits = RequestLimits(max_email_chars=self.max_email_chars, max_backup_bytes=self.max_backup_bytes)

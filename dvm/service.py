@@ -30,6 +30,7 @@ from dvm.protocol.methods import (
     Activate,
     ChangeEmail,
     Method,
+    Register,
     RequestAccount,
     RequestLogin,
 )
@@ -160,8 +161,9 @@ class AccountService:
         if request is None:
             refusal = incoming.refusal or InternalError()
             return Decision(Failure.of(refusal))
-        email = request.email if isinstance(request, RequestAccount | RequestLogin | ChangeEmail) else None
-        account_pubkey = request.pubkey if isinstance(request, Activate) else None
+        addressed = RequestAccount | Register | RequestLogin | ChangeEmail
+        email = request.email if isinstance(request, addressed) else None
+        account_pubkey = request.pubkey if isinstance(request, Activate | Register) else None
         rules = self.rules.accounts
         view = repository.load_view(
             conn,
@@ -180,6 +182,7 @@ class AccountService:
 
 _CODE_TO: dict[Method, repository.CodeTo] = {
     Method.REQUEST_ACCOUNT: "email",
+    Method.REGISTER: "email",
     Method.REQUEST_LOGIN: "email",
     Method.CHANGE_EMAIL: "email",
     Method.RESEND_CODE: "session",

@@ -101,6 +101,7 @@ from dvm.protocol.methods import (
     ConfirmEmail,
     DeleteAccount,
     Method,
+    Register,
     Request,
     RequestAccount,
     RequestDeletion,
@@ -168,7 +169,7 @@ class Rule:
 
 RULES: dict[Method, Rule] = {}
 BLOCKABLE = frozenset(
-    {Method.REQUEST_ACCOUNT, Method.REQUEST_LOGIN, Method.CHANGE_EMAIL, Method.CONFIRM_EMAIL}
+    {Method.REQUEST_ACCOUNT, Method.REGISTER, Method.REQUEST_LOGIN, Method.CHANGE_EMAIL, Method.CONFIRM_EMAIL}
 )
 """Methods about an address an admin may block (``dvm.accounts.policy``)."""
 
@@ -210,7 +211,7 @@ def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
         if (
             ctx.rules.private_mode
             and isinstance(refused, AccountSuspended)
-            and isinstance(request, RequestAccount | RequestLogin)
+            and isinstance(request, RequestAccount | Register | RequestLogin)
         ):
             # A suspended account's address answers as an unknown one would: a decoy.
             decoy = _decoy(pubkey, request.email, Purpose.LOGIN, ctx)
@@ -321,11 +322,65 @@ def _activate(request: Activate, pubkey: str, view: View, ctx: Context) -> Decis
     if view.pubkey_user is not None and view.pubkey_user.id != user.id:
         raise PubkeyTaken
     activated = replace(
-        user, pubkey=request.pubkey, backup=request.backup, activated=True, updated_at=ctx.now
+        user,
+        pubkey=request.pubkey,
+        backup=request.backup,
+        activated=True,
+        last_seen=ctx.now,
+        updated_at=ctx.now,
     )
     consumed = replace(session, state=SessionState.CONSUMED, updated_at=ctx.now)
     welcome = Mail(MailKind.WELCOME, user.email, user.id, (("at", ctx.now),))
     return _then((_V, _C), Decision(Success(), (PutUser(activated), PutSession(consumed)), (welcome,)))
+
+
+@rule(
+    Method.REGISTER,
+    row(
+        None,
+        _P,
+        "ok",
+        "new or unfinished email (that entry is erased): user with pubkey and backup, code emailed",
+    ),
+    row(_P, _P, "ok", "same key, email, pubkey and backup, still pending: nothing new"),
+    row(None, None, "email_taken", "email belongs to an activated account (last_seen set): go to login"),
+    row(None, None, "pubkey_taken", "pubkey belongs to another activated account"),
+    row(None, None, "rate_limited", "too many codes to this mailbox, its domain or in all this hour"),
+)
+def _register(request: Register, pubkey: str, view: View, ctx: Context) -> Decision:
+    """SIGit's one-event signup: the entry is stored with its key and backup, and the emailed
+    code activates it (``verify_code``). An entry never finished is erased and started again."""
+    user = view.email_user
+    if user is not None and user.activated:
+        if not ctx.rules.private_mode:
+            raise EmailTaken
+        if _is_retry(view.session, user, Purpose.LOGIN, ctx):
+            return _then((_P, _P), Decision(Success()))
+        return _open_session(pubkey, user, Purpose.LOGIN, view, ctx, ())
+    if (
+        user is not None
+        and _is_retry(view.session, user, Purpose.REGISTER, ctx)
+        and (user.pubkey, user.backup) == (request.pubkey, request.backup)
+    ):
+        return _then((_P, _P), Decision(Success()))
+    holder = view.pubkey_user
+    if holder is not None and holder.activated:
+        raise PubkeyTaken
+    unfinished = {u.id for u in (user, holder) if u is not None}
+    new = UserRow(
+        id=codes.new_token(ctx.rng, 16),
+        email=request.email,
+        verified=False,
+        activated=False,
+        entropy="",
+        pubkey=request.pubkey,
+        backup=request.backup,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    erased: tuple[Write, ...] = tuple(DeleteUser(i, ctx.now, "a new signup") for i in sorted(unfinished))
+    first = (*erased, PutUser(new))
+    return _open_session(pubkey, new, Purpose.REGISTER, view, ctx, first)
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -366,7 +421,12 @@ def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context)
     row(
         _P, _V, "ok", "signup code matches: user verified, entropy returned; pending changes to it cancelled"
     ),
-    row(_P, _C, "ok", "login code matches: entropy, pubkey and backup returned"),
+    row(
+        _P,
+        _C,
+        "ok",
+        "login code: pubkey, backup (seed accounts: entropy) returned; register code: account activated",
+    ),
     row(_P, _P, "code_invalid", "wrong code, attempts left"),
     row(_P, _L, "too_many_attempts", "the last allowed wrong code"),
     row(_P, _P, "code_expired", "code older than code_ttl_s"),
@@ -374,7 +434,7 @@ def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context)
     row(_L, _L, "too_many_attempts", "locked sessions take no more codes"),
     row(_V, _V, "code_invalid", "a code works once"),
     row(None, None, "no_session", "no session for this key"),
-    row(_P, _P, "email_taken", "signup code, but another session activated the account"),
+    row(_P, _P, "email_taken", "signup or register code, but another session activated the account"),
     row(_P, _P, "not_activated", "login code, but the account was never activated"),
 )
 def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> Decision:
@@ -385,10 +445,12 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
         raise CodeInvalid("This code has already been used.")
     if session.state is not SessionState.PENDING:
         raise NoSession
-    if session.purpose not in (Purpose.SIGNUP, Purpose.LOGIN):
+    if session.purpose not in (Purpose.SIGNUP, Purpose.LOGIN, Purpose.REGISTER):
         raise NoSession("This key's session is not a signup or login session.")
     _check_code(session, user, request.code, pubkey, view, ctx)
     assert user is not None  # a decoy's code never matches
+    if session.purpose is Purpose.REGISTER:
+        return _finish_register(session, user, view, ctx)
     if session.purpose is Purpose.SIGNUP:
         if user.activated:  # another session finished this signup meanwhile
             raise EmailTaken
@@ -408,9 +470,25 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
     notices = (
         (Mail(MailKind.LOGIN_NOTICE, user.email, user.id, (("at", ctx.now),)),) if user.notify_login else ()
     )
-    data = {"entropy": user.entropy, "pubkey": user.pubkey, "backup": user.backup}
-    seen = replace(user, last_login_at=ctx.now)
+    data = {"pubkey": user.pubkey, "backup": user.backup}
+    if user.entropy:  # an account made by register has none
+        data = {"entropy": user.entropy, **data}
+    seen = replace(user, last_login_at=ctx.now, last_seen=ctx.now)
     return _then((_P, _C), Decision(Success(data), (PutSession(spent), PutUser(seen)), notices))
+
+
+def _finish_register(session: SessionRow, user: UserRow, view: View, ctx: Context) -> Decision:
+    """A register code matched: the address is proven and the account active at once."""
+    if user.activated:  # another session finished this signup meanwhile
+        raise EmailTaken
+    active = replace(user, verified=True, activated=True, last_seen=ctx.now, updated_at=ctx.now)
+    spent = replace(
+        session, state=SessionState.CONSUMED, code_hmac="", verified_at=ctx.now, updated_at=ctx.now
+    )
+    cancelled, told = _cancel_pending_changes(view, active, ctx)
+    welcome = Mail(MailKind.WELCOME, user.email, user.id, (("at", ctx.now),))
+    writes = (PutUser(active), PutSession(spent), *cancelled)
+    return _then((_P, _C), Decision(Success(), writes, (welcome, *told)))
 
 
 def _wrong_code(session: SessionRow, user: UserRow | None, view: View, ctx: Context) -> Decision:
@@ -916,6 +994,7 @@ _CODE_MAILS = {
     Purpose.LOGIN: MailKind.LOGIN_CODE,
     Purpose.EMAIL_CHANGE: MailKind.EMAIL_CHANGE_CODE,
     Purpose.DELETION: MailKind.DELETION_CODE,
+    Purpose.REGISTER: MailKind.SIGNUP_CODE,
 }
 
 

@@ -13,6 +13,7 @@ class Purpose(enum.StrEnum):
     LOGIN = "login"
     EMAIL_CHANGE = "email_change"  # a code to the new address, from the account key
     DELETION = "deletion"  # a fresh code before the account is erased
+    REGISTER = "register"  # SIGit's one-event signup: the code activates the account
 
 
 class SessionState(enum.StrEnum):
@@ -31,7 +32,8 @@ class UserRow:
     ``pending_email`` is an email change awaiting its code (it reserves nothing; it lapses at
     ``grace_deadline``); ``backup_previous`` keeps the backup replaced by the last ``update_backup``.
     ``suspended_at`` is set by an admin (every request of the account is refused while set);
-    ``last_login_at`` is when a login code last matched.
+    ``last_login_at`` is when a login code last matched; ``last_seen`` (SIGit's column) is
+    when the account was activated or a login code last matched: set exactly when activated.
     """
 
     id: str
@@ -49,6 +51,7 @@ class UserRow:
     notify_login: bool = True
     suspended_at: int | None = None
     last_login_at: int | None = None
+    last_seen: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ DEFAULT_REQUEST_KIND = 5780
 DEFAULT_POW_BITS: Mapping[Method, int] = MappingProxyType(
     {
         Method.REQUEST_ACCOUNT: 16,
+        Method.REGISTER: 16,
         Method.REQUEST_LOGIN: 16,
         Method.VERIFY_CODE: 12,
         Method.ACTIVATE: 12,

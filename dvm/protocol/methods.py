@@ -38,6 +38,7 @@ class Method(enum.StrEnum):
     SET_NOTIFICATIONS = "set_notifications"
     REQUEST_DELETION = "request_deletion"
     DELETE_ACCOUNT = "delete_account"
+    REGISTER = "register"
 
 
 ACCOUNT_KEY_METHODS = frozenset(
@@ -67,6 +68,17 @@ class RequestLimits:
 class RequestAccount:
     email: str
     method = Method.REQUEST_ACCOUNT
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """SIGit's one-event signup: the account key and its backup arrive with the address, and
+    the emailed code activates the account (no server entropy)."""
+
+    pubkey: str
+    email: str
+    backup: str
+    method = Method.REGISTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +158,7 @@ Request = (
     | SetNotifications
     | RequestDeletion
     | DeleteAccount
+    | Register
 )
 
 _PARAMS: dict[Method, frozenset[str]] = {
@@ -161,6 +174,7 @@ _PARAMS: dict[Method, frozenset[str]] = {
     Method.SET_NOTIFICATIONS: frozenset({"login_notice"}),
     Method.REQUEST_DELETION: frozenset(),
     Method.DELETE_ACCOUNT: frozenset({"code"}),
+    Method.REGISTER: frozenset({"pubkey", "email", "backup"}),
 }
 
 
@@ -214,6 +228,12 @@ def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Req
         return RequestAccount(normalise_email(params["email"], limits.max_email_chars))
     if method is Method.REQUEST_LOGIN:
         return RequestLogin(normalise_email(params["email"], limits.max_email_chars))
+    if method is Method.REGISTER:
+        return Register(
+            _pubkey(params["pubkey"]),
+            normalise_email(params["email"], limits.max_email_chars),
+            _backup(params["backup"], limits.max_backup_bytes),
+        )
     if method is Method.VERIFY_CODE:
         return VerifyCode(_code(params["code"]))
     if method is Method.ACTIVATE:

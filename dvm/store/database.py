@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("sigit.store")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: account upkeep (email change with grace, backup history, preferences, deletion).
     1: """
@@ -137,6 +137,31 @@ MIGRATIONS: dict[int, str] = {
         at       INTEGER NOT NULL
     );
     CREATE INDEX code_failures_subject ON code_failures (subject, at);
+    """,
+    # 5 -> 6: SIGit's one-event signup (register sessions) and last_seen (activation or the last
+    # login), set for every account already activated from what is known of it.
+    5: """
+    ALTER TABLE users ADD COLUMN last_seen INTEGER;
+    UPDATE users SET last_seen = COALESCE(last_login_at, updated_at) WHERE activated = 1;
+    CREATE TABLE sessions_v5 (
+        pubkey           TEXT PRIMARY KEY,
+        user_id          TEXT REFERENCES users (id) ON DELETE CASCADE,
+        purpose          TEXT NOT NULL
+            CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion', 'register')),
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
+        code_hmac        TEXT NOT NULL,
+        code_sent_at     INTEGER NOT NULL,
+        code_expires_at  INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL CHECK (attempts >= 0),
+        verified_at      INTEGER,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        subject          TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO sessions_v5 SELECT * FROM sessions;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v5 RENAME TO sessions;
+    CREATE INDEX sessions_user ON sessions (user_id);
     """,
 }
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""

@@ -33,7 +33,8 @@ from dvm.store.sealed import ParamsSeal
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
-    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at FROM users"
+    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at, "
+    "last_seen FROM users"
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
@@ -41,14 +42,14 @@ _SELECT_SESSION = (
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
-    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at, last_seen) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET email = excluded.email, verified = excluded.verified, "
     "activated = excluded.activated, entropy = excluded.entropy, pubkey = excluded.pubkey, "
     "bkp = excluded.bkp, updated_at = excluded.updated_at, bkp_previous = excluded.bkp_previous, "
     "pending_email = excluded.pending_email, grace_deadline = excluded.grace_deadline, "
     "notify_login = excluded.notify_login, suspended_at = excluded.suspended_at, "
-    "last_login_at = excluded.last_login_at"
+    "last_login_at = excluded.last_login_at, last_seen = excluded.last_seen"
 )
 _PUT_SESSION = (
     "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
@@ -76,6 +77,7 @@ def _user(row: sqlite3.Row | None) -> UserRow | None:
         notify_login=bool(row["notify_login"]),
         suspended_at=row["suspended_at"],
         last_login_at=row["last_login_at"],
+        last_seen=row["last_seen"],
     )
 
 
@@ -256,6 +258,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                     u.notify_login,
                     u.suspended_at,
                     u.last_login_at,
+                    u.last_seen,
                 ),
             )
         elif isinstance(write, PutSession):

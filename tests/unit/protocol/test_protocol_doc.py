@@ -36,7 +36,7 @@ def test_every_method_has_its_section_and_pow_minimum():
     for method in Method:
         assert f"### `{method}`" in DOC, method
         assert f"`{method}`" in section("Proof of work")
-    assert "| `request_account`, `request_login` | 16 |" in DOC
+    assert "| `request_account`, `register`, `request_login` | 16 |" in DOC
     assert DEFAULT_POW_BITS[Method.REQUEST_ACCOUNT] == 16 and DEFAULT_POW_BITS[Method.VERIFY_CODE] == 12
 
 
