@@ -50,6 +50,7 @@ class ServiceSettings:
     max_code_failures_per_day: int = 30
     resend_cooldown_s: int = 60
     activation_window_s: int = 3600
+    account_session_s: int = 3600
     max_backup_bytes: int = 4096
     max_email_chars: int = 254
     email_grace_s: int = 7 * 24 * 3600
@@ -75,6 +76,7 @@ class ServiceSettings:
                 max_code_failures_per_day=self.max_code_failures_per_day,
                 resend_cooldown_s=self.resend_cooldown_s,
                 activation_window_s=self.activation_window_s,
+                account_session_s=self.account_session_s,
                 email_grace_s=self.email_grace_s,
                 private_mode=self.private_mode,
             ),

@@ -173,6 +173,7 @@ class AccountService:
             now,
             rules.code_window_s,
             account_key=request.method in ACCOUNT_KEY_METHODS,
+            signer=incoming.signer,
             code_to=_CODE_TO.get(request.method),
             rivals=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL),
             failures=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL, Method.DELETE_ACCOUNT),

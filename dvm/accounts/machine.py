@@ -22,7 +22,10 @@ Rules, in prose (``TRANSITIONS`` below is the same, as data; docs/protocol.md is
   address again). A repeated request from the same key for the same pending session is a no-op
   success, so a client may retry without triggering a second email.
 
-* **Account upkeep** is signed by the account's own key (``unknown_account`` otherwise). An email
+* **Account upkeep** is signed by the account's own key, by a seal of it (the request signed by
+  the account key inside the encrypted content of an ephemeral key's event), or comes from a key
+  whose session proved the address (a login or signup code, or activation) less than
+  ``account_session_s`` ago; ``unknown_account`` otherwise. An email
   change mails a code to the new address and a notice to the old one, and reserves nothing: the
   address's owner may still sign up with it, and whoever proves it first wins (a verified signup
   or another confirmed change cancels the pending changes to it, and tells their requesters). An
@@ -240,7 +243,24 @@ def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
             raise UndeclaredTransition(
                 f"{request.method} wrote a {write.row.state} session, row says {taken}"
             )
-    return replace(decision, transition=taken)
+    return replace(decision, writes=_keep_authorisation(decision.writes, view, ctx), transition=taken)
+
+
+def _keep_authorisation(writes: tuple[Write, ...], view: View, ctx: Context) -> tuple[Write, ...]:
+    """A key acting for its account by session (``auth_until``) keeps that right in the session
+    it opens for the same account (an email change, a deletion): it is still the same proof."""
+    old = view.session
+    if old is None or not old.authorises(ctx.now):
+        return writes
+    return tuple(
+        PutSession(replace(w.row, auth_until=old.auth_until))
+        if isinstance(w, PutSession)
+        and w.row.pubkey == old.pubkey
+        and w.row.user_id == old.user_id
+        and w.row.auth_until is None
+        else w
+        for w in writes
+    )
 
 
 def _then(step: Step, decision: Decision) -> Decision:
@@ -329,7 +349,12 @@ def _activate(request: Activate, pubkey: str, view: View, ctx: Context) -> Decis
         last_seen=ctx.now,
         updated_at=ctx.now,
     )
-    consumed = replace(session, state=SessionState.CONSUMED, updated_at=ctx.now)
+    consumed = replace(
+        session,
+        state=SessionState.CONSUMED,
+        updated_at=ctx.now,
+        auth_until=ctx.now + ctx.rules.account_session_s,
+    )
     welcome = Mail(MailKind.WELCOME, user.email, user.id, (("at", ctx.now),))
     return _then((_V, _C), Decision(Success(), (PutUser(activated), PutSession(consumed)), (welcome,)))
 
@@ -465,7 +490,12 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
     if not user.activated:
         raise NotActivated
     spent = replace(
-        session, state=SessionState.CONSUMED, code_hmac="", verified_at=ctx.now, updated_at=ctx.now
+        session,
+        state=SessionState.CONSUMED,
+        code_hmac="",
+        verified_at=ctx.now,
+        updated_at=ctx.now,
+        auth_until=ctx.now + ctx.rules.account_session_s,
     )
     notices = (
         (Mail(MailKind.LOGIN_NOTICE, user.email, user.id, (("at", ctx.now),)),) if user.notify_login else ()
@@ -483,7 +513,12 @@ def _finish_register(session: SessionRow, user: UserRow, view: View, ctx: Contex
         raise EmailTaken
     active = replace(user, verified=True, activated=True, last_seen=ctx.now, updated_at=ctx.now)
     spent = replace(
-        session, state=SessionState.CONSUMED, code_hmac="", verified_at=ctx.now, updated_at=ctx.now
+        session,
+        state=SessionState.CONSUMED,
+        code_hmac="",
+        verified_at=ctx.now,
+        updated_at=ctx.now,
+        auth_until=ctx.now + ctx.rules.account_session_s,
     )
     cancelled, told = _cancel_pending_changes(view, active, ctx)
     welcome = Mail(MailKind.WELCOME, user.email, user.id, (("at", ctx.now),))

@@ -60,7 +60,9 @@ class SessionRow:
     for a decoy: in private mode, a session with no user (``user_id`` None) whose code was never
     sent, so a stranger sees the same answers whether an address has an account or not.
     ``subject`` is the canonical mailbox the code went to (or would have): caps and the guessing
-    budget count there."""
+    budget count there. ``auth_until``: until then the key may call the account methods for
+    its user, without the account key (set when a login or signup code matched, or at
+    activation; a session the key opens for the same account meanwhile keeps it)."""
 
     pubkey: str
     user_id: str | None
@@ -74,3 +76,13 @@ class SessionRow:
     created_at: int
     updated_at: int
     subject: str = ""
+    auth_until: int | None = None
+
+    def authorises(self, now: int) -> bool:
+        """True while this key may act for the session's account (not once locked)."""
+        return (
+            self.user_id is not None
+            and self.auth_until is not None
+            and now < self.auth_until
+            and self.state is not SessionState.LOCKED
+        )

@@ -21,4 +21,5 @@ class AccountRules:
     code_failure_backoff_s: int = 60  # the wait after the first failure past the free ones; doubles
     max_code_failures_per_day: int = 30
     email_grace_s: int = 7 * 24 * 60 * 60  # to confirm an email change before it lapses
+    account_session_s: int = 60 * 60  # a key that proved the address may act for the account this long
     private_mode: bool = False  # request_account/request_login never reveal whether an email exists

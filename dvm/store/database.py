@@ -139,7 +139,8 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX code_failures_subject ON code_failures (subject, at);
     """,
     # 5 -> 6: SIGit's one-event signup (register sessions) and last_seen (activation or the last
-    # login), set for every account already activated from what is known of it.
+    # login), set for every account already activated from what is known of it; sessions that
+    # let an ephemeral key act for its account (auth_until).
     5: """
     ALTER TABLE users ADD COLUMN last_seen INTEGER;
     UPDATE users SET last_seen = COALESCE(last_login_at, updated_at) WHERE activated = 1;
@@ -156,9 +157,13 @@ MIGRATIONS: dict[int, str] = {
         verified_at      INTEGER,
         created_at       INTEGER NOT NULL,
         updated_at       INTEGER NOT NULL,
-        subject          TEXT NOT NULL DEFAULT ''
+        subject          TEXT NOT NULL DEFAULT '',
+        auth_until       INTEGER
     );
-    INSERT INTO sessions_v5 SELECT * FROM sessions;
+    INSERT INTO sessions_v5 (pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at,
+        attempts, verified_at, created_at, updated_at, subject)
+        SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts,
+        verified_at, created_at, updated_at, subject FROM sessions;
     DROP TABLE sessions;
     ALTER TABLE sessions_v5 RENAME TO sessions;
     CREATE INDEX sessions_user ON sessions (user_id);

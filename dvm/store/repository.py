@@ -38,7 +38,7 @@ _SELECT_USER = (
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
-    "verified_at, created_at, updated_at, subject FROM sessions"
+    "verified_at, created_at, updated_at, subject, auth_until FROM sessions"
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -53,8 +53,8 @@ _PUT_USER = (
 )
 _PUT_SESSION = (
     "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
-    "code_expires_at, attempts, verified_at, created_at, updated_at, subject) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "code_expires_at, attempts, verified_at, created_at, updated_at, subject, auth_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -97,6 +97,7 @@ def _session(row: sqlite3.Row | None) -> SessionRow | None:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         subject=row["subject"],
+        auth_until=row["auth_until"],
     )
 
 
@@ -169,6 +170,7 @@ def load_view(
     window_s: int,
     *,
     account_key: bool = True,
+    signer: str | None = None,
     code_to: CodeTo | None = None,
     rivals: bool = False,
     failures: bool = False,
@@ -180,11 +182,16 @@ def load_view(
     The flags skip lookups a method cannot use: ``account_key`` (the event key may be an
     account's), ``code_to`` (the method may mail a code: load the caps' counts there),
     ``rivals`` (other accounts' pending changes to the address) and ``failures`` (the method
-    checks a code: load the subject's wrong codes of the day).
+    checks a code: load the subject's wrong codes of the day). ``signer`` is the account key that
+    signed the request's seal (``account_key`` methods from an ephemeral key).
     """
     session = session_by_pubkey(conn, event_pubkey)
     session_user = user_by_id(conn, session.user_id) if session and session.user_id else None
-    account_user = user_by_pubkey(conn, event_pubkey) if account_key else None
+    account_user = None
+    if account_key:  # the key signing the event or its seal; else a session that proved the address
+        account_user = user_by_pubkey(conn, signer or event_pubkey)
+        if account_user is None and signer is None and session is not None and session.authorises(now):
+            account_user = session_user
     address = email
     if address is None and account_user is not None and account_user.pending_email:
         address = account_user.pending_email
@@ -278,6 +285,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
                     s.created_at,
                     s.updated_at,
                     s.subject,
+                    s.auth_until,
                 ),
             )
         elif isinstance(write, RecordCodeSend):

@@ -40,7 +40,8 @@ CREATE TABLE sessions (
     verified_at      INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
-    subject          TEXT NOT NULL DEFAULT ''      -- the canonical mailbox its codes go to
+    subject          TEXT NOT NULL DEFAULT '',     -- the canonical mailbox its codes go to
+    auth_until       INTEGER                       -- until then the key may act for the account
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 

@@ -271,3 +271,42 @@ def test_request_account_still_answers_email_taken_for_a_register_account():
     assert outcome(decide(RequestAccount("ana@example.org"), KEY, View(email_user=active()), ctx())) == (
         "email_taken"
     )
+
+
+# --- a key that proved the address acts for the account (auth_until) ----------------------------
+
+
+def test_the_codes_that_prove_the_address_let_their_key_act_for_the_account_for_a_while():
+    until = NOW + RULES.account_session_s
+    login = decide(
+        VerifyCode("123456"), KEY, View(session=session(purpose=Purpose.LOGIN), session_user=active()), ctx()
+    )
+    registered = decide(VerifyCode("123456"), KEY, View(session=session(), session_user=entry()), ctx())
+    for decision in (login, registered):
+        (spent,) = rows_of(decision, PutSession)
+        assert spent.auth_until == until and spent.authorises(NOW) and not spent.authorises(until)
+
+
+def test_a_session_the_key_opens_for_the_same_account_keeps_the_right_and_a_lock_ends_it():
+    from dvm.protocol.methods import ChangeEmail
+
+    authorised = session(
+        purpose=Purpose.LOGIN, state=SessionState.CONSUMED, code_hmac="", auth_until=NOW + 60
+    )
+    view = View(session=authorised, session_user=active(), account_user=active())
+    decision = decide(ChangeEmail("new@example.org"), KEY, view, ctx())
+    (opened,) = rows_of(decision, PutSession)
+    assert (opened.purpose, opened.auth_until) == (Purpose.EMAIL_CHANGE, NOW + 60)
+    assert not replace(opened, state=SessionState.LOCKED).authorises(NOW)
+
+
+def test_a_login_for_another_account_does_not_inherit_the_right():
+    from dvm.protocol.methods import RequestLogin
+
+    authorised = session(
+        purpose=Purpose.LOGIN, state=SessionState.CONSUMED, code_hmac="", auth_until=NOW + 60
+    )
+    other = active(id="u2", email="bob@example.org", pubkey="cc" * 32)
+    view = View(session=authorised, session_user=active(), email_user=other)
+    (opened,) = rows_of(decide(RequestLogin("bob@example.org"), KEY, view, ctx()), PutSession)
+    assert opened.user_id == "u2" and opened.auth_until is None
