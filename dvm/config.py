@@ -144,6 +144,7 @@ class DaemonSettings:
     refusal_replies_per_s: float = 5.0
     name: str = "SIGit account service"
     about: str = "Email signup and login for SIGit, over Nostr."
+    nip05_domain: str = ""  # the website's domain: the kind 0 profile names the DVM dvm@<domain>
 
 
 @dataclass(frozen=True, slots=True)

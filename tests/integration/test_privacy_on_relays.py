@@ -95,6 +95,7 @@ async def test_no_event_on_the_relay_names_a_user_after_every_flow(tmp_path, rel
         await daemon.shutdown()
 
     assert len(events) >= 20  # requests, replies, the announcement
+    assert any('"kind":0,' in raw for raw in events)  # the DVM's profile, published on connect
     forbidden = traces(ana.public_key().to_hex(), "Privacy.Ana@example.org", "ana.moved@example.org")
     forbidden |= traces(bob.public_key().to_hex(), "privacy.bob@example.org")
     for raw in events:
