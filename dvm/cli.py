@@ -147,7 +147,10 @@ def check_config(inv: Invocation, as_json: bool) -> None:
     secrets = Secrets.load(settings)
     relays = load_relays(settings.path(settings.relays.relays_file))
     Templates(
-        TemplateContext(settings.mail.link_template, settings.mail.support_url), settings.mail.templates_dir
+        TemplateContext(
+            settings.mail.link_template, settings.mail.support_url, settings.mail.code_in_subject
+        ),
+        settings.mail.templates_dir,
     )
     data = {
         "pubkey": secrets.key.pubkey_hex,

@@ -107,6 +107,7 @@ class MailSettings:
     reply_to: str = ""
     support_url: str = ""
     link_template: str = "https://sigit.io/#/verify?code={code}"
+    code_in_subject: bool = False
     templates_dir: str = ""
     outbox_dir: str = "mail-outbox"
     concurrency: int = 2

@@ -96,7 +96,10 @@ class Daemon:
         self.mail = MailWorker(
             self.db,
             self.backend,
-            Templates(TemplateContext(mail.link_template, mail.support_url), mail.templates_dir or None),
+            Templates(
+                TemplateContext(mail.link_template, mail.support_url, mail.code_in_subject),
+                mail.templates_dir or None,
+            ),
             Sender(mail.from_address, mail.from_name, mail.reply_to),
             mail,
             clock,
