@@ -1,7 +1,8 @@
 """Methods and their typed requests, decoded strictly from the decrypted request JSON.
 
 A request's plaintext is ``{"method": <name>, "params": {...}}``. Unknown methods, unknown or
-missing fields, wrong types and oversized values are all ``bad_request`` (or ``invalid_email``);
+missing fields, wrong types and oversized values are all ``bad_request`` (an address that is a
+string but not a valid one, or longer than the limit, is ``invalid_email``);
 nothing reaches the state machine unless it is fully valid.
 """
 
@@ -225,13 +226,13 @@ def _no_constant(name: str) -> Any:
 
 def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Request:
     if method is Method.REQUEST_ACCOUNT:
-        return RequestAccount(normalise_email(params["email"], limits.max_email_chars))
+        return RequestAccount(_email(params["email"], limits))
     if method is Method.REQUEST_LOGIN:
-        return RequestLogin(normalise_email(params["email"], limits.max_email_chars))
+        return RequestLogin(_email(params["email"], limits))
     if method is Method.REGISTER:
         return Register(
             _pubkey(params["pubkey"]),
-            normalise_email(params["email"], limits.max_email_chars),
+            _email(params["email"], limits),
             _backup(params["backup"], limits.max_backup_bytes),
         )
     if method is Method.VERIFY_CODE:
@@ -239,7 +240,7 @@ def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Req
     if method is Method.ACTIVATE:
         return Activate(_pubkey(params["pubkey"]), _backup(params["backup"], limits.max_backup_bytes))
     if method is Method.CHANGE_EMAIL:
-        return ChangeEmail(normalise_email(params["email"], limits.max_email_chars))
+        return ChangeEmail(_email(params["email"], limits))
     if method is Method.CONFIRM_EMAIL:
         return ConfirmEmail(_code(params["code"]))
     if method is Method.UPDATE_BACKUP:
@@ -256,6 +257,14 @@ def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Req
         Method.REQUEST_DELETION: RequestDeletion(),
     }
     return simple[method]
+
+
+def _email(value: object, limits: RequestLimits) -> str:
+    """A wrong type is the client's bug (``bad_request``); a string that is no valid address,
+    or too long, is the user's to correct (``invalid_email``)."""
+    if not isinstance(value, str):
+        raise BadRequest("email must be a string")
+    return normalise_email(value, limits.max_email_chars)
 
 
 def _code(value: object) -> str:

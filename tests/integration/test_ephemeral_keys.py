@@ -114,3 +114,25 @@ def test_a_seal_of_a_key_with_no_account_is_unknown_account(h):
 def test_the_account_key_itself_still_works(h):
     _, account = register(h)
     assert h.send(Encryptor(account), "status").result["email"] == "ana@example.org"
+
+
+def test_an_address_only_pending_as_a_change_belongs_to_no_account(h):
+    browser, _ = register(h)
+    assert h.send(browser, "change_email", {"email": "wanted@example.org"}).ok
+    assert h.send(new_client(10), "request_login", {"email": "wanted@example.org"}).code == "unknown_email"
+    owner = new_client(11)
+    assert h.send(owner, "request_account", {"email": "wanted@example.org"}).ok
+    assert h.send(owner, "verify_code", {"code": h.last_code("wanted@example.org")}).ok
+    code = h.conn.execute("SELECT count(*) FROM mail WHERE kind = 'email_change_cancelled'").fetchone()[0]
+    assert code == 1  # the requester was told their change is cancelled
+    assert h.send(browser, "status").result["pending_email"] is None
+    assert h.send(browser, "confirm_email", {"code": "123456"}).code == "no_session"
+
+
+def test_verify_code_after_a_finished_login_is_no_session(h):
+    register(h)
+    browser = new_client(12)
+    assert h.send(browser, "request_login", {"email": "ana@example.org"}).ok
+    code = h.last_code("ana@example.org")
+    assert h.send(browser, "verify_code", {"code": code}).ok
+    assert h.send(browser, "verify_code", {"code": code}).code == "no_session"
