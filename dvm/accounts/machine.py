@@ -324,7 +324,7 @@ def _activate(request: Activate, pubkey: str, view: View, ctx: Context) -> Decis
     if session.state is SessionState.PENDING and (ctx.rules.private_mode or user is None):
         raise NotVerified  # a login session or a decoy answers as a signup would
     if session.purpose is not Purpose.SIGNUP or user is None:
-        raise NoSession("This session is a login session; activation needs a signup session.")
+        raise NoSession("Activation needs a request_account signup session; this session is not one.")
     if user.activated:
         if session.state is not SessionState.CONSUMED:  # another session finished this signup
             raise EmailTaken
