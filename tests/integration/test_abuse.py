@@ -103,7 +103,14 @@ def stranger_sequence(h: Harness) -> list[tuple[str, object]]:
 
 def test_private_mode_answers_every_method_sequence_the_same_for_used_and_unused_addresses(tmp_path):
     results = {}
-    states = ("nothing", "account", "unfinished", "verified_not_activated", "unfinished_register", "pending_change")
+    states = (
+        "nothing",
+        "account",
+        "unfinished",
+        "verified_not_activated",
+        "unfinished_register",
+        "pending_change",
+    )
     for state in states:
         h = harness(tmp_path, state, PRIVATE)
         prepare(h, state)
