@@ -271,6 +271,7 @@ def stats(conn: sqlite3.Connection, now: int, days: int = 7) -> dict[str, Any]:
     per_day: dict[str, dict[str, int]] = {}
     counted = {
         ("request_account", "ok"): "signups",
+        ("register", "ok"): "signups",  # its activation is the verify_code that follows
         ("verify_code", "ok"): "verifications",
         ("activate", "ok"): "activations",
         ("request_login", "ok"): "logins",
