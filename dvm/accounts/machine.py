@@ -511,7 +511,9 @@ def _finish_register(session: SessionRow, user: UserRow, view: View, ctx: Contex
     """A register code matched: the address is proven and the account active at once."""
     if user.activated:  # another session finished this signup meanwhile
         raise EmailTaken
-    active = replace(user, verified=True, activated=True, last_seen=ctx.now, updated_at=ctx.now)
+    # No entropy: the backup is under the password alone (a seed session's verification of the
+    # same entry may have drawn one meanwhile; a login must not hand it out for this backup).
+    active = replace(user, verified=True, activated=True, entropy="", last_seen=ctx.now, updated_at=ctx.now)
     spent = replace(
         session,
         state=SessionState.CONSUMED,

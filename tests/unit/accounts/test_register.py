@@ -310,3 +310,10 @@ def test_a_login_for_another_account_does_not_inherit_the_right():
     view = View(session=authorised, session_user=active(), email_user=other)
     (opened,) = rows_of(decide(RequestLogin("bob@example.org"), KEY, view, ctx()), PutSession)
     assert opened.user_id == "u2" and opened.auth_until is None
+
+
+def test_a_register_code_activates_without_entropy_even_if_a_seed_session_drew_one():
+    drawn = entry(verified=True, entropy="e" * 64)
+    decision = decide(VerifyCode("123456"), KEY, View(session=session(), session_user=drawn), ctx())
+    (user,) = rows_of(decision, PutUser)
+    assert user.activated and user.entropy == ""
