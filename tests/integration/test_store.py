@@ -332,12 +332,11 @@ def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tm
     assert [tuple(r) for r in migrated.execute("SELECT purpose, state FROM sessions")] == [
         ("signup", "consumed")
     ]
-    migrated.execute(
-        "INSERT INTO sessions VALUES ('k2', 'u1', 'email_change', 'pending', 'h', 1, 2, 0, NULL, 1, 1, '', NULL)"
-    )  # the new purposes are allowed after the migration
-    migrated.execute(
-        "INSERT INTO sessions VALUES ('k3', 'u1', 'register', 'pending', 'h', 1, 2, 0, NULL, 1, 1, '', NULL)"
-    )
+    for key, purpose in (("k2", "email_change"), ("k3", "register")):  # allowed after the migration
+        migrated.execute(
+            "INSERT INTO sessions VALUES (?, 'u1', ?, 'pending', 'h', 1, 2, 0, NULL, 1, 1, '', NULL)",
+            (key, purpose),
+        )
     # An account activated before last_seen existed counts as seen (its last change, or login).
     assert migrated.execute("SELECT last_seen FROM users").fetchone()[0] == 1
 
