@@ -134,7 +134,8 @@ def _templates(settings: Settings, report: Report) -> None:
         report.add("mail.templates_dir", f"{directory} is not a directory")
         return
     try:
-        templates = Templates(TemplateContext(mail.link_template, mail.support_url), directory)
+        context = TemplateContext(mail.link_template, mail.support_url, mail.code_in_subject)
+        templates = Templates(context, directory)
         for kind, params in SAMPLE_PARAMS.items():
             templates.render(kind, "user@example.org", params, 1_800_000_000)
     except (ConfigError, OSError) as exc:

@@ -25,12 +25,13 @@ import orjson
 
 from dvm import __version__, checks, logformat
 from dvm.admin.commands import COMMANDS
-from dvm.config import operator_error, read_secret
+from dvm.config import load_relays, operator_error, read_secret
 from dvm.daemon import Daemon, Secrets
 from dvm.errors import ConfigError, DVMError
 from dvm.invocation import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Invocation, global_options, pass_invocation
 from dvm.keyfile import parse_secret, write_new_key
 from dvm.nostr import bech32
+from dvm.protocol.announcement import nip05_document
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -112,6 +113,23 @@ def pubkey(inv: Invocation, as_json: bool) -> None:
     key = parse_secret(read_secret("dvm_key", settings.daemon.key_file, settings))
     npub = bech32.npub(key.pubkey)
     _print(as_json, {"pubkey": key.pubkey_hex, "npub": npub}, f"{key.pubkey_hex}\n{npub}")
+
+
+@cli.command("nip05")
+@global_options
+@pass_invocation
+def nip05(inv: Invocation) -> None:
+    """Print the /.well-known/nostr.json body to serve on daemon.nip05_domain (NIP-05: the
+    name dvm, the DVM's pubkey and its relays), so the website finds the DVM as dvm@<domain>.
+
+    \b
+    Example:
+        sigit-dvm nip05 > /var/www/sigit.example/.well-known/nostr.json
+    """
+    settings = inv.settings()
+    key = parse_secret(read_secret("dvm_key", settings.daemon.key_file, settings))
+    relays = load_relays(settings.path(settings.relays.relays_file))
+    print(orjson.dumps(nip05_document(key.pubkey_hex, relays), option=orjson.OPT_INDENT_2).decode())
 
 
 @cli.command("check-config")

@@ -57,6 +57,7 @@ class ServiceSettings:
     code_failure_backoff_s: int = _ACCOUNTS.code_failure_backoff_s
     resend_cooldown_s: int = _ACCOUNTS.resend_cooldown_s
     activation_window_s: int = _ACCOUNTS.activation_window_s
+    account_session_s: int = _ACCOUNTS.account_session_s
     max_backup_bytes: int = _LIMITS.max_backup_bytes
     max_email_chars: int = _LIMITS.max_email_chars
     email_grace_s: int = _ACCOUNTS.email_grace_s
@@ -65,6 +66,7 @@ class ServiceSettings:
     def rules(self) -> ServiceRules:
         pow_bits = dict.fromkeys(Method, self.pow_other_bits) | {
             Method.REQUEST_ACCOUNT: self.pow_request_account_bits,
+            Method.REGISTER: self.pow_request_account_bits,
             Method.REQUEST_LOGIN: self.pow_request_login_bits,
         }
         limits = RequestLimits(max_email_chars=self.max_email_chars, max_backup_bytes=self.max_backup_bytes)
@@ -80,6 +82,7 @@ class ServiceSettings:
                 code_failure_backoff_s=self.code_failure_backoff_s,
                 resend_cooldown_s=self.resend_cooldown_s,
                 activation_window_s=self.activation_window_s,
+                account_session_s=self.account_session_s,
                 email_grace_s=self.email_grace_s,
                 private_mode=self.private_mode,
             ),
@@ -110,6 +113,7 @@ class MailSettings:
     reply_to: str = ""
     support_url: str = ""
     link_template: str = "https://sigit.io/#/verify?code={code}"
+    code_in_subject: bool = False
     templates_dir: str = ""
     outbox_dir: str = "mail-outbox"
     concurrency: int = 2
@@ -147,6 +151,7 @@ class DaemonSettings:
     refusal_replies_per_s: float = 5.0
     name: str = "SIGit account service"
     about: str = "Email signup and login for SIGit, over Nostr."
+    nip05_domain: str = ""  # the website's domain: the kind 0 profile names the DVM dvm@<domain>
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +227,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "service.code_failure_backoff_s": (1, DAY_S),
     "service.resend_cooldown_s": (0, 3600),
     "service.activation_window_s": (60, 7 * DAY_S),
+    "service.account_session_s": (0, 30 * DAY_S),
     "service.max_backup_bytes": (64, 60_000),  # the reply carrying it must fit NIP-44's 65535 bytes
     "service.max_email_chars": (6, 254),
     "service.email_grace_s": (60, 90 * DAY_S),

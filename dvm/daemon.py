@@ -41,7 +41,7 @@ from dvm.nostr.keys import SecretKey
 from dvm.opener import Opener
 from dvm.outbox import PendingReply
 from dvm.pipeline import Pipeline
-from dvm.protocol.announcement import announcement
+from dvm.protocol.announcement import announcement, profile
 from dvm.ratelimit import KeyRateLimiter
 from dvm.relays.connection import RelayConnection
 from dvm.relays.pool import RelayPool
@@ -99,7 +99,10 @@ class Daemon:
         self.mail = MailWorker(
             self.db,
             self.backend,
-            Templates(TemplateContext(mail.link_template, mail.support_url), mail.templates_dir or None),
+            Templates(
+                TemplateContext(mail.link_template, mail.support_url, mail.code_in_subject),
+                mail.templates_dir or None,
+            ),
             Sender(mail.from_address, mail.from_name, mail.reply_to),
             mail,
             clock,
@@ -176,9 +179,12 @@ class Daemon:
         since = max(last - margin, now - rules.created_at_window_s - margin)
         return {"kinds": [rules.request_kind], "#p": [self.service.pubkey], "since": since}
 
-    def _announcement(self, now: int) -> Event:
+    def _announcement(self, now: int) -> tuple[Event, ...]:
         d = self.settings.daemon
-        return announcement(self.secrets.key, self.service.rules.intake, d.name, d.about, now)
+        return (
+            announcement(self.secrets.key, self.service.rules.intake, d.name, d.about, now),
+            profile(self.secrets.key, d.name, d.about, d.nip05_domain, now),
+        )
 
     def _answered(self, answers: list[Answer]) -> None:
         """Results of a commit: replies to the publisher, mail (committed claimed) to the worker."""

@@ -30,6 +30,7 @@ from dvm.protocol.methods import (
     Activate,
     ChangeEmail,
     Method,
+    Register,
     RequestAccount,
     RequestLogin,
 )
@@ -161,8 +162,9 @@ class AccountService:
         if request is None:
             refusal = incoming.refusal or InternalError()
             return Decision(Failure.of(refusal))
-        email = request.email if isinstance(request, RequestAccount | RequestLogin | ChangeEmail) else None
-        account_pubkey = request.pubkey if isinstance(request, Activate) else None
+        addressed = RequestAccount | Register | RequestLogin | ChangeEmail
+        email = request.email if isinstance(request, addressed) else None
+        account_pubkey = request.pubkey if isinstance(request, Activate | Register) else None
         rules = self.rules.accounts
         view = repository.load_view(
             conn,
@@ -172,6 +174,7 @@ class AccountService:
             now,
             rules.code_window_s,
             account_key=request.method in ACCOUNT_KEY_METHODS,
+            signer=incoming.signer,
             code_to=_CODE_TO.get(request.method),
             rivals=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL),
             failures=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL, Method.DELETE_ACCOUNT),
@@ -182,6 +185,7 @@ class AccountService:
 
 _CODE_TO: dict[Method, repository.CodeTo] = {
     Method.REQUEST_ACCOUNT: "email",
+    Method.REGISTER: "email",
     Method.REQUEST_LOGIN: "email",
     Method.CHANGE_EMAIL: "email",
     Method.RESEND_CODE: "session",

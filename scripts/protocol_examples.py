@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 
 from dvm.nostr import bech32
-from dvm.nostr.encryption import Encryptor, Scheme
+from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import Event
 from dvm.nostr.keys import SecretKey
-from dvm.protocol.client import build_request, request_plaintext
+from dvm.protocol.client import build_request
 from dvm.protocol.intake import open_request
 from dvm.service import AccountService
 from dvm.store import database
@@ -38,6 +38,7 @@ def secret(label: str) -> bytes:
 DVM_SECRET = secret("sigit-dvm example dvm key")
 BROWSER_SECRET = secret("sigit-dvm example browser key")
 ACCOUNT_SECRET = secret("sigit-dvm example account key")
+REGISTER_SECRET = secret("sigit-dvm example register account key")
 CODE_SECRET = secret("sigit-dvm example code hmac secret")
 
 
@@ -55,7 +56,7 @@ def examples() -> str:
     rng = random.Random(2026).randbytes
     dvm = Encryptor(SecretKey(DVM_SECRET, rng), rng)
     browser = Encryptor(SecretKey(BROWSER_SECRET, rng), rng)
-    account = SecretKey(ACCOUNT_SECRET)
+    account = SecretKey(ACCOUNT_SECRET, rng)
     service = AccountService(dvm, CODE_SECRET, rng=rng)
     out: list[str] = [
         "Test keys (never use them for anything else):",
@@ -72,18 +73,28 @@ def examples() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         conn = database.connect(Path(tmp) / "examples.sqlite3")
         now = CREATED_AT
-        steps: list[tuple[str, str, dict[str, object], Scheme]] = [
-            ("request_account", "request_account", {"email": "ana@example.org"}, Scheme.NIP44),
-            ("verify_code", "verify_code", {"code": ""}, Scheme.NIP44),
-            ("activate", "activate", {"pubkey": account.pubkey_hex, "backup": backup}, Scheme.NIP44),
-            ("request_account (error)", "request_account", {"email": "ana@example.org"}, Scheme.NIP44),
+        registered = SecretKey(REGISTER_SECRET).pubkey_hex
+        steps: list[tuple[str, str, dict[str, object], SecretKey | None]] = [
+            ("request_account", "request_account", {"email": "ana@example.org"}, None),
+            ("verify_code", "verify_code", {"code": ""}, None),
+            ("activate", "activate", {"pubkey": account.pubkey_hex, "backup": backup}, None),
+            ("request_account (error)", "request_account", {"email": "ana@example.org"}, None),
+            ("status (sealed by the account key)", "status", {}, account),
+            (
+                "register",
+                "register",
+                {"pubkey": registered, "email": "bo@example.org", "backup": backup},
+                None,
+            ),
+            ("verify_code (register)", "verify_code", {"code": ""}, None),
         ]
-        for title, method, given, scheme in steps:
+        for title, method, given, seal in steps:
             params = {"code": last_code(conn)} if method == "verify_code" else given
-            bits = service.rules.intake.pow_bits[method]  # type: ignore[index]
+            bits = service.rules.intake.pow_bits.get(method, 12)  # type: ignore[call-overload]
             request = build_request(
-                browser, dvm.key.pubkey_hex, method, params, now, pow_bits=bits, scheme=scheme
+                browser, dvm.key.pubkey_hex, method, params, now, pow_bits=bits, seal=seal
             )
+            shown = dvm.decrypt(browser.key.pubkey, request.content)[0]  # a seal is signed once
             incoming = open_request(request, service.encryptor, service.rules.intake, now)
             (answer,) = service.commit(conn, [incoming], now)
             assert not isinstance(answer, Exception), answer
@@ -94,7 +105,7 @@ def examples() -> str:
                 "",
                 f"Request plaintext (encrypted with NIP-44 to the DVM; PoW {bits} bits):",
                 "",
-                block("plaintext", request_plaintext(method, params)),
+                block("plaintext", shown),
                 "",
                 "Request event:",
                 "",

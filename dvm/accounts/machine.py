@@ -24,7 +24,10 @@ Rules, in prose (``TRANSITIONS`` below is the same, as data; docs/protocol.md is
   address again). A repeated request from the same key for the same pending session is a no-op
   success, so a client may retry without triggering a second email.
 
-* **Account upkeep** is signed by the account's own key (``unknown_account`` otherwise). An email
+* **Account upkeep** is signed by the account's own key, by a seal of it (the request signed by
+  the account key inside the encrypted content of an ephemeral key's event), or comes from a key
+  whose session proved the address (a login or signup code, or activation) less than
+  ``account_session_s`` ago; ``unknown_account`` otherwise. An email
   change mails a code to the new address and a notice to the old one, and reserves nothing: the
   address's owner may still sign up with it, and whoever proves it first wins (a verified signup
   or another confirmed change cancels the pending changes to it, and tells their requesters). An
@@ -103,6 +106,7 @@ from dvm.protocol.methods import (
     ConfirmEmail,
     DeleteAccount,
     Method,
+    Register,
     Request,
     RequestAccount,
     RequestDeletion,
@@ -170,7 +174,7 @@ class Rule:
 
 RULES: dict[Method, Rule] = {}
 BLOCKABLE = frozenset(
-    {Method.REQUEST_ACCOUNT, Method.REQUEST_LOGIN, Method.CHANGE_EMAIL, Method.CONFIRM_EMAIL}
+    {Method.REQUEST_ACCOUNT, Method.REGISTER, Method.REQUEST_LOGIN, Method.CHANGE_EMAIL, Method.CONFIRM_EMAIL}
 )
 """Methods about an address an admin may block (``dvm.accounts.policy``)."""
 
@@ -221,7 +225,7 @@ def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
         if (
             ctx.rules.private_mode
             and isinstance(refused, AccountSuspended)
-            and isinstance(request, RequestAccount | RequestLogin)
+            and isinstance(request, RequestAccount | Register | RequestLogin)
         ):
             # A suspended account's address answers as an unknown one would: a decoy.
             decoy = _decoy(pubkey, request.email, Purpose.LOGIN, ctx)
@@ -250,7 +254,24 @@ def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
             raise UndeclaredTransition(
                 f"{request.method} wrote a {write.row.state} session, row says {taken}"
             )
-    return replace(decision, transition=taken)
+    return replace(decision, writes=_keep_authorisation(decision.writes, view, ctx), transition=taken)
+
+
+def _keep_authorisation(writes: tuple[Write, ...], view: View, ctx: Context) -> tuple[Write, ...]:
+    """A key acting for its account by session (``auth_until``) keeps that right in the session
+    it opens for the same account (an email change, a deletion): it is still the same proof."""
+    old = view.session
+    if old is None or not old.authorises(ctx.now):
+        return writes
+    return tuple(
+        PutSession(replace(w.row, auth_until=old.auth_until))
+        if isinstance(w, PutSession)
+        and w.row.pubkey == old.pubkey
+        and w.row.user_id == old.user_id
+        and w.row.auth_until is None
+        else w
+        for w in writes
+    )
 
 
 def _then(step: Step, decision: Decision) -> Decision:
@@ -314,7 +335,7 @@ def _activate(request: Activate, pubkey: str, view: View, ctx: Context) -> Decis
     if session.state is SessionState.PENDING and (ctx.rules.private_mode or session.decoy):
         raise NotVerified  # a login session or a decoy answers as a signup would
     if session.purpose is not Purpose.SIGNUP or user is None:
-        raise NoSession("This session is a login session; activation needs a signup session.")
+        raise NoSession("Activation needs a request_account signup session; this session is not one.")
     if user.activated:
         if session.state is not SessionState.CONSUMED:  # another session finished this signup
             raise EmailTaken
@@ -332,11 +353,70 @@ def _activate(request: Activate, pubkey: str, view: View, ctx: Context) -> Decis
     if view.pubkey_user is not None and view.pubkey_user.id != user.id:
         raise PubkeyTaken
     activated = replace(
-        user, pubkey=request.pubkey, backup=request.backup, activated=True, updated_at=ctx.now
+        user,
+        pubkey=request.pubkey,
+        backup=request.backup,
+        activated=True,
+        last_seen=ctx.now,
+        updated_at=ctx.now,
     )
-    consumed = replace(session, state=SessionState.CONSUMED, updated_at=ctx.now)
+    consumed = replace(
+        session,
+        state=SessionState.CONSUMED,
+        updated_at=ctx.now,
+        auth_until=ctx.now + ctx.rules.account_session_s,
+    )
     welcome = Mail(MailKind.WELCOME, user.email, user.id, (("at", ctx.now),))
     return _then((_V, _C), Decision(Success(), (PutUser(activated), PutSession(consumed)), (welcome,)))
+
+
+@rule(
+    Method.REGISTER,
+    row(
+        None,
+        _P,
+        "ok",
+        "new or unfinished email (that entry is erased): user with pubkey and backup, code emailed",
+    ),
+    row(_P, _P, "ok", "same key, email, pubkey and backup, still pending: nothing new"),
+    row(None, None, "email_taken", "email belongs to an activated account (last_seen set): go to login"),
+    row(None, None, "pubkey_taken", "pubkey belongs to another activated account"),
+    row(None, None, "rate_limited", "too many codes to this mailbox, its domain or in all this hour"),
+)
+def _register(request: Register, pubkey: str, view: View, ctx: Context) -> Decision:
+    """SIGit's one-event signup: the entry is stored with its key and backup, and the emailed
+    code activates it (``verify_code``). An entry never finished is erased and started again."""
+    user = view.email_user
+    if user is not None and user.activated:
+        if not ctx.rules.private_mode:
+            raise EmailTaken
+        if _is_retry(view.session, user, Purpose.LOGIN, ctx):
+            return _then((_P, _P), Decision(Success()))
+        return _open_session(pubkey, user, Purpose.LOGIN, view, ctx, ())
+    if (
+        user is not None
+        and _is_retry(view.session, user, Purpose.REGISTER, ctx)
+        and (user.pubkey, user.backup) == (request.pubkey, request.backup)
+    ):
+        return _then((_P, _P), Decision(Success()))
+    holder = view.pubkey_user
+    if holder is not None and holder.activated:
+        raise PubkeyTaken
+    unfinished = {u.id for u in (user, holder) if u is not None}
+    new = UserRow(
+        id=codes.new_token(ctx.rng, 16),
+        email=request.email,
+        verified=False,
+        activated=False,
+        entropy="",
+        pubkey=request.pubkey,
+        backup=request.backup,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    erased: tuple[Write, ...] = tuple(DeleteUser(i, ctx.now, "a new signup") for i in sorted(unfinished))
+    first = (*erased, PutUser(new))
+    return _open_session(pubkey, new, Purpose.REGISTER, view, ctx, first)
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -375,11 +455,16 @@ def _request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context)
     row(
         _P, _V, "ok", "signup code matches: user verified, entropy returned; pending changes to it cancelled"
     ),
-    row(_P, _C, "ok", "login code matches: entropy, pubkey and backup returned"),
+    row(
+        _P,
+        _C,
+        "ok",
+        "login code: pubkey, backup (seed accounts: entropy) returned; register code: account activated",
+    ),
     *CODE_ROWS,
     row(_V, _V, "code_invalid", "a code works once"),
     row(None, None, "no_session", "no session for this key"),
-    row(_P, _P, "email_taken", "signup code, but another session activated the account"),
+    row(_P, _P, "email_taken", "signup or register code, but another session activated the account"),
     row(_P, _P, "not_activated", "login code, but the account was never activated"),
 )
 def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> Decision:
@@ -390,10 +475,12 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
         raise CodeInvalid("This code has already been used.")
     if session.state is not SessionState.PENDING:
         raise NoSession
-    if session.purpose not in (Purpose.SIGNUP, Purpose.LOGIN):
+    if session.purpose not in (Purpose.SIGNUP, Purpose.LOGIN, Purpose.REGISTER):
         raise NoSession("This key's session is not a signup or login session.")
     _check_code(session, user, request.code, pubkey, view, ctx)
     assert user is not None  # a decoy's code never matches
+    if session.purpose is Purpose.REGISTER:
+        return _finish_register(session, user, view, ctx)
     if session.purpose is Purpose.SIGNUP:
         if user.activated:  # another session finished this signup meanwhile
             raise EmailTaken
@@ -408,14 +495,42 @@ def _verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> 
     if not user.activated:
         raise NotActivated
     spent = replace(
-        session, state=SessionState.CONSUMED, code_hmac="", verified_at=ctx.now, updated_at=ctx.now
+        session,
+        state=SessionState.CONSUMED,
+        code_hmac="",
+        verified_at=ctx.now,
+        updated_at=ctx.now,
+        auth_until=ctx.now + ctx.rules.account_session_s,
     )
     notices = (
         (Mail(MailKind.LOGIN_NOTICE, user.email, user.id, (("at", ctx.now),)),) if user.notify_login else ()
     )
-    data = {"entropy": user.entropy, "pubkey": user.pubkey, "backup": user.backup}
-    seen = replace(user, last_login_at=ctx.now)
+    data = {"pubkey": user.pubkey, "backup": user.backup}
+    if user.entropy:  # an account made by register has none
+        data = {"entropy": user.entropy, **data}
+    seen = replace(user, last_login_at=ctx.now, last_seen=ctx.now)
     return _then((_P, _C), Decision(Success(data), (PutSession(spent), PutUser(seen)), notices))
+
+
+def _finish_register(session: SessionRow, user: UserRow, view: View, ctx: Context) -> Decision:
+    """A register code matched: the address is proven and the account active at once."""
+    if user.activated:  # another session finished this signup meanwhile
+        raise EmailTaken
+    # No entropy: the backup is under the password alone (a seed session's verification of the
+    # same entry may have drawn one meanwhile; a login must not hand it out for this backup).
+    active = replace(user, verified=True, activated=True, entropy="", last_seen=ctx.now, updated_at=ctx.now)
+    spent = replace(
+        session,
+        state=SessionState.CONSUMED,
+        code_hmac="",
+        verified_at=ctx.now,
+        updated_at=ctx.now,
+        auth_until=ctx.now + ctx.rules.account_session_s,
+    )
+    cancelled, told = _cancel_pending_changes(view, active, ctx)
+    welcome = Mail(MailKind.WELCOME, user.email, user.id, (("at", ctx.now),))
+    writes = (PutUser(active), PutSession(spent), *cancelled)
+    return _then((_P, _C), Decision(Success(), writes, (welcome, *told)))
 
 
 def _wrong_code(session: SessionRow, user: UserRow | None, view: View, ctx: Context) -> Decision:
@@ -921,6 +1036,7 @@ _CODE_MAILS = {
     Purpose.LOGIN: MailKind.LOGIN_CODE,
     Purpose.EMAIL_CHANGE: MailKind.EMAIL_CHANGE_CODE,
     Purpose.DELETION: MailKind.DELETION_CODE,
+    Purpose.REGISTER: MailKind.SIGNUP_CODE,
 }
 
 

@@ -5,7 +5,7 @@ domain (``sigit-dvm blocks add``). Both are checked before any rule of the state
 refused request writes nothing and mails nothing:
 
 * every method of a suspended account answers ``account_suspended``: the account is the one the
-  request is about (the address of ``request_account``/``request_login``, the session's user for
+  request is about (the address of ``request_account``/``register``/``request_login``, the session's user for
   ``verify_code``/``activate``/``resend_code``, the signing account for account-key methods);
   in private mode the machine answers the two address methods as for an unknown address (a
   decoy session), so a suspension tells a stranger nothing;
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from dvm.accounts.decision import View
 from dvm.errors import AccountSuspended, EmailBlocked, RequestError
-from dvm.protocol.methods import ChangeEmail, ConfirmEmail, Request, RequestAccount, RequestLogin
+from dvm.protocol.methods import ChangeEmail, ConfirmEmail, Register, Request, RequestAccount, RequestLogin
 
 
 def check_policy(request: Request, view: View) -> RequestError | None:
     """Why suspension or a block refuses ``request``, or None to decide it by the rules."""
-    if isinstance(request, RequestAccount | RequestLogin):
+    if isinstance(request, RequestAccount | Register | RequestLogin):
         if view.email_blocked:
             return EmailBlocked()
         owner = view.email_user

@@ -20,4 +20,5 @@ class AccountRules:
     code_failures_free_per_day: int = 10  # wrong codes a day (per mailbox or account) before the back-off
     code_failure_backoff_s: int = 60  # then: one try per session, and codes this far apart, doubling
     email_grace_s: int = 7 * 24 * 60 * 60  # to confirm an email change before it lapses
+    account_session_s: int = 60 * 60  # a key that proved the address may act for the account this long
     private_mode: bool = False  # request_account/request_login never reveal whether an email exists

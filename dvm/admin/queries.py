@@ -61,13 +61,14 @@ def _session_dict(row: sqlite3.Row, now: int) -> dict[str, Any]:
 def user(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
     """One user as admins see it: no entropy, no backups (their sizes only), never a code.
 
-    ``last_login_at`` is when a login code last matched; ``last_seen_at`` when the service last
+    ``last_login_at`` is when a login code last matched; ``last_seen`` (SIGit's column) when the
+    account was activated or last logged in; ``last_seen_at`` when the service last
     answered a request from the account's key or one of its sessions' keys (while those records
     are kept)."""
     row = conn.execute(
         "SELECT id, email, verified, activated, pubkey, pending_email, grace_deadline, notify_login, "
         "length(bkp) AS backup_bytes, length(bkp_previous) > 0 AS has_previous_backup, "
-        "suspended_at, last_login_at, created_at, updated_at "
+        "suspended_at, last_login_at, last_seen, created_at, updated_at "
         "FROM users WHERE id = ?",
         (user_id,),
     ).fetchone()
@@ -102,6 +103,7 @@ USER_FIELDS = (
     "has_previous_backup",
     "sessions",
     "last_login_at",
+    "last_seen",
     "last_seen_at",
     "created_at",
     "updated_at",
@@ -271,6 +273,7 @@ def stats(conn: sqlite3.Connection, now: int, days: int = 7) -> dict[str, Any]:
     per_day: dict[str, dict[str, int]] = {}
     counted = {
         ("request_account", "ok"): "signups",
+        ("register", "ok"): "signups",  # its activation is the verify_code that follows
         ("verify_code", "ok"): "verifications",
         ("activate", "ok"): "activations",
         ("request_login", "ok"): "logins",

@@ -70,7 +70,7 @@ def render(output: Output, fmt: str, now: int) -> str:
 
 
 def is_time(key: str) -> bool:
-    return key == "at" or key.endswith("_at") or key == "grace_deadline"
+    return key == "at" or key.endswith("_at") or key in ("grace_deadline", "last_seen")
 
 
 def iso(unix: int | None) -> str | None:

@@ -48,7 +48,7 @@ def show_mail(message: EmailMessage) -> str:
     say(f"    -- email to {message['To']}: {message['Subject']}")
     for line in text.strip().splitlines()[:14]:
         say(f"    | {line}")
-    match = re.search(r"code: (\d{6})", str(message["Subject"]))
+    match = re.search(r"^    (\d{6})$", text, re.M)
     return match.group(1) if match else ""
 
 

@@ -31,7 +31,7 @@ TYPES = {
     ".map": "application/json",
     ".svg": "image/svg+xml",
 }
-CODE_IN_SUBJECT = re.compile(r": (\d{6})$")
+CODE_LINE = re.compile(r"^    (\d{6})$", re.M)  # the code's own line in a code email's text
 
 
 def client_ready() -> bool:
@@ -45,14 +45,15 @@ def mail_as_json(messages: list[EmailMessage]) -> bytes:
     for i, message in enumerate(messages):
         body = message.get_body(("plain",))
         subject = str(message["Subject"] or "")
-        match = CODE_IN_SUBJECT.search(subject)
+        text = body.get_content() if body is not None else ""
+        match = CODE_LINE.search(text)
         out.append(
             {
                 "id": i,
                 "to": str(message["To"] or ""),
                 "subject": subject,
                 "code": match.group(1) if match else None,
-                "text": body.get_content() if body is not None else "",
+                "text": text,
             }
         )
     return orjson.dumps(out)

@@ -1,7 +1,9 @@
 """Email templates: one ``<kind>.txt`` (a ``Subject:`` line, a blank line, the body) and one
 ``<kind>.html`` per mail kind, in ``dvm/mailer/templates/`` or an operator's directory that
 overrides them file by file. Placeholders are ``string.Template`` (``$code``); a missing value
-is an error, never a blank, and values are HTML-escaped in the HTML part.
+is an error, never a blank, and values are HTML-escaped in the HTML part. ``$subject_code`` is
+``": <code>"`` with ``mail.code_in_subject`` on and empty otherwise (the default: a subject shows
+on lock screens and in notifications).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class TemplateContext:
 
     link_template: str
     support_url: str = ""
+    code_in_subject: bool = False  # lock screens show subjects: by default the code is not in it
 
 
 def format_time(unix: int) -> str:
@@ -73,6 +76,7 @@ class Templates:
         values["email"] = recipient
         if "code" in values:
             values["link"] = self.context.link_template.replace("{code}", values["code"])
+            values["subject_code"] = f": {values['code']}" if self.context.code_in_subject else ""
         if "expires_at" in params:
             expires = int(params["expires_at"])
             values["expires_at"] = format_time(expires)

@@ -1,10 +1,15 @@
-"""The NIP-89 handler announcement (kind 31990) that lets clients find this DVM.
+"""How clients find this DVM: the NIP-89 handler announcement (kind 31990), the kind 0 profile
+with its NIP-05 name, and the ``/.well-known/nostr.json`` body that name resolves through.
 
 Clients read the DVM's pubkey from the event, the request kind from its ``k`` tag, and the rest
-(PoW minimums, encryption schemes, protocol version) from its JSON content.
+(PoW minimums, encryption schemes, protocol version) from its JSON content. docs/protocol.md
+("Discovery") shows each, and a test checks its examples against these functions.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -15,6 +20,13 @@ from dvm.protocol.intake import IntakeRules
 ANNOUNCEMENT_KIND = 31990
 IDENTIFIER = "sigit-dvm"
 PROTOCOL = "sigit-dvm/1"
+"""The ``protocol`` member: still version 1, which this DVM serves unchanged, so that clients
+written for it (which compare this member) keep working."""
+PROTOCOLS = ("sigit-dvm/1", "sigit-dvm/2")
+"""Every version served (``protocols``): version 2 adds ``register``, seals, account methods from
+a session's key and the kind 0 profile (docs/protocol.md, "Changelog")."""
+PROFILE_KIND = 0
+NIP05_NAME = "dvm"
 
 
 def announcement(key: SecretKey, rules: IntakeRules, name: str, about: str, now: int) -> Event:
@@ -22,6 +34,7 @@ def announcement(key: SecretKey, rules: IntakeRules, name: str, about: str, now:
         "name": name,
         "about": about,
         "protocol": PROTOCOL,
+        "protocols": list(PROTOCOLS),
         "request_kind": rules.request_kind,
         "reply_kind": rules.reply_kind,
         "encryption": ["nip44", "nip04"],
@@ -30,3 +43,22 @@ def announcement(key: SecretKey, rules: IntakeRules, name: str, about: str, now:
     }
     tags = [("d", IDENTIFIER), ("k", str(rules.request_kind))]
     return sign_event(key, ANNOUNCEMENT_KIND, orjson.dumps(content).decode(), now, tags)
+
+
+def nip05_identifier(domain: str) -> str:
+    """``dvm@<domain>``: the name SIGit's docs give the DVM's key ("" without a domain)."""
+    return f"{NIP05_NAME}@{domain}" if domain else ""
+
+
+def profile(key: SecretKey, name: str, about: str, nip05_domain: str, now: int) -> Event:
+    """The DVM's kind 0 metadata: its name, what it does and (with a domain) its NIP-05 name."""
+    content = {"name": name, "about": about}
+    if nip05_domain:
+        content["nip05"] = nip05_identifier(nip05_domain)
+    return sign_event(key, PROFILE_KIND, orjson.dumps(content).decode(), now, [])
+
+
+def nip05_document(pubkey: str, relays: Sequence[str]) -> dict[str, Any]:
+    """The body of ``https://<domain>/.well-known/nostr.json?name=dvm`` (NIP-05): the name's key
+    and the relays the DVM listens on."""
+    return {"names": {NIP05_NAME: pubkey}, "relays": {pubkey: list(relays)}}

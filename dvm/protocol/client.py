@@ -15,11 +15,27 @@ from dvm.errors import InvalidEvent
 from dvm.nostr import nip13
 from dvm.nostr.encryption import Encryptor, Scheme
 from dvm.nostr.event import Event, sign_event, verify_event
+from dvm.nostr.keys import SecretKey
 from dvm.protocol.intake import DEFAULT_REQUEST_KIND
+from dvm.protocol.seal import CLIENT_TAG, SEAL_KIND
 
 
 def request_plaintext(method: str, params: dict[str, Any]) -> str:
     return orjson.dumps({"method": method, "params": params}).decode()
+
+
+def sealed_plaintext(
+    account: SecretKey,
+    dvm_pubkey: str,
+    client_pubkey: str,
+    method: str,
+    params: dict[str, Any],
+    created_at: int,
+) -> str:
+    """``{"seal": ...}``: the request signed by the account key, for ``client_pubkey`` to carry."""
+    tags = [("p", dvm_pubkey), (CLIENT_TAG, client_pubkey)]
+    seal = sign_event(account, SEAL_KIND, request_plaintext(method, params), created_at, tags)
+    return orjson.dumps({"seal": seal.to_dict()}).decode()
 
 
 def build_request(
@@ -33,9 +49,14 @@ def build_request(
     kind: int = DEFAULT_REQUEST_KIND,
     scheme: Scheme = Scheme.NIP44,
     expiration_s: int | None = 3600,
+    seal: SecretKey | None = None,
 ) -> Event:
-    """A request event from ``client``'s key to the DVM, mined to ``pow_bits``."""
-    content = client.encrypt(bytes.fromhex(dvm_pubkey), request_plaintext(method, params), scheme)
+    """A request event from ``client``'s key to the DVM, mined to ``pow_bits``; with ``seal``
+    (an account key) the request is sealed by that key, so ``client`` may be an ephemeral key."""
+    plaintext = request_plaintext(method, params)
+    if seal is not None:
+        plaintext = sealed_plaintext(seal, dvm_pubkey, client.key.pubkey_hex, method, params, created_at)
+    content = client.encrypt(bytes.fromhex(dvm_pubkey), plaintext, scheme)
     tags: list[tuple[str, ...]] = [("p", dvm_pubkey), ("encrypted",)]
     if expiration_s is not None:
         tags.append(("expiration", str(created_at + expiration_s)))

@@ -31,12 +31,14 @@ from dvm.errors import (
 from dvm.nostr import nip13
 from dvm.nostr.encryption import Encryptor, Scheme
 from dvm.nostr.event import Event, verify_event
-from dvm.protocol.methods import Method, Request, RequestLimits, decode_request
+from dvm.protocol.methods import ACCOUNT_KEY_METHODS, Method, Request, RequestLimits, decode_request
+from dvm.protocol.seal import open_seal
 
 DEFAULT_REQUEST_KIND = 5780
 DEFAULT_POW_BITS: Mapping[Method, int] = MappingProxyType(
     {
         Method.REQUEST_ACCOUNT: 16,
+        Method.REGISTER: 16,
         Method.REQUEST_LOGIN: 16,
         Method.VERIFY_CODE: 12,
         Method.ACTIVATE: 12,
@@ -72,6 +74,7 @@ class Incoming:
     scheme: Scheme
     request: Request | None = None
     refusal: RequestError | None = None
+    signer: str | None = None  # the account key that signed the request's seal
 
     @property
     def method(self) -> str:
@@ -104,11 +107,16 @@ def open_request(event: Event, encryptor: Encryptor, rules: IntakeRules, now: in
             plaintext, scheme = encryptor.decrypt(bytes.fromhex(event.pubkey), event.content)
         except DecryptionError as exc:
             raise BadRequest(f"content cannot be decrypted: {exc}") from exc
+        plaintext, signer = open_seal(
+            plaintext, event.pubkey, encryptor.key.pubkey_hex, now, rules.created_at_window_s
+        )
         request = decode_request(plaintext, rules.request_limits)
+        if signer is not None and request.method not in ACCOUNT_KEY_METHODS:
+            raise BadRequest(f"{request.method} cannot be sealed: only account methods are")
         _check_pow(event_id, event, rules.pow_bits.get(request.method, 0))
     except RequestError as refusal:
         return Incoming(event, scheme, refusal=refusal)
-    return Incoming(event, scheme, request=request)
+    return Incoming(event, scheme, request=request, signer=signer)
 
 
 def open_batch(

@@ -1,7 +1,8 @@
 """Methods and their typed requests, decoded strictly from the decrypted request JSON.
 
 A request's plaintext is ``{"method": <name>, "params": {...}}``. Unknown methods, unknown or
-missing fields, wrong types and oversized values are all ``bad_request`` (or ``invalid_email``);
+missing fields, wrong types and oversized values are all ``bad_request`` (an address that is a
+string but not a valid one, or longer than the limit, is ``invalid_email``);
 nothing reaches the state machine unless it is fully valid.
 """
 
@@ -38,6 +39,7 @@ class Method(enum.StrEnum):
     SET_NOTIFICATIONS = "set_notifications"
     REQUEST_DELETION = "request_deletion"
     DELETE_ACCOUNT = "delete_account"
+    REGISTER = "register"
 
 
 ACCOUNT_KEY_METHODS = frozenset(
@@ -67,6 +69,17 @@ class RequestLimits:
 class RequestAccount:
     email: str
     method = Method.REQUEST_ACCOUNT
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """SIGit's one-event signup: the account key and its backup arrive with the address, and
+    the emailed code activates the account (no server entropy)."""
+
+    pubkey: str
+    email: str
+    backup: str
+    method = Method.REGISTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +159,7 @@ Request = (
     | SetNotifications
     | RequestDeletion
     | DeleteAccount
+    | Register
 )
 
 _PARAMS: dict[Method, frozenset[str]] = {
@@ -161,6 +175,7 @@ _PARAMS: dict[Method, frozenset[str]] = {
     Method.SET_NOTIFICATIONS: frozenset({"login_notice"}),
     Method.REQUEST_DELETION: frozenset(),
     Method.DELETE_ACCOUNT: frozenset({"code"}),
+    Method.REGISTER: frozenset({"pubkey", "email", "backup"}),
 }
 
 
@@ -211,15 +226,21 @@ def _no_constant(name: str) -> Any:
 
 def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Request:
     if method is Method.REQUEST_ACCOUNT:
-        return RequestAccount(normalise_email(params["email"], limits.max_email_chars))
+        return RequestAccount(_email(params["email"], limits))
     if method is Method.REQUEST_LOGIN:
-        return RequestLogin(normalise_email(params["email"], limits.max_email_chars))
+        return RequestLogin(_email(params["email"], limits))
+    if method is Method.REGISTER:
+        return Register(
+            _pubkey(params["pubkey"]),
+            _email(params["email"], limits),
+            _backup(params["backup"], limits.max_backup_bytes),
+        )
     if method is Method.VERIFY_CODE:
         return VerifyCode(_code(params["code"]))
     if method is Method.ACTIVATE:
         return Activate(_pubkey(params["pubkey"]), _backup(params["backup"], limits.max_backup_bytes))
     if method is Method.CHANGE_EMAIL:
-        return ChangeEmail(normalise_email(params["email"], limits.max_email_chars))
+        return ChangeEmail(_email(params["email"], limits))
     if method is Method.CONFIRM_EMAIL:
         return ConfirmEmail(_code(params["code"]))
     if method is Method.UPDATE_BACKUP:
@@ -236,6 +257,14 @@ def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Req
         Method.REQUEST_DELETION: RequestDeletion(),
     }
     return simple[method]
+
+
+def _email(value: object, limits: RequestLimits) -> str:
+    """A wrong type is the client's bug (``bad_request``); a string that is no valid address,
+    or too long, is the user's to correct (``invalid_email``)."""
+    if not isinstance(value, str):
+        raise BadRequest("email must be a string")
+    return normalise_email(value, limits.max_email_chars)
 
 
 def _code(value: object) -> str:

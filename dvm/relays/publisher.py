@@ -40,7 +40,7 @@ class Publisher:
         db: Database,
         writebehind: WriteBehind,
         backoff: Backoff,
-        announcement: Callable[[int], Event],
+        announcement: Callable[[int], Sequence[Event]],
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
     ) -> None:
@@ -108,11 +108,13 @@ class Publisher:
             await asyncio.sleep(RETRY_POLL_S)
 
     async def announce(self, conn: RelayConnection) -> None:
-        """Publish the NIP-89 announcement to a relay each time it (re)connects."""
+        """Publish the NIP-89 announcement and the kind 0 profile to a relay each time it
+        (re)connects."""
         self.metrics.relay_connected(conn.url)
-        result = await conn.publish(self._announcement(int(self._clock())))
-        if not result.accepted:
-            log.warning("announcement refused by %s: %s", conn.url, shown(result.message))
+        for event in self._announcement(int(self._clock())):
+            result = await conn.publish(event)
+            if not result.accepted:
+                log.warning("kind %d refused by %s: %s", event.kind, conn.url, shown(result.message))
 
     async def drain(self, timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) for publications under way."""

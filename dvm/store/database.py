@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("sigit.store")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: account upkeep (email change with grace, backup history, preferences, deletion).
     1: """
@@ -143,6 +143,37 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX code_failures_subject ON code_failures (subject, at);
     CREATE INDEX requests_processed ON requests (processed_at);
+    """,
+    # 5 -> 6: SIGit's one-event signup (register sessions) and last_seen (activation or the last
+    # login), set for every account already activated from what is known of it; sessions that
+    # let an ephemeral key act for its account (auth_until).
+    5: """
+    ALTER TABLE users ADD COLUMN last_seen INTEGER;
+    UPDATE users SET last_seen = COALESCE(last_login_at, updated_at) WHERE activated = 1;
+    CREATE TABLE sessions_v5 (
+        pubkey           TEXT PRIMARY KEY,
+        user_id          TEXT REFERENCES users (id) ON DELETE CASCADE,
+        purpose          TEXT NOT NULL
+            CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion', 'register')),
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
+        code_hmac        TEXT NOT NULL,
+        code_sent_at     INTEGER NOT NULL,
+        code_expires_at  INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL CHECK (attempts >= 0),
+        verified_at      INTEGER,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        subject          TEXT NOT NULL DEFAULT '',
+        decoy            INTEGER NOT NULL DEFAULT 0 CHECK (decoy IN (0, 1)),
+        auth_until       INTEGER
+    );
+    INSERT INTO sessions_v5 (pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at,
+        attempts, verified_at, created_at, updated_at, subject, decoy)
+        SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts,
+        verified_at, created_at, updated_at, subject, decoy FROM sessions;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v5 RENAME TO sessions;
+    CREATE INDEX sessions_user ON sessions (user_id);
     """,
 }
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""

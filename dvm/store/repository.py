@@ -34,27 +34,28 @@ from dvm.store.sealed import ParamsSeal
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
-    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at FROM users"
+    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at, "
+    "last_seen FROM users"
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
-    "verified_at, created_at, updated_at, subject, decoy FROM sessions"
+    "verified_at, created_at, updated_at, subject, decoy, auth_until FROM sessions"
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
-    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at, last_seen) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET email = excluded.email, verified = excluded.verified, "
     "activated = excluded.activated, entropy = excluded.entropy, pubkey = excluded.pubkey, "
     "bkp = excluded.bkp, updated_at = excluded.updated_at, bkp_previous = excluded.bkp_previous, "
     "pending_email = excluded.pending_email, grace_deadline = excluded.grace_deadline, "
     "notify_login = excluded.notify_login, suspended_at = excluded.suspended_at, "
-    "last_login_at = excluded.last_login_at"
+    "last_login_at = excluded.last_login_at, last_seen = excluded.last_seen"
 )
 _PUT_SESSION = (
     "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
-    "code_expires_at, attempts, verified_at, created_at, updated_at, subject, decoy) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "code_expires_at, attempts, verified_at, created_at, updated_at, subject, decoy, auth_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -77,6 +78,7 @@ def _user(row: sqlite3.Row | None) -> UserRow | None:
         notify_login=bool(row["notify_login"]),
         suspended_at=row["suspended_at"],
         last_login_at=row["last_login_at"],
+        last_seen=row["last_seen"],
     )
 
 
@@ -97,6 +99,7 @@ def _session(row: sqlite3.Row | None) -> SessionRow | None:
         updated_at=row["updated_at"],
         subject=row["subject"],
         decoy=bool(row["decoy"]),
+        auth_until=row["auth_until"],
     )
 
 
@@ -170,6 +173,7 @@ def load_view(
     window_s: int,
     *,
     account_key: bool = True,
+    signer: str | None = None,
     code_to: CodeTo | None = None,
     rivals: bool = False,
     failures: bool = False,
@@ -182,11 +186,16 @@ def load_view(
     The flags skip lookups a method cannot use: ``account_key`` (the event key may be an
     account's), ``code_to`` (the method may mail a code: load the caps' counts there),
     ``rivals`` (other accounts' pending changes to the address) and ``failures`` (the method
-    checks a code: load the subject's wrong codes of the day).
+    checks a code: load the subject's wrong codes of the day). ``signer`` is the account key that
+    signed the request's seal (``account_key`` methods from an ephemeral key).
     """
     session = session_by_pubkey(conn, event_pubkey)
     session_user = user_by_id(conn, session.user_id) if session and session.user_id else None
-    account_user = user_by_pubkey(conn, event_pubkey) if account_key else None
+    account_user = None
+    if account_key:  # the key signing the event or its seal; else a session that proved the address
+        account_user = user_by_pubkey(conn, signer or event_pubkey)
+        if account_user is None and signer is None and session is not None and session.authorises(now):
+            account_user = session_user
     address = email
     if address is None and account_user is not None and account_user.pending_email:
         address = account_user.pending_email
@@ -284,6 +293,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                     u.notify_login,
                     u.suspended_at,
                     u.last_login_at,
+                    u.last_seen,
                 ),
             )
         elif isinstance(write, PutSession):
@@ -305,6 +315,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                     s.updated_at,
                     HASHED + counter_key(salt, s.subject) if s.subject else "",
                     s.decoy,
+                    s.auth_until,
                 ),
             )
         elif isinstance(write, RecordCodeSend):

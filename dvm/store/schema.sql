@@ -2,7 +2,7 @@
 -- database and steps PRAGMA user_version through migrations for older ones.
 -- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
 
-PRAGMA user_version = 5;
+PRAGMA user_version = 6;
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
@@ -20,6 +20,7 @@ CREATE TABLE users (
     updated_at  INTEGER NOT NULL,
     suspended_at INTEGER,                          -- set by an admin: every request is refused
     last_login_at INTEGER,                         -- the last login code that matched
+    last_seen   INTEGER,                           -- activation or the last login (SIGit's column); NULL: never finished
     CHECK (activated = 0 OR verified = 1),
     CHECK (activated = 0 OR (pubkey <> '' AND bkp <> ''))
 );
@@ -29,7 +30,8 @@ CREATE INDEX users_pending_email ON users (pending_email) WHERE pending_email <>
 CREATE TABLE sessions (
     pubkey           TEXT PRIMARY KEY,             -- the browser's ephemeral key
     user_id          TEXT REFERENCES users (id) ON DELETE CASCADE,  -- NULL: a private-mode decoy
-    purpose          TEXT NOT NULL CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion')),
+    purpose          TEXT NOT NULL
+        CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion', 'register')),
     state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
     code_hmac        TEXT NOT NULL,                -- HMAC of the code; '' once used or locked
     code_sent_at     INTEGER NOT NULL,
@@ -39,7 +41,8 @@ CREATE TABLE sessions (
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
     subject          TEXT NOT NULL DEFAULT '',     -- 'h:' + salted hash of where wrong codes count
-    decoy            INTEGER NOT NULL DEFAULT 0 CHECK (decoy IN (0, 1))  -- private mode: no code sent
+    decoy            INTEGER NOT NULL DEFAULT 0 CHECK (decoy IN (0, 1)),  -- private mode: no code sent
+    auth_until       INTEGER                       -- until then the key may act for the account
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 

@@ -51,6 +51,9 @@ def prepare(h: Harness, state: str) -> None:
         browser = new_client(802)
         assert h.send(browser, "request_account", {"email": X}).ok
         assert h.send(browser, "verify_code", {"code": h.last_code(X)}).ok
+    elif state == "unfinished_register":
+        key = SecretKey.generate().pubkey_hex
+        assert h.send(new_client(804), "register", {"pubkey": key, "email": X, "backup": BACKUP}).ok
     elif state == "pending_change":
         other = new_client(803)
         make_account(h, "other@example.org", other)
@@ -86,6 +89,12 @@ def stranger_sequence(h: Harness) -> list[tuple[str, object]]:
     status = h.send(owner, "status").result
     answers.append(("status", status["pending_email"], status["grace_s"]))
     call(owner, "confirm_email", {"code": "000000"})
+    d = new_client(5)  # SIGit's current signup
+    call(d, "register", {"pubkey": SecretKey.generate().pubkey_hex, "email": X, "backup": BACKUP})
+    call(d, "verify_code", {"code": "000000"})
+    h.now += 61
+    call(d, "resend_code")
+    call(d, "activate", {"pubkey": SecretKey.generate().pubkey_hex, "backup": BACKUP})
     for i in range(7):  # past every cap: still the same answers
         call(new_client(10 + i), "request_account", {"email": X})
         call(new_client(20 + i), "request_login", {"email": X})
@@ -94,7 +103,15 @@ def stranger_sequence(h: Harness) -> list[tuple[str, object]]:
 
 def test_private_mode_answers_every_method_sequence_the_same_for_used_and_unused_addresses(tmp_path):
     results = {}
-    for state in ("nothing", "account", "unfinished", "verified_not_activated", "pending_change"):
+    states = (
+        "nothing",
+        "account",
+        "unfinished",
+        "verified_not_activated",
+        "unfinished_register",
+        "pending_change",
+    )
+    for state in states:
         h = harness(tmp_path, state, PRIVATE)
         prepare(h, state)
         results[state] = stranger_sequence(h)

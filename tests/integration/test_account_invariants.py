@@ -1,8 +1,10 @@
 """Random sequences of requests from several clients, checked against the account invariants.
 
 Runs the real service on a real SQLite file. Invariants: one user per email; activated implies
-verified; no code works twice, after expiry, after being replaced, or in a locked session; entropy
-only ever goes to the session whose latest code matched, and it is that user's entropy.
+verified; activated exactly when last_seen is set; no code works twice, after expiry, after being
+replaced, or in a locked session; entropy only ever goes to the session whose latest code matched,
+and it is that user's entropy (none for a register account); an ephemeral key acts for an
+account only within its session's right (auth_until).
 """
 
 from __future__ import annotations
@@ -77,6 +79,23 @@ class AccountMachine(RuleBasedStateMachine):
     def request_login(self, c, e):
         self.send(c, "request_login", {"email": e})
 
+    @rule(c=CLIENTS, e=st.sampled_from(EMAILS), k=st.integers(0, 2))
+    def register(self, c, e, k):
+        self.send(c, "register", {"pubkey": self.accounts[k], "email": e, "backup": BACKUP})
+
+    @rule(c=CLIENTS)
+    def status_from_the_session_key(self, c):
+        pubkey = self.clients[c].key.pubkey_hex
+        before = self.session(pubkey)
+        reply = self.send(c, "status")
+        if reply.ok:  # only a key whose session still has the right acts for the account
+            assert before is not None and before["auth_until"] is not None
+            assert self.h.now < before["auth_until"] and before["state"] != "locked"
+            user = self.h.conn.execute(
+                "SELECT email FROM users WHERE id = ?", (before["user_id"],)
+            ).fetchone()
+            assert reply.result["email"] == user[0]
+
     @rule(c=CLIENTS)
     def resend(self, c):
         self.send(c, "resend_code")
@@ -105,7 +124,12 @@ class AccountMachine(RuleBasedStateMachine):
         after = self.session(pubkey)
         assert after["state"] in ("verified", "consumed")
         user = self.h.conn.execute("SELECT * FROM users WHERE id = ?", (after["user_id"],)).fetchone()
-        assert reply.result["entropy"] == user["entropy"] != ""
+        if before["purpose"] == "register":  # activated by the code, no entropy
+            assert reply.result == {} and user["activated"] == 1 and user["entropy"] == ""
+        elif user["entropy"] == "":  # a login of a register account
+            assert "entropy" not in reply.result and reply.result["backup"] == user["bkp"]
+        else:
+            assert reply.result["entropy"] == user["entropy"] != ""
 
     @rule(c=CLIENTS)
     def hammer_wrong_codes(self, c):
@@ -180,6 +204,10 @@ class AccountMachine(RuleBasedStateMachine):
     @invariant()
     def activated_implies_verified_with_key_and_backup(self):
         assert self.h.count("users", "activated = 1 AND (verified = 0 OR pubkey = '' OR bkp = '')") == 0
+
+    @invariant()
+    def activated_exactly_when_last_seen_is_set(self):
+        assert self.h.count("users", "(activated = 1) <> (last_seen IS NOT NULL)") == 0
 
     @invariant()
     def verified_sessions_belong_to_verified_users(self):

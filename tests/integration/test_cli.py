@@ -44,6 +44,7 @@ def test_users_show_by_address_id_or_pubkey_never_shows_the_backup(world):
     assert shown["email"] == "ana@example.org" and shown["backup_bytes"] == len(BACKUP)
     assert ISO.match(shown["created_at"]) and ISO.match(shown["last_seen_at"])
     assert shown["last_login_at"] is None and shown["suspended"] is False
+    assert ISO.match(shown["last_seen"])  # set at activation
     assert json.loads(cli(world, "users", "show", shown["id"][:8], "--json").stdout)["id"] == shown["id"]
     assert json.loads(cli(world, "users", "show", "ANA@Example.org", "--json").stdout)["id"] == shown["id"]
     text = cli(world, "users", "show", "ana@example.org").stdout
@@ -59,6 +60,7 @@ def test_users_show_has_last_login_and_last_seen(world):
     assert world.send(laptop, "verify_code", {"code": world.last_code("ana@example.org")}).ok
     shown = json.loads(cli(world, "users", "show", "ana@example.org", "--json").stdout)
     assert shown["last_login_at"] == shown["last_seen_at"]
+    assert shown["last_seen"] == shown["last_login_at"]  # the login is the latest it was seen
     assert shown["last_login_at"] > shown["created_at"]
 
 
@@ -114,7 +116,7 @@ def test_an_ambiguous_prefix_is_refused_with_the_candidates(world):
     user_id = json.loads(cli(world, "users", "show", "bo@example.org", "--json").stdout)["id"]
     for key in ("abcdef0123456789" + "0" * 48, "abcdef0123456789" + "1" * 48):
         world.conn.execute(
-            "INSERT INTO sessions VALUES (?, ?, 'signup', 'consumed', '', 1, 2, 0, NULL, 1, 1, '')",
+            "INSERT INTO sessions VALUES (?, ?, 'signup', 'consumed', '', 1, 2, 0, NULL, 1, 1, '', NULL)",
             (key, user_id),
         )
     out = cli(world, "sessions", "show", "abcdef01", check=False)

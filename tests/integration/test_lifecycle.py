@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -96,6 +97,14 @@ def test_check_config_and_pubkey(tmp_path):
     assert '"relays": [\n    "wss://relay.example"' in out.stdout
     out = subprocess.run([str(SIGIT), "-c", str(config), "pubkey"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.splitlines()[1].startswith("npub1")
+    out = subprocess.run([str(SIGIT), "-c", str(config), "nip05"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    pubkey = json.loads(
+        subprocess.run(
+            [str(SIGIT), "-c", str(config), "pubkey", "--json"], capture_output=True, text=True
+        ).stdout
+    )["pubkey"]
+    assert json.loads(out.stdout) == {"names": {"dvm": pubkey}, "relays": {pubkey: ["wss://relay.example"]}}
     (tmp_path / "dvm.key").write_text("not a key")
     out = subprocess.run([str(SIGIT), "-c", str(config), "check-config"], capture_output=True, text=True)
     assert out.returncode == 2 and "not a valid secret key" in out.stdout  # a report line per problem

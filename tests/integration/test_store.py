@@ -324,7 +324,7 @@ def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tm
         )
         return tables, {t: sorted(cols) for t, cols in columns.items()}, indexes
 
-    assert database.user_version(migrated) == database.SCHEMA_VERSION == 5
+    assert database.user_version(migrated) == database.SCHEMA_VERSION == 6
     assert shape(migrated) == shape(fresh)
     assert [tuple(r) for r in migrated.execute("SELECT email, pending_email, notify_login FROM users")] == [
         ("a@example.org", "", 1)
@@ -332,9 +332,13 @@ def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tm
     assert [tuple(r) for r in migrated.execute("SELECT purpose, state FROM sessions")] == [
         ("signup", "consumed")
     ]
-    migrated.execute(
-        "INSERT INTO sessions VALUES ('k2', 'u1', 'email_change', 'pending', 'h', 1, 2, 0, NULL, 1, 1, '', 0)"
-    )  # the new purposes are allowed after the migration
+    for key, purpose in (("k2", "email_change"), ("k3", "register")):  # allowed after the migration
+        migrated.execute(
+            "INSERT INTO sessions VALUES (?, 'u1', ?, 'pending', 'h', 1, 2, 0, NULL, 1, 1, '', 0, NULL)",
+            (key, purpose),
+        )
+    # An account activated before last_seen existed counts as seen (its last change, or login).
+    assert migrated.execute("SELECT last_seen FROM users").fetchone()[0] == 1
 
 
 def test_email_change_and_deletion_through_the_store(h):

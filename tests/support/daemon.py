@@ -60,12 +60,29 @@ async def start_daemon(settings: Settings, *, live: bool = True) -> Daemon:
     return daemon
 
 
+CODE_LINE = re.compile(r"^    (\d{6})$", re.M)
+
+
+def body_code(msg) -> str | None:
+    """The code in a code email's text body (its own indented line), or None for other mail.
+    The subject carries no code unless the operator asks for it (mail.code_in_subject)."""
+    part = msg.get_body(("plain",)) if msg.is_multipart() else msg
+    text = part.get_content() if part is not None else ""
+    match = CODE_LINE.search(text)
+    return match.group(1) if match else None
+
+
+def codes_to(messages: list, email: str) -> list[str]:
+    """Every code mailed to ``email``, oldest first."""
+    return [code for msg in messages if msg["To"] == email and (code := body_code(msg)) is not None]
+
+
 def code_from(messages: list, email: str) -> str:
     """The code of the newest code email to ``email``."""
-    for msg in reversed(messages):
-        if msg["To"] == email and (match := re.search(r": (\d{6})$", msg["Subject"])):
-            return match.group(1)
-    raise AssertionError(f"no code email to {email}")
+    found = codes_to(messages, email)
+    if not found:
+        raise AssertionError(f"no code email to {email}")
+    return found[-1]
 
 
 def signup_events(count: int, tag: str) -> list[Event]:

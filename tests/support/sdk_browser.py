@@ -51,10 +51,28 @@ class SdkBrowser:
         self.keys = rn.Keys.generate()
 
     def request(
-        self, method: str, params: dict[str, Any], *, nip04: bool = False, keys: rn.Keys | None = None
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        nip04: bool = False,
+        keys: rn.Keys | None = None,
+        seal: rn.Keys | None = None,
     ):
+        """The request event; with ``seal`` (the account's keys) the request is sealed by them
+        (docs/protocol.md, "Sealed requests") and carried by the ephemeral key."""
         keys = keys or self.keys
         plaintext = json.dumps({"method": method, "params": params})
+        if seal is not None:
+            seal_tags = [
+                rn.Tag.parse(["p", self.dvm.to_hex()]),
+                rn.Tag.parse(["client", keys.public_key().to_hex()]),
+            ]
+            unsigned = (
+                rn.EventBuilder(rn.Kind(13), plaintext).tags(seal_tags).finalize_unsigned(seal.public_key())
+            )
+            sealed = unsigned.sign(seal)
+            plaintext = json.dumps({"seal": json.loads(sealed.as_json())})
         if nip04:
             content = rn.nip04_encrypt(keys.secret_key(), self.dvm, plaintext)
         else:

@@ -1,14 +1,16 @@
 // The key backup: NIP-49 `ncryptsec` of the account's secret key, with the password
 // NFKC(password + entropy), entropy being the 64 lower-case hex characters verify_code returned
 // (what the demo's Python browser and rust-nostr do, so their backups open here and ours there).
+// An account made by `register` has no entropy: pass '' and the password alone is used.
 import { decrypt, encrypt } from 'nostr-tools/nip49'
 import { getPublicKey } from 'nostr-tools/pure'
 import { BackupError } from './errors.js'
 
 const HEX64 = /^[0-9a-f]{64}$/
 
-/** @param {string} entropy */
+/** @param {string | undefined | null} entropy */
 function checkEntropy(entropy) {
+  if (entropy === '' || entropy === undefined || entropy === null) return '' // a `register` account
   const lower = String(entropy).toLowerCase()
   if (!HEX64.test(lower)) throw new BackupError('backup_invalid', 'entropy must be 64 hex characters')
   return lower
@@ -25,7 +27,7 @@ function checkPassword(password) {
  * Encrypt the account's secret key for `activate` / `update_backup`.
  * @param {Uint8Array} secretKey 32 bytes
  * @param {string} password
- * @param {string} entropy from verify_code
+ * @param {string | undefined} entropy from verify_code ('' for an account made by `register`)
  * @param {{logN?: number}} [opts] scrypt cost, 2^logN (default 16, as NIP-49 suggests)
  * @returns {string} an `ncryptsec1...` string
  */
@@ -42,7 +44,7 @@ export function makeBackup(secretKey, password, entropy, opts = {}) {
  * Decrypt a backup returned by verify_code on login; checks it is the key of `pubkey` when given.
  * @param {string} backup
  * @param {string} password
- * @param {string} entropy
+ * @param {string | undefined} entropy ('' or absent for an account made by `register`)
  * @param {{pubkey?: string}} [opts]
  * @returns {Uint8Array} the account's secret key
  */

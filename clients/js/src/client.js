@@ -8,6 +8,7 @@ import {
   DEFAULT_POW_BITS,
   DEFAULT_REQUEST_KIND,
   PROTOCOL,
+  PROTOCOLS,
   fetchAnnouncement,
   parseAnnouncement,
   resolveIdentifier,
@@ -62,6 +63,7 @@ export class SigitDvm {
       name: opts.name ?? '',
       about: opts.about ?? '',
       protocol: opts.protocol ?? PROTOCOL,
+      protocols: [...(opts.protocols ?? PROTOCOLS)],
       requestKind,
       replyKind: opts.replyKind ?? requestKind + 1000,
       encryption: opts.encryption ?? ['nip44', 'nip04'],
@@ -77,7 +79,11 @@ export class SigitDvm {
       powWorkers: opts.powWorkers ?? 1,
       powWorkerUrl: opts.powWorkerUrl,
       now: opts.now ?? (() => Math.floor(Date.now() / 1000)),
+      sealed: opts.sealed ?? (opts.protocols ?? PROTOCOLS).includes('sigit-dvm/2'),
     }
+    /** The ephemeral key of each account's pending email change or deletion (sealed mode).
+     * @type {Map<string, Uint8Array>} */
+    this.carriers = new Map()
     /** @type {Map<string, RelayConnection>} */
     this.relays = new Map(
       this.info.relays.map((url) => [
@@ -132,7 +138,8 @@ export class SigitDvm {
    */
   async buildRequest(method, params, secretKey, opts = {}) {
     const scheme = opts.scheme ?? this.options.scheme
-    const plaintext = JSON.stringify(params === undefined ? { method } : { method, params })
+    let plaintext = JSON.stringify(params === undefined ? { method } : { method, params })
+    if (opts.seal) plaintext = this.sealPlaintext(plaintext, secretKey, opts.seal, opts.createdAt ?? this.options.now())
     const content =
       scheme === 'nip04'
         ? nip04.encrypt(secretKey, this.info.pubkey, plaintext)
@@ -154,6 +161,41 @@ export class SigitDvm {
       : { tags }
     const event = finalizeEvent({ kind: template.kind, created_at: createdAt, tags: mined.tags, content }, secretKey)
     return /** @type {NostrEvent} */ (event)
+  }
+
+  /**
+   * `{"seal": ...}`: the request signed by the account key (kind 13, bound to this DVM and to
+   * the ephemeral key that carries it), docs/protocol.md "Sealed requests".
+   * @param {string} request the request JSON
+   * @param {Uint8Array} carrierKey the ephemeral key that signs the outer event
+   * @param {Uint8Array} accountKey
+   * @param {number} createdAt
+   */
+  sealPlaintext(request, carrierKey, accountKey, createdAt) {
+    const tags = [['p', this.info.pubkey], ['client', getPublicKey(carrierKey)]]
+    const seal = finalizeEvent({ kind: 13, created_at: createdAt, tags, content: request }, accountKey)
+    return JSON.stringify({ seal })
+  }
+
+  /**
+   * An account method. Sealed (the default when the DVM serves sigit-dvm/2): a fresh ephemeral
+   * key carries the request and the account key only signs the seal inside, so no event on a
+   * relay names the account; a confirmation (`confirm_email`, `delete_account`, `resend_code`)
+   * reuses the key of the change or deletion it confirms. With `sealed: false` the account key
+   * signs the event itself (what version 1 DVMs need; the relay then shows the npub).
+   * @param {string} method @param {Record<string, unknown> | undefined} params
+   * @param {Uint8Array} accountKey @param {CallOptions} [opts]
+   */
+  accountCall(method, params, accountKey, opts = {}) {
+    if (!(opts.sealed ?? this.options.sealed)) return this.call(method, params, accountKey, opts)
+    const account = getPublicKey(accountKey)
+    const confirms = method === 'confirm_email' || method === 'delete_account' || method === 'resend_code'
+    let carrier = confirms ? this.carriers.get(account) : undefined
+    if (!carrier) {
+      carrier = generateSecretKey()
+      if (method === 'change_email' || method === 'request_deletion') this.carriers.set(account, carrier)
+    }
+    return this.call(method, params, carrier, { ...opts, seal: accountKey })
   }
 
   /**
@@ -275,32 +317,33 @@ export class SigitDvm {
     throw new ReplyError(`the reply to ${method} has neither result nor error`)
   }
 
-  // Account methods, signed by the account's own key. The key is used for this call only.
+  // Account methods, sealed by the account key (or signed by it: `sealed: false`). The key is used
+  // for this call only.
 
   /** @param {Uint8Array} accountKey @param {CallOptions} [opts] */
   status(accountKey, opts) {
-    return /** @type {Promise<AccountStatus>} */ (this.call('status', undefined, accountKey, opts))
+    return /** @type {Promise<AccountStatus>} */ (this.accountCall('status', undefined, accountKey, opts))
   }
 
   /** @param {Uint8Array} accountKey @param {string} email @param {CallOptions} [opts] */
   async changeEmail(accountKey, email, opts) {
-    await this.call('change_email', { email }, accountKey, opts)
+    await this.accountCall('change_email', { email }, accountKey, opts)
   }
 
   /** @param {Uint8Array} accountKey @param {string} code @param {CallOptions} [opts] */
   confirmEmail(accountKey, code, opts) {
-    return /** @type {Promise<{email: string}>} */ (this.call('confirm_email', { code: String(code).trim() }, accountKey, opts))
+    return /** @type {Promise<{email: string}>} */ (this.accountCall('confirm_email', { code: String(code).trim() }, accountKey, opts))
   }
 
   /** @param {Uint8Array} accountKey @param {string} backup @param {CallOptions} [opts] */
   async updateBackup(accountKey, backup, opts) {
-    await this.call('update_backup', { backup }, accountKey, opts)
+    await this.accountCall('update_backup', { backup }, accountKey, opts)
   }
 
   /**
    * The password change: a new backup of the same key under the new password and the account's
    * entropy, stored with update_backup.
-   * @param {Uint8Array} accountKey @param {string} newPassword @param {string} entropy
+   * @param {Uint8Array} accountKey @param {string} newPassword @param {string | undefined} entropy ("" or absent: a register account)
    * @param {CallOptions & {logN?: number}} [opts]
    */
   async changePassword(accountKey, newPassword, entropy, opts = {}) {
@@ -311,23 +354,23 @@ export class SigitDvm {
 
   /** @param {Uint8Array} accountKey @param {{loginNotice: boolean}} prefs @param {CallOptions} [opts] */
   setNotifications(accountKey, prefs, opts) {
-    return /** @type {Promise<{notifications: {login_notice: boolean}}>} */ (this.call('set_notifications', { login_notice: !!prefs.loginNotice }, accountKey, opts))
+    return /** @type {Promise<{notifications: {login_notice: boolean}}>} */ (this.accountCall('set_notifications', { login_notice: !!prefs.loginNotice }, accountKey, opts))
   }
 
   /** @param {Uint8Array} accountKey @param {CallOptions} [opts] */
   async requestDeletion(accountKey, opts) {
-    await this.call('request_deletion', undefined, accountKey, opts)
+    await this.accountCall('request_deletion', undefined, accountKey, opts)
   }
 
   /** @param {Uint8Array} accountKey @param {string} code @param {CallOptions} [opts] */
   async deleteAccount(accountKey, code, opts) {
-    await this.call('delete_account', { code: String(code).trim() }, accountKey, opts)
+    await this.accountCall('delete_account', { code: String(code).trim() }, accountKey, opts)
   }
 
   /** A new code for the account key's pending email change or deletion.
    * @param {Uint8Array} accountKey @param {CallOptions} [opts] */
   async resendCode(accountKey, opts) {
-    await this.call('resend_code', undefined, accountKey, opts)
+    await this.accountCall('resend_code', undefined, accountKey, opts)
   }
 }
 
@@ -359,7 +402,8 @@ export class Session {
   }
 
   /**
-   * Signup: `{entropy}`. Login: `{entropy, pubkey, backup}`. (Private mode: look at the shape.)
+   * Signup: `{entropy}`. Register: `{}`. Login: `{entropy, pubkey, backup}` (no `entropy` for an
+   * account made by `register`). (Private mode: look at the shape.)
    * @param {string} code @param {CallOptions} [opts]
    */
   verifyCode(code, opts) {
@@ -374,7 +418,7 @@ export class Session {
   /**
    * The usual activation in one call: a new account key, its backup under password + entropy,
    * then activate. Returns the key: the caller keeps or forgets it.
-   * @param {string} password @param {string} entropy @param {CallOptions & {logN?: number}} [opts]
+   * @param {string} password @param {string | undefined} entropy @param {CallOptions & {logN?: number}} [opts]
    */
   async createAccount(password, entropy, opts = {}) {
     const secretKey = generateSecretKey()
@@ -387,6 +431,38 @@ export class Session {
   /** @param {CallOptions} [opts] */
   async resendCode(opts) {
     await this.dvm.call('resend_code', undefined, this.secretKey, opts)
+  }
+
+  /**
+   * SIGit's current one-event signup: the account key and its backup with the address; the
+   * emailed code (`verifyCode`, which then resolves to `{}`) activates the account.
+   * @param {string} pubkey the account's real public key (hex) @param {string} email
+   * @param {string} backup @param {CallOptions} [opts]
+   */
+  async register(pubkey, email, backup, opts) {
+    await this.dvm.call('register', { pubkey, email: String(email).trim(), backup }, this.secretKey, opts)
+  }
+
+  /**
+   * `register` in one call: a new account key, its backup under the password alone (no
+   * entropy in this flow), then register. Returns the key; `verifyCode` finishes the signup.
+   * @param {string} email @param {string} password @param {CallOptions & {logN?: number}} [opts]
+   */
+  async signUp(email, password, opts = {}) {
+    const secretKey = generateSecretKey()
+    const pubkey = getPublicKey(secretKey)
+    const backup = makeBackup(secretKey, password, '', { logN: opts.logN })
+    await this.register(pubkey, email, backup, opts)
+    return { secretKey, pubkey, backup }
+  }
+
+  /**
+   * An account method from this session's key, with no account key: allowed for
+   * `account_session_s` after its login or register code matched (or it activated).
+   * @param {string} method @param {Record<string, unknown>} [params] @param {CallOptions} [opts]
+   */
+  account(method, params, opts) {
+    return this.dvm.call(method, params, this.secretKey, opts)
   }
 
   /** Forget the ephemeral key (zeroed). */

@@ -8,6 +8,8 @@ import { RelayConnection } from './relay.js'
 export const ANNOUNCEMENT_KIND = 31990
 export const ANNOUNCEMENT_D = 'sigit-dvm'
 export const PROTOCOL = 'sigit-dvm/1'
+/** Every version this client speaks; version 2 adds `register`, seals and session calls. */
+export const PROTOCOLS = ['sigit-dvm/1', 'sigit-dvm/2']
 export const DEFAULT_REQUEST_KIND = 5780
 
 /** docs/protocol.md's default minimums, used until an announcement says otherwise. */
@@ -141,6 +143,9 @@ export function parseAnnouncement(event) {
     name: typeof content.name === 'string' ? content.name : '',
     about: typeof content.about === 'string' ? content.about : '',
     protocol: typeof content.protocol === 'string' ? content.protocol : PROTOCOL,
+    protocols: Array.isArray(content.protocols)
+      ? content.protocols.map(String)
+      : [typeof content.protocol === 'string' ? content.protocol : PROTOCOL],
     requestKind,
     replyKind: Number.isInteger(content.reply_kind) ? content.reply_kind : requestKind + 1000,
     encryption: Array.isArray(content.encryption) ? content.encryption.map(String) : ['nip44'],

@@ -1,4 +1,4 @@
-// sigit-dvm-client: the browser's side of docs/protocol.md (sigit-dvm/1).
+// sigit-dvm-client: the browser's side of docs/protocol.md (sigit-dvm/1 and sigit-dvm/2).
 
 /**
  * @typedef {import('./types.js').DvmInfo} DvmInfo
@@ -16,6 +16,7 @@ export {
   DEFAULT_POW_BITS,
   DEFAULT_REQUEST_KIND,
   PROTOCOL,
+  PROTOCOLS,
   fetchAnnouncement,
   parseAnnouncement,
   resolveIdentifier,

@@ -6,7 +6,8 @@
  * @property {string[]} relays where requests go and replies are awaited
  * @property {string} name from the announcement
  * @property {string} about from the announcement
- * @property {string} protocol the protocol version it speaks, `sigit-dvm/1`
+ * @property {string} protocol the first protocol version it speaks, `sigit-dvm/1`
+ * @property {string[]} protocols every version it speaks (`sigit-dvm/2`: register, seals)
  * @property {number} requestKind the request kind (default 5780)
  * @property {number} replyKind the reply kind (request kind + 1000)
  * @property {string[]} encryption the schemes it accepts (`nip44`, `nip04`)
@@ -24,6 +25,9 @@
  * @property {string} [name]
  * @property {string} [about]
  * @property {string} [protocol]
+ * @property {string[]} [protocols] default: every version this client speaks
+ * @property {boolean} [sealed] account methods sealed from ephemeral keys (default: when the DVM
+ *   speaks sigit-dvm/2); false: signed by the account key, which the relay then shows
  * @property {string[]} [encryption]
  * @property {number} [createdAtWindowS]
  * @property {number} [timeoutMs] how long to wait for a reply (default 60000)
@@ -57,6 +61,8 @@
  * @property {number} [powWorkers]
  * @property {boolean} [powInline] mine on this thread, in slices (no Worker available)
  * @property {number} [createdAt] fix created_at (unix seconds) instead of now
+ * @property {Uint8Array} [seal] seal the request with this account key (the signing key carries it)
+ * @property {boolean} [sealed] for account methods: override the client's `sealed`
  */
 
 /**
@@ -71,8 +77,9 @@
  */
 
 /**
- * @typedef {object} VerifyResult `{entropy}` for a signup; `{entropy, pubkey, backup}` for a login.
- * @property {string} entropy 64 hex
+ * @typedef {object} VerifyResult `{entropy}` for a signup; `{}` for a register;
+ *   `{entropy, pubkey, backup}` for a login (no entropy for an account made by register).
+ * @property {string} [entropy] 64 hex
  * @property {string} [pubkey] the account's key (login)
  * @property {string} [backup] the account's encrypted key (login)
  */

@@ -22,7 +22,11 @@ export class SigitDvm {
         powWorkers: number;
         powWorkerUrl: string | URL | undefined;
         now: () => number;
+        sealed: boolean;
     };
+    /** The ephemeral key of each account's pending email change or deletion (sealed mode).
+     * @type {Map<string, Uint8Array>} */
+    carriers: Map<string, Uint8Array>;
     /** @type {Map<string, RelayConnection>} */
     relays: Map<string, RelayConnection>;
     /** A new signup or login session: a fresh ephemeral key, kept only by the returned object. */
@@ -49,6 +53,25 @@ export class SigitDvm {
      * @returns {Promise<NostrEvent>}
      */
     buildRequest(method: string, params: Record<string, unknown> | undefined, secretKey: Uint8Array, opts?: CallOptions): Promise<NostrEvent>;
+    /**
+     * `{"seal": ...}`: the request signed by the account key (kind 13, bound to this DVM and to
+     * the ephemeral key that carries it), docs/protocol.md "Sealed requests".
+     * @param {string} request the request JSON
+     * @param {Uint8Array} carrierKey the ephemeral key that signs the outer event
+     * @param {Uint8Array} accountKey
+     * @param {number} createdAt
+     */
+    sealPlaintext(request: string, carrierKey: Uint8Array, accountKey: Uint8Array, createdAt: number): string;
+    /**
+     * An account method. Sealed (the default when the DVM serves sigit-dvm/2): a fresh ephemeral
+     * key carries the request and the account key only signs the seal inside, so no event on a
+     * relay names the account; a confirmation (`confirm_email`, `delete_account`, `resend_code`)
+     * reuses the key of the change or deletion it confirms. With `sealed: false` the account key
+     * signs the event itself (what version 1 DVMs need; the relay then shows the npub).
+     * @param {string} method @param {Record<string, unknown> | undefined} params
+     * @param {Uint8Array} accountKey @param {CallOptions} [opts]
+     */
+    accountCall(method: string, params: Record<string, unknown> | undefined, accountKey: Uint8Array, opts?: CallOptions): Promise<Record<string, any> | null>;
     /**
      * Publish a signed request to every relay, wait for the DVM's reply on all of them, republish
      * the same event every `republishMs` until `timeoutMs`.
@@ -79,10 +102,10 @@ export class SigitDvm {
     /**
      * The password change: a new backup of the same key under the new password and the account's
      * entropy, stored with update_backup.
-     * @param {Uint8Array} accountKey @param {string} newPassword @param {string} entropy
+     * @param {Uint8Array} accountKey @param {string} newPassword @param {string | undefined} entropy ("" or absent: a register account)
      * @param {CallOptions & {logN?: number}} [opts]
      */
-    changePassword(accountKey: Uint8Array, newPassword: string, entropy: string, opts?: CallOptions & {
+    changePassword(accountKey: Uint8Array, newPassword: string, entropy: string | undefined, opts?: CallOptions & {
         logN?: number;
     }): Promise<string>;
     /** @param {Uint8Array} accountKey @param {{loginNotice: boolean}} prefs @param {CallOptions} [opts] */
@@ -117,7 +140,8 @@ export class Session {
     /** @param {string} email @param {CallOptions} [opts] */
     requestLogin(email: string, opts?: CallOptions): Promise<void>;
     /**
-     * Signup: `{entropy}`. Login: `{entropy, pubkey, backup}`. (Private mode: look at the shape.)
+     * Signup: `{entropy}`. Register: `{}`. Login: `{entropy, pubkey, backup}` (no `entropy` for an
+     * account made by `register`). (Private mode: look at the shape.)
      * @param {string} code @param {CallOptions} [opts]
      */
     verifyCode(code: string, opts?: CallOptions): Promise<VerifyResult>;
@@ -126,9 +150,9 @@ export class Session {
     /**
      * The usual activation in one call: a new account key, its backup under password + entropy,
      * then activate. Returns the key: the caller keeps or forgets it.
-     * @param {string} password @param {string} entropy @param {CallOptions & {logN?: number}} [opts]
+     * @param {string} password @param {string | undefined} entropy @param {CallOptions & {logN?: number}} [opts]
      */
-    createAccount(password: string, entropy: string, opts?: CallOptions & {
+    createAccount(password: string, entropy: string | undefined, opts?: CallOptions & {
         logN?: number;
     }): Promise<{
         secretKey: Uint8Array<ArrayBufferLike>;
@@ -137,6 +161,31 @@ export class Session {
     }>;
     /** @param {CallOptions} [opts] */
     resendCode(opts?: CallOptions): Promise<void>;
+    /**
+     * SIGit's current one-event signup: the account key and its backup with the address; the
+     * emailed code (`verifyCode`, which then resolves to `{}`) activates the account.
+     * @param {string} pubkey the account's real public key (hex) @param {string} email
+     * @param {string} backup @param {CallOptions} [opts]
+     */
+    register(pubkey: string, email: string, backup: string, opts?: CallOptions): Promise<void>;
+    /**
+     * `register` in one call: a new account key, its backup under the password alone (no
+     * entropy in this flow), then register. Returns the key; `verifyCode` finishes the signup.
+     * @param {string} email @param {string} password @param {CallOptions & {logN?: number}} [opts]
+     */
+    signUp(email: string, password: string, opts?: CallOptions & {
+        logN?: number;
+    }): Promise<{
+        secretKey: Uint8Array<ArrayBufferLike>;
+        pubkey: string;
+        backup: string;
+    }>;
+    /**
+     * An account method from this session's key, with no account key: allowed for
+     * `account_session_s` after its login or register code matched (or it activated).
+     * @param {string} method @param {Record<string, unknown>} [params] @param {CallOptions} [opts]
+     */
+    account(method: string, params?: Record<string, unknown>, opts?: CallOptions): Promise<Record<string, any> | null>;
     /** Forget the ephemeral key (zeroed). */
     close(): void;
 }

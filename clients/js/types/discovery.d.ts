@@ -32,6 +32,7 @@ export function parseAnnouncement(event: import("./relay.js").NostrEvent): {
     name: any;
     about: any;
     protocol: any;
+    protocols: any;
     requestKind: number;
     replyKind: any;
     encryption: any;
@@ -41,6 +42,8 @@ export function parseAnnouncement(event: import("./relay.js").NostrEvent): {
 export const ANNOUNCEMENT_KIND: 31990;
 export const ANNOUNCEMENT_D: "sigit-dvm";
 export const PROTOCOL: "sigit-dvm/1";
+/** Every version this client speaks; version 2 adds `register`, seals and session calls. */
+export const PROTOCOLS: string[];
 export const DEFAULT_REQUEST_KIND: 5780;
 /** docs/protocol.md's default minimums, used until an announcement says otherwise. */
 export const DEFAULT_POW_BITS: Readonly<{

@@ -9,6 +9,6 @@ export type VerifyResult = import("./types.js").VerifyResult;
 export type NostrEvent = import("./relay.js").NostrEvent;
 export { SigitDvm, Session, discover } from "./client.js";
 export { makeBackup, openBackup } from "./backup.js";
-export { ANNOUNCEMENT_KIND, DEFAULT_POW_BITS, DEFAULT_REQUEST_KIND, PROTOCOL, fetchAnnouncement, parseAnnouncement, resolveIdentifier } from "./discovery.js";
+export { ANNOUNCEMENT_KIND, DEFAULT_POW_BITS, DEFAULT_REQUEST_KIND, PROTOCOL, PROTOCOLS, fetchAnnouncement, parseAnnouncement, resolveIdentifier } from "./discovery.js";
 export { BackupError, CancelledError, DiscoveryError, PROTOCOL_ERROR_CODES, ProtocolError, RelayError, ReplyError, SigitError, TimeoutError } from "./errors.js";
 export { generateSecretKey, getPublicKey } from "nostr-tools/pure";

@@ -19,9 +19,13 @@ export type DvmInfo = {
      */
     about: string;
     /**
-     * the protocol version it speaks, `sigit-dvm/1`
+     * the first protocol version it speaks, `sigit-dvm/1`
      */
     protocol: string;
+    /**
+     * every version it speaks (`sigit-dvm/2`: register, seals)
+     */
+    protocols: string[];
     /**
      * the request kind (default 5780)
      */
@@ -64,6 +68,15 @@ export type ClientOptions = {
     name?: string | undefined;
     about?: string | undefined;
     protocol?: string | undefined;
+    /**
+     * default: every version this client speaks
+     */
+    protocols?: string[] | undefined;
+    /**
+     * account methods sealed from ephemeral keys (default: when the DVM
+     * speaks sigit-dvm/2); false: signed by the account key, which the relay then shows
+     */
+    sealed?: boolean | undefined;
     encryption?: string[] | undefined;
     createdAtWindowS?: number | undefined;
     /**
@@ -147,6 +160,14 @@ export type CallOptions = {
      * fix created_at (unix seconds) instead of now
      */
     createdAt?: number | undefined;
+    /**
+     * seal the request with this account key (the signing key carries it)
+     */
+    seal?: Uint8Array<ArrayBufferLike> | undefined;
+    /**
+     * for account methods: override the client's `sealed`
+     */
+    sealed?: boolean | undefined;
 };
 export type AccountStatus = {
     email: string;
@@ -160,13 +181,14 @@ export type AccountStatus = {
     created_at: number;
 };
 /**
- * `{entropy}` for a signup; `{entropy, pubkey, backup}` for a login.
+ * `{entropy}` for a signup; `{}` for a register;
+ *   `{entropy, pubkey, backup}` for a login (no entropy for an account made by register).
  */
 export type VerifyResult = {
     /**
      * 64 hex
      */
-    entropy: string;
+    entropy?: string | undefined;
     /**
      * the account's key (login)
      */

@@ -28,7 +28,18 @@ def test_every_kind_renders_with_no_placeholder_left_and_parts_agree(kind):
         for part in (rendered.text, rendered.html):
             assert "042917" in part and "https://sigit.example/v?code=042917" in part
             assert "15 minutes" in part and "2027-01-15 08:15 UTC" in part
-        assert "042917" in rendered.subject
+        assert "042917" not in rendered.subject
+
+
+@pytest.mark.parametrize(
+    "kind", [MailKind.SIGNUP_CODE, MailKind.LOGIN_CODE, MailKind.EMAIL_CHANGE_CODE, MailKind.DELETION_CODE]
+)
+def test_the_code_is_in_a_code_subject_only_when_the_operator_asks(kind):
+    plain = TEMPLATES.render(kind, "ana@example.org", PARAMS, NOW).subject
+    told = Templates(TemplateContext("https://x/{code}", code_in_subject=True)).render(
+        kind, "ana@example.org", PARAMS, NOW
+    )
+    assert "042917" not in plain and told.subject == f"{plain}: 042917"
 
 
 def test_values_are_html_escaped_in_the_html_part_only():

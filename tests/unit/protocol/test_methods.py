@@ -122,3 +122,14 @@ def test_invalid_email_in_a_request_is_invalid_email_not_bad_request():
     with pytest.raises(RequestError) as info:
         decode_request(req("request_account", email="nope"))
     assert info.value.code == "invalid_email"
+
+
+@pytest.mark.parametrize("method", ["request_account", "request_login", "change_email"])
+def test_an_email_of_the_wrong_type_is_bad_request_and_an_over_long_one_invalid_email(method):
+    for wrong in (5, None, ["a@b.org"], {"a": 1}):
+        with pytest.raises(BadRequest):
+            decode_request(orjson.dumps({"method": method, "params": {"email": wrong}}).decode())
+    with pytest.raises(InvalidEmail):
+        decode_request(
+            orjson.dumps({"method": method, "params": {"email": "a" * 250 + "@example.org"}}).decode()
+        )

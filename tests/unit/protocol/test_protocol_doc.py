@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def test_every_method_has_its_section_and_pow_minimum():
     for method in Method:
         assert f"### `{method}`" in DOC, method
         assert f"`{method}`" in section("Proof of work")
-    assert "| `request_account`, `request_login` | 16 |" in DOC
+    assert "| `request_account`, `register`, `request_login` | 16 |" in DOC
     assert DEFAULT_POW_BITS[Method.REQUEST_ACCOUNT] == 16 and DEFAULT_POW_BITS[Method.VERIFY_CODE] == 12
 
 
@@ -96,3 +97,35 @@ def test_examples_are_what_the_generator_produces_today():
     begin, end = module.BEGIN, module.END
     in_doc = DOC.split(begin, 1)[1].split(end, 1)[0].strip()
     assert in_doc == module.examples().strip(), "run scripts/protocol_examples.py --write"
+
+
+def discovery_block(name: str) -> str:
+    return section("Discovery").split(f"```json {name}\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_the_discovery_examples_are_what_the_code_publishes_and_prints():
+    from dvm.config import DaemonSettings, ServiceSettings
+    from dvm.protocol.announcement import announcement, nip05_document, profile
+
+    secret = bytes.fromhex(KEYS.findall(DOC)[0][1])
+    key, daemon, when = SecretKey(secret), DaemonSettings(), 1767225600
+    rules = ServiceSettings().rules().intake
+    made = {
+        "announcement": announcement(key, rules, daemon.name, daemon.about, when),
+        "profile": profile(key, daemon.name, daemon.about, "sigit.example", when),
+    }
+    for name, event in made.items():
+        shown = parse_event_json(discovery_block(name))
+        assert verify_event(shown).hex() == shown.id == event.id, name
+        assert {k: v for k, v in shown.to_dict().items() if k != "sig"} == {
+            k: v for k, v in event.to_dict().items() if k != "sig"
+        }
+    content = json.loads(made["announcement"].content)
+    table = section("Discovery")
+    for member in content:
+        assert f"| `{member}` |" in table, member
+    for tag in made["announcement"].tags:
+        assert f'`["{tag[0]}", ' in table, tag
+    assert set(content["pow_bits"]) == {str(m) for m in Method}
+    relays = ["wss://relay.sigit.example", "wss://nos.lol"]
+    assert json.loads(discovery_block("nostr.json")) == nip05_document(key.pubkey_hex, relays)
