@@ -116,7 +116,9 @@ def test_an_ambiguous_prefix_is_refused_with_the_candidates(world):
     user_id = json.loads(cli(world, "users", "show", "bo@example.org", "--json").stdout)["id"]
     for key in ("abcdef0123456789" + "0" * 48, "abcdef0123456789" + "1" * 48):
         world.conn.execute(
-            "INSERT INTO sessions VALUES (?, ?, 'signup', 'consumed', '', 1, 2, 0, NULL, 1, 1, '', NULL)",
+            "INSERT INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
+            "code_expires_at, attempts, verified_at, created_at, updated_at) "
+            "VALUES (?, ?, 'signup', 'consumed', '', 1, 2, 0, NULL, 1, 1)",
             (key, user_id),
         )
     out = cli(world, "sessions", "show", "abcdef01", check=False)
