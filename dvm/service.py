@@ -130,6 +130,8 @@ class AccountService:
         if stored is not None:
             return Answer(event.id, incoming.method, stored.outcome, stored.reply, True)
         decision = self._decision(conn, incoming, now, salt)
+        if incoming.peer_secrets is not None:  # opened in the worker: its ECDH serves the reply
+            self.encryptor.remember(bytes.fromhex(event.pubkey), incoming.peer_secrets)
         reply = build_reply(
             self.encryptor,
             event,

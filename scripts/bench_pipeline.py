@@ -74,7 +74,7 @@ def make_events(dvm_pubkey: str, count: int) -> list[dict]:
 
 
 async def pipeline(events: list[dict], directory: Path, key: SecretKey) -> float:
-    (directory / "relays.toml").write_text("relays = []\n")
+    (directory / "relays.toml").write_text('relays = ["ws://127.0.0.1:9"]\n')  # a stub pool: never dialled
     settings = Settings(
         service=ServiceSettings(
             pow_request_account_bits=POW_BITS,

@@ -83,7 +83,10 @@ def canonical_mailbox(email: str) -> str:
     only ever merges addresses, so a cap counted by it can be stricter than per address, never
     looser. Not an identity: mail still goes to the address as typed (normalised).
     """
-    folded = _nfkc_casefold("".join(c for c in email if unicodedata.category(c) not in ("Cf", "Cc")))
+    if email.isascii() and email.isprintable():  # the common case, and the same result: no Cf/Cc
+        folded = email.lower()  # to drop, and NFKC with case folding is lower() on ASCII
+    else:
+        folded = _nfkc_casefold("".join(c for c in email if unicodedata.category(c) not in ("Cf", "Cc")))
     local, at, domain = folded.rpartition("@")
     if not at:
         local, domain = folded, ""

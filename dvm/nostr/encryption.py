@@ -52,6 +52,18 @@ class Encryptor:
     def conversation_key(self, peer: bytes) -> bytes:
         return self._secrets(peer)[1]
 
+    def peer_secrets(self, peer: bytes) -> tuple[bytes, bytes]:
+        """``(shared_x, conversation_key)``: what another ``Encryptor`` of the same key may
+        ``remember`` instead of redoing the ECDH (the opening worker hands them to the daemon)."""
+        return self._secrets(peer)
+
+    def remember(self, peer: bytes, secrets: tuple[bytes, bytes]) -> None:
+        """Cache secrets computed for ``peer`` by another ``Encryptor`` of this same key."""
+        if peer not in self._shared:
+            self._shared[peer] = secrets
+            if len(self._shared) > self._cache_size:
+                self._shared.popitem(last=False)
+
     @property
     def cached_peers(self) -> int:
         """How many peers' secrets are cached (at most ``cache_size``)."""

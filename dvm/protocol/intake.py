@@ -75,6 +75,7 @@ class Incoming:
     request: Request | None = None
     refusal: RequestError | None = None
     signer: str | None = None  # the account key that signed the request's seal
+    peer_secrets: tuple[bytes, bytes] | None = None  # the ECDH results, so the reply need not redo it
 
     @property
     def method(self) -> str:
@@ -116,7 +117,8 @@ def open_request(event: Event, encryptor: Encryptor, rules: IntakeRules, now: in
         _check_pow(event_id, event, rules.pow_bits.get(request.method, 0))
     except RequestError as refusal:
         return Incoming(event, scheme, refusal=refusal)
-    return Incoming(event, scheme, request=request, signer=signer)
+    secrets = encryptor.peer_secrets(bytes.fromhex(event.pubkey))
+    return Incoming(event, scheme, request=request, signer=signer, peer_secrets=secrets)
 
 
 def open_batch(

@@ -380,7 +380,7 @@ def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by
 
 def address_hash(salt: str, address: str) -> str:
     """HMAC-SHA256 of a normalised address under the database's erasure salt (hex)."""
-    return hmac.new(bytes.fromhex(salt), address.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(bytes.fromhex(salt), address.encode(), hashlib.sha256).hex()
 
 
 def counter_key(salt: str, text: str) -> str:
