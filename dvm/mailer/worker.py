@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 
 from dvm.accounts.email_address import normalise_email
@@ -208,5 +209,6 @@ class MailWorker:
             log.warning("mail %d (%s) dead: %s", mail.id, mail.kind, reason)
             return outbox.Outcome(mail, "dead", reason)
         retry_at = int(self._clock()) + self.backoff_s(mail.attempts)
-        log.info("mail %d (%s) retry at %d: %s", mail.id, mail.kind, retry_at, exc.reason)
+        when = datetime.fromtimestamp(retry_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log.info("mail %d (%s) retry at %s: %s", mail.id, mail.kind, when, exc.reason)
         return outbox.Outcome(mail, "retry", exc.reason, retry_at)
