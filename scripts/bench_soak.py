@@ -39,11 +39,26 @@ from dvm.protocol.client import build_request
 from dvm.relays import messages
 
 POW_BITS = 8
-TABLES = ("users", "sessions", "code_sends", "requests", "mail", "audit")
+TABLES = (
+    "users",
+    "sessions",
+    "code_sends",
+    "code_send_minutes",
+    "code_failures",
+    "requests",
+    "mail",
+    "audit",
+)
 GROUPS = {  # dbstat names (tables and their indexes) by what they hold
     "requests": ("requests", "sqlite_autoindex_requests"),
     "mail": ("mail", "sqlite_autoindex_mail"),
-    "sessions_and_codes": ("sessions", "sqlite_autoindex_sessions", "code_sends"),
+    "sessions_and_codes": (
+        "sessions",
+        "sqlite_autoindex_sessions",
+        "code_sends",
+        "code_send_minutes",
+        "code_failures",
+    ),
     "users": ("users", "sqlite_autoindex_users"),
 }
 
@@ -60,6 +75,8 @@ def start_daemon(
             "service": {
                 "pow_request_account_bits": POW_BITS,
                 "max_codes_per_email_per_hour": 1000,
+                "max_codes_per_domain_per_hour": 10_000_000,  # every address of the load shares one
+                "max_codes_per_hour": 10_000_000,
                 "created_at_window_s": 30,
                 "reply_ttl_s": 60,
                 "code_ttl_s": 60,
