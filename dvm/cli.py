@@ -42,7 +42,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 def cli() -> None:
     """SIGit's email signup DVM for Nostr: run the daemon, and look after its live database.
 
-    Global options (--config, --actor) are accepted at any level; listings print tables, or
+    Global options (--config, --credentials-dir, --actor) are accepted at any level; listings print tables, or
     --json, --csv, --nl; destructive actions need --yes; every change is audited.
 
     \b
