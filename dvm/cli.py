@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,13 +24,15 @@ import orjson
 
 from dvm import __version__, checks, logformat
 from dvm.admin.commands import COMMANDS
-from dvm.config import load_relays, operator_error, read_secret
+from dvm.config import load_relays, operator_error, optional_secret, read_secret
 from dvm.daemon import Daemon, Secrets
 from dvm.errors import ConfigError, DVMError
 from dvm.invocation import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Invocation, global_options, pass_invocation
 from dvm.keyfile import parse_secret, write_new_key
 from dvm.nostr import bech32
 from dvm.protocol.announcement import nip05_document
+from dvm.store import backends, database
+from dvm.store.database import DATABASE_ERRORS
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -149,6 +150,38 @@ def check_config(inv: Invocation, as_json: bool, connect: bool) -> int:
     return checks.run(inv.config_path(), connect=connect, as_json=as_json)
 
 
+@cli.command("migrate")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@global_options
+@pass_invocation
+def migrate(inv: Invocation, as_json: bool) -> None:
+    """Create the database's schema, or bring it to this version's; print the version.
+
+    The daemon does the same when it starts; run this first to upgrade ahead of a deploy (and
+    on PostgreSQL, before starting several daemons of a new version). A database newer than this
+    sigit-dvm is refused, here and by the daemon.
+
+    \b
+    Example:
+        sigit-dvm --config /etc/sigit-dvm/sigit-dvm.toml migrate
+    """
+    settings = inv.settings()
+    store = settings.store
+    path = settings.path(store.path)
+    password = optional_secret("store_password", store.password_file, settings) if store.url else ""
+    before = backends.version_of(store.url, path, password)
+    conn = backends.connect_any(store.url, path, password)
+    conn.close()
+    where = store.redacted_url() if store.url else str(path)
+    data = {"database": where, "from_version": before, "version": database.SCHEMA_VERSION}
+    text = (
+        f"{where}: schema {database.SCHEMA_VERSION} (was {before or 'empty'})"
+        if before != database.SCHEMA_VERSION
+        else f"{where}: schema {database.SCHEMA_VERSION}, already current"
+    )
+    _print(as_json, data, text)
+
+
 for _command in COMMANDS:
     cli.add_command(_command)
 
@@ -176,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except DVMError as exc:
             click.echo(f"sigit-dvm: {exc}", err=True)
             return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             click.echo(f"sigit-dvm: database: {exc}", err=True)
             return EXIT_FAILURE
         except BrokenPipeError:

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -93,8 +94,14 @@ class ServiceSettings:
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
-    path: str = "sigit-dvm.sqlite3"
+    path: str = "sigit-dvm.sqlite3"  # the SQLite file, unless url names PostgreSQL
     batch_max: int = 64
+    url: str = ""  # postgresql://user@host/db: several daemons share it (docs/operations.md)
+    password_file: str = ""  # the PostgreSQL password, when the URL and libpq's files have none
+
+    def redacted_url(self) -> str:
+        """The URL without a password in it (for logs and reports)."""
+        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,7 +467,12 @@ def _meaning(settings: Settings) -> list[Problem]:
         "must be at least relays.publish_retry_base_s",
     )
     check(bool(daemon.name.strip()), "daemon.name", "must not be empty")
-    check(bool(settings.store.path.strip()), "store.path", "must not be empty")
+    check(bool(settings.store.url or settings.store.path.strip()), "store.path", "must not be empty")
+    check(
+        not settings.store.url or settings.store.url.startswith(("postgresql://", "postgres://")),
+        "store.url",
+        "must be a postgresql:// URL (or empty: the SQLite file at store.path)",
+    )
     try:
         listen_address(settings.health)
     except ValueError as exc:
@@ -510,6 +522,7 @@ SECRETS: dict[str, str] = {
     "dvm_key": "daemon.key_file",
     "code_secret": "daemon.code_secret_file",
     "smtp_password": "mail.password_file",
+    "store_password": "store.password_file",
 }
 """Each secret's credential (and file) name, and the setting that may name its file instead."""
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
@@ -541,6 +554,19 @@ def read_secret(
         f"secret {name} is not configured (a file {name} in --credentials-dir or "
         f"${CREDENTIALS_ENV}, {where}or {env_name})"
     )
+
+
+def optional_secret(
+    name: str, file_setting: str, settings: Settings, environ: Mapping[str, str] | None = None
+) -> str:
+    """A secret that may be absent (``store_password``: libpq may find it itself): '' if no
+    source names it, else as :func:`read_secret` (an unreadable file is still an error)."""
+    environ = os.environ if environ is None else environ
+    creds = environ.get(CREDENTIALS_ENV)
+    named = environ.get(f"{ENV_PREFIX}{name}".upper()) or (creds and (Path(creds) / name).is_file())
+    if not named and not file_setting:
+        return ""
+    return read_secret(name, file_setting, settings, environ)
 
 
 def _read(path: Path, name: str) -> str:

@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from secrets import token_hex as secrets_token_hex
 from typing import Any
 
 from dvm import health
 from dvm.backoff import Backoff
-from dvm.config import Settings, load_relays, read_secret
+from dvm.config import Settings, load_relays, optional_secret, read_secret
 from dvm.errors import ConfigError, DVMError
 from dvm.keyfile import parse_secret
 from dvm.mailer.backends import Backend, FileBackend, SmtpBackend
@@ -48,7 +49,9 @@ from dvm.relays.pool import RelayPool
 from dvm.relays.publisher import Publisher
 from dvm.service import AccountService, Answer
 from dvm.store import repository
+from dvm.store.backends import store_for
 from dvm.store.database import Database
+from dvm.store.leases import Leader
 from dvm.store.retention import Retention
 from dvm.store.sealed import ParamsSeal
 from dvm.store.writebehind import WriteBehind
@@ -64,6 +67,7 @@ class Secrets:
     key: SecretKey
     code_secret: bytes
     smtp_password: str = ""
+    store_password: str = ""
 
     @classmethod
     def load(cls, settings: Settings) -> Secrets:
@@ -74,7 +78,10 @@ class Secrets:
         password = ""
         if settings.mail.username:
             password = read_secret("smtp_password", settings.mail.password_file, settings)
-        return cls(key, code_secret, password)
+        store_password = ""
+        if settings.store.url:
+            store_password = optional_secret("store_password", settings.store.password_file, settings)
+        return cls(key, code_secret, password, store_password)
 
 
 class Daemon:
@@ -91,7 +98,7 @@ class Daemon:
         self.secrets = secrets
         self._clock = clock
         self.notifier = notifier or Notifier()
-        self.db = Database(settings.path(settings.store.path))
+        self.db = store_for(settings.store.url, settings.path(settings.store.path), secrets.store_password)
         rules = settings.service.rules()
         mail = settings.mail
         self.backend = backend or self._make_backend()
@@ -112,7 +119,8 @@ class Daemon:
             Encryptor(secrets.key), secrets.code_secret, rules, mail_claim=self.mail.claim, mail_seal=seal
         )
         self.writebehind = WriteBehind(self.db, WRITE_BEHIND_S)
-        self.retention = Retention(self.db, settings, clock)  # pruning on a timer
+        self.leader = Leader(self.db, secrets_token_hex(8), clock)  # of several daemons, who runs singletons
+        self.retention = Retention(self.db, settings, clock, self.leader)  # pruning on a timer
         self.metrics = Metrics()  # always kept; served only with health.listen
         self.db.observe = self.metrics.database_call
         self.retention.on_pruned = lambda pruned: self.metrics.pruned(pruned.rows)
@@ -127,6 +135,7 @@ class Daemon:
             self._announcement,
             clock,
             metrics=self.metrics,
+            leader=self.leader,
         )
         d = settings.daemon
         self.pipeline = Pipeline(
@@ -225,7 +234,10 @@ class Daemon:
         log.info("sigit-dvm serving as %s on %d relay(s)", self.service.pubkey, len(self.pool.urls))
 
     def _lock_database(self) -> None:
-        """One daemon per database: a second one would take over the first one's mail claims."""
+        """One daemon per SQLite file: a second one would take over the first one's mail claims.
+        (On PostgreSQL, daemons share the database: leases and row locks keep them apart.)"""
+        if not isinstance(self.db, Database):
+            return
         path = self.db.path.with_name(self.db.path.name + ".lock")
         self._lock_file = path.open("a")
         try:
@@ -273,8 +285,6 @@ class Daemon:
         self.notifier.notify("STOPPING=1")
         if self.health is not None:  # /readyz fails from now on
             self.health.stopping()
-        if self.health is not None:  # issue 15: /readyz fails from now on
-            self.health.stopping()
         self._stopping.set()
         self.pipeline.stop_intake()
         timeout = self.settings.daemon.drain_timeout_s
@@ -289,6 +299,8 @@ class Daemon:
         await self.publisher.close()
         if self.db.is_open:
             await self.writebehind.close()
+            with contextlib.suppress(Exception):  # another daemon takes over now, not after the lease
+                await self.leader.step_down()
         await asyncio.to_thread(self.pipeline.opener.close)
         await self.pool.close()
         await self.backend.close()
@@ -297,8 +309,6 @@ class Daemon:
         if self._lock_file is not None:
             self._lock_file.close()  # releases the flock
         if self.health is not None:
-            await self.health.close()
-        if self.health is not None:  # issue 15
             await self.health.close()
         log.info("sigit-dvm stopped after %d request(s)", self.handled)
 

@@ -30,7 +30,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from dvm.config import HealthSettings, listen_address
 from dvm.errors import DVMError
 from dvm.metrics import Metrics
-from dvm.store.database import Database, immediate
+from dvm.store.database import DATABASE_ERRORS, Store, immediate
 
 log = logging.getLogger("sigit.health")
 
@@ -156,16 +156,18 @@ def _text(start_response: StartResponse, ok: bool, body: str) -> list[bytes]:
 # --- the daemon's checks and samplers ---------------------------------------------------------
 
 
-def database_probe(db: Database) -> Check:
+def database_probe(db: Store) -> Check:
     """Writable: the file is still there and a write lock can be taken (within the daemon's wait)."""
 
+    path = getattr(db, "path", None)  # SQLite's file; PostgreSQL has none
+
     def probe(conn: sqlite3.Connection) -> str:
-        if not db.path.exists():
-            return f"{db.path} is gone"
+        if path is not None and not path.exists():
+            return f"{path} is gone"
         try:
             with immediate(conn):
                 pass
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             return f"not writable: {exc}"
         return ""
 
@@ -210,7 +212,7 @@ def for_daemon(daemon: Any, metrics: Metrics) -> Health | None:
     address = listen_address(settings.health)
     if address is None:
         return None
-    db: Database = daemon.db
+    db: Store = daemon.db
     backlog_max_s = settings.health.max_mail_backlog_s
     count_every_s = MAIL_COUNT_PROBES * settings.health.probe_interval_s
     state = {"oldest_queued_age_s": 0.0, "counted_at": -count_every_s}
@@ -219,10 +221,10 @@ def for_daemon(daemon: Any, metrics: Metrics) -> Health | None:
         metrics.relays_connected.set(len(daemon.pool.connected))
         metrics.relays_configured.set(len(daemon.pool.urls))
         metrics.intake_depth.set(daemon.pipeline.stats.queued)
-        size = sum(
-            p.stat().st_size for p in (db.path, db.path.with_name(db.path.name + "-wal")) if p.exists()
-        )
-        metrics.db_bytes.set(size)
+        path = getattr(db, "path", None)
+        if path is not None:  # SQLite; PostgreSQL's size is its server's to report
+            size = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+            metrics.db_bytes.set(size)
 
     async def sample_mail() -> None:
         now = int(time.time())
@@ -251,7 +253,7 @@ def for_daemon(daemon: Any, metrics: Metrics) -> Health | None:
 
 def _mail_counts(conn: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
     rows = conn.execute(
-        "SELECT kind, status, count(*), coalesce(sum(attempts > 1), 0) FROM mail GROUP BY kind, status"
+        "SELECT kind, status, count(*), count(*) FILTER (WHERE attempts > 1) FROM mail GROUP BY kind, status"
     ).fetchall()
     return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 

@@ -26,9 +26,9 @@ import click
 
 from dvm.accounts.machine import Context
 from dvm.admin import render
-from dvm.config import Settings, load_settings, read_secret, use_credentials_dir
+from dvm.config import Settings, load_settings, optional_secret, read_secret, use_credentials_dir
 from dvm.errors import AdminError, ConfigError
-from dvm.store import database
+from dvm.store import backends
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "sigit-dvm.toml"
@@ -66,9 +66,12 @@ class Invocation:
         if self._conn is None:
             settings = self.settings()
             path = settings.path(settings.store.path)
-            if not path.exists():
+            if not settings.store.url and not path.exists():
                 raise AdminError(f"no database at {path}")
-            self._conn = database.connect(path)
+            password = ""
+            if settings.store.url:
+                password = optional_secret("store_password", settings.store.password_file, settings)
+            self._conn = backends.connect_any(settings.store.url, path, password)
         return self._conn
 
     def who(self) -> str:

@@ -42,7 +42,7 @@ from dvm.opener import Opened, Opener
 from dvm.protocol.intake import Incoming, addressed_to
 from dvm.ratelimit import KeyRateLimiter
 from dvm.service import AccountService, Answer
-from dvm.store.database import Database
+from dvm.store.database import Store
 from dvm.store.writebehind import WriteBehind
 
 log = logging.getLogger("sigit.pipeline")
@@ -76,7 +76,7 @@ class Pipeline:
     def __init__(
         self,
         service: AccountService,
-        db: Database,
+        db: Store,
         opener: Opener,
         writebehind: WriteBehind,
         limiter: KeyRateLimiter,

@@ -37,7 +37,7 @@ from dvm.protocol.methods import (
 from dvm.protocol.replies import build_reply
 from dvm.rules import ServiceRules
 from dvm.store import repository
-from dvm.store.database import immediate, savepoint
+from dvm.store.database import Conflict, immediate, savepoint
 from dvm.store.sealed import ParamsSeal
 
 
@@ -120,7 +120,7 @@ class AccountService:
                 try:
                     with savepoint(conn):
                         answers.append(self._commit_one(conn, incoming, now, salt))
-                except (sqlite3.IntegrityError, ValueError, InternalError) as exc:
+                except (sqlite3.IntegrityError, Conflict, ValueError, InternalError) as exc:
                     answers.append(exc)
         return answers
 

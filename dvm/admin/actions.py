@@ -20,7 +20,7 @@ from dvm.accounts.rows import SessionRow, UserRow
 from dvm.admin import lookup
 from dvm.errors import AdminError, RequestError
 from dvm.store import repository
-from dvm.store.database import immediate
+from dvm.store.database import dialect, immediate
 from dvm.store.sealed import ParamsSeal
 
 
@@ -134,7 +134,12 @@ def delete_user(
 
 
 def checkpoint(conn: sqlite3.Connection) -> bool:
-    """Copy the WAL into the database and truncate it; False when a reader kept it from finishing."""
+    """Copy the WAL into the database and truncate it; False when a reader kept it from finishing.
+
+    SQLite only: on PostgreSQL the erased rows leave the table files at the next (auto)vacuum,
+    and the server's WAL archive and backups keep them as long as the operator keeps those."""
+    if dialect(conn) != "sqlite":
+        return True
     busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     return not busy
 

@@ -645,6 +645,8 @@ def backup(inv: Invocation, path: Path) -> Output:
     Example:
         sigit-dvm backup /backup/sigit-2026-12-01.sqlite3
     """
+    if inv.settings().store.url:
+        raise AdminError("the database is PostgreSQL: back it up with pg_dump (docs/operations.md, Backups)")
     if not path.parent.is_dir():
         raise ConfigError(f"directory {path.parent} does not exist")
     source = inv.db()

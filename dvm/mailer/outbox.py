@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from dvm.accounts.decision import MailKind
 from dvm.outbox import MailClaim, OutboxMail
-from dvm.store.database import immediate
+from dvm.store.database import dialect, immediate
 
 __all__ = ["MailClaim", "OutboxMail", "Outcome", "claim_due", "metrics", "record"]
 
@@ -30,16 +30,21 @@ class MailMetrics:
     oldest_queued_age_s: int
 
 
+_CLAIM = (
+    "SELECT id, message_id, kind, recipient, params, attempts, created_at FROM mail "
+    "WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+)
+
+
 def claim_due(
     conn: sqlite3.Connection, now: int, limit: int, lease_s: int, claimer: str = ""
 ) -> list[OutboxMail]:
     """Take up to ``limit`` due rows for ``claimer``, counting the attempt and leasing them."""
-    with immediate(conn):
-        rows = conn.execute(
-            "SELECT id, message_id, kind, recipient, params, attempts, created_at FROM mail "
-            "WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-            (now, limit),
-        ).fetchall()
+    # On PostgreSQL, row locks instead of the write lock: daemons claiming together each take
+    # rows nobody else holds (FOR UPDATE SKIP LOCKED) and never wait for a deciding transaction.
+    sql = _CLAIM + (" FOR UPDATE SKIP LOCKED" if dialect(conn) == "postgresql" else "")
+    with immediate(conn, exclusive=False):
+        rows = conn.execute(sql, (now, limit)).fetchall()
         conn.executemany(
             "UPDATE mail SET attempts = attempts + 1, next_attempt_at = ?, claimed_by = ? WHERE id = ?",
             [(now + lease_s, claimer or None, row[0]) for row in rows],
@@ -63,7 +68,7 @@ class Outcome:
 
 def record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
     """Record outcomes in one transaction: the mail worker writes each as soon as it is known."""
-    with immediate(conn):
+    with immediate(conn, exclusive=False):
         for o in outcomes:
             _mark(conn, o)
 
@@ -105,8 +110,8 @@ def release_claims(conn: sqlite3.Connection, claimer: str, now: int) -> int:
 def metrics(conn: sqlite3.Connection, now: int) -> MailMetrics:
     row = conn.execute(
         "SELECT "
-        "  coalesce(sum(status = 'queued'), 0), coalesce(sum(status = 'sent'), 0), "
-        "  coalesce(sum(status = 'dead'), 0), coalesce(sum(attempts > 1), 0), "
+        "  count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status = 'sent'), "
+        "  count(*) FILTER (WHERE status = 'dead'), count(*) FILTER (WHERE attempts > 1), "
         "  min(CASE WHEN status = 'queued' THEN created_at END) "
         "FROM mail"
     ).fetchone()

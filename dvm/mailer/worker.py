@@ -33,7 +33,7 @@ from dvm.mailer import outbox
 from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
-from dvm.store.database import Database
+from dvm.store.database import Store
 from dvm.store.sealed import ParamsSeal, UnsealError
 
 log = logging.getLogger("sigit.mail")
@@ -44,7 +44,7 @@ WRITE_RETRY_S = 1.0  # while the database refuses an outcome (locked, full)
 class MailWorker:
     def __init__(
         self,
-        db: Database,
+        db: Store,
         backend: Backend,
         templates: Templates,
         sender: Sender,
@@ -115,7 +115,9 @@ class MailWorker:
         """Send every row due now in the outbox; return how many were attempted."""
         total = 0
         batch = max(1, self.settings.concurrency) * 8
-        if not self._released:  # mail a killed predecessor had claimed goes out now, not after its lease
+        # Mail a killed predecessor had claimed goes out now, not after its lease; on a shared
+        # database the other claims may be live daemons' and are taken over only past their lease.
+        if not self._released and not getattr(self.db, "shared", False):
             released = await self.db.run(
                 partial(outbox.release_claims, claimer=self.run_id, now=int(self._clock()))
             )

@@ -24,7 +24,8 @@ from dvm.relays.connection import RelayConnection
 from dvm.relays.messages import shown
 from dvm.relays.pool import RelayPool
 from dvm.store import repository
-from dvm.store.database import Database
+from dvm.store.database import Store
+from dvm.store.leases import Leader
 from dvm.store.writebehind import WriteBehind
 
 log = logging.getLogger("sigit.publisher")
@@ -37,14 +38,16 @@ class Publisher:
     def __init__(
         self,
         pool: RelayPool,
-        db: Database,
+        db: Store,
         writebehind: WriteBehind,
         backoff: Backoff,
         announcement: Callable[[int], Sequence[Event]],
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        leader: Leader | None = None,
     ) -> None:
         self.pool = pool
+        self.leader = leader or Leader(db, "")
         self.db = db
         self.writebehind = writebehind
         self.backoff = backoff
@@ -98,19 +101,26 @@ class Publisher:
         """Republish replies that are due (refused earlier, or left by a previous run)."""
         while True:
             try:
-                due = await self.db.run(
-                    partial(repository.due_replies, now=int(self._clock()), limit=RETRY_BATCH)
-                )
-                if due and self.pool.connected:
-                    await self.publish(due)
+                # Of several daemons on one database, the leader alone retries (dvm.store.leases).
+                if await self.leader.check():
+                    due = await self.db.run(
+                        partial(repository.due_replies, now=int(self._clock()), limit=RETRY_BATCH)
+                    )
+                    if due and self.pool.connected:
+                        await self.publish(due)
             except Exception:
                 log.exception("reply retry pass failed")
             await asyncio.sleep(RETRY_POLL_S)
 
     async def announce(self, conn: RelayConnection) -> None:
         """Publish the NIP-89 announcement and the kind 0 profile to a relay each time it
-        (re)connects."""
+        (re)connects; of several daemons on one database, only the leader does."""
         self.metrics.relay_connected(conn.url)
+        try:
+            if not await self.leader.check():
+                return
+        except Exception as exc:  # the database is away: announce anyway, a duplicate is harmless
+            log.warning("announcing without the lease (%s)", exc)
         for event in self._announcement(int(self._clock())):
             result = await conn.publish(event)
             if not result.accepted:

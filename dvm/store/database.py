@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from dvm.errors import DVMError
 
@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("sigit.store")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: account upkeep (email change with grace, backup history, preferences, deletion).
     1: """
@@ -175,6 +175,15 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE sessions_v5 RENAME TO sessions;
     CREATE INDEX sessions_user ON sessions (user_id);
     """,
+    # 6 -> 7: leases, so that of several daemons on one database only one runs each singleton
+    # (reply retries, pruning, the announcement); PostgreSQL databases start here.
+    6: """
+    CREATE TABLE leases (
+        name    TEXT PRIMARY KEY,
+        holder  TEXT NOT NULL,
+        until   INTEGER NOT NULL
+    );
+    """,
 }
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""
 
@@ -188,6 +197,19 @@ SLOW_CALL_S = 0.1
 
 class StoreError(DVMError):
     """The database is unusable (locked past the timeout, disk full, newer schema...)."""
+
+
+class Conflict(StoreError):
+    """A write broke a uniqueness or foreign-key rule (PostgreSQL's IntegrityError)."""
+
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, StoreError)
+"""What a failing database call raises, on either backend."""
+
+
+def dialect(conn: object) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the few statements that differ ask this."""
+    return str(getattr(conn, "dialect", "sqlite"))
 
 
 def schema_sql() -> str:
@@ -249,9 +271,13 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 @contextmanager
-def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
+def immediate(conn: sqlite3.Connection, *, exclusive: bool = True) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception.
+
+    The transaction holds the store's one write lock (on PostgreSQL, an advisory lock shared by
+    every daemon: ``dvm.store.postgres``). ``exclusive=False`` lets a transaction that only needs
+    row locks skip it on PostgreSQL (the mail outbox's claims and marks); SQLite has one lock."""
+    conn.execute("BEGIN IMMEDIATE" if exclusive or dialect(conn) == "sqlite" else "BEGIN")
     try:
         yield conn
     except BaseException:
@@ -277,7 +303,12 @@ class Database:
     """The daemon's one connection; ``await db.run(fn)`` runs ``fn(conn)`` as one call (see above).
 
     The methods are coroutines so that callers await a database step like any other.
+    :class:`dvm.store.postgres.PostgresDatabase` is the other implementation (:func:`open_store`).
     """
+
+    dialect = "sqlite"
+    shared = False
+    """One daemon per file (a lock file sees to it): no leases, and a new run takes over claims."""
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = DAEMON_BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path)
@@ -318,3 +349,23 @@ class Database:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+class Store(Protocol):
+    """Either backend's database: :class:`Database` (SQLite) or ``postgres.PostgresDatabase``.
+
+    ``fn`` in :meth:`run` receives a connection with the ``sqlite3.Connection`` methods the
+    repository uses; on PostgreSQL it is ``postgres.PgConnection``."""
+
+    dialect: str
+    shared: bool
+    observe: Callable[[float], None] | None
+
+    async def open(self) -> Store: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def close(self) -> None: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -53,9 +54,14 @@ _PUT_USER = (
     "last_login_at = excluded.last_login_at, last_seen = excluded.last_seen"
 )
 _PUT_SESSION = (
-    "INSERT OR REPLACE INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
+    "INSERT INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
     "code_expires_at, attempts, verified_at, created_at, updated_at, subject, decoy, auth_until) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (pubkey) DO UPDATE SET user_id = excluded.user_id, purpose = excluded.purpose, "
+    "state = excluded.state, code_hmac = excluded.code_hmac, code_sent_at = excluded.code_sent_at, "
+    "code_expires_at = excluded.code_expires_at, attempts = excluded.attempts, "
+    "verified_at = excluded.verified_at, created_at = excluded.created_at, updated_at = excluded.updated_at, "
+    "subject = excluded.subject, decoy = excluded.decoy, auth_until = excluded.auth_until"
 )
 
 
@@ -116,7 +122,7 @@ def user_by_pending_email(conn: sqlite3.Connection, email: str) -> UserRow | Non
 
     ``pending_email <> ''`` lets SQLite use the partial index: without it every signup scanned
     the whole users table, since the planner cannot prove a bound parameter is not ''."""
-    where = " WHERE pending_email = ? AND pending_email <> '' ORDER BY grace_deadline DESC LIMIT 1"
+    where = " WHERE pending_email = ? AND pending_email <> '' ORDER BY grace_deadline DESC NULLS LAST LIMIT 1"
     sql = _SELECT_USER + where
     return _user(conn.execute(sql, (email,)).fetchone())
 
@@ -365,9 +371,11 @@ def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by
             detail = detail.replace(address, tokens[address])
         conn.execute("UPDATE audit SET target = ?, detail = ? WHERE id = ?", (target, detail, row["id"]))
     if at is None:  # the owner's own deletion: the pure core passed no time, the store's clock will do
-        at = int(conn.execute("SELECT CAST(strftime('%s', 'now') AS INTEGER)").fetchone()[0])
+        at = int(time.time())
     conn.executemany(
-        "INSERT OR REPLACE INTO erased_addresses (address_hash, erased_at, erased_by) VALUES (?, ?, ?)",
+        "INSERT INTO erased_addresses (address_hash, erased_at, erased_by) VALUES (?, ?, ?) "
+        "ON CONFLICT (address_hash) DO UPDATE SET erased_at = excluded.erased_at, "
+        "erased_by = excluded.erased_by",
         [(address_hash(salt, a), at, by or "the account owner") for a in sorted(addresses)],
     )
     conn.execute("DELETE FROM mail WHERE user_id = ?", (user_id,))
@@ -438,9 +446,10 @@ def queue_mail(
     once: no claiming transaction needed."""
     params = seal.seal(mail.params_dict(), message_id)
     claimer, attempts, due = (None, 0, now) if claim is None else (claim.claimer, 1, now + claim.lease_s)
-    cursor = conn.execute(
+    row = conn.execute(
         "INSERT INTO mail (message_id, user_id, request_id, kind, recipient, params, status, attempts, "
-        "next_attempt_at, created_at, claimed_by) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+        "next_attempt_at, created_at, claimed_by) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) "
+        "RETURNING id",
         (
             message_id,
             mail.user_id,
@@ -453,10 +462,10 @@ def queue_mail(
             now,
             claimer,
         ),
-    )
-    if claim is None or cursor.lastrowid is None:
+    ).fetchone()
+    if claim is None:
         return None
-    return OutboxMail(cursor.lastrowid, message_id, mail.kind, mail.to, params, attempts, now)
+    return OutboxMail(int(row[0]), message_id, mail.kind, mail.to, params, attempts, now)
 
 
 @dataclass(frozen=True, slots=True)

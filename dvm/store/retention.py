@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from dvm.config import Settings
-from dvm.store.database import Database, immediate
+from dvm.store.database import Store, immediate
+from dvm.store.leases import Leader
 from dvm.store.repository import erase_user
 
 log = logging.getLogger("sigit.store")
@@ -229,8 +230,15 @@ def convert_to_incremental(conn: sqlite3.Connection) -> bool:
 class Retention:
     """The daemon's pruning timer: :meth:`prepare` once before serving, then :meth:`run`."""
 
-    def __init__(self, db: Database, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Store,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        leader: Leader | None = None,
+    ) -> None:
         self.db = db
+        self.leader = leader or Leader(db, "", clock)
         self.settings = settings
         self._clock = clock
         self._users_mark = 0  # rowid up to which users were checked (see prune_unverified)
@@ -239,6 +247,8 @@ class Retention:
 
     async def prepare(self) -> None:
         """Convert a database made before incremental vacuum (once; the daemon does not serve yet)."""
+        if self.db.dialect != "sqlite":  # PostgreSQL's autovacuum gives space back by itself
+            return
         started = time.monotonic()
         converted = await self.db.run(_convert_waiting)
         if converted:
@@ -250,7 +260,8 @@ class Retention:
         while True:
             await asyncio.sleep(self.settings.retention.interval_s)
             try:
-                await self.prune()
+                if await self.leader.check():  # one daemon prunes a shared database
+                    await self.prune()
             except Exception as exc:  # a locked or full database: nothing half-done, try next time
                 log.error("retention pass failed (%s: %s); retrying later", type(exc).__name__, exc)
 
@@ -263,7 +274,8 @@ class Retention:
         pruned.rows["users"] = await self._unverified(cut, keep.batch_rows)
         for table, step in STEPS.items():
             pruned.rows[table] = await self._repeat(_bound(step, cut, keep.batch_rows))
-        pruned.pages = await self.db.run(partial(incremental_vacuum, pages=keep.vacuum_pages))
+        if self.db.dialect == "sqlite":
+            pruned.pages = await self.db.run(partial(incremental_vacuum, pages=keep.vacuum_pages))
         if pruned.total or pruned.pages:
             counts = ", ".join(f"{table} {n}" for table, n in pruned.rows.items() if n)
             log.info("retention: deleted %s; %d page(s) given back", counts or "nothing", pruned.pages)

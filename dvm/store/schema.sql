@@ -2,7 +2,7 @@
 -- database and steps PRAGMA user_version through migrations for older ones.
 -- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
 
-PRAGMA user_version = 6;
+PRAGMA user_version = 7;
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
@@ -138,6 +138,14 @@ CREATE TABLE erased_addresses (
     address_hash TEXT PRIMARY KEY,
     erased_at    INTEGER NOT NULL,
     erased_by    TEXT NOT NULL                     -- 'admin <actor>' or 'the account owner'
+);
+
+-- Of several daemons on one database (PostgreSQL), the one running each singleton (reply
+-- retries, pruning, the announcement) until a time; another takes over once that has passed.
+CREATE TABLE leases (
+    name    TEXT PRIMARY KEY,
+    holder  TEXT NOT NULL,                         -- a daemon run's random id
+    until   INTEGER NOT NULL
 );
 
 -- Values the database keeps about itself.

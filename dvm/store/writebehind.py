@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from dvm.outbox import ReplyMark
-from dvm.store.database import Database, immediate
+from dvm.store.database import Store, immediate
 from dvm.store.repository import Bookkeeping, write_bookkeeping
 
 log = logging.getLogger("sigit.store")
@@ -27,7 +27,7 @@ RETRY_S = 1.0  # after a failed write (locked or full database)
 
 
 class WriteBehind:
-    def __init__(self, db: Database, delay_s: float) -> None:
+    def __init__(self, db: Store, delay_s: float) -> None:
         self.db = db
         self.delay_s = delay_s
         self._pending: list[ReplyMark] = []

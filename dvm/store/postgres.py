@@ -1,0 +1,349 @@
+"""The PostgreSQL backend: the same repository SQL, the same transactions, on a shared database.
+
+Why this shape (measured with ``scripts/bench pgdriver``, docs/performance.md): the store's
+repository is plain synchronous functions on a connection, and a request's transaction is one
+call. Run on PostgreSQL with psycopg 3 on a dedicated database thread, a transaction costs one
+hand-off to that thread, and the daemon spent less CPU per signup-shaped transaction than with
+asyncpg or psycopg's async API, which hand the event loop every statement. So there is one
+repository, and this module gives it what it expects of a ``sqlite3.Connection``:
+
+- ``?`` placeholders become ``%s`` and ``LIKE`` becomes ``ILIKE`` (SQLite's LIKE ignores ASCII
+  case); ``date(x, 'unixepoch')`` becomes PostgreSQL's spelling. Everything else the repository
+  writes is SQL both engines take (upserts, ``RETURNING``, ``FILTER``, row values).
+- ``BEGIN IMMEDIATE`` (SQLite: take the write lock now) becomes ``BEGIN`` plus a transaction-level
+  advisory lock, :data:`WRITE_LOCK`. Every daemon and the CLI then decide one transaction at a time,
+  exactly as on SQLite, so the account machine's invariants hold across daemons unchanged. The mail
+  outbox's claims skip that lock and use ``FOR UPDATE SKIP LOCKED`` instead (``dvm.mailer.outbox``).
+- Rows read like ``sqlite3.Row`` (by index and by name); booleans come back as 0/1 and integral
+  numerics as ints, as SQLite gives them.
+- Errors become :class:`~dvm.store.database.StoreError` (:class:`~dvm.store.database.Conflict` for
+  a uniqueness or foreign-key violation), so callers catch one hierarchy for both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from functools import lru_cache, partial
+from importlib import resources
+from typing import Any, TypeVar
+
+from dvm.store.database import SCHEMA_VERSION, SLOW_CALL_S, Conflict, StoreError
+
+try:  # an optional dependency: pip install 'sigit-dvm[postgresql]'
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError:  # pragma: no cover - exercised only without the extra
+    psycopg = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+log = logging.getLogger("sigit.store")
+
+WRITE_LOCK = (0x51617, 1)
+"""``pg_advisory_xact_lock(classid, objid)`` taken by every writing transaction: the one writer."""
+MIGRATE_LOCK = (0x51617, 2)
+"""Held (session level) while a schema is created or migrated: two daemons starting race safely."""
+FIRST_VERSION = 7
+"""The schema version PostgreSQL databases were first created at; ``MIGRATIONS`` steps from it."""
+MIGRATIONS: dict[int, str] = {}
+"""``{from_version: sql}`` for PostgreSQL, the twin of ``dvm.store.database.MIGRATIONS`` from
+:data:`FIRST_VERSION` on: a schema change adds one entry to each (a test checks both reach
+``SCHEMA_VERSION`` with the same tables and columns)."""
+
+
+def schema_sql() -> str:
+    return resources.files("dvm.store").joinpath("schema_postgresql.sql").read_text(encoding="utf-8")
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def _require_driver() -> None:
+    if psycopg is None:
+        raise StoreError(
+            "store.url names PostgreSQL, but psycopg is not installed: pip install psycopg[binary]"
+        )
+
+
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?|%|\bLIKE\b|\bdate\((\w+(?:\.\w+)?), 'unixepoch'\)")
+
+
+@lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    """SQLite's spelling of a statement to PostgreSQL's (see the module docstring)."""
+
+    def swap(m: re.Match[str]) -> str:
+        text = m.group(0)
+        if text.startswith("'"):
+            return text.replace("%", "%%")
+        if text == "?":
+            return "%s"
+        if text == "%":
+            return "%%"
+        if text == "LIKE":
+            return "ILIKE"
+        return f"to_char(to_timestamp({m.group(1)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+    return _PLACEHOLDER.sub(swap, sql)
+
+
+def _value(v: object) -> object:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, Decimal) and v == v.to_integral_value():
+        return int(v)
+    return v
+
+
+def _params(params: Sequence[Any] | None) -> tuple[Any, ...] | None:
+    if params is None:
+        return None
+    return tuple(int(p) if isinstance(p, bool) else p for p in params)
+
+
+class Row(tuple[Any, ...]):
+    """A result row read by position or by column name, like ``sqlite3.Row``."""
+
+    names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self.names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
+    names = {d.name: i for i, d in enumerate(cursor.description or ())}
+    cls = type("Row", (Row,), {"names": names, "__slots__": ()})
+
+    def make(values: Sequence[Any]) -> Row:
+        return cls(_value(v) for v in values)  # type: ignore[no-any-return]
+
+    return make
+
+
+class Cursor:
+    """What the repository uses of a ``sqlite3.Cursor``."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall()) if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    @property
+    def lastrowid(self) -> None:
+        return None  # use RETURNING
+
+
+def _translate_error(exc: Exception) -> StoreError:
+    if isinstance(exc, pg_errors.IntegrityError):
+        return Conflict(str(exc).strip())
+    return StoreError(f"PostgreSQL: {str(exc).strip() or type(exc).__name__}")
+
+
+class PgConnection:
+    """A psycopg connection that takes the repository's SQLite-flavoured statements."""
+
+    dialect = "postgresql"
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
+
+    @property
+    def broken(self) -> bool:
+        return bool(self.raw.broken or self.raw.closed)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        try:
+            if sql == "BEGIN IMMEDIATE":
+                self.raw.execute("BEGIN")
+                return Cursor(self.raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITE_LOCK))
+            # Always with parameters (maybe none): psycopg then reads the '%%' translate() wrote.
+            return Cursor(self.raw.execute(translate(sql), _params(params) or ()))
+        except psycopg.Error as exc:
+            raise _translate_error(exc) from exc
+
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Cursor:
+        rows = [p for p in (_params(p) for p in seq) if p is not None]
+        cursor = self.raw.cursor()
+        try:
+            if rows:
+                cursor.executemany(translate(sql), rows)
+            return Cursor(cursor)
+        except psycopg.Error as exc:
+            raise _translate_error(exc) from exc
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect(url: str, password: str = "", *, migrate_schema: bool = True) -> PgConnection:
+    """Connect (autocommit: every write goes through an explicit transaction, as on SQLite) and
+    create or migrate the schema unless ``migrate_schema`` is false."""
+    _require_driver()
+    conninfo = psycopg.conninfo.make_conninfo(url, password=password) if password else url
+    try:
+        raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10, prepare_threshold=None)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+    raw.row_factory = _row_factory
+    conn = PgConnection(raw)
+    try:
+        conn.execute("SET TIME ZONE 'UTC'")
+        if migrate_schema:
+            migrate(conn)
+        else:
+            check_version(conn)
+    except BaseException:
+        raw.close()
+        raise
+    return conn
+
+
+def user_version(conn: PgConnection) -> int:
+    """The schema version (0: no sigit-dvm schema here yet)."""
+    if conn.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def check_version(conn: PgConnection) -> int:
+    version = user_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"database schema {version} is newer than this sigit-dvm ({SCHEMA_VERSION})")
+    return version
+
+
+def migrate(conn: PgConnection) -> int:
+    """Create the schema on an empty database or step it to SCHEMA_VERSION; return how many steps.
+
+    Under a session advisory lock, so daemons starting together wait for one another."""
+    conn.execute("SELECT pg_advisory_lock(?, ?)", MIGRATE_LOCK)
+    try:
+        version = check_version(conn)
+        steps = 0
+        if version == 0:
+            _script(conn, schema_sql(), SCHEMA_VERSION, salt=secrets.token_hex(32))
+            return 1
+        while version < SCHEMA_VERSION:
+            _script(conn, MIGRATIONS[version], version + 1)
+            version, steps = version + 1, steps + 1
+        return steps
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(?, ?)", MIGRATE_LOCK)
+
+
+def _script(conn: PgConnection, sql: str, version: int, salt: str | None = None) -> None:
+    try:
+        with conn.raw.transaction():
+            conn.raw.execute(sql)
+            if salt is not None:
+                conn.raw.execute("INSERT INTO meta (name, value) VALUES ('erasure_salt', %s)", (salt,))
+            conn.raw.execute(
+                "INSERT INTO meta (name, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (str(version),),
+            )
+    except psycopg.Error as exc:
+        raise _translate_error(exc) from exc
+
+
+class PostgresDatabase:
+    """The daemon's PostgreSQL connection; ``await db.run(fn)`` runs ``fn(conn)`` on its own thread.
+
+    One connection and one thread: calls run one at a time, in order, like the SQLite store's.
+    A broken connection (the server restarted, a failover) is replaced on the next call; the call
+    that saw it fails with :class:`StoreError` and its caller's retry takes over.
+    """
+
+    dialect = "postgresql"
+    shared = True
+    """Other daemons may use this database: singletons hold leases, claims are never stolen."""
+
+    def __init__(self, url: str, password: str = "") -> None:
+        self.url = url
+        self._password = password
+        self._conn: PgConnection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sigit-db")
+        self._lock = asyncio.Lock()
+        self._opened = False
+        self.observe: Callable[[float], None] | None = None
+
+    async def open(self) -> PostgresDatabase:
+        self._conn = await asyncio.get_running_loop().run_in_executor(
+            self._thread, partial(connect, self.url, self._password)
+        )
+        self._opened = True
+        return self
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened
+
+    def _call(self, fn: Callable[[PgConnection], T]) -> T:
+        conn = self._conn
+        if conn is None or conn.broken:
+            if conn is not None:
+                conn.raw.close()
+                self._conn = None
+            self._conn = conn = connect(self.url, self._password, migrate_schema=False)
+            log.warning("database: reconnected to PostgreSQL")
+        try:
+            return fn(conn)
+        except BaseException:
+            if conn.in_transaction and not conn.broken:  # never leave a transaction open
+                try:
+                    conn.raw.execute("ROLLBACK")
+                except psycopg.Error:
+                    conn.raw.close()
+            raise
+
+    async def run(self, fn: Callable[[Any], T]) -> T:
+        if not self._opened:
+            raise StoreError("database is not open")
+        async with self._lock:
+            started = time.perf_counter()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, fn)
+            except psycopg.Error as exc:
+                raise _translate_error(exc) from exc
+            finally:
+                elapsed = time.perf_counter() - started
+                if self.observe is not None:
+                    self.observe(elapsed)
+                if elapsed >= SLOW_CALL_S:
+                    name = getattr(fn, "__qualname__", type(fn).__name__)
+                    log.warning("slow database call: %s took %.0f ms", name, elapsed * 1000)
+
+    async def close(self) -> None:
+        self._opened = False
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+        self._thread.shutdown(wait=True)

@@ -1,0 +1,161 @@
+-- sigit-dvm schema on PostgreSQL: the twin of schema.sql (a test compares their tables and
+-- columns). dvm/store/postgres.py applies it to an empty database and records the version in meta.
+-- Times are integer Unix seconds (BIGINT). Booleans are 0/1 with CHECKs, as on SQLite, so the
+-- repository's SQL reads the same on both. Tables the retention pass prunes by position carry
+-- SQLite's implicit rowid as an explicit identity column.
+
+CREATE TABLE users (
+    rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    id          TEXT PRIMARY KEY,
+    email       TEXT NOT NULL UNIQUE,              -- normalised: trimmed, lower-case, IDNA domain
+    verified    BIGINT NOT NULL CHECK (verified IN (0, 1)),
+    activated   BIGINT NOT NULL CHECK (activated IN (0, 1)),
+    entropy     TEXT NOT NULL DEFAULT '',          -- drawn once at first verification
+    pubkey      TEXT NOT NULL DEFAULT '',          -- the user's real Nostr key, once activated
+    bkp         TEXT NOT NULL DEFAULT '',          -- the client-encrypted key backup (opaque; SIGit's column name)
+    bkp_previous TEXT NOT NULL DEFAULT '',         -- the backup before the last update_backup
+    pending_email TEXT NOT NULL DEFAULT '',        -- an email change awaiting its code (reserves nothing)
+    grace_deadline BIGINT,                        -- when the pending change lapses
+    notify_login BIGINT NOT NULL DEFAULT 1 CHECK (notify_login IN (0, 1)),
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    suspended_at BIGINT,                          -- set by an admin: every request is refused
+    last_login_at BIGINT,                         -- the last login code that matched
+    last_seen   BIGINT,                           -- activation or the last login (SIGit's column); NULL: never finished
+    CHECK (activated = 0 OR verified = 1),
+    CHECK (activated = 0 OR (pubkey <> '' AND bkp <> ''))
+);
+CREATE UNIQUE INDEX users_pubkey ON users (pubkey) WHERE pubkey <> '';
+CREATE INDEX users_pending_email ON users (pending_email) WHERE pending_email <> '';
+
+CREATE TABLE sessions (
+    rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    pubkey           TEXT PRIMARY KEY,             -- the browser's ephemeral key
+    user_id          TEXT REFERENCES users (id) ON DELETE CASCADE,  -- NULL: a private-mode decoy
+    purpose          TEXT NOT NULL
+        CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion', 'register')),
+    state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
+    code_hmac        TEXT NOT NULL,                -- HMAC of the code; '' once used or locked
+    code_sent_at     BIGINT NOT NULL,
+    code_expires_at  BIGINT NOT NULL,
+    attempts         BIGINT NOT NULL CHECK (attempts >= 0),
+    verified_at      BIGINT,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    subject          TEXT NOT NULL DEFAULT '',     -- 'h:' + salted hash of where wrong codes count
+    decoy            BIGINT NOT NULL DEFAULT 0 CHECK (decoy IN (0, 1)),  -- private mode: no code sent
+    auth_until       BIGINT                       -- until then the key may act for the account
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+-- One row per code emailed: the hourly cap per mailbox counts here (exactly).
+CREATE TABLE code_sends (
+    rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    mailbox  TEXT NOT NULL,                        -- salted hash of the canonical mailbox (names nobody)
+    sent_at  BIGINT NOT NULL
+);
+CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
+CREATE INDEX code_sends_time ON code_sends (sent_at);
+
+-- Codes emailed per minute to one domain (scope: salted hash of the domain) and to all ('*'): the
+-- per-domain and overall hourly caps read at most 60 rows here instead of counting every send.
+CREATE TABLE code_send_minutes (
+    scope    TEXT NOT NULL,
+    minute   BIGINT NOT NULL,                     -- Unix time // 60
+    sends    BIGINT NOT NULL,
+    PRIMARY KEY (scope, minute)
+);
+
+-- One row per wrong code: the daily guessing budget per mailbox counts here.
+CREATE TABLE code_failures (
+    rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    subject  TEXT NOT NULL,                        -- salted hash of the mailbox the code went to
+    at       BIGINT NOT NULL
+);
+CREATE INDEX code_failures_subject ON code_failures (subject, at);
+
+-- Every answered request: the dedupe record AND the reply outbox. A request id seen again is
+-- answered from reply_event, never decided twice.
+CREATE TABLE requests (
+    rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    event_id         TEXT PRIMARY KEY,
+    pubkey           TEXT NOT NULL,
+    method           TEXT NOT NULL,                -- '' when the request could not be decoded
+    outcome          TEXT NOT NULL,                -- 'ok' or an error code
+    created_at       BIGINT NOT NULL,             -- the request event's created_at
+    processed_at     BIGINT NOT NULL,
+    reply_id         TEXT NOT NULL UNIQUE,
+    reply_event      TEXT NOT NULL,                -- the signed reply, as JSON
+    published_at     BIGINT,                      -- NULL until a relay accepted it
+    publish_attempts BIGINT NOT NULL DEFAULT 0,
+    next_publish_at  BIGINT NOT NULL
+);
+CREATE INDEX requests_unpublished ON requests (next_publish_at) WHERE published_at IS NULL;
+CREATE INDEX requests_created ON requests (created_at);
+CREATE INDEX requests_processed ON requests (processed_at);  -- where a restart's catch-up begins
+
+-- The mail outbox. params holds template values (a code among them) only until the mail is sent.
+CREATE TABLE mail (
+    id               BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    message_id       TEXT NOT NULL UNIQUE,
+    user_id          TEXT,
+    request_id       TEXT,
+    kind             TEXT NOT NULL,
+    recipient        TEXT NOT NULL,
+    params           TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'dead')),
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at  BIGINT NOT NULL,
+    last_error       TEXT NOT NULL DEFAULT '',
+    created_at       BIGINT NOT NULL,
+    sent_at          BIGINT,
+    claimed_by       TEXT                          -- the worker run sending it now (NULL: nobody)
+);
+CREATE INDEX mail_queued ON mail (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX mail_user ON mail (user_id);
+-- Mail that outlives its user (deletion notices), by address: a later erasure finds it.
+CREATE INDEX mail_orphans ON mail (recipient) WHERE user_id IS NULL;
+
+-- Every admin action taken through the CLI: who, when, what, on what. user_id ties a row to the
+-- user it concerns, so erasing the user can find (and scrub the addresses of) its rows.
+CREATE TABLE audit (
+    id      BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    at      BIGINT NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    detail  TEXT NOT NULL DEFAULT '',
+    user_id TEXT
+);
+CREATE INDEX audit_user ON audit (user_id) WHERE user_id IS NOT NULL;
+
+-- Addresses and domains refused at signup, login and email change (email_blocked).
+CREATE TABLE blocks (
+    value       TEXT PRIMARY KEY,                  -- a normalised address, or a lower-case domain
+    kind        TEXT NOT NULL CHECK (kind IN ('address', 'domain')),
+    reason      TEXT NOT NULL DEFAULT '',
+    created_at  BIGINT NOT NULL,
+    actor       TEXT NOT NULL
+);
+
+-- Erased users' addresses, as HMAC-SHA256 under meta's erasure_salt: "was this address deleted?"
+CREATE TABLE erased_addresses (
+    address_hash TEXT PRIMARY KEY,
+    erased_at    BIGINT NOT NULL,
+    erased_by    TEXT NOT NULL                     -- 'admin <actor>' or 'the account owner'
+);
+
+-- Of several daemons on one database (PostgreSQL), the one running each singleton (reply
+-- retries, pruning, the announcement) until a time; another takes over once that has passed.
+CREATE TABLE leases (
+    name    TEXT PRIMARY KEY,
+    holder  TEXT NOT NULL,                         -- a daemon run's random id
+    until   BIGINT NOT NULL
+);
+
+-- Values the database keeps about itself.
+CREATE TABLE meta (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+-- The erasure salt (32 random bytes, hex) and schema_version are inserted by dvm/store/postgres.py.
