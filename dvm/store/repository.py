@@ -333,7 +333,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
             )
             conn.executemany(
                 "INSERT INTO code_send_minutes (scope, minute, sends) VALUES (?, ?, 1) "
-                "ON CONFLICT (scope, minute) DO UPDATE SET sends = sends + 1",
+                "ON CONFLICT (scope, minute) DO UPDATE SET sends = code_send_minutes.sends + 1",
                 [(counter_key(salt, domain_of(write.mailbox)), minute), (ALL_SCOPE, minute)],
             )
         elif isinstance(write, RecordCodeFailure):

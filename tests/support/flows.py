@@ -16,6 +16,7 @@ from dvm.protocol.intake import IntakeRules, open_request
 from dvm.protocol.methods import Method
 from dvm.rules import ServiceRules
 from dvm.service import AccountService, Answer
+from dvm.store.database import dialect
 from dvm.store.sealed import ParamsSeal
 
 DVM_SECRET = "d1" * 32
@@ -77,8 +78,16 @@ class Harness:
         ).fetchone()
         return str(mail_params(row[0], row[1])["code"])
 
-    def count(self, table: str, where: str = "1", *args: Any) -> int:
+    def count(self, table: str, where: str = "TRUE", *args: Any) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0])
 
 
 ACCOUNT_RULES = AccountRules()
+
+
+def dump(conn: Any) -> str:
+    """Every row of every table as text, on either backend (what a stolen database shows)."""
+    if dialect(conn) == "sqlite":
+        return "\n".join(conn.iterdump())
+    tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    return "\n".join(str(tuple(row)) for t in sorted(tables) for row in conn.execute(f"SELECT * FROM {t}"))

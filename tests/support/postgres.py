@@ -58,7 +58,7 @@ class Cluster:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         out = subprocess.run(
-            [str(self.bin / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, self.url(database)],
+            [str(self.bin / "psql"), "-XqAt", "-v", "ON_ERROR_STOP=1", "-c", sql, self.url(database)],
             check=True,
             capture_output=True,
             text=True,
@@ -67,7 +67,8 @@ class Cluster:
         return out.stdout
 
     def stop(self) -> None:
-        _as_owner(self, [str(self.bin / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop"])
+        data = str(self.directory / "data")
+        _as_owner(self, [str(self.bin / "pg_ctl"), "-D", data, "-m", "immediate", "stop"])
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -102,7 +103,17 @@ def start_cluster() -> Cluster | None:
     )
     start = _as_owner(
         user,
-        [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(directory / "log"), "-o", options, "-w", "start"],
+        [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(directory / "log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        ],  # noqa: E501
     )
     cluster = Cluster(directory, port, user, bin_dir)
     if start.returncode != 0:
@@ -119,3 +130,23 @@ def start_cluster() -> Cluster | None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+TABLES = (
+    "users",
+    "sessions",
+    "code_sends",
+    "code_send_minutes",
+    "code_failures",
+    "requests",
+    "mail",
+    "audit",
+    "blocks",
+    "erased_addresses",
+    "leases",
+)
+
+
+def empty_tables(conn) -> None:
+    """Empty every table but ``meta`` (one database reused across a property test's examples)."""
+    conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
