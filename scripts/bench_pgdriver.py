@@ -22,7 +22,7 @@ import asyncpg
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.support.postgres import start_cluster  # noqa: E402
+from tests.support.postgres import start_cluster
 
 TX = int(os.environ.get("SIGIT_BENCH_TX", "2000"))
 SCHEMA = """
@@ -168,7 +168,8 @@ async def main() -> None:
         return
     print(f"$ scripts/bench pgdriver   ({TX} signup-shaped transactions per run, two interleaved rounds)")
     for r in results:
-        print(f"{r['driver']:42} callers={r['callers']}  {r['tx_per_s']:7.0f} tx/s  {r['cpu_us_per_tx']:6.0f} us CPU/tx")
+        figures = f"{r['tx_per_s']:7.0f} tx/s  {r['cpu_us_per_tx']:6.0f} us CPU/tx"
+        print(f"{r['driver']:42} callers={r['callers']}  {figures}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
-"""The daemon end to end: a real nostr-relay, a real SMTP server, a real SQLite file, and a client
-built on rust-nostr (nostr-sdk)."""
+"""The daemon end to end: a real nostr-relay, a real SMTP server, a real database, and a client
+built on rust-nostr (nostr-sdk). Tests taking ``store_url`` run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import nostr_sdk as rn
 import pytest
 
 from dvm.nostr import bech32
+from dvm.store import backends
 from tests.support.daemon import DVM_KEY, code_from, make_settings, signup_events, start_daemon, write_relays
 from tests.support.relay import LocalRelay, wait_until
 from tests.support.sdk_browser import SdkBrowser
@@ -19,9 +19,10 @@ BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(range(90)))
 
 
 def db_rows(settings, sql, *args):
-    conn = sqlite3.connect(settings.path(settings.store.path))
+    """Rows of the daemon's database (either backend), as plain tuples."""
+    conn = backends.connect_any(settings.store.url, settings.path(settings.store.path))
     try:
-        return conn.execute(sql, args).fetchall()
+        return [tuple(row) for row in conn.execute(sql, args).fetchall()]
     finally:
         conn.close()
 
@@ -31,8 +32,8 @@ async def wait_for_mail(smtp, count):
 
 
 @pytest.mark.parametrize("relay", ["sqlite", "lmdb"], indirect=True)
-async def test_signup_activation_and_login_through_a_real_relay(tmp_path, relay, smtp):
-    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+async def test_signup_activation_and_login_through_a_real_relay(tmp_path, relay, smtp, store_url):
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, store_url=store_url)
     daemon = await start_daemon(settings)
     try:
         async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
@@ -95,8 +96,8 @@ async def test_two_relays_one_decision_and_the_reply_on_both(tmp_path, relay, sm
         second.stop()
 
 
-async def test_relay_killed_and_restarted_mid_flow_loses_nothing(tmp_path, relay, smtp):
-    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+async def test_relay_killed_and_restarted_mid_flow_loses_nothing(tmp_path, relay, smtp, store_url):
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, store_url=store_url)
     daemon = await start_daemon(settings)
     try:
         async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
@@ -115,8 +116,10 @@ async def test_relay_killed_and_restarted_mid_flow_loses_nothing(tmp_path, relay
         await daemon.shutdown()
 
 
-async def test_requests_sent_while_the_daemon_was_down_are_answered_on_restart(tmp_path, relay, smtp):
-    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+async def test_requests_sent_while_the_daemon_was_down_are_answered_on_restart(
+    tmp_path, relay, smtp, store_url
+):
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, store_url=store_url)
     daemon = await start_daemon(settings)
     await daemon.shutdown()
     async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
@@ -135,8 +138,10 @@ async def test_requests_sent_while_the_daemon_was_down_are_answered_on_restart(t
     assert db_rows(settings, "SELECT count(*) FROM requests WHERE outcome = 'ok'") == [(3,)]
 
 
-async def test_a_reply_committed_while_no_relay_is_up_is_published_when_one_comes_back(tmp_path, relay, smtp):
-    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+async def test_a_reply_committed_while_no_relay_is_up_is_published_when_one_comes_back(
+    tmp_path, relay, smtp, store_url
+):
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, store_url=store_url)
     async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
         event = browser.request("request_account", {"email": "outbox@example.org"})
         await browser.publish(event)
@@ -176,8 +181,8 @@ async def test_reloading_relays_adds_a_relay(tmp_path, relay, smtp):
         second.stop()
 
 
-async def test_email_change_end_to_end_with_both_mails_captured(tmp_path, relay, smtp):
-    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+async def test_email_change_end_to_end_with_both_mails_captured(tmp_path, relay, smtp, store_url):
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, store_url=store_url)
     daemon = await start_daemon(settings)
     try:
         async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
@@ -244,11 +249,11 @@ async def test_nip42_auth_lets_the_daemon_read_a_relay_that_requires_it(tmp_path
 
 
 async def test_a_burst_opened_by_the_worker_and_single_events_opened_inline_are_each_decided_once(
-    tmp_path, relay, smtp
+    tmp_path, relay, smtp, store_url
 ):
     """Batches of WORKER_MIN_BATCH or more go to the worker process, smaller ones are opened inline,
     and batches queued behind a commit share the next transaction: every request is decided once."""
-    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, store_url=store_url)
     daemon = await start_daemon(settings)
     try:
         events = signup_events(9, "merged")

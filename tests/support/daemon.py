@@ -25,12 +25,15 @@ def write_relays(directory: Path, urls: list[str]) -> Path:
     return path
 
 
-def make_settings(directory: Path, relays: list[str], smtp_port: int, **service: int) -> Settings:
+def make_settings(
+    directory: Path, relays: list[str], smtp_port: int, *, store_url: str = "", **service: int
+) -> Settings:
+    """Settings for a test daemon; ``store_url`` (a PostgreSQL URL) replaces the SQLite file."""
     directory.mkdir(parents=True, exist_ok=True)
     write_relays(directory, relays)
     return Settings(
         service=ServiceSettings(**(TEST_POW | service)),
-        store=StoreSettings(path="dvm.sqlite3"),
+        store=StoreSettings(path="dvm.sqlite3", url=store_url),
         mail=MailSettings(
             host="127.0.0.1", port=smtp_port, poll_s=0.2, retry_base_s=0.5, from_address="dvm@sigit.test"
         ),

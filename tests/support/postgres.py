@@ -113,7 +113,7 @@ def start_cluster() -> Cluster | None:
             options,
             "-w",
             "start",
-        ],  # noqa: E501
+        ],
     )
     cluster = Cluster(directory, port, user, bin_dir)
     if start.returncode != 0:
