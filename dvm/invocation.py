@@ -68,11 +68,13 @@ class Invocation:
             path = settings.path(settings.store.path)
             if not settings.store.url and not path.exists():
                 raise AdminError(f"no database at {path}")
-            password = ""
-            if settings.store.url:
-                password = optional_secret("store_password", settings.store.password_file, settings)
-            self._conn = backends.connect_any(settings.store.url, path, password)
+            self._conn = backends.connect_any(settings.store.url, path, self.store_password())
         return self._conn
+
+    def store_password(self) -> str:
+        """The PostgreSQL password, when a secret names one ('' lets libpq find its own)."""
+        store = self.settings().store
+        return optional_secret("store_password", store.password_file, self.settings()) if store.url else ""
 
     def who(self) -> str:
         """The actor for the audit log: ``--actor``, else ``$SUDO_USER``, else the login name."""

@@ -10,7 +10,9 @@ never printed.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import click
@@ -639,21 +641,30 @@ def audit_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
 @global_options
 @pass_invocation
 def backup(inv: Invocation, path: Path) -> Output:
-    """A consistent copy of the live database (SQLite's online backup API); refuses to overwrite.
+    """A consistent copy of the live database; refuses to overwrite. SQLite: its online backup
+    API (the copy is a database file). PostgreSQL: pg_dump's custom format (restore it with
+    pg_restore; docs/operations.md, "Backups").
 
     \b
     Example:
         sigit-dvm backup /backup/sigit-2026-12-01.sqlite3
     """
-    if inv.settings().store.url:
-        raise AdminError("the database is PostgreSQL: back it up with pg_dump (docs/operations.md, Backups)")
     if not path.parent.is_dir():
         raise ConfigError(f"directory {path.parent} does not exist")
-    source = inv.db()
+    store = inv.settings().store
+    source = inv.db()  # on PostgreSQL too: the schema is checked before anything is written
     try:  # created empty and 0600 first: SQLite takes an empty file as a new database
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError as exc:
         raise ConfigError(f"{path} exists; refusing to overwrite") from exc
+    if store.url:
+        try:
+            dump(store.url, inv.store_password(), path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        size = path.stat().st_size
+        return Message({"path": str(path), "bytes": size}, f"backed up to {path} ({size} bytes, pg_dump)")
     dest = sqlite3.connect(path)
     try:
         source.backup(dest)
@@ -661,6 +672,26 @@ def backup(inv: Invocation, path: Path) -> Output:
         dest.close()
     size = path.stat().st_size
     return Message({"path": str(path), "bytes": size}, f"backed up to {path} ({size} bytes)")
+
+
+def dump(url: str, password: str, path: Path) -> None:
+    """``pg_dump --format=custom`` of the database at ``url`` into ``path`` (which exists, 0600)."""
+    found = shutil.which("pg_dump") or next(
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"), reverse=True)), None
+    )
+    if found is None:
+        raise AdminError("pg_dump not found: install PostgreSQL's client (Debian: postgresql-client)")
+    env = dict(os.environ, PGPASSWORD=password) if password else None
+    done = subprocess.run(  # noqa: S603 (our own argv: the configured URL is the operator's)
+        [found, "--format=custom", "--no-owner", "--file", str(path), "--dbname", url],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise AdminError(f"pg_dump failed: {lines[-1] if lines else f'exit {done.returncode}'}")
 
 
 COMMANDS = (sessions, users, blocks, mail, requests, events, stats, audit, backup)

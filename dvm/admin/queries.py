@@ -23,7 +23,7 @@ def sessions(
     older_than_s: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    where: list[str] = ["1"]
+    where: list[str] = ["TRUE"]
     args: list[str | int] = []
     if state:
         where.append("state = ?")
@@ -198,7 +198,7 @@ def export(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
 def users(
     conn: sqlite3.Connection, search: str | None = None, limit: int = 100, *, suspended: bool = False
 ) -> list[dict[str, Any]]:
-    where, args = ["1"], []
+    where, args = ["TRUE"], []
     if search:
         where.append("(email LIKE ? OR pubkey LIKE ? OR id LIKE ? OR pending_email LIKE ?)")
         pattern = f"%{search.lower()}%"
@@ -247,7 +247,7 @@ def mail(conn: sqlite3.Connection, status: str, limit: int = 100) -> list[dict[s
 def events(
     conn: sqlite3.Connection, *, outcome: str | None = None, method: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
-    where, args = ["1"], []
+    where, args = ["TRUE"], []
     if outcome:
         where.append("outcome = ?")
         args.append(outcome)
@@ -324,7 +324,7 @@ def stats(conn: sqlite3.Connection, now: int, days: int = 7) -> dict[str, Any]:
 def audit(
     conn: sqlite3.Connection, limit: int = 100, *, action: str | None = None, actor: str | None = None
 ) -> list[dict[str, Any]]:
-    where, args = ["1"], []
+    where, args = ["TRUE"], []
     if action:
         where.append("action = ?")
         args.append(action)

@@ -10,7 +10,7 @@ import pytest
 
 from dvm.store import backends
 from tests.support import postgres
-from tests.support.admin_world import world  # noqa: F401 (the admin CLI's database)
+from tests.support.admin_world import world, world_sqlite  # noqa: F401 (the admin CLI's database)
 from tests.support.relay import LocalRelay
 from tests.support.smtp import Catcher, start_smtp
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from dvm.cli import cli as root
-from dvm.store import database
+from dvm.store import backends, database
 from tests.support.admin_world import BACKUP, SIGIT, cli, process
 from tests.support.flows import Harness, make_service, new_client
 
@@ -191,7 +191,8 @@ def test_events_and_stats(world):
     assert "failures: code_invalid 4, too_many_attempts 1" in cli(world, "stats", "--days", "100000").stdout
 
 
-def test_backup_is_a_private_consistent_copy_and_refuses_to_overwrite(world):
+def test_backup_is_a_private_consistent_copy_and_refuses_to_overwrite(world_sqlite):
+    world = world_sqlite
     target = world.dir / "copy.sqlite3"
     cli(world, "backup", str(target))
     assert target.stat().st_mode & 0o777 == 0o600
@@ -218,7 +219,7 @@ def test_errors_are_one_line_without_traceback(world):
 
 
 def test_output_cut_short_by_head_is_no_error(world):
-    with world.conn:
+    with database.immediate(world.conn):
         world.conn.executemany(
             "INSERT INTO users (id, email, verified, activated, created_at, updated_at) "
             "VALUES (?, ?, 0, 0, 1, 1)",
@@ -242,7 +243,8 @@ def test_cli_works_on_the_live_database_while_requests_are_written(world):
 
     def keep_writing():
         # Its own connection in its own thread, and its own random source (distinct Message-IDs).
-        writer = Harness(database.connect(world.dir / "db.sqlite3"), make_service(seed=7), now=world.now)
+        conn = backends.connect_any(world.url, world.dir / "db.sqlite3")
+        writer = Harness(conn, make_service(seed=7), now=world.now)
         i = 0
         while not stop.is_set():
             i += 1

@@ -14,7 +14,7 @@ from dvm.cli import main
 from dvm.nostr import bech32
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.keys import SecretKey
-from dvm.store import database
+from dvm.store import backends
 from tests.support.flows import CODE_SECRET, Harness, new_client
 
 SIGIT = Path(sys.executable).parent / "sigit-dvm"
@@ -29,16 +29,17 @@ class Ran:
     stderr: str
 
 
-@pytest.fixture
-def world(tmp_path, capsys):
+def make_world(tmp_path: Path, capsys, url: str = ""):
     """Settings and a database: ana activated (her account key is ``h.ana_key``), bo with an
-    unfinished signup, cy's session locked by wrong codes."""
+    unfinished signup, cy's session locked by wrong codes. ``url``: on PostgreSQL."""
     (tmp_path / "code.secret").write_text(CODE_SECRET.decode())
+    store = f'url = "{url}"\n' if url else ""
     (tmp_path / "sigit-dvm.toml").write_text(
-        '[store]\npath = "db.sqlite3"\n[daemon]\ncode_secret_file = "code.secret"\n'
+        f'[store]\npath = "db.sqlite3"\n{store}[daemon]\ncode_secret_file = "code.secret"\n'
     )
     # Real time: the CLI stamps what it writes with the real clock.
-    h = Harness(database.connect(tmp_path / "db.sqlite3"), now=int(time.time()))
+    h = Harness(backends.connect_any(url, tmp_path / "db.sqlite3"), now=int(time.time()))
+    h.url = url
     h.ana = new_client(1)
     h.send(h.ana, "request_account", {"email": "ana@example.org"})
     h.send(h.ana, "verify_code", {"code": h.last_code("ana@example.org")})
@@ -54,6 +55,21 @@ def world(tmp_path, capsys):
         h.send(h.cy, "verify_code", {"code": wrong})
     h.dir = tmp_path
     h.capsys = capsys
+    return h
+
+
+@pytest.fixture
+def world(tmp_path, capsys, store_url):
+    """The admin world on each backend in turn (the CLI works on either unchanged)."""
+    h = make_world(tmp_path, capsys, store_url)
+    yield h
+    h.conn.close()
+
+
+@pytest.fixture
+def world_sqlite(tmp_path, capsys):
+    """The admin world on a SQLite file, for what concerns the file itself (backup, WAL)."""
+    h = make_world(tmp_path, capsys)
     yield h
     h.conn.close()
 
