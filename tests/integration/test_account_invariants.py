@@ -1,10 +1,10 @@
 """Random sequences of requests from several clients, checked against the account invariants.
 
-Runs the real service on a real SQLite file. Invariants: one user per email; activated implies
-verified; activated exactly when last_seen is set; no code works twice, after expiry, after being
-replaced, or in a locked session; entropy only ever goes to the session whose latest code matched,
-and it is that user's entropy (none for a register account); an ephemeral key acts for an
-account only within its session's right (auth_until).
+Runs the real service on a real SQLite file, then on a real PostgreSQL database. Invariants: one
+user per email; activated implies verified; activated exactly when last_seen is set; no code works
+twice, after expiry, after being replaced, or in a locked session; entropy only ever goes to the
+session whose latest code matched, and it is that user's entropy (none for a register account); an
+ephemeral key acts for an account only within its session's right (auth_until).
 """
 
 from __future__ import annotations
@@ -18,11 +18,18 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from dvm.errors import InvalidEvent
 from dvm.nostr import bech32
-from dvm.store import database
+from dvm.store import backends
+from tests.support import postgres
 from tests.support.flows import ACCOUNT_RULES, Harness, mail_params, new_client
 
 EMAILS = ["ana@example.org", "bo@example.org"]
@@ -31,10 +38,14 @@ CLIENTS = st.integers(0, 3)
 
 
 class AccountMachine(RuleBasedStateMachine):
+    store_url = ""  # a PostgreSQL database (emptied for each example), or '': a new SQLite file
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="sigit-sm-")
-        self.h = Harness(database.connect(Path(self.dir) / "db.sqlite3"))
+        self.h = Harness(backends.connect_any(self.store_url, Path(self.dir) / "db.sqlite3"))
+        if self.store_url:
+            postgres.empty_tables(self.h.conn)
         self.clients = [new_client(100 + i) for i in range(4)]
         self.owners = [new_client(200 + i) for i in range(3)]  # account keys, which sign upkeep methods
         self.accounts = [owner.key.pubkey_hex for owner in self.owners]
@@ -238,3 +249,20 @@ AccountMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestAccountInvariants = AccountMachine.TestCase
+
+
+def test_account_invariants_hold_on_postgresql(pg_url):
+    """The same machine on PostgreSQL (fewer examples: each costs round trips, not file writes)."""
+
+    class OnPostgres(AccountMachine):
+        store_url = pg_url
+
+    run_state_machine_as_test(
+        OnPostgres,
+        settings=settings(
+            max_examples=int(os.environ.get("SIGIT_SM_EXAMPLES_PG", "15")),
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )
