@@ -22,11 +22,21 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from dvm.accounts.decision import MailKind
-from dvm.config import Problem, Settings, SettingsError, load_relays, read_secret, read_settings
+from dvm.config import (
+    Problem,
+    Settings,
+    SettingsError,
+    load_relays,
+    optional_secret,
+    read_secret,
+    read_settings,
+)
 from dvm.errors import ConfigError
 from dvm.keyfile import parse_secret
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.relays import messages
+from dvm.store import backends, postgres
+from dvm.store.database import StoreError
 
 EXIT_OK, EXIT_ERRORS = 0, 2
 CONNECT_TIMEOUT_S = 10.0
@@ -143,6 +153,11 @@ def _templates(settings: Settings, report: Report) -> None:
 
 
 def _store(settings: Settings, report: Report) -> None:
+    if settings.store.url:  # PostgreSQL: reached only with --connect (_database)
+        report.facts["database"] = settings.store.redacted_url()
+        if not postgres.available():
+            report.add("store.url", "psycopg is not installed (pip install 'psycopg[binary]>=3.2')")
+        return
     path = settings.path(settings.store.path)
     report.facts["database"] = str(path)
     who = "this user"
@@ -177,7 +192,22 @@ async def _connect_all(
     jobs = [_relay(url, settings.service.request_kind, pubkey, report) for url in relays]
     if settings.mail.backend == "smtp":
         jobs.append(_smtp(settings, secrets.get("smtp_password", ""), report))
+    if settings.store.url:
+        jobs.append(asyncio.to_thread(_database, settings, report))
     await asyncio.gather(*jobs)
+
+
+def _database(settings: Settings, report: Report) -> None:
+    """PostgreSQL: connect, and say the schema version (nothing is created or migrated)."""
+    name = f"database {settings.store.redacted_url()}"
+    try:
+        password = optional_secret("store_password", settings.store.password_file, settings)
+        version = backends.version_of(settings.store.url, Path(), password)
+    except (ConfigError, StoreError) as exc:
+        report.add("store.url", str(exc))
+        return
+    state = "empty (the daemon or `migrate` creates the schema)" if version == 0 else f"schema {version}"
+    report.connected.append(f"{name}: connected, {state}")
 
 
 async def _smtp(settings: Settings, password: str, report: Report) -> None:

@@ -61,8 +61,9 @@ def schema_sql() -> str:
     return resources.files("dvm.store").joinpath("schema_postgresql.sql").read_text(encoding="utf-8")
 
 
-def is_url(value: str) -> bool:
-    return value.startswith(("postgresql://", "postgres://"))
+def available() -> bool:
+    """Whether the driver (psycopg) is installed."""
+    return psycopg is not None
 
 
 def _require_driver() -> None:

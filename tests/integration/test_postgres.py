@@ -12,6 +12,7 @@ import threading
 
 import pytest
 
+from dvm import checks
 from dvm.accounts.decision import Mail, MailKind
 from dvm.cli import main
 from dvm.mailer import outbox
@@ -205,3 +206,25 @@ def test_a_sqlite_row_and_a_postgresql_row_read_alike(pg_url, tmp_path):
         ).fetchone()
         assert (row["yes"], row[1], type(row["total"])) == (1, 5, int), type(conn)
         assert isinstance(conn, sqlite3.Connection) or row.keys() == ["yes", "total"]
+
+
+def test_check_config_connect_reaches_the_database_and_says_its_schema(pg_url, tmp_path):
+    (tmp_path / "dvm.key").write_text("5d" * 32)
+    (tmp_path / "code.secret").write_text(CODE_SECRET.decode())
+    (tmp_path / "relays.toml").write_text('relays = ["ws://127.0.0.1:9"]\n')
+    (tmp_path / "sigit-dvm.toml").write_text(
+        f'[store]\nurl = "{pg_url}"\n[mail]\nbackend = "file"\noutbox_dir = "outbox"\n'
+        '[daemon]\nkey_file = "dvm.key"\ncode_secret_file = "code.secret"\n'
+    )
+    report = checks.check(str(tmp_path / "sigit-dvm.toml"), connect=True)
+    assert any(
+        line.endswith("connected, empty (the daemon or `migrate` creates the schema)")
+        for line in report.connected
+    )
+    pg(pg_url)
+    report = checks.check(str(tmp_path / "sigit-dvm.toml"), connect=True)
+    assert any(line.endswith(f"connected, schema {database.SCHEMA_VERSION}") for line in report.connected)
+    broken = tmp_path / "broken.toml"
+    broken.write_text((tmp_path / "sigit-dvm.toml").read_text().replace(pg_url, pg_url + "_missing"))
+    report = checks.check(str(broken), connect=True)
+    assert "store.url" in [p.setting for p in report.errors]  # (and the unreachable relay)
