@@ -8,6 +8,7 @@ request, and a client usually sends several requests from one key.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 from collections import OrderedDict
@@ -40,7 +41,9 @@ class Encryptor:
         """``(shared_x, nip44_conversation_key)`` for a peer, computed once per cache life."""
         cached = self._shared.get(peer)
         if cached is not None:
-            self._shared.move_to_end(peer)
+            # The PostgreSQL store commits on its own thread: the entry may be evicted meanwhile.
+            with contextlib.suppress(KeyError):
+                self._shared.move_to_end(peer)
             return cached
         shared_x = self.key.shared_x(peer)
         pair = (shared_x, nip44.conversation_key(shared_x))

@@ -182,12 +182,22 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         try:
             if sql == "BEGIN IMMEDIATE":
-                self.raw.execute("BEGIN")
-                return Cursor(self.raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITE_LOCK))
+                return self._begin_locked()
             # Always with parameters (maybe none): psycopg then reads the '%%' translate() wrote.
             return Cursor(self.raw.execute(translate(sql), _params(params) or ()))
         except psycopg.Error as exc:
             raise _translate_error(exc) from exc
+
+    def _begin_locked(self) -> Cursor:
+        """BEGIN and take the write lock; like SQLite's BEGIN IMMEDIATE, a lock not won in time
+        leaves no transaction open."""
+        self.raw.execute("BEGIN")
+        try:
+            return Cursor(self.raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITE_LOCK))
+        except BaseException:
+            if not self.broken:
+                self.raw.execute("ROLLBACK")
+            raise
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Cursor:
         rows = [p for p in (_params(p) for p in seq) if p is not None]
@@ -203,11 +213,32 @@ class PgConnection:
         self.raw.close()
 
 
-def connect(url: str, password: str = "", *, migrate_schema: bool = True) -> PgConnection:
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3"}
+"""TCP keepalives unless the URL sets its own: a server gone silent is noticed in ~25 s, not hours."""
+IDLE_IN_TRANSACTION_S = 15
+"""The server ends a session idle inside a transaction this long: a daemon whose machine vanished
+mid-transaction (no FIN, no RST) cannot keep the write lock from the others. Every transaction
+here runs in one call and is never idle that long."""
+DAEMON_LOCK_TIMEOUT_MS = 5000
+"""How long the daemon waits for the write lock (another daemon's batch, the CLI) before its
+batch fails and is retried: the twin of SQLite's busy timeout, longer for a network round trip."""
+CLI_LOCK_TIMEOUT_MS = 30_000
+
+
+def connect(
+    url: str, password: str = "", *, migrate_schema: bool = True, lock_timeout_ms: int = CLI_LOCK_TIMEOUT_MS
+) -> PgConnection:
     """Connect (autocommit: every write goes through an explicit transaction, as on SQLite) and
     create or migrate the schema unless ``migrate_schema`` is false."""
     _require_driver()
-    conninfo = psycopg.conninfo.make_conninfo(url, password=password) if password else url
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+        extra = {k: v for k, v in KEEPALIVES.items() if k not in given}
+        if password:
+            extra["password"] = password
+        conninfo = psycopg.conninfo.make_conninfo(url, **extra)
+    except psycopg.Error as exc:
+        raise StoreError(f"store.url: {str(exc).strip()}") from exc
     try:
         raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10, prepare_threshold=None)
     except psycopg.Error as exc:
@@ -216,6 +247,8 @@ def connect(url: str, password: str = "", *, migrate_schema: bool = True) -> PgC
     conn = PgConnection(raw)
     try:
         conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_S * 1000}")
+        conn.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
         if migrate_schema:
             migrate(conn)
         else:
@@ -298,7 +331,7 @@ class PostgresDatabase:
 
     async def open(self) -> PostgresDatabase:
         self._conn = await asyncio.get_running_loop().run_in_executor(
-            self._thread, partial(connect, self.url, self._password)
+            self._thread, partial(connect, self.url, self._password, lock_timeout_ms=DAEMON_LOCK_TIMEOUT_MS)
         )
         self._opened = True
         return self
@@ -313,7 +346,9 @@ class PostgresDatabase:
             if conn is not None:
                 conn.raw.close()
                 self._conn = None
-            self._conn = conn = connect(self.url, self._password, migrate_schema=False)
+            self._conn = conn = connect(
+                self.url, self._password, migrate_schema=False, lock_timeout_ms=DAEMON_LOCK_TIMEOUT_MS
+            )
             log.warning("database: reconnected to PostgreSQL")
         try:
             return fn(conn)
@@ -347,4 +382,4 @@ class PostgresDatabase:
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
-        self._thread.shutdown(wait=True)
+        await asyncio.to_thread(self._thread.shutdown, True)

@@ -228,3 +228,23 @@ def test_check_config_connect_reaches_the_database_and_says_its_schema(pg_url, t
     broken.write_text((tmp_path / "sigit-dvm.toml").read_text().replace(pg_url, pg_url + "_missing"))
     report = checks.check(str(broken), connect=True)
     assert "store.url" in [p.setting for p in report.errors]  # (and the unreachable relay)
+
+
+def test_a_daemon_that_vanishes_mid_transaction_cannot_keep_the_write_lock(pg_url):
+    """A machine lost mid-transaction sends no FIN: the server ends its session once idle in the
+    transaction too long, and the write lock is free again. (The daemon's sessions use
+    IDLE_IN_TRANSACTION_S; this one is shortened to keep the test short.)"""
+    vanished = pg(pg_url)
+    assert vanished.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == (
+        f"{postgres.IDLE_IN_TRANSACTION_S}s"
+    )
+    vanished.execute("SET idle_in_transaction_session_timeout = 1500")
+    vanished.execute("BEGIN IMMEDIATE")  # holds the write lock, then nothing more
+    other = postgres.connect(pg_url, lock_timeout_ms=300)
+    with pytest.raises(database.StoreError, match="lock timeout"), database.immediate(other):
+        pass
+    other.execute("SET lock_timeout = 10000")
+    with database.immediate(other):  # waits until the server has ended the vanished session
+        pass
+    with pytest.raises(database.StoreError):  # the server ended that session
+        vanished.execute("SELECT 1")
