@@ -156,7 +156,7 @@ def _store(settings: Settings, report: Report) -> None:
     if settings.store.url:  # PostgreSQL: reached only with --connect (_database)
         report.facts["database"] = settings.store.redacted_url()
         if not postgres.available():
-            report.add("store.url", "psycopg is not installed (pip install 'psycopg[binary]>=3.2')")
+            report.add("store.url", "psycopg is not installed (pip install 'sigit-dvm[postgresql]')")
         return
     path = settings.path(settings.store.path)
     report.facts["database"] = str(path)

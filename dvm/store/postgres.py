@@ -69,7 +69,7 @@ def available() -> bool:
 def _require_driver() -> None:
     if psycopg is None:
         raise StoreError(
-            "store.url names PostgreSQL, but psycopg is not installed: pip install psycopg[binary]"
+            "store.url names PostgreSQL, but psycopg is not installed: pip install 'sigit-dvm[postgresql]'"
         )
 
 
