@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import subprocess
 import threading
@@ -248,3 +249,27 @@ def test_a_daemon_that_vanishes_mid_transaction_cannot_keep_the_write_lock(pg_ur
         pass
     with pytest.raises(database.StoreError):  # the server ended that session
         vanished.execute("SELECT 1")
+
+
+def test_the_store_password_secret_reaches_a_server_that_asks_for_one(pg_cluster, tmp_path, capsys):
+    pg_cluster.psql("DROP ROLE IF EXISTS guarded; CREATE ROLE guarded LOGIN PASSWORD 'open sesame'")
+    hba = pg_cluster.directory / "data" / "pg_hba.conf"
+    rule = "host all guarded 127.0.0.1/32 scram-sha-256\n"
+    if rule not in hba.read_text():
+        script = f"printf '{rule}' | cat - {hba} > {hba}.new && mv {hba}.new {hba}"
+        as_owner = ["runuser", "-u", pg_cluster.user, "--"] if os.geteuid() == 0 else []
+        subprocess.run([*as_owner, "sh", "-c", script], check=True)  # the cluster's files are its user's
+        pg_cluster.psql("SELECT pg_reload_conf()")
+    url = pg_cluster.new_database("guarded")
+    name = url.rsplit("/", 1)[1]
+    pg_cluster.psql(f'ALTER DATABASE "{name}" OWNER TO guarded')
+    url = url.replace(f"{pg_cluster.user}@", "guarded@")
+    config = tmp_path / "sigit-dvm.toml"
+    config.write_text(f'[store]\nurl = "{url}"\npassword_file = "pw"\n')
+    (tmp_path / "pw").write_text("wrong\n")
+    assert main(["-c", str(config), "migrate"]) == 1
+    assert "password authentication failed" in capsys.readouterr().err
+    (tmp_path / "pw").write_text("open sesame\n")
+    assert main(["-c", str(config), "migrate"]) == 0
+    out = capsys.readouterr().out
+    assert "open sesame" not in out and f"schema {database.SCHEMA_VERSION}" in out
