@@ -15,7 +15,7 @@ from dvm.accounts.decision import MailKind
 from dvm.outbox import MailClaim, OutboxMail
 from dvm.store.database import dialect, immediate
 
-__all__ = ["MailClaim", "OutboxMail", "Outcome", "claim_due", "metrics", "record"]
+__all__ = ["MailClaim", "OutboxMail", "Outcome", "claim_due", "metrics", "record", "renew"]
 
 CODE_KINDS = frozenset(kind for kind in MailKind if kind.value.endswith("_code"))
 """Kinds whose params hold a code: erased when the mail is sent or dead."""
@@ -50,6 +50,21 @@ def claim_due(
             [(now + lease_s, claimer or None, row[0]) for row in rows],
         )
     return [OutboxMail(row[0], row[1], MailKind(row[2]), row[3], row[4], row[5] + 1, row[6]) for row in rows]
+
+
+def renew(conn: sqlite3.Connection, mail: OutboxMail, claimer: str, now: int, lease_s: int) -> bool:
+    """Extend ``claimer``'s lease on ``mail`` to ``now + lease_s`` if the claim is still its own;
+    False when the row was claimed again since (by another daemon, or a later pass once the lease
+    ran out) or is no longer queued: then it is not this claim's to send."""
+    with immediate(conn, exclusive=False):
+        return (
+            conn.execute(
+                "UPDATE mail SET next_attempt_at = ? WHERE id = ? AND status = 'queued' "
+                "AND claimed_by = ? AND attempts = ?",
+                (now + lease_s, mail.id, claimer, mail.attempts),
+            ).rowcount
+            == 1
+        )
 
 
 def _scrubbed(mail: OutboxMail) -> str:
