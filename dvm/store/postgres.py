@@ -256,11 +256,11 @@ def connect(
             )
         conn.execute("SET TIME ZONE 'UTC'")
         conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_S * 1000}")
-        conn.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
-        if migrate_schema:
+        if migrate_schema:  # waits for another's migration as long as it takes (no lock_timeout yet)
             migrate(conn)
         else:
             check_version(conn)
+        conn.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
     except BaseException:
         raw.close()
         raise
