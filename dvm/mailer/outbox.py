@@ -96,17 +96,17 @@ def _mark(conn: sqlite3.Connection, o: Outcome) -> None:
             "WHERE id = ? AND status = 'queued'",
             (o.at, _scrubbed(o.mail), o.mail.id),
         )
-    elif o.status == "retry":
+    elif o.status == "retry":  # only while the claim is still this one (attempts: its number)
         conn.execute(
             "UPDATE mail SET next_attempt_at = ?, last_error = ?, claimed_by = NULL "
-            "WHERE id = ? AND status = 'queued'",
-            (o.at, o.error[:500], o.mail.id),
+            "WHERE id = ? AND status = 'queued' AND attempts = ?",
+            (o.at, o.error[:500], o.mail.id, o.mail.attempts),
         )
     else:
         conn.execute(
             "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
-            "WHERE id = ? AND status = 'queued'",
-            (o.error[:500], _scrubbed(o.mail), o.mail.id),
+            "WHERE id = ? AND status = 'queued' AND attempts = ?",
+            (o.error[:500], _scrubbed(o.mail), o.mail.id, o.mail.attempts),
         )
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from dvm.accounts.decision import Mail, MailKind
 from dvm.config import MailSettings
+from dvm.mailer import outbox
 from dvm.mailer.backends import SmtpBackend
 from dvm.mailer.message import Sender
 from dvm.mailer.templates import TemplateContext, Templates
@@ -169,3 +170,17 @@ async def test_a_daemon_whose_clock_runs_ahead_does_not_take_live_claims(pg_url)
             await w.db.close()
         slow_server.stop()
         fast_server.stop()
+
+
+def test_a_late_outcome_of_a_lapsed_claim_does_not_undo_the_new_claim(pg_url):
+    """A's send outlived its lease (each SMTP step may take up to mail.timeout_s; a session has
+    more steps than the lease's four); B claimed the row and is sending. A's 'retry' outcome then
+    clears B's claim and makes the row due again: a third sender takes it while B sends."""
+    conn = postgres.connect(pg_url)
+    with database.immediate(conn):
+        mail = Mail(MailKind.WELCOME, "user0@example.org", None, (("at", T0),))
+        repository.queue_mail(conn, mail, "tok0000", None, T0, seal=SEAL)
+    (by_a,) = outbox.claim_due(conn, T0, 10, lease_s=60, claimer="A")
+    assert len(outbox.claim_due(conn, T0 + 61, 10, lease_s=60, claimer="B")) == 1  # A's lease ran out
+    outbox.record(conn, [outbox.Outcome(by_a, "retry", "451 try later", T0 + 65)])  # A, late
+    assert outbox.claim_due(conn, T0 + 70, 10, lease_s=60, claimer="C") == []  # B's, until T0 + 121
