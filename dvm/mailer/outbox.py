@@ -15,7 +15,7 @@ from dvm.accounts.decision import MailKind
 from dvm.outbox import MailClaim, OutboxMail
 from dvm.store.database import dialect, immediate
 
-__all__ = ["MailClaim", "OutboxMail", "Outcome", "claim_due", "metrics", "record"]
+__all__ = ["MailClaim", "OutboxMail", "Outcome", "claim_due", "metrics", "record", "renew"]
 
 CODE_KINDS = frozenset(kind for kind in MailKind if kind.value.endswith("_code"))
 """Kinds whose params hold a code: erased when the mail is sent or dead."""
@@ -52,6 +52,21 @@ def claim_due(
     return [OutboxMail(row[0], row[1], MailKind(row[2]), row[3], row[4], row[5] + 1, row[6]) for row in rows]
 
 
+def renew(conn: sqlite3.Connection, mail: OutboxMail, claimer: str, now: int, lease_s: int) -> bool:
+    """Extend ``claimer``'s lease on ``mail`` to ``now + lease_s`` if the claim is still its own;
+    False when the row was claimed again since (by another daemon, or a later pass once the lease
+    ran out) or is no longer queued: then it is not this claim's to send."""
+    with immediate(conn, exclusive=False):
+        return (
+            conn.execute(
+                "UPDATE mail SET next_attempt_at = ? WHERE id = ? AND status = 'queued' "
+                "AND claimed_by = ? AND attempts = ?",
+                (now + lease_s, mail.id, claimer, mail.attempts),
+            ).rowcount
+            == 1
+        )
+
+
 def _scrubbed(mail: OutboxMail) -> str:
     return "" if mail.kind in CODE_KINDS else mail.params
 
@@ -81,17 +96,17 @@ def _mark(conn: sqlite3.Connection, o: Outcome) -> None:
             "WHERE id = ? AND status = 'queued'",
             (o.at, _scrubbed(o.mail), o.mail.id),
         )
-    elif o.status == "retry":
+    elif o.status == "retry":  # only while the claim is still this one (attempts: its number)
         conn.execute(
             "UPDATE mail SET next_attempt_at = ?, last_error = ?, claimed_by = NULL "
-            "WHERE id = ? AND status = 'queued'",
-            (o.at, o.error[:500], o.mail.id),
+            "WHERE id = ? AND status = 'queued' AND attempts = ?",
+            (o.at, o.error[:500], o.mail.id, o.mail.attempts),
         )
     else:
         conn.execute(
             "UPDATE mail SET status = 'dead', last_error = ?, params = ?, claimed_by = NULL "
-            "WHERE id = ? AND status = 'queued'",
-            (o.error[:500], _scrubbed(o.mail), o.mail.id),
+            "WHERE id = ? AND status = 'queued' AND attempts = ?",
+            (o.error[:500], _scrubbed(o.mail), o.mail.id, o.mail.attempts),
         )
 
 

@@ -67,10 +67,14 @@ class MailWorker:
         self.run_id = secrets.token_hex(8)  # whose claims are whose: see release_claims
         self.claim = outbox.MailClaim(self.run_id, self.lease_s)
         self._released = False
+        self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self._claimed_at: dict[tuple[int, int], float] = {}  # (id, attempts) -> when claimed
 
     def submit(self, mails: Sequence[outbox.OutboxMail]) -> None:
         """Send mail committed already claimed by ``self.claim``, now."""
         if mails:
+            now = self._clock()
+            self._claimed_at.update(((m.id, m.attempts), now) for m in mails)
             self._fresh.extend(mails)
             self._wake.set()
 
@@ -136,6 +140,8 @@ class MailWorker:
             )
             if not due:
                 return total
+            now = self._clock()
+            self._claimed_at.update(((m.id, m.attempts), now) for m in due)
             await self._pass(due)
             total += len(due)
 
@@ -146,6 +152,7 @@ class MailWorker:
         await asyncio.gather(*(self._deliver(m, b) for m, b in zip(mails, built, strict=True)))
 
     async def _deliver(self, mail: outbox.OutboxMail, built: Outgoing | ConfigError | DeliveryError) -> None:
+        claimed_at = self._claimed_at.pop((mail.id, mail.attempts), None)
         if isinstance(built, ConfigError):
             log.error("mail %d (%s) dead: template: %s", mail.id, mail.kind, built)
             await self._write(outbox.Outcome(mail, "dead", f"template: {built}"))
@@ -158,10 +165,32 @@ class MailWorker:
             log.info("mail %d (%s) sent, attempt %d", mail.id, mail.kind, mail.attempts)
             await self._write(outbox.Outcome(mail, "sent", at=int(self._clock())))
 
+        async with self._slots:  # a mail waits here, in memory, while its lease runs
+            if not await self._still_ours(mail, claimed_at):
+                return
+            try:
+                await self.backend.send(built, accepted)
+            except DeliveryError as exc:
+                await self._write(self._failed(mail, exc))
+
+    async def _still_ours(self, mail: outbox.OutboxMail, claimed_at: float | None) -> bool:
+        """Whether this run may send ``mail`` now: its claim is fresh (less than half the lease
+        old), or renewing it finds nobody claimed the row since. Past its lease another daemon, or
+        this run's next pass, may have claimed and sent it: sending it here too would be a second
+        sender, not a crash's one duplicate."""
+        now = self._clock()
+        if claimed_at is not None and now - claimed_at < self.lease_s / 2:
+            return True
         try:
-            await self.backend.send(built, accepted)
-        except DeliveryError as exc:
-            await self._write(self._failed(mail, exc))
+            held = await self.db.run(
+                partial(outbox.renew, mail=mail, claimer=self.run_id, now=int(now), lease_s=self.lease_s)
+            )
+        except Exception as exc:  # cannot tell: leave it to whoever holds it after the lease
+            log.warning("mail %d claim not renewed (%s); not sent now", mail.id, type(exc).__name__)
+            return False
+        if not held:
+            log.info("mail %d (%s) claimed by another sender meanwhile; not sent here", mail.id, mail.kind)
+        return held
 
     async def _write(self, outcome: outbox.Outcome) -> None:
         """Write an outcome now, in a transaction of its own; while the database refuses, try again

@@ -246,13 +246,21 @@ def connect(
     raw.row_factory = _row_factory
     conn = PgConnection(raw)
     try:
+        # Text in any other encoding comes back as bytes (SQL_ASCII) or cannot hold a non-ASCII
+        # address (LATIN1...): refuse the database rather than fail on every request.
+        encoding = raw.info.parameter_status("server_encoding")
+        if encoding != "UTF8":
+            raise StoreError(
+                f"the PostgreSQL database's encoding is {encoding}, not UTF8: create it with "
+                "createdb --encoding=UTF8 --template=template0 (docs/operations.md)"
+            )
         conn.execute("SET TIME ZONE 'UTC'")
         conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_S * 1000}")
-        conn.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
-        if migrate_schema:
+        if migrate_schema:  # waits for another's migration as long as it takes (no lock_timeout yet)
             migrate(conn)
         else:
             check_version(conn)
+        conn.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
     except BaseException:
         raw.close()
         raise
