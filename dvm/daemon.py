@@ -98,7 +98,9 @@ class Daemon:
         self.secrets = secrets
         self._clock = clock
         self.notifier = notifier or Notifier()
-        self.db = store_for(settings.store.url, settings.path(settings.store.path), secrets.store_password)
+        self.db = store_for(
+            settings.store.url, settings.path(settings.store.path), secrets.store_password, clock
+        )
         rules = settings.service.rules()
         mail = settings.mail
         self.backend = backend or self._make_backend()

@@ -4,6 +4,8 @@ PostgreSQL database at ``store.url`` (several daemons share it: docs/operations.
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -11,10 +13,10 @@ from dvm.store import database, postgres
 from dvm.store.database import Store
 
 
-def store_for(url: str, path: Path, password: str = "") -> Store:
+def store_for(url: str, path: Path, password: str = "", clock: Callable[[], float] = time.time) -> Store:
     """The database ``store.url`` names (PostgreSQL), else the SQLite file at ``path``."""
     if url:
-        return postgres.PostgresDatabase(url, password)
+        return postgres.PostgresDatabase(url, password, clock)
     return database.Database(path)
 
 

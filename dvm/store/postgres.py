@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from functools import lru_cache, partial
+from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -223,6 +223,11 @@ DAEMON_LOCK_TIMEOUT_MS = 5000
 """How long the daemon waits for the write lock (another daemon's batch, the CLI) before its
 batch fails and is retried: the twin of SQLite's busy timeout, longer for a network round trip."""
 CLI_LOCK_TIMEOUT_MS = 30_000
+MAX_CLOCK_SKEW_S = 10
+"""How far a daemon's clock may be from the database server's. Leases and mail claims are stamped
+with each daemon's clock and judged by the others' (the mail lease is at least 60 s, renewed at
+half; the leader's 15 s, renewed every second), and the request window and pruning assume one
+time: a daemon further off refuses to start (and to reconnect) rather than take live claims."""
 
 
 def connect(
@@ -265,6 +270,26 @@ def connect(
         raw.close()
         raise
     return conn
+
+
+def clock_skew(conn: PgConnection, clock: Callable[[], float]) -> float:
+    """Seconds ``clock`` is ahead of the database server's clock (negative: behind)."""
+    before = clock()
+    server = float(conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0])
+    return (before + clock()) / 2 - server
+
+
+def check_clock(conn: PgConnection, clock: Callable[[], float]) -> float:
+    skew = clock_skew(conn, clock)
+    if abs(skew) > MAX_CLOCK_SKEW_S:
+        raise StoreError(
+            f"this machine's clock is {skew:+.0f} s off the database server's (more than "
+            f"{MAX_CLOCK_SKEW_S} s): daemons sharing a database judge each other's leases by "
+            "their clocks; synchronise them (NTP)"
+        )
+    if abs(skew) > 1:
+        log.warning("this machine's clock is %+.1f s off the database server's", skew)
+    return skew
 
 
 def user_version(conn: PgConnection) -> int:
@@ -328,9 +353,10 @@ class PostgresDatabase:
     shared = True
     """Other daemons may use this database: singletons hold leases, claims are never stolen."""
 
-    def __init__(self, url: str, password: str = "") -> None:
+    def __init__(self, url: str, password: str = "", clock: Callable[[], float] = time.time) -> None:
         self.url = url
         self._password = password
+        self._clock = clock
         self._conn: PgConnection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sigit-db")
         self._lock = asyncio.Lock()
@@ -338,9 +364,7 @@ class PostgresDatabase:
         self.observe: Callable[[float], None] | None = None
 
     async def open(self) -> PostgresDatabase:
-        self._conn = await asyncio.get_running_loop().run_in_executor(
-            self._thread, partial(connect, self.url, self._password, lock_timeout_ms=DAEMON_LOCK_TIMEOUT_MS)
-        )
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._thread, self._connect, True)
         self._opened = True
         return self
 
@@ -348,15 +372,24 @@ class PostgresDatabase:
     def is_open(self) -> bool:
         return self._opened
 
+    def _connect(self, migrate_schema: bool) -> PgConnection:
+        conn = connect(
+            self.url, self._password, migrate_schema=migrate_schema, lock_timeout_ms=DAEMON_LOCK_TIMEOUT_MS
+        )
+        try:
+            check_clock(conn, self._clock)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     def _call(self, fn: Callable[[PgConnection], T]) -> T:
         conn = self._conn
         if conn is None or conn.broken:
             if conn is not None:
                 conn.raw.close()
                 self._conn = None
-            self._conn = conn = connect(
-                self.url, self._password, migrate_schema=False, lock_timeout_ms=DAEMON_LOCK_TIMEOUT_MS
-            )
+            self._conn = conn = self._connect(False)
             log.warning("database: reconnected to PostgreSQL")
         try:
             return fn(conn)
