@@ -35,13 +35,14 @@ from functools import partial
 from typing import Any
 
 from dvm.backoff import Backoff
-from dvm.errors import NostrError
+from dvm.errors import NostrError, StaleEvent
 from dvm.metrics import Metrics
 from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
 from dvm.opener import Opened, Opener
 from dvm.protocol.intake import Incoming, addressed_to
 from dvm.ratelimit import KeyRateLimiter
 from dvm.service import AccountService, Answer
+from dvm.store import repository
 from dvm.store.database import Store
 from dvm.store.writebehind import WriteBehind
 
@@ -219,12 +220,17 @@ class Pipeline:
             except BaseException:
                 self.writebehind.put_back(along)  # rolled back with the batch: next transaction
                 raise
+        # A stale copy of a request decided already (seen late from another relay, or by a daemon
+        # that came back) gets the stored decision, not a stale_event next to it.
+        stale = [o.event.id for o in checked if isinstance(o, Incoming) and isinstance(o.refusal, StaleEvent)]
+        decided = await self.db.run(partial(repository.stored_replies, event_ids=stale)) if stale else {}
         results: list[Answer | Exception] = []
         for o in checked:
             if not isinstance(o, Incoming):
                 results.append(o)
             elif o.request is None:
-                results.append(self.service.refuse(o, now))
+                stored = decided.get(o.event.id)
+                results.append(self.service.replay(o, stored) if stored else self.service.refuse(o, now))
             else:
                 results.append(next(answers))
         self._hand_out(items, checked, results, now)

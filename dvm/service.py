@@ -99,6 +99,12 @@ class AccountService:
         )
         return Answer(incoming.event.id, incoming.method, failure.code, reply, False, stored=False)
 
+    def replay(self, incoming: Incoming, stored: repository.StoredReply) -> Answer:
+        """Answer a copy of a request decided already with its stored reply, even when the copy
+        arrives too late to be taken (another relay, another daemon, after the window): a
+        client must never see a refusal next to the decision."""
+        return Answer(incoming.event.id, incoming.method, stored.outcome, stored.reply, True)
+
     def commit(
         self,
         conn: sqlite3.Connection,

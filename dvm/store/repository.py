@@ -488,6 +488,16 @@ def stored_reply(conn: sqlite3.Connection, event_id: str) -> StoredReply | None:
     return StoredReply(row[0], row[1], parse_event_json(row[2]), row[3] is not None)
 
 
+def stored_replies(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, StoredReply]:
+    """The stored replies among ``event_ids`` (requests decided already), by request id."""
+    found: dict[str, StoredReply] = {}
+    for event_id in dict.fromkeys(event_ids):
+        stored = stored_reply(conn, event_id)
+        if stored is not None:
+            found[event_id] = stored
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """A decided request: the event, what it asked, how it ended and the signed reply."""

@@ -4,11 +4,16 @@ built on rust-nostr (nostr-sdk). Tests taking ``store_url`` run on SQLite and on
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import timedelta
 
 import nostr_sdk as rn
 import pytest
 
 from dvm.nostr import bech32
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.client import build_request
 from dvm.store import backends
 from tests.support.daemon import DVM_KEY, code_from, make_settings, signup_events, start_daemon, write_relays
 from tests.support.relay import LocalRelay, wait_until
@@ -270,3 +275,46 @@ async def test_a_burst_opened_by_the_worker_and_single_events_opened_inline_are_
         assert daemon.handled == 9 and len(smtp.messages) == 9
     finally:
         await daemon.shutdown()
+
+
+async def test_a_late_copy_of_a_decided_request_gets_the_stored_reply_not_a_refusal(
+    tmp_path, relay, smtp, store_url
+):
+    """A copy seen after the window (by another daemon, or this one after a long outage) is
+    answered with the decision, byte for byte: never a stale_event next to an ok."""
+    event = build_request(
+        Encryptor(SecretKey.generate()),
+        DVM_KEY.pubkey_hex,
+        "request_account",
+        {"email": "late@example.org"},
+        int(time.time()) - 100,  # inside the default window (600 s), outside a 30 s one
+        pow_bits=8,
+    )
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, store_url=store_url)
+    daemon = await start_daemon(settings)
+    try:
+        await daemon.pipeline.submit(event.to_dict(), "test")
+        await wait_until(lambda: daemon.handled == 1)
+        await wait_until(lambda: daemon.publisher.idle)
+    finally:
+        await daemon.shutdown()
+    (stored,) = db_rows(settings, "SELECT reply_id FROM requests WHERE event_id = ?", event.id)
+    narrow = make_settings(
+        tmp_path / "dvm", [relay.url], smtp.port, store_url=store_url, created_at_window_s=30
+    )
+    later = await start_daemon(narrow)  # another daemon sees the same event too late
+    try:
+        await later.pipeline.submit(event.to_dict(), "a late relay")
+        await wait_until(lambda: later.handled == 1)
+        await wait_until(lambda: later.publisher.idle)
+    finally:
+        await later.shutdown()
+    query = (
+        rn.Filter()
+        .kind(rn.Kind(6780))
+        .author(rn.PublicKey.parse(DVM_KEY.pubkey_hex))
+        .event(rn.EventId.parse(event.id))
+    )
+    async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
+        found = await browser.client.fetch_events(rn.ReqTarget.auto([query]), timeout=timedelta(seconds=3))
+    assert [e.id().to_hex() for e in found] == [stored[0]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dvm.config import DaemonSettings, MailSettings, RelaySettings, ServiceSettings, Settings, StoreSettings
@@ -50,11 +51,13 @@ def make_settings(
     )
 
 
-async def start_daemon(settings: Settings, *, live: bool = True) -> Daemon:
+async def start_daemon(
+    settings: Settings, *, live: bool = True, clock: Callable[[], float] = time.time
+) -> Daemon:
     """Start a daemon and, with ``live``, wait until its subscription is live on every relay (EOSE),
     as a browser would only come by later: a request published while a relay is still answering
     the daemon's REQ may be missed by that relay."""
-    daemon = Daemon(settings, Secrets(DVM_KEY, CODE_SECRET))
+    daemon = Daemon(settings, Secrets(DVM_KEY, CODE_SECRET), clock=clock)
     await daemon.start()
     if live:
         async with asyncio.timeout(10):
