@@ -13,7 +13,14 @@ production (section 4 measures SMTP); on this machine's disk each file costs 0.5
 The daemon's database is on the disk, with its fsyncs. The relay runs on nostr-relay's LMDB
 storage, which costs it less than half the CPU per event of its default SQLite storage;
 ``SIGIT_BENCH_RELAY=sqlite`` measures with the default one.
-Environment: SIGIT_BENCH_RATES (default 100,200,300), SIGIT_BENCH_SECONDS (default 8).
+
+``SIGIT_BENCH_STORE=postgresql`` puts the daemon's database on a throwaway PostgreSQL cluster
+(tests/support/postgres.py: fsync on, 127.0.0.1) instead of the SQLite file, and
+``SIGIT_BENCH_DAEMONS=2`` runs two daemons on it, active-active: the same key and code secret,
+both subscribed to the relay, so each request reaches both and one decides it. The CPU columns
+then show each daemon and the PostgreSQL server (the postmaster and its backends).
+Environment: SIGIT_BENCH_RATES (default 100,200,300), SIGIT_BENCH_SECONDS (default 8),
+SIGIT_BENCH_STORE (sqlite or postgresql), SIGIT_BENCH_DAEMONS (default 1; more needs postgresql).
 """
 
 from __future__ import annotations
@@ -36,18 +43,30 @@ from dvm.nostr.encryption import Encryptor
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request
 from dvm.relays import messages
+from tests.support.postgres import Cluster, start_cluster
 
 CLIENTS = 8
 POW_BITS = 8
 
 
-def start_daemon(directory: Path, relay_url: str, mail_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_daemon(
+    directory: Path,
+    relay_url: str,
+    mail_dir: Path,
+    store_url: str = "",
+    key: SecretKey | None = None,
+    code_secret: bytes | None = None,
+) -> tuple[subprocess.Popen[bytes], SecretKey]:
+    """``sigit-dvm run`` on the SQLite file in ``directory`` or the database at ``store_url``;
+    ``key`` and ``code_secret`` make it a twin of another daemon (active-active)."""
     config, key = write_local_config(
         directory,
         [relay_url],
         25,
+        key=key,
         overrides={
             "daemon": {"log_level": "warning"},
+            "store": {"url": store_url} if store_url else {},
             "service": {
                 "pow_request_account_bits": POW_BITS,
                 "max_codes_per_email_per_hour": 100000,
@@ -57,11 +76,18 @@ def start_daemon(directory: Path, relay_url: str, mail_dir: Path) -> tuple[subpr
             "mail": {"backend": "file", "outbox_dir": str(mail_dir)},
         },
     )
+    if code_secret is not None:
+        (directory / "code.secret").write_bytes(code_secret)
     log = (directory / "daemon.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "dvm.cli", "-c", str(config), "run"], stdout=log, stderr=subprocess.STDOUT
     )
-    return proc, key.pubkey_hex
+    return proc, key
+
+
+def postmaster_pid(cluster: Cluster) -> int:
+    """The PostgreSQL server's root process: its backends and helpers are its children."""
+    return int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
 
 
 def build_events(dvm: str, count: int) -> list[tuple[str, str, str]]:
@@ -170,7 +196,16 @@ def main() -> None:
     rates = [int(r) for r in os.environ.get("SIGIT_BENCH_RATES", "100,200,300").split(",")]
     seconds = float(os.environ.get("SIGIT_BENCH_SECONDS", "8"))
     storage = os.environ.get("SIGIT_BENCH_RELAY", "lmdb")
+    store = os.environ.get("SIGIT_BENCH_STORE", "sqlite")
+    count = int(os.environ.get("SIGIT_BENCH_DAEMONS", "1"))
+    if store not in ("sqlite", "postgresql"):
+        sys.exit(f"SIGIT_BENCH_STORE={store}: sqlite or postgresql")
+    if count > 1 and store != "postgresql":
+        sys.exit("SIGIT_BENCH_DAEMONS > 1 needs SIGIT_BENCH_STORE=postgresql (one daemon per SQLite file)")
     results = []
+    cluster = start_cluster() if store == "postgresql" else None
+    if store == "postgresql" and cluster is None:
+        sys.exit("no PostgreSQL server binaries (Debian: apt-get install postgresql)")
     shm = Path("/dev/shm")  # a private temporary directory is made inside it
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -178,32 +213,54 @@ def main() -> None:
     ):
         directory = Path(tmp)
         relay = LocalRelay(directory / "relay", storage=storage).start()
-        proc, dvm = start_daemon(directory, relay.url, Path(mail))
+        store_url = cluster.new_database("bench") if cluster is not None else ""
+        procs: list[subprocess.Popen[bytes]] = []
         try:
-            time.sleep(2.0)
+            key, secret = None, None
+            for i in range(count):
+                proc, key = start_daemon(
+                    directory / f"dvm{i + 1}", relay.url, Path(mail) / str(i + 1), store_url, key, secret
+                )
+                secret = (directory / "dvm1" / "code.secret").read_bytes()
+                procs.append(proc)
+            assert key is not None
+            time.sleep(2.0 if cluster is None else 3.0)
             for rate in rates:
                 print(f"offering {rate} req/s for {seconds:.0f} s...", file=sys.stderr)
                 assert relay.proc is not None
-                pids = {"relay": relay.proc.pid, "daemon": proc.pid, "load": os.getpid()}
-                result = asyncio.run(run_rate(relay.url, dvm, rate, seconds, pids))
-                results.append({"relay_storage": storage, **result})
+                pids = {"relay": relay.proc.pid}
+                for i, proc in enumerate(procs):
+                    pids["daemon" if count == 1 else f"daemon{i + 1}"] = proc.pid
+                if cluster is not None:
+                    pids["postgres"] = postmaster_pid(cluster)
+                pids["load"] = os.getpid()
+                result = asyncio.run(run_rate(relay.url, key.pubkey_hex, rate, seconds, pids))
+                results.append({"relay_storage": storage, "store": store, "daemons": count, **result})
         finally:
-            proc.terminate()
-            proc.wait(20)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(20)
             relay.stop()
+            if cluster is not None:
+                cluster.stop()
     if "--json" in sys.argv:
         print(json.dumps(results, indent=2))
         return
-    print(f"end to end: request_account through nostr-relay ({storage} storage); CPU is ms per request")
     print(
-        f"{'offered':>8} {'achieved':>9} {'answered':>10} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'relay CPU':>10} {'daemon CPU':>11} {'load CPU':>9}"
+        f"end to end: request_account through nostr-relay ({storage} storage), {count} daemon(s) on "
+        f"{store}; CPU is ms per request"
+    )
+    names = [k.removeprefix("cpu_ms_per_req_") for k in results[0] if k.startswith("cpu_ms_per_req_")]
+    print(
+        f"{'offered':>8} {'achieved':>9} {'answered':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        + " ".join(f"{name + ' CPU':>12}" for name in names)
     )
     for r in results:
         print(
             f"{r['offered_req_per_s']:8} {r['achieved_req_per_s']:9} {r['answered']:>5}/{r['requests']:<4} "
-            f"{r['p50_ms']!s:>8} {r['p99_ms']!s:>8} {r['cpu_ms_per_req_relay']:10} "
-            f"{r['cpu_ms_per_req_daemon']:11} {r['cpu_ms_per_req_load']:9}"
+            f"{r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
+            + " ".join(f"{r['cpu_ms_per_req_' + name]:12}" for name in names)
         )
 
 
