@@ -123,12 +123,16 @@ class Row(tuple[Any, ...]):
         return list(self.names)
 
 
+@lru_cache(maxsize=256)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"names": {name: i for i, name in enumerate(names)}, "__slots__": ()})
+
+
 def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
-    names = {d.name: i for i, d in enumerate(cursor.description or ())}
-    cls = type("Row", (Row,), {"names": names, "__slots__": ()})
+    cls = _row_class(tuple(d.name for d in cursor.description or ()))
 
     def make(values: Sequence[Any]) -> Row:
-        return cls(_value(v) for v in values)  # type: ignore[no-any-return]
+        return cls(_value(v) for v in values)
 
     return make
 
@@ -245,7 +249,10 @@ def connect(
     except psycopg.Error as exc:
         raise StoreError(f"store.url: {str(exc).strip()}") from exc
     try:
-        raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10, prepare_threshold=None)
+        # psycopg prepares a statement on its fifth use (the repository's SQL is a fixed set):
+        # the server then skips parsing and planning. Behind PgBouncer in transaction mode, that
+        # needs PgBouncer 1.21 or newer with max_prepared_statements set.
+        raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
     raw.row_factory = _row_factory
