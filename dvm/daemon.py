@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from secrets import token_hex as secrets_token_hex
 from typing import Any
 
 from dvm import health
@@ -121,7 +120,8 @@ class Daemon:
             Encryptor(secrets.key), secrets.code_secret, rules, mail_claim=self.mail.claim, mail_seal=seal
         )
         self.writebehind = WriteBehind(self.db, WRITE_BEHIND_S)
-        self.leader = Leader(self.db, secrets_token_hex(8), clock)  # of several daemons, who runs singletons
+        # Of several daemons on one database: who runs the singletons, which runs are alive.
+        self.leader = Leader(self.db, self.mail.run_id, clock)
         self.retention = Retention(self.db, settings, clock, self.leader)  # pruning on a timer
         self.metrics = Metrics()  # always kept; served only with health.listen
         self.db.observe = self.metrics.database_call
@@ -224,10 +224,13 @@ class Daemon:
         if pending:
             log.warning("%d reply(ies) from a previous run were not published yet; publishing", pending)
         last = await self.db.run(repository.last_processed_at)
+        await self.leader.check()  # leader or not, before announcing or retrying anything
         await self.pipeline.opener.start()
         self.pipeline.start(last_answered_at=last or 0)
         self._spawn(self.mail.run(self._mail_stopping))
         self._spawn(self.publisher.run())
+        if self.db.shared:
+            self._spawn(self.leader.run())
         self._spawn(self.retention.run())
         if self.notifier.watchdog_interval_s:
             self._spawn(self._watchdog(self.notifier.watchdog_interval_s))

@@ -34,6 +34,7 @@ from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
 from dvm.store.database import Store
+from dvm.store.leases import RUN_TTL_S
 from dvm.store.sealed import ParamsSeal, UnsealError
 
 log = logging.getLogger("sigit.mail")
@@ -69,6 +70,9 @@ class MailWorker:
         self._released = False
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
         self._claimed_at: dict[tuple[int, int], float] = {}  # (id, attempts) -> when claimed
+        # How long a claim is surely still this run's: half its lease, and on a shared database
+        # half the run's own lease too, past which others may take a silent run's claims.
+        self._fresh_for_s = min(self.lease_s, RUN_TTL_S if db.shared else self.lease_s) / 2
 
     def submit(self, mails: Sequence[outbox.OutboxMail]) -> None:
         """Send mail committed already claimed by ``self.claim``, now."""
@@ -179,7 +183,7 @@ class MailWorker:
         this run's next pass, may have claimed and sent it: sending it here too would be a second
         sender, not a crash's one duplicate."""
         now = self._clock()
-        if claimed_at is not None and now - claimed_at < self.lease_s / 2:
+        if claimed_at is not None and now - claimed_at < self._fresh_for_s:
             return True
         try:
             held = await self.db.run(

@@ -102,7 +102,7 @@ class Publisher:
         while True:
             try:
                 # Of several daemons on one database, the leader alone retries (dvm.store.leases).
-                if await self.leader.check():
+                if self.leader.is_leader:
                     due = await self.db.run(
                         partial(repository.due_replies, now=int(self._clock()), limit=RETRY_BATCH)
                     )
@@ -116,11 +116,8 @@ class Publisher:
         """Publish the NIP-89 announcement and the kind 0 profile to a relay each time it
         (re)connects; of several daemons on one database, only the leader does."""
         self.metrics.relay_connected(conn.url)
-        try:
-            if not await self.leader.check():
-                return
-        except Exception as exc:  # the database is away: announce anyway, a duplicate is harmless
-            log.warning("announcing without the lease (%s)", exc)
+        if not self.leader.is_leader:
+            return
         for event in self._announcement(int(self._clock())):
             result = await conn.publish(event)
             if not result.accepted:

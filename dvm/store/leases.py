@@ -3,14 +3,16 @@ when it dies.
 
 The singletons are the reply retry loop, the retention pass and the announcement. Each would
 be harmless twice but wasteful (every due reply published by every daemon). One lease, named
-``leader``, covers them all: the reply retry loop renews it every second, and another daemon
-takes it once it has gone :data:`LEADER_TTL_S` without renewal (a killed daemon), or at once
-when its holder gives it back on shutdown. On SQLite (one daemon per file) every check says yes
-without touching the database.
+``leader``, covers them all: every daemon's heartbeat tries to take or renew it every second,
+and another daemon takes it once it has gone :data:`LEADER_TTL_S` without renewal (a killed
+daemon), or at once when its holder gives it back on shutdown. The same heartbeat renews each
+run's own lease (:data:`RUN_TTL_S`), which tells the others when a run's mail claims are free.
+On SQLite (one daemon per file) every check says yes without touching the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -24,6 +26,30 @@ log = logging.getLogger("sigit.store")
 LEADER = "leader"
 LEADER_TTL_S = 15
 """How long a leader that stopped renewing keeps the lease: the takeover delay after a crash."""
+RUN_TTL_S = 15
+"""Each daemon run also renews a lease of its own (``run:<run id>``, the id its mail claims carry):
+once that has lapsed the run is dead, and others take its mail claims at once instead of waiting
+out the claims' lease (``dvm.mailer.outbox.claim_due``)."""
+HEARTBEAT_S = 1.0
+RUN_ROWS_KEPT_S = 24 * 3600
+"""Dead runs' rows are deleted after this long (their claims were taken long before)."""
+
+
+def run_lease(holder: str) -> str:
+    return f"run:{holder}"
+
+
+def heartbeat(conn: sqlite3.Connection, holder: str, now: int) -> bool:
+    """Renew this run's own lease and take or renew the leader's, in one transaction; drop the
+    rows of runs dead for a day. Return whether ``holder`` leads."""
+    with immediate(conn, exclusive=False):
+        conn.execute(
+            "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until",
+            (run_lease(holder), holder, now + RUN_TTL_S),
+        )
+        conn.execute("DELETE FROM leases WHERE name LIKE 'run:%' AND until < ?", (now - RUN_ROWS_KEPT_S,))
+    return take(conn, LEADER, holder, now, LEADER_TTL_S)
 
 
 def take(conn: sqlite3.Connection, name: str, holder: str, now: int, ttl_s: int) -> bool:
@@ -53,7 +79,8 @@ def holder_of(conn: sqlite3.Connection, name: str, now: int) -> str | None:
 
 
 class Leader:
-    """This daemon's claim to the ``leader`` lease (see the module docstring)."""
+    """This daemon's leases (see the module docstring): :meth:`run` beats every second in a task
+    of its own, so neither a slow publication nor a long pruning pass delays it."""
 
     def __init__(self, db: Store, holder: str, clock: Callable[[], float] = time.time) -> None:
         self.db = db
@@ -61,12 +88,21 @@ class Leader:
         self._clock = clock
         self.is_leader = not db.shared
 
+    async def run(self) -> None:
+        """Beat until cancelled; a beat the database refuses is retried at the next one."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self.check()
+            except Exception as exc:
+                log.warning("lease heartbeat failed (%s: %s)", type(exc).__name__, exc)
+
     async def check(self) -> bool:
-        """Take or renew the lease; True while this daemon should run the singletons."""
+        """Beat now: renew this run's lease, take or renew the leader's; True while leading."""
         if not self.db.shared:
             return True
         now = int(self._clock())
-        held = await self.db.run(partial(take, name=LEADER, holder=self.holder, now=now, ttl_s=LEADER_TTL_S))
+        held = await self.db.run(partial(heartbeat, holder=self.holder, now=now))
         if held != self.is_leader:
             log.info(
                 "%s the singletons (reply retries, pruning, the announcement)",

@@ -260,7 +260,7 @@ class Retention:
         while True:
             await asyncio.sleep(self.settings.retention.interval_s)
             try:
-                if await self.leader.check():  # one daemon prunes a shared database
+                if self.leader.is_leader:  # one daemon prunes a shared database
                     await self.prune()
             except Exception as exc:  # a locked or full database: nothing half-done, try next time
                 log.error("retention pass failed (%s: %s); retrying later", type(exc).__name__, exc)
