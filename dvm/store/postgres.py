@@ -129,7 +129,9 @@ def _row_class(names: tuple[str, ...]) -> type[Row]:
 
 
 def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
-    cls = _row_class(tuple(d.name for d in cursor.description or ()))
+    result = cursor.pgresult  # its field names directly: ``description`` builds objects per call
+    count = result.nfields if result is not None else 0
+    cls = _row_class(tuple((result.fname(i) or b"").decode() for i in range(count)))
 
     def make(values: Sequence[Any]) -> Row:
         return cls(_value(v) for v in values)
@@ -143,11 +145,16 @@ class Cursor:
     def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
 
+    @property
+    def _returns_rows(self) -> bool:
+        result = self._cursor.pgresult
+        return result is not None and result.nfields > 0
+
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description else None
+        return self._cursor.fetchone() if self._returns_rows else None
 
     def fetchall(self) -> list[Any]:
-        return list(self._cursor.fetchall()) if self._cursor.description else []
+        return list(self._cursor.fetchall()) if self._returns_rows else []
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
