@@ -32,8 +32,8 @@ class MailMetrics:
 
 _CLAIM = (
     "SELECT id, message_id, kind, recipient, params, attempts, created_at FROM mail "
-    "WHERE status = 'queued' AND (next_attempt_at <= ? OR claimed_by IN "
-    "(SELECT holder FROM leases WHERE name = 'run:' || holder AND until <= ?)) "
+    "WHERE status = 'queued' AND (next_attempt_at <= ? OR EXISTS "
+    "(SELECT 1 FROM leases WHERE leases.name = 'run:' || mail.claimed_by AND leases.until <= ?)) "
     "ORDER BY next_attempt_at, id LIMIT ?"
 )
 """Due rows, and rows claimed by a run whose own lease has lapsed (a dead daemon: several daemons
