@@ -30,7 +30,7 @@ def version_of(url: str, path: Path, password: str = "") -> int:
             conn.close()
     if not path.exists():
         return 0
-    raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    raw = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)  # a path may hold ? or #
     try:
         return database.user_version(raw)
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dvm.cli import main
 from dvm.nostr import bech32
 from dvm.nostr.event import parse_event_json
 from dvm.nostr.keys import SecretKey
@@ -523,3 +524,18 @@ def test_no_statement_of_the_request_or_delivery_paths_scans_a_whole_table(db_pa
     plain.close()
     assert len({s for s, _ in statements}) > 30  # the flows above really ran through the recorder
     assert not scans, "\n".join(sorted(scans))
+
+
+def test_migrate_command_steps_an_old_sqlite_database_and_says_from_which_version(tmp_path, capsys):
+    old = tmp_path / "we?ird#dir" / "db.sqlite3"  # a path a file: URI would misread
+    old.parent.mkdir()
+    conn = sqlite3.connect(old)
+    conn.executescript((ROOT / "tests" / "fixtures" / "schema_v1.sql").read_text())
+    conn.close()
+    config = old.parent / "sigit-dvm.toml"
+    config.write_text('[store]\npath = "db.sqlite3"\n')
+    assert main(["-c", str(config), "migrate", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["from_version"], out["version"]) == (1, database.SCHEMA_VERSION)
+    assert main(["-c", str(config), "migrate"]) == 0
+    assert "already current" in capsys.readouterr().out
