@@ -125,7 +125,7 @@ class MailWorker:
         batch = max(1, self.settings.concurrency) * 8
         # Mail a killed predecessor had claimed goes out now, not after its lease; on a shared
         # database the other claims may be live daemons' and are taken over only past their lease.
-        if not self._released and not getattr(self.db, "shared", False):
+        if not self._released and not self.db.shared:
             released = await self.db.run(
                 partial(outbox.release_claims, claimer=self.run_id, now=int(self._clock()))
             )
