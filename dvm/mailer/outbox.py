@@ -32,12 +32,8 @@ class MailMetrics:
 
 _CLAIM = (
     "SELECT id, message_id, kind, recipient, params, attempts, created_at FROM mail "
-    "WHERE status = 'queued' AND (next_attempt_at <= ? OR EXISTS "
-    "(SELECT 1 FROM leases WHERE leases.name = 'run:' || mail.claimed_by AND leases.until <= ?)) "
-    "ORDER BY next_attempt_at, id LIMIT ?"
+    "WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
 )
-"""Due rows, and rows claimed by a run whose own lease has lapsed (a dead daemon: several daemons
-share the database, ``dvm.store.leases``): those are not left waiting out the claim's lease."""
 
 
 def claim_due(
@@ -48,7 +44,7 @@ def claim_due(
     # rows nobody else holds (FOR UPDATE SKIP LOCKED) and never wait for a deciding transaction.
     sql = _CLAIM + (" FOR UPDATE SKIP LOCKED" if dialect(conn) == "postgresql" else "")
     with immediate(conn, exclusive=False):
-        rows = conn.execute(sql, (now, now, limit)).fetchall()
+        rows = conn.execute(sql, (now, limit)).fetchall()
         conn.executemany(
             "UPDATE mail SET attempts = attempts + 1, next_attempt_at = ?, claimed_by = ? WHERE id = ?",
             [(now + lease_s, claimer or None, row[0]) for row in rows],

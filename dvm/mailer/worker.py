@@ -34,7 +34,7 @@ from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
 from dvm.store.database import Store
-from dvm.store.leases import RUN_TTL_S
+from dvm.store.leases import MAX_CLOCK_SKEW_S
 from dvm.store.sealed import ParamsSeal, UnsealError
 
 log = logging.getLogger("sigit.mail")
@@ -70,9 +70,10 @@ class MailWorker:
         self._released = False
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
         self._claimed_at: dict[tuple[int, int], float] = {}  # (id, attempts) -> when claimed
-        # How long a claim is surely still this run's: half its lease, and on a shared database
-        # half the run's own lease too, past which others may take a silent run's claims.
-        self._fresh_for_s = min(self.lease_s, RUN_TTL_S if db.shared else self.lease_s) / 2
+        # How long a claim is surely still this run's: half its lease; on a shared database less
+        # the clocks' possible difference, since another daemon judges the lease by its own clock.
+        skew = 2 * MAX_CLOCK_SKEW_S if db.shared else 0
+        self._fresh_for_s = max(0.0, self.lease_s / 2 - skew)
 
     def submit(self, mails: Sequence[outbox.OutboxMail]) -> None:
         """Send mail committed already claimed by ``self.claim``, now."""

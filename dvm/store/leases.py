@@ -5,9 +5,13 @@ The singletons are the reply retry loop, the retention pass and the announcement
 be harmless twice but wasteful (every due reply published by every daemon). One lease, named
 ``leader``, covers them all: every daemon's heartbeat tries to take or renew it every second,
 and another daemon takes it once it has gone :data:`LEADER_TTL_S` without renewal (a killed
-daemon), or at once when its holder gives it back on shutdown. The same heartbeat renews each
-run's own lease (:data:`RUN_TTL_S`), which tells the others when a run's mail claims are free.
-On SQLite (one daemon per file) every check says yes without touching the database.
+daemon), or at once when its holder gives it back on shutdown. On SQLite (one daemon per file)
+every check says yes without touching the database.
+
+Mail claims are not taken over by these leases: another daemon sends a dead daemon's claimed mail
+once the claims' own lease has passed (``dvm.mailer.outbox``). A takeover keyed on a run's
+heartbeat was tried and dropped: a live daemon's heartbeat can fall behind (its one database
+connection busy, clocks up to 10 s apart each way), and then two live daemons would send.
 """
 
 from __future__ import annotations
@@ -26,30 +30,11 @@ log = logging.getLogger("sigit.store")
 LEADER = "leader"
 LEADER_TTL_S = 15
 """How long a leader that stopped renewing keeps the lease: the takeover delay after a crash."""
-RUN_TTL_S = 15
-"""Each daemon run also renews a lease of its own (``run:<run id>``, the id its mail claims carry):
-once that has lapsed the run is dead, and others take its mail claims at once instead of waiting
-out the claims' lease (``dvm.mailer.outbox.claim_due``)."""
 HEARTBEAT_S = 1.0
-RUN_ROWS_KEPT_S = 24 * 3600
-"""Dead runs' rows are deleted after this long (their claims were taken long before)."""
-
-
-def run_lease(holder: str) -> str:
-    return f"run:{holder}"
-
-
-def heartbeat(conn: sqlite3.Connection, holder: str, now: int) -> bool:
-    """Renew this run's own lease and take or renew the leader's, in one transaction; drop the
-    rows of runs dead for a day. Return whether ``holder`` leads."""
-    with immediate(conn, exclusive=False):
-        conn.execute(
-            "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until",
-            (run_lease(holder), holder, now + RUN_TTL_S),
-        )
-        conn.execute("DELETE FROM leases WHERE name LIKE 'run:%' AND until < ?", (now - RUN_ROWS_KEPT_S,))
-    return take(conn, LEADER, holder, now, LEADER_TTL_S)
+MAX_CLOCK_SKEW_S = 10
+"""How far a daemon's clock may be from the database server's (``dvm.store.postgres`` refuses a
+daemon further off): leases and mail claims are stamped by one daemon's clock and judged by
+another's, so two daemons may be up to twice this apart."""
 
 
 def take(conn: sqlite3.Connection, name: str, holder: str, now: int, ttl_s: int) -> bool:
@@ -79,8 +64,8 @@ def holder_of(conn: sqlite3.Connection, name: str, now: int) -> str | None:
 
 
 class Leader:
-    """This daemon's leases (see the module docstring): :meth:`run` beats every second in a task
-    of its own, so neither a slow publication nor a long pruning pass delays it."""
+    """This daemon's claim to the ``leader`` lease: :meth:`run` beats every second in a task of
+    its own, so neither a slow publication nor a long pruning pass delays it."""
 
     def __init__(self, db: Store, holder: str, clock: Callable[[], float] = time.time) -> None:
         self.db = db
@@ -98,11 +83,11 @@ class Leader:
                 log.warning("lease heartbeat failed (%s: %s)", type(exc).__name__, exc)
 
     async def check(self) -> bool:
-        """Beat now: renew this run's lease, take or renew the leader's; True while leading."""
+        """Beat now: take or renew the leader's lease; True while leading."""
         if not self.db.shared:
             return True
         now = int(self._clock())
-        held = await self.db.run(partial(heartbeat, holder=self.holder, now=now))
+        held = await self.db.run(partial(take, name=LEADER, holder=self.holder, now=now, ttl_s=LEADER_TTL_S))
         if held != self.is_leader:
             log.info(
                 "%s the singletons (reply retries, pruning, the announcement)",

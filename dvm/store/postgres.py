@@ -35,6 +35,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from dvm.store.database import SCHEMA_VERSION, SLOW_CALL_S, Conflict, StoreError
+from dvm.store.leases import MAX_CLOCK_SKEW_S
 
 try:  # an optional dependency: pip install 'sigit-dvm[postgresql]'
     import psycopg
@@ -234,11 +235,6 @@ DAEMON_LOCK_TIMEOUT_MS = 5000
 """How long the daemon waits for the write lock (another daemon's batch, the CLI) before its
 batch fails and is retried: the twin of SQLite's busy timeout, longer for a network round trip."""
 CLI_LOCK_TIMEOUT_MS = 30_000
-MAX_CLOCK_SKEW_S = 10
-"""How far a daemon's clock may be from the database server's. Leases and mail claims are stamped
-with each daemon's clock and judged by the others' (the mail lease is at least 60 s, renewed at
-half; the leader's 15 s, renewed every second), and the request window and pruning assume one
-time: a daemon further off refuses to start (and to reconnect) rather than take live claims."""
 
 
 def connect(

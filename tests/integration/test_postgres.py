@@ -273,21 +273,3 @@ def test_the_store_password_secret_reaches_a_server_that_asks_for_one(pg_cluster
     assert main(["-c", str(config), "migrate"]) == 0
     out = capsys.readouterr().out
     assert "open sesame" not in out and f"schema {database.SCHEMA_VERSION}" in out
-
-
-def test_a_dead_runs_mail_claims_are_taken_at_once_and_a_live_runs_never(pg_url):
-    """Each run renews a lease of its own every second; once that lapses (a killed daemon), its
-    claimed mail goes out from another daemon without waiting out the claims' lease (60 s+)."""
-    a, b = pg(pg_url), pg(pg_url)
-    _queue(a, 4)
-    assert leases.heartbeat(a, "A", T0)  # A is alive (and leads)
-    leases.heartbeat(b, "B", T0)
-    assert len(outbox.claim_due(a, T0, 10, lease_s=60, claimer="A")) == 4
-    alive = T0 + leases.RUN_TTL_S - 1
-    assert outbox.claim_due(b, alive, 10, lease_s=60, claimer="B") == []  # A's claims: hands off
-    dead = T0 + leases.RUN_TTL_S  # A stopped beating: its run lease has lapsed
-    assert len(outbox.claim_due(b, dead, 10, lease_s=60, claimer="B")) == 4
-    assert not leases.heartbeat(b, "B", dead - 1)  # B does not lead while A's leader lease runs
-    assert leases.heartbeat(b, "B", dead)
-    leases.heartbeat(b, "B", T0 + leases.RUN_ROWS_KEPT_S + 100)  # a day on: A's row is gone
-    assert b.execute("SELECT count(*) FROM leases WHERE holder = 'A'").fetchone()[0] == 0
