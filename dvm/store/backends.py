@@ -37,13 +37,11 @@ def version_of(url: str, path: Path, password: str = "") -> int:
         raw.close()
 
 
-def connect_any(url: str, path: Path, password: str = "", *, create: bool = True) -> sqlite3.Connection:
+def connect_any(url: str, path: Path, password: str = "") -> sqlite3.Connection:
     """A connection for the CLI: PostgreSQL at ``url``, else the SQLite file at ``path``.
 
     Typed as ``sqlite3.Connection`` because the repository is: the PostgreSQL connection gives
     the part of it the repository uses (the store contract tests run every function on both)."""
     if url:
         return cast(sqlite3.Connection, postgres.connect(url, password))
-    if not create and not path.exists():
-        raise database.StoreError(f"no database at {path}")
     return database.connect(path)

@@ -271,6 +271,24 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 @contextmanager
+def observed(
+    fn: Callable[..., object], observe: Callable[[float], None] | None, note: str = ""
+) -> Iterator[None]:
+    """Time one database call: report its seconds to ``observe`` (the metrics) and log it, with
+    ``note``, when it was slow."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - started
+        if observe is not None:
+            observe(elapsed)
+        if elapsed >= SLOW_CALL_S:
+            name = getattr(fn, "__qualname__", type(fn).__name__)
+            log.warning("slow database call: %s took %.0f ms%s", name, elapsed * 1000, note)
+
+
+@contextmanager
 def immediate(conn: sqlite3.Connection, *, exclusive: bool = True) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception.
 
@@ -303,7 +321,7 @@ class Database:
     """The daemon's one connection; ``await db.run(fn)`` runs ``fn(conn)`` as one call (see above).
 
     The methods are coroutines so that callers await a database step like any other.
-    :class:`dvm.store.postgres.PostgresDatabase` is the other implementation (:func:`open_store`).
+    :class:`dvm.store.postgres.PostgresDatabase` is the other (``dvm.store.backends.store_for``).
     """
 
     dialect = "sqlite"
@@ -333,17 +351,8 @@ class Database:
         conn = self._conn
         if conn is None:
             raise StoreError("database is not open")
-        started = time.perf_counter()
-        try:
+        with observed(fn, self.observe, " (the event loop waited)"):  # it runs on the loop's thread
             return fn(conn)
-        finally:
-            elapsed = time.perf_counter() - started
-            if self.observe is not None:
-                self.observe(elapsed)
-            if elapsed >= SLOW_CALL_S:
-                name = getattr(fn, "__qualname__", type(fn).__name__)
-                ms = elapsed * 1000
-                log.warning("slow database call: %s took %.0f ms (the event loop waited)", name, ms)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -34,7 +34,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeVar
 
-from dvm.store.database import SCHEMA_VERSION, SLOW_CALL_S, Conflict, StoreError
+from dvm.store.database import SCHEMA_VERSION, Conflict, StoreError, observed
 from dvm.store.leases import MAX_CLOCK_SKEW_S
 
 try:  # an optional dependency: pip install 'sigit-dvm[postgresql]'
@@ -104,9 +104,7 @@ def _value(v: object) -> object:
     return v
 
 
-def _params(params: Sequence[Any] | None) -> tuple[Any, ...] | None:
-    if params is None:
-        return None
+def _params(params: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(int(p) if isinstance(p, bool) else p for p in params)
 
 
@@ -164,10 +162,6 @@ class Cursor:
     def rowcount(self) -> int:
         return int(self._cursor.rowcount)
 
-    @property
-    def lastrowid(self) -> None:
-        return None  # use RETURNING
-
 
 def _translate_error(exc: Exception) -> StoreError:
     if isinstance(exc, pg_errors.IntegrityError):
@@ -196,7 +190,7 @@ class PgConnection:
             if sql == "BEGIN IMMEDIATE":
                 return self._begin_locked()
             # Always with parameters (maybe none): psycopg then reads the '%%' translate() wrote.
-            return Cursor(self.raw.execute(translate(sql), _params(params) or ()))
+            return Cursor(self.raw.execute(translate(sql), _params(params)))
         except psycopg.Error as exc:
             raise _translate_error(exc) from exc
 
@@ -212,7 +206,7 @@ class PgConnection:
             raise
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Cursor:
-        rows = [p for p in (_params(p) for p in seq) if p is not None]
+        rows = [_params(p) for p in seq]
         cursor = self.raw.cursor()
         try:
             if rows:
@@ -415,18 +409,11 @@ class PostgresDatabase:
         if not self._opened:
             raise StoreError("database is not open")
         async with self._lock:
-            started = time.perf_counter()
-            try:
-                return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, fn)
-            except psycopg.Error as exc:
-                raise _translate_error(exc) from exc
-            finally:
-                elapsed = time.perf_counter() - started
-                if self.observe is not None:
-                    self.observe(elapsed)
-                if elapsed >= SLOW_CALL_S:
-                    name = getattr(fn, "__qualname__", type(fn).__name__)
-                    log.warning("slow database call: %s took %.0f ms", name, elapsed * 1000)
+            with observed(fn, self.observe):
+                try:
+                    return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, fn)
+                except psycopg.Error as exc:
+                    raise _translate_error(exc) from exc
 
     async def close(self) -> None:
         self._opened = False
