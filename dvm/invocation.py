@@ -133,7 +133,7 @@ def global_options(f: Callable[P, R]) -> Callable[P, R]:
         expose_value=False,
         callback=_credentials_dir,
         metavar="DIR",
-        help="Read secrets (dvm_key, code_secret, smtp_password) from files in DIR "
+        help="Read secrets (dvm_key, code_secret, smtp_password, store_password) from files in DIR "
         "(default: $CREDENTIALS_DIRECTORY, as systemd sets it).",
     )(f)
     f = click.option(
