@@ -72,6 +72,7 @@ class Leader:
         self.holder = holder
         self._clock = clock
         self.is_leader = not db.shared
+        self._told = False  # the first check says which role this daemon has, later ones changes
 
     async def run(self) -> None:
         """Beat until cancelled; a beat the database refuses is retried at the next one."""
@@ -88,12 +89,12 @@ class Leader:
             return True
         now = int(self._clock())
         held = await self.db.run(partial(take, name=LEADER, holder=self.holder, now=now, ttl_s=LEADER_TTL_S))
-        if held != self.is_leader:
+        if held != self.is_leader or not self._told:
             log.info(
                 "%s the singletons (reply retries, pruning, the announcement)",
                 "now running" if held else "another daemon now runs",
             )
-        self.is_leader = held
+        self.is_leader, self._told = held, True
         return held
 
     async def step_down(self) -> None:
