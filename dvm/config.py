@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dvm.accounts.email_address import normalise_email
 from dvm.accounts.rules import AccountRules
 from dvm.errors import ConfigError, InvalidEmail
+from dvm.protocol.email_address import normalise_email
 from dvm.protocol.intake import DEFAULT_POW_BITS, IntakeRules
 from dvm.protocol.methods import Method, RequestLimits
 from dvm.rules import ServiceRules
@@ -54,8 +54,8 @@ class ServiceSettings:
     max_codes_per_email_per_hour: int = _ACCOUNTS.max_codes_per_email_per_hour
     max_codes_per_domain_per_hour: int = _ACCOUNTS.max_codes_per_domain_per_hour
     max_codes_per_hour: int = _ACCOUNTS.max_codes_per_hour
-    code_failures_free_per_day: int = _ACCOUNTS.code_failures_free_per_day
-    code_failure_backoff_s: int = _ACCOUNTS.code_failure_backoff_s
+    code_failures_free: int = _ACCOUNTS.code_failures_free
+    code_failure_window_s: int = _ACCOUNTS.code_failure_window_s
     resend_cooldown_s: int = _ACCOUNTS.resend_cooldown_s
     activation_window_s: int = _ACCOUNTS.activation_window_s
     account_session_s: int = _ACCOUNTS.account_session_s
@@ -63,6 +63,7 @@ class ServiceSettings:
     max_email_chars: int = _LIMITS.max_email_chars
     email_grace_s: int = _ACCOUNTS.email_grace_s
     private_mode: bool = _ACCOUNTS.private_mode
+    accept_unproven_keys: bool = _INTAKE.accept_unproven_keys
 
     def rules(self) -> ServiceRules:
         pow_bits = dict.fromkeys(Method, self.pow_other_bits) | {
@@ -72,15 +73,17 @@ class ServiceSettings:
         }
         limits = RequestLimits(max_email_chars=self.max_email_chars, max_backup_bytes=self.max_backup_bytes)
         return ServiceRules(
-            intake=IntakeRules(self.request_kind, self.created_at_window_s, pow_bits, limits),
+            intake=IntakeRules(
+                self.request_kind, self.created_at_window_s, pow_bits, limits, self.accept_unproven_keys
+            ),
             accounts=AccountRules(
                 code_ttl_s=self.code_ttl_s,
                 max_code_attempts=self.max_code_attempts,
                 max_codes_per_email_per_hour=self.max_codes_per_email_per_hour,
                 max_codes_per_domain_per_hour=self.max_codes_per_domain_per_hour,
                 max_codes_per_hour=self.max_codes_per_hour,
-                code_failures_free_per_day=self.code_failures_free_per_day,
-                code_failure_backoff_s=self.code_failure_backoff_s,
+                code_failures_free=self.code_failures_free,
+                code_failure_window_s=self.code_failure_window_s,
                 resend_cooldown_s=self.resend_cooldown_s,
                 activation_window_s=self.activation_window_s,
                 account_session_s=self.account_session_s,
@@ -217,6 +220,17 @@ CHOICES: dict[tuple[str, str], frozenset[str]] = {
 }
 
 
+RENAMED = {
+    "service.code_failures_free_per_day": (
+        "replaced in 0.8 by service.code_failures_free (wrong codes within service.code_failure_window_s, "
+        "7 days by default, before a mailbox's codes turn long)"
+    ),
+    "service.code_failure_backoff_s": (
+        "removed in 0.8: wrong codes no longer delay anyone's codes (they turn long)"
+    ),
+}
+"""Settings of earlier versions, with what an operator should do about each."""
+
 DAY_S = 86400
 RANGES: dict[str, tuple[float, float]] = {
     "service.request_kind": (5700, 5899),  # NIP-90 job requests; replies are kind + 1000
@@ -230,8 +244,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "service.max_codes_per_email_per_hour": (1, 1_000_000),
     "service.max_codes_per_domain_per_hour": (1, 100_000_000),
     "service.max_codes_per_hour": (1, 100_000_000),
-    "service.code_failures_free_per_day": (1, 1000),
-    "service.code_failure_backoff_s": (1, DAY_S),
+    "service.code_failures_free": (1, 1000),
+    "service.code_failure_window_s": (3600, 90 * DAY_S),
     "service.resend_cooldown_s": (0, 3600),
     "service.activation_window_s": (60, 7 * DAY_S),
     "service.account_session_s": (0, 30 * DAY_S),
@@ -341,7 +355,10 @@ def _section(name: str, cls: type, table: object, environ: Mapping[str, str], pr
         problems.append(Problem(f"[{name}]", "must be a table"))
         table = {}
     names = {f.name for f in dataclasses.fields(cls)}
-    problems.extend(Problem(f"{name}.{key}", "unknown setting") for key in sorted(set(table) - names))
+    problems.extend(
+        Problem(f"{name}.{key}", RENAMED.get(f"{name}.{key}", "unknown setting"))
+        for key in sorted(set(table) - names)
+    )
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):

@@ -166,6 +166,13 @@ class PubkeyTaken(RequestError):
     default_message = "This public key already belongs to another account."
 
 
+class KeyNotProven(RequestError):
+    code = "key_not_proven"
+    default_message = (
+        "A request that names a public key must be signed by it: seal it with that key (see the protocol)."
+    )
+
+
 class AlreadyActivated(RequestError):
     code = "already_activated"
     default_message = "This account is already activated with another key or backup."

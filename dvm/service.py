@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dvm.accounts.decision import Decision, Failure
+from dvm.accounts.decision import Decision, Failure, RecordSeal
 from dvm.accounts.machine import Context, decide
 from dvm.errors import InternalError
 from dvm.nostr.encryption import Encryptor
@@ -149,6 +149,11 @@ class AccountService:
             empty_success=self.rules.empty_success,
         )
         repository.apply_writes(conn, decision.writes, salt)
+        if incoming.seal_id is not None and incoming.request is not None:
+            # A seal is used once: its own created_at window (at most twice the request's
+            # from now) closes before this record goes.
+            until = now + 2 * self.rules.intake.created_at_window_s
+            repository.apply_writes(conn, (RecordSeal(incoming.seal_id, until),), salt)
         claimed = []
         for mail in decision.mails:
             token = self._rng(16).hex()
@@ -186,9 +191,21 @@ class AccountService:
             code_to=_CODE_TO.get(request.method),
             rivals=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL),
             failures=request.method in (Method.VERIFY_CODE, Method.CONFIRM_EMAIL, Method.DELETE_ACCOUNT),
+            failure_window_s=rules.code_failure_window_s,
+            code_ttl_s=rules.code_ttl_s,
+            seal_id=incoming.seal_id,
             salt=salt,
         )
-        return decide(request, incoming.event.pubkey, view, Context(now, self._rng, rules, self._secret))
+        context = Context(
+            now,
+            self._rng,
+            rules,
+            self._secret,
+            pow_bits=incoming.pow_bits,
+            pow_minimum=self.rules.intake.pow_bits.get(request.method, 0),
+            lang=incoming.lang,
+        )
+        return decide(request, incoming.event.pubkey, view, context)
 
 
 _CODE_TO: dict[Method, repository.CodeTo] = {

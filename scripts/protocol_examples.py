@@ -73,18 +73,24 @@ def examples() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         conn = database.connect(Path(tmp) / "examples.sqlite3")
         now = CREATED_AT
-        registered = SecretKey(REGISTER_SECRET).pubkey_hex
+        registering = SecretKey(REGISTER_SECRET, rng)
+        registered = registering.pubkey_hex
         steps: list[tuple[str, str, dict[str, object], SecretKey | None]] = [
             ("request_account", "request_account", {"email": "ana@example.org"}, None),
             ("verify_code", "verify_code", {"code": ""}, None),
-            ("activate", "activate", {"pubkey": account.pubkey_hex, "backup": backup}, None),
+            (
+                "activate (sealed by the new account key)",
+                "activate",
+                {"pubkey": account.pubkey_hex, "backup": backup},
+                account,
+            ),
             ("request_account (error)", "request_account", {"email": "ana@example.org"}, None),
             ("status (sealed by the account key)", "status", {}, account),
             (
-                "register",
+                "register (sealed by the key it names)",
                 "register",
                 {"pubkey": registered, "email": "bo@example.org", "backup": backup},
-                None,
+                registering,
             ),
             ("verify_code (register)", "verify_code", {"code": ""}, None),
         ]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
-from dvm.accounts.rows import SessionRow, SessionState, UserRow
-from dvm.errors import RequestError
+from dvm.accounts.rows import CodeRow, SessionRow, SessionState, UserRow
+from dvm.protocol.results import Failure, Reply, Success
+
+__all__ = ["Failure", "Reply", "Success"]  # the reply's data types, from the wire layer below
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +31,15 @@ class View:
 
     ``session`` belongs to the event's pubkey; ``email_user`` matches the address the request is
     about; ``pending_users`` are the OTHER accounts with that address as a pending change;
-    ``pubkey_user`` owns the account pubkey named by the request (activation); ``account_user``
-    owns the event's pubkey (account-key methods). ``code_sends`` are the times codes went to
-    the mailbox the next code would go to, within the window; ``domain_sends`` and ``all_sends``
-    count its domain and every mailbox. ``failures`` are the times of wrong codes for the
-    session's subject within the last day. ``email_blocked``: the address (or a domain of
-    it) is on the block list.
+    ``pubkey_user`` is the activated account holding the pubkey the request names (activation,
+    register); ``account_user`` is the account the request acts for (account methods), found
+    ``account_via`` its key (the event's or its seal's signer) or a session that proved the
+    address. The code rows concern ONE mailbox: the one the next code would go to (a method that
+    mails one) or the session's (a method that checks one): ``codes`` are its recent codes,
+    ``code_sends`` when codes were minted for it within the hour, ``failures`` when wrong codes
+    were tried on its codes within the failure window; ``domain_sends`` and ``all_sends`` count
+    codes to its domain and to everyone. ``email_blocked``: the address (or a domain of it) is on
+    the block list. ``seal_used``: the request's seal was carried by an earlier request.
     """
 
     session: SessionRow | None = None
@@ -48,6 +53,9 @@ class View:
     all_sends: Sends = Sends()
     failures: tuple[int, ...] = ()
     email_blocked: bool = False
+    codes: tuple[CodeRow, ...] = ()
+    account_via: Literal["key", "session"] | None = None
+    seal_used: bool = False
 
 
 class MailKind(enum.StrEnum):
@@ -75,6 +83,7 @@ class Mail:
     to: str
     user_id: str | None  # None: survives the user's erasure (the deletion notice)
     params: tuple[tuple[str, str | int], ...] = ()
+    lang: str = ""  # BCP 47; "" for the operator's default templates
 
     def params_dict(self) -> dict[str, str | int]:
         return dict(self.params)
@@ -92,18 +101,45 @@ class PutSession:
 
 @dataclass(frozen=True, slots=True)
 class RecordCodeSend:
-    """A code mailed to ``mailbox`` (canonical): the hourly caps count these."""
+    """A code mailed to ``mailbox`` (canonical): the hourly caps count these; ``unproven`` ones
+    (to an address nobody has proven yet) also count toward its domain's and everyone's shares."""
 
     mailbox: str
     at: int
+    unproven: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class RecordCodeFailure:
-    """A wrong code for ``subject`` (a canonical mailbox): the daily guessing budget counts these."""
+    """A wrong code tried on the codes of ``subject`` (a canonical mailbox): the guessing budget
+    counts these."""
 
     subject: str
     at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutCode:
+    """A code minted for ``mailbox`` (canonical; the store keeps its salted hash)."""
+
+    mailbox: str
+    row: CodeRow
+
+
+@dataclass(frozen=True, slots=True)
+class SpendCode:
+    """A code used: it works once, for whichever session presented it."""
+
+    code_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSeal:
+    """A seal was carried: another event carrying it is refused until ``until`` (after which
+    its own ``created_at`` window refuses it)."""
+
+    seal_id: str
+    until: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,30 +152,9 @@ class DeleteUser:
     by: str = "the account owner"
 
 
-Write = PutUser | PutSession | RecordCodeSend | RecordCodeFailure | DeleteUser
-
-
-@dataclass(frozen=True, slots=True)
-class Success:
-    """A successful reply; ``data`` is None for an empty reply content."""
-
-    data: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """An error reply: a stable code, a human message and small integer details."""
-
-    code: str
-    message: str
-    details: tuple[tuple[str, int], ...] = ()
-
-    @classmethod
-    def of(cls, error: RequestError) -> Failure:
-        return cls(error.code, error.message, tuple(sorted(error.details.items())))
-
-
-Reply = Success | Failure
+Write = (
+    PutUser | PutSession | RecordCodeSend | RecordCodeFailure | DeleteUser | PutCode | SpendCode | RecordSeal
+)
 
 
 Step = tuple[SessionState | None, SessionState | None]

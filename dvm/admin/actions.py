@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from dvm.accounts import machine
 from dvm.accounts.decision import Decision, Failure
-from dvm.accounts.email_address import canonical_mailbox, normalise_email
 from dvm.accounts.machine import Context
 from dvm.accounts.rows import SessionRow, UserRow
 from dvm.admin import lookup
 from dvm.errors import AdminError, RequestError
+from dvm.protocol.email_address import canonical_mailbox, normalise_email
 from dvm.store import repository
 from dvm.store.database import dialect, immediate
 from dvm.store.sealed import ParamsSeal

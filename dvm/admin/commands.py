@@ -17,7 +17,6 @@ from pathlib import Path
 
 import click
 
-from dvm.accounts.email_address import normalise_email
 from dvm.admin import actions, lookup, queries, render
 from dvm.admin.render import Message, Output, Record, Rows
 from dvm.errors import AdminError, ConfigError, InvalidEmail, error_codes
@@ -31,6 +30,7 @@ from dvm.invocation import (
     pass_invocation,
     yes_option,
 )
+from dvm.protocol.email_address import normalise_email
 from dvm.protocol.methods import Method
 
 DAY_S = 86400

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from dvm.accounts.email_address import normalise_email
 from dvm.accounts.rows import UserRow
 from dvm.errors import AdminError, InvalidEmail
+from dvm.protocol.email_address import normalise_email
 from dvm.store import repository
 
 MIN_PREFIX = 8

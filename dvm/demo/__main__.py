@@ -68,7 +68,8 @@ async def walkthrough(relay_url: str, dvm_pubkey: str, catcher: MailCatcher) -> 
         step(3, "Activate: the browser creates the user's real key and a NIP-49 backup (password + entropy)")
         account = SecretKey.generate()
         backup = make_backup(account.secret_bytes().hex(), PASSWORD, entropy)
-        reply, _ = await browser.call(Method.ACTIVATE, {"pubkey": account.pubkey_hex, "backup": backup})
+        activation = {"pubkey": account.pubkey_hex, "backup": backup}
+        reply, _ = await browser.call(Method.ACTIVATE, activation, seal=account)  # sealed by the new key
         say(f"    activate({bech32.npub(account.pubkey)[:24]}..., {backup[:24]}...) -> {reply.code}")
         show_mail(catcher.wait_for(2))
 

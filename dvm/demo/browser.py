@@ -50,9 +50,11 @@ class Browser:
         timeout_s: float = 30.0,
         *,
         key: SecretKey | None = None,
+        seal: SecretKey | None = None,
     ) -> tuple[OpenedReply, float]:
         """Send one request (signed by ``key``, the account's, for account methods; by the
-        session's ephemeral key otherwise) and wait for its reply; return it with the PoW time."""
+        session's ephemeral key otherwise, sealed by ``seal``, the account key, for register and
+        activate) and wait for its reply; return it with the PoW time."""
         assert self._ws is not None
         signer = Encryptor(key) if key is not None else self.session
         started = time.monotonic()
@@ -66,6 +68,7 @@ class Browser:
             int(time.time()),
             pow_bits=bits,
             kind=self.kind,
+            seal=seal,
         )
         mined_s = time.monotonic() - started
         sub = f"reply-{event.id[:8]}"

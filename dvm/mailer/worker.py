@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
-from dvm.accounts.email_address import normalise_email
 from dvm.backoff import Backoff
 from dvm.config import MailSettings
 from dvm.errors import ConfigError, InvalidEmail
@@ -33,6 +32,7 @@ from dvm.mailer import outbox
 from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
+from dvm.protocol.email_address import normalise_email
 from dvm.store.database import Store
 from dvm.store.leases import MAX_CLOCK_SKEW_S
 from dvm.store.sealed import ParamsSeal, UnsealError

@@ -19,22 +19,29 @@ from dvm.protocol.intake import IntakeRules
 
 ANNOUNCEMENT_KIND = 31990
 IDENTIFIER = "sigit-dvm"
-PROTOCOL = "sigit-dvm/1"
-"""The ``protocol`` member: still version 1, which this DVM serves unchanged, so that clients
-written for it (which compare this member) keep working."""
-PROTOCOLS = ("sigit-dvm/1", "sigit-dvm/2")
-"""Every version served (``protocols``): version 2 adds ``register``, seals, account methods from
-a session's key and the kind 0 profile (docs/protocol.md, "Changelog")."""
+PROTOCOLS = ("sigit-dvm/3",)
+"""Every version served (``protocols``): version 3 asks ``register`` and ``activate`` to be signed
+by the key they name, and shares a mailbox's codes (docs/protocol.md, "Changelog")."""
+LEGACY_PROTOCOLS = ("sigit-dvm/1", "sigit-dvm/2", "sigit-dvm/3")
+"""Served when the operator accepts unproven keys (``service.accept_unproven_keys``): then the
+clients of versions 1 and 2, which send them unsealed, work as before."""
 PROFILE_KIND = 0
 NIP05_NAME = "dvm"
 
 
+def protocols(rules: IntakeRules) -> tuple[str, ...]:
+    """The versions this DVM serves, oldest first; the ``protocol`` member names the oldest (a
+    version 1 client compares it)."""
+    return LEGACY_PROTOCOLS if rules.accept_unproven_keys else PROTOCOLS
+
+
 def announcement(key: SecretKey, rules: IntakeRules, name: str, about: str, now: int) -> Event:
+    served = protocols(rules)
     content = {
         "name": name,
         "about": about,
-        "protocol": PROTOCOL,
-        "protocols": list(PROTOCOLS),
+        "protocol": served[0],
+        "protocols": list(served),
         "request_kind": rules.request_kind,
         "reply_kind": rules.reply_kind,
         "encryption": ["nip44", "nip04"],

@@ -6,8 +6,10 @@
 3. A NIP-40 ``expiration`` already passed -- silence: the author no longer wants an answer.
 4. PoW against the lowest per-method minimum (the method is still encrypted) -- otherwise silence:
    without real work a stranger must cost us nothing, neither a reply nor a row.
-5. ``created_at`` inside the window, then decrypt from ``event.pubkey``, decode, and the method's
-   own PoW minimum. These refusals (``stale_event``, ``bad_request``, ``pow_too_low``...) are
+5. ``created_at`` inside the window, then decrypt from ``event.pubkey``, decode, the method's
+   own PoW minimum, and for a method that names an account key (``register``, ``activate``) the
+   proof that the request is signed by that key (a seal by it, or the event itself). These
+   refusals (``stale_event``, ``bad_request``, ``pow_too_low``, ``key_not_proven``...) are
    answered, since the author is authenticated, has done real work and can read an encrypted
    reply; the pipeline answers them from memory under a global budget, never storing them.
 """
@@ -23,6 +25,7 @@ from dvm.errors import (
     DecryptionError,
     InsufficientPow,
     InvalidEvent,
+    KeyNotProven,
     NostrError,
     PowTooLow,
     RequestError,
@@ -31,20 +34,23 @@ from dvm.errors import (
 from dvm.nostr import nip13
 from dvm.nostr.encryption import Encryptor, Scheme
 from dvm.nostr.event import Event, verify_event
-from dvm.protocol.methods import ACCOUNT_KEY_METHODS, Method, Request, RequestLimits, decode_request
-from dvm.protocol.seal import open_seal
+from dvm.protocol.methods import (
+    KEY_NAMING_METHODS,
+    SEALABLE_METHODS,
+    Activate,
+    Method,
+    Register,
+    Request,
+    RequestLimits,
+    decode_envelope,
+)
+from dvm.protocol.seal import Opened, open_seal
 
 DEFAULT_REQUEST_KIND = 5780
 DEFAULT_POW_BITS: Mapping[Method, int] = MappingProxyType(
-    {
-        Method.REQUEST_ACCOUNT: 16,
-        Method.REGISTER: 16,
-        Method.REQUEST_LOGIN: 16,
-        Method.VERIFY_CODE: 12,
-        Method.ACTIVATE: 12,
-        Method.RESEND_CODE: 12,
-    }
+    dict.fromkeys(Method, 12) | {Method.REQUEST_ACCOUNT: 16, Method.REGISTER: 16, Method.REQUEST_LOGIN: 16}
 )
+"""Every method's NIP-13 minimum by default: 16 bits where a stranger names an address to mail."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class IntakeRules:
     created_at_window_s: int = 600
     pow_bits: Mapping[Method, int] = field(default_factory=lambda: DEFAULT_POW_BITS)
     request_limits: RequestLimits = field(default_factory=RequestLimits)
+    accept_unproven_keys: bool = False  # versions 1 and 2: register/activate not signed by their key
 
     @property
     def reply_kind(self) -> int:
@@ -76,6 +83,9 @@ class Incoming:
     refusal: RequestError | None = None
     signer: str | None = None  # the account key that signed the request's seal
     peer_secrets: tuple[bytes, bytes] | None = None  # the ECDH results, so the reply need not redo it
+    seal_id: str | None = None  # a seal is used once
+    lang: str = ""  # the request's language (BCP 47, lower case), "" for the default
+    pow_bits: int = 0  # the proof of work it committed to (and reached): a price may ask for more
 
     @property
     def method(self) -> str:
@@ -108,17 +118,42 @@ def open_request(event: Event, encryptor: Encryptor, rules: IntakeRules, now: in
             plaintext, scheme = encryptor.decrypt(bytes.fromhex(event.pubkey), event.content)
         except DecryptionError as exc:
             raise BadRequest(f"content cannot be decrypted: {exc}") from exc
-        plaintext, signer = open_seal(
-            plaintext, event.pubkey, encryptor.key.pubkey_hex, now, rules.created_at_window_s
-        )
-        request = decode_request(plaintext, rules.request_limits)
-        if signer is not None and request.method not in ACCOUNT_KEY_METHODS:
-            raise BadRequest(f"{request.method} cannot be sealed: only account methods are")
+        opened = open_seal(plaintext, event.pubkey, encryptor.key.pubkey_hex, now, rules.created_at_window_s)
+        envelope = decode_envelope(opened.content, rules.request_limits)
+        request = envelope.request
+        if opened.signer is not None and request.method not in SEALABLE_METHODS:
+            raise BadRequest(
+                f"{request.method} cannot be sealed: only account methods, register and activate are"
+            )
         _check_pow(event_id, event, rules.pow_bits.get(request.method, 0))
+        _check_proof(request, opened, event.pubkey, rules)
     except RequestError as refusal:
         return Incoming(event, scheme, refusal=refusal)
     secrets = encryptor.peer_secrets(bytes.fromhex(event.pubkey))
-    return Incoming(event, scheme, request=request, signer=signer, peer_secrets=secrets)
+    return Incoming(
+        event,
+        scheme,
+        request=request,
+        signer=opened.signer,
+        peer_secrets=secrets,
+        seal_id=opened.seal_id,
+        lang=envelope.lang,
+        pow_bits=nip13.committed_target(event.tags) or 0,
+    )
+
+
+def _check_proof(request: Request, opened: Opened, author: str, rules: IntakeRules) -> None:
+    """A request naming an account key (register, activate) must be signed by it: sealed by it,
+    or (leaking it on the relay) the event itself. Otherwise anyone could claim anyone's key."""
+    if request.method not in KEY_NAMING_METHODS:
+        return
+    assert isinstance(request, Register | Activate)
+    if opened.signer is not None:
+        if opened.signer != request.pubkey:
+            raise BadRequest("the seal is signed by another key than the pubkey the request names")
+        return
+    if author != request.pubkey and not rules.accept_unproven_keys:
+        raise KeyNotProven
 
 
 def open_batch(

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from dvm.accounts.email_address import MAX_EMAIL_CHARS, normalise_email
 from dvm.errors import BadRequest, EncodingError, InvalidKey
 from dvm.nostr import bech32
 from dvm.nostr.encoding import decode_base64
 from dvm.nostr.keys import parse_pubkey_hex
+from dvm.protocol.email_address import MAX_EMAIL_CHARS, normalise_email
 
 NCRYPTSEC_PREFIX = "ncryptsec1"
 
@@ -40,6 +41,7 @@ class Method(enum.StrEnum):
     REQUEST_DELETION = "request_deletion"
     DELETE_ACCOUNT = "delete_account"
     REGISTER = "register"
+    REVOKE_SESSIONS = "revoke_sessions"
 
 
 ACCOUNT_KEY_METHODS = frozenset(
@@ -51,9 +53,20 @@ ACCOUNT_KEY_METHODS = frozenset(
         Method.SET_NOTIFICATIONS,
         Method.REQUEST_DELETION,
         Method.DELETE_ACCOUNT,
+        Method.REVOKE_SESSIONS,
     }
 )
-"""Methods signed by the account's own key (after activation), not by an ephemeral key."""
+"""Methods that act for an activated account: signed by its key (sealed), or from a session that
+proved its address."""
+
+KEY_NAMING_METHODS = frozenset({Method.REGISTER, Method.ACTIVATE})
+"""Methods that name an account key (``params.pubkey``): the request must be signed by it."""
+
+SEALABLE_METHODS = ACCOUNT_KEY_METHODS | KEY_NAMING_METHODS
+"""Methods whose content may be a seal signed by the account key."""
+
+MAX_LANG_CHARS = 35
+_LANG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +159,13 @@ class DeleteAccount:
     method = Method.DELETE_ACCOUNT
 
 
+@dataclass(frozen=True, slots=True)
+class RevokeSessions:
+    """Every other session of the account loses its right to act for it."""
+
+    method = Method.REVOKE_SESSIONS
+
+
 Request = (
     RequestAccount
     | VerifyCode
@@ -160,6 +180,7 @@ Request = (
     | RequestDeletion
     | DeleteAccount
     | Register
+    | RevokeSessions
 )
 
 _PARAMS: dict[Method, frozenset[str]] = {
@@ -176,11 +197,25 @@ _PARAMS: dict[Method, frozenset[str]] = {
     Method.REQUEST_DELETION: frozenset(),
     Method.DELETE_ACCOUNT: frozenset({"code"}),
     Method.REGISTER: frozenset({"pubkey", "email", "backup"}),
+    Method.REVOKE_SESSIONS: frozenset(),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded request and what travels beside its parameters: the user's language."""
+
+    request: Request
+    lang: str = ""
 
 
 def decode_request(plaintext: str, limits: RequestLimits = RequestLimits()) -> Request:
     """Parse and validate decrypted request JSON; raise a ``RequestError`` on any defect."""
+    return decode_envelope(plaintext, limits).request
+
+
+def decode_envelope(plaintext: str, limits: RequestLimits = RequestLimits()) -> Envelope:
+    """:func:`decode_request`, keeping the optional ``lang`` member (a BCP 47 tag)."""
     if len(plaintext.encode("utf-8")) > limits.max_plaintext_bytes:
         raise BadRequest(f"request larger than {limits.max_plaintext_bytes} bytes")
     try:
@@ -190,7 +225,7 @@ def decode_request(plaintext: str, limits: RequestLimits = RequestLimits()) -> R
         raise BadRequest(f"request content is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest("request must be a JSON object")
-    extra = body.keys() - {"method", "params"}
+    extra = body.keys() - {"method", "params", "lang"}
     if extra:
         raise BadRequest(f"unknown request field {sorted(extra)[0]!r}")
     name = body.get("method")
@@ -204,7 +239,16 @@ def decode_request(plaintext: str, limits: RequestLimits = RequestLimits()) -> R
     if params.keys() != expected:
         unknown, missing = sorted(params.keys() - expected), sorted(expected - params.keys())
         raise BadRequest(f"{method}: unknown params {unknown[:3]}, missing params {missing}")
-    return _build(method, params, limits)
+    return Envelope(_build(method, params, limits), _lang(body.get("lang", "")))
+
+
+def _lang(value: object) -> str:
+    """A BCP 47 language tag, lower-cased (``pt-BR`` -> ``pt-br``); "" when absent."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_LANG_CHARS or not _LANG.match(value):
+        raise BadRequest("lang must be a BCP 47 language tag such as 'de' or 'pt-BR'")
+    return value.lower()
 
 
 class _DuplicateKey(ValueError):
@@ -255,6 +299,7 @@ def _build(method: Method, params: dict[str, Any], limits: RequestLimits) -> Req
         Method.RESEND_CODE: ResendCode(),
         Method.STATUS: Status(),
         Method.REQUEST_DELETION: RequestDeletion(),
+        Method.REVOKE_SESSIONS: RevokeSessions(),
     }
     return simple[method]
 
@@ -268,8 +313,9 @@ def _email(value: object, limits: RequestLimits) -> str:
 
 
 def _code(value: object) -> str:
-    if not isinstance(value, str) or len(value) != 6 or not value.isascii() or not value.isdigit():
-        raise BadRequest("code must be a string of six digits")
+    """Six digits, or twelve (a long code, mailed while a mailbox is being guessed at)."""
+    if not isinstance(value, str) or len(value) not in (6, 12) or not value.isascii() or not value.isdigit():
+        raise BadRequest("code must be a string of six (or twelve) digits")
     return value
 
 

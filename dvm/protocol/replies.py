@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from dvm.accounts.decision import Failure, Reply, Success
 from dvm.nostr.encryption import Encryptor, Scheme
 from dvm.nostr.event import Event, sign_event
+from dvm.protocol.results import Failure, Reply, Success
 
 PAD_BYTES = 512
 """Plaintexts are padded with trailing spaces (valid JSON whitespace) to at least this length."""

@@ -12,6 +12,7 @@ encrypted a second time. Its ``created_at`` must lie in the same window as a req
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,23 +24,31 @@ SEAL_KIND = 13
 CLIENT_TAG = "client"
 
 
-def open_seal(
-    plaintext: str, carrier_pubkey: str, dvm_pubkey: str, now: int, window_s: int
-) -> tuple[str, str | None]:
-    """``(request JSON, account key)`` of a sealed request, or ``(plaintext, None)`` unsealed.
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A request's content with its seal taken off: the request JSON, and for a sealed one the
+    key that signed the seal (``signer``) and the seal's id (a seal is used once)."""
+
+    content: str
+    signer: str | None = None
+    seal_id: str | None = None
+
+
+def open_seal(plaintext: str, carrier_pubkey: str, dvm_pubkey: str, now: int, window_s: int) -> Opened:
+    """The request inside a sealed request, or the plaintext itself when it is not sealed.
 
     Raises ``BadRequest`` for a seal that is malformed, unsigned, of another kind or bound to
     another DVM or carrier, and ``StaleEvent`` for one signed outside the window.
     """
     if '"seal"' not in plaintext:  # the fast path; an escaped key is refused by decode_request
-        return plaintext, None
+        return Opened(plaintext)
     try:
         body = json.loads(plaintext, object_pairs_hook=_unique)
         orjson.dumps(body)  # refuses lone surrogates
     except (ValueError, RecursionError, orjson.JSONEncodeError) as exc:
         raise BadRequest(f"request content is not JSON: {exc}") from exc
     if not isinstance(body, dict) or "seal" not in body:
-        return plaintext, None
+        return Opened(plaintext)
     if body.keys() != {"seal"}:
         raise BadRequest("a sealed request holds only the seal")
     try:
@@ -55,7 +64,7 @@ def open_seal(
         raise BadRequest("seal: bound to another client key")
     if abs(seal.created_at - now) > window_s:
         raise StaleEvent("The seal's created_at is too far from the DVM's clock.")
-    return seal.content, seal.pubkey
+    return Opened(seal.content, seal.pubkey, seal.id)
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -32,7 +32,36 @@ T = TypeVar("T")
 
 log = logging.getLogger("sigit.store")
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
+MIGRATION_8 = """
+ALTER TABLE users ADD COLUMN auth_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN lang TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN claim_pubkey TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN claim_backup TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN auth_epoch INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET
+    claim_pubkey = (SELECT u.pubkey FROM users u WHERE u.id = sessions.user_id),
+    claim_backup = (SELECT u.bkp FROM users u WHERE u.id = sessions.user_id)
+    WHERE purpose = 'register' AND user_id IN (SELECT id FROM users WHERE activated = 0);
+UPDATE users SET pubkey = '', bkp = '' WHERE activated = 0;
+ALTER TABLE mail ADD COLUMN lang TEXT NOT NULL DEFAULT '';
+CREATE TABLE codes (
+    id          INTEGER PRIMARY KEY,
+    mailbox     TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('signup', 'login', 'email_change', 'deletion')),
+    code_hmac   TEXT NOT NULL,
+    long        INTEGER NOT NULL DEFAULT 0 CHECK (long IN (0, 1)),
+    minted_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+CREATE INDEX codes_mailbox ON codes (mailbox, minted_at);
+CREATE INDEX codes_expires ON codes (expires_at);
+CREATE TABLE seals (
+    id          TEXT PRIMARY KEY,
+    until       INTEGER NOT NULL
+);
+"""
+
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: account upkeep (email change with grace, backup history, preferences, deletion).
     1: """
@@ -184,6 +213,10 @@ MIGRATIONS: dict[int, str] = {
         until   INTEGER NOT NULL
     );
     """,
+    # 7 -> 8: owners first. Codes belong to mailboxes (codes), seals are used once (seals),
+    # sessions are revocable (auth_epoch), a pending register claims no key (its key and backup
+    # move from the unfinished user to its sessions), and mail has a language.
+    7: MIGRATION_8,
 }
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""
 

@@ -14,55 +14,64 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from dvm.accounts.code_rules import code_address
 from dvm.accounts.decision import (
     DeleteUser,
     Mail,
+    PutCode,
     PutSession,
     PutUser,
     RecordCodeFailure,
     RecordCodeSend,
+    RecordSeal,
     Sends,
+    SpendCode,
     View,
     Write,
 )
-from dvm.accounts.email_address import canonical_mailbox, domain_of
-from dvm.accounts.machine import failure_subject
-from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
+from dvm.accounts.rows import CodeKind, CodeRow, Purpose, SessionRow, SessionState, UserRow
 from dvm.nostr.event import Event, parse_event_json
 from dvm.outbox import MailClaim, OutboxMail, PendingReply, ReplyMark
+from dvm.protocol.email_address import canonical_mailbox, domain_of
 from dvm.store.database import immediate
 from dvm.store.sealed import ParamsSeal
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
     "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at, "
-    "last_seen FROM users"
+    "last_seen, auth_epoch, lang FROM users"
 )
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
-    "verified_at, created_at, updated_at, subject, decoy, auth_until FROM sessions"
+    "verified_at, created_at, updated_at, subject, decoy, auth_until, claim_pubkey, claim_backup, "
+    "auth_epoch FROM sessions"
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
-    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at, last_seen) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "bkp_previous, pending_email, grace_deadline, notify_login, suspended_at, last_login_at, last_seen, "
+    "auth_epoch, lang) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET email = excluded.email, verified = excluded.verified, "
     "activated = excluded.activated, entropy = excluded.entropy, pubkey = excluded.pubkey, "
     "bkp = excluded.bkp, updated_at = excluded.updated_at, bkp_previous = excluded.bkp_previous, "
     "pending_email = excluded.pending_email, grace_deadline = excluded.grace_deadline, "
     "notify_login = excluded.notify_login, suspended_at = excluded.suspended_at, "
-    "last_login_at = excluded.last_login_at, last_seen = excluded.last_seen"
+    "last_login_at = excluded.last_login_at, last_seen = excluded.last_seen, "
+    "auth_epoch = excluded.auth_epoch, lang = excluded.lang"
 )
 _PUT_SESSION = (
     "INSERT INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
-    "code_expires_at, attempts, verified_at, created_at, updated_at, subject, decoy, auth_until) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "code_expires_at, attempts, verified_at, created_at, updated_at, subject, decoy, auth_until, "
+    "claim_pubkey, claim_backup, auth_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (pubkey) DO UPDATE SET user_id = excluded.user_id, purpose = excluded.purpose, "
     "state = excluded.state, code_hmac = excluded.code_hmac, code_sent_at = excluded.code_sent_at, "
     "code_expires_at = excluded.code_expires_at, attempts = excluded.attempts, "
     "verified_at = excluded.verified_at, created_at = excluded.created_at, updated_at = excluded.updated_at, "
-    "subject = excluded.subject, decoy = excluded.decoy, auth_until = excluded.auth_until"
+    "subject = excluded.subject, decoy = excluded.decoy, auth_until = excluded.auth_until, "
+    "claim_pubkey = excluded.claim_pubkey, claim_backup = excluded.claim_backup, "
+    "auth_epoch = excluded.auth_epoch"
 )
+CODES_LOADED = 20
+"""At most this many of a mailbox's newest codes are loaded (a handful are ever live)."""
 
 
 def _user(row: sqlite3.Row | None) -> UserRow | None:
@@ -85,6 +94,8 @@ def _user(row: sqlite3.Row | None) -> UserRow | None:
         suspended_at=row["suspended_at"],
         last_login_at=row["last_login_at"],
         last_seen=row["last_seen"],
+        auth_epoch=row["auth_epoch"],
+        lang=row["lang"],
     )
 
 
@@ -106,6 +117,9 @@ def _session(row: sqlite3.Row | None) -> SessionRow | None:
         subject=row["subject"],
         decoy=bool(row["decoy"]),
         auth_until=row["auth_until"],
+        claim_pubkey=row["claim_pubkey"],
+        claim_backup=row["claim_backup"],
+        auth_epoch=row["auth_epoch"],
     )
 
 
@@ -183,81 +197,113 @@ def load_view(
     code_to: CodeTo | None = None,
     rivals: bool = False,
     failures: bool = False,
+    failure_window_s: int = 7 * 24 * 3600,
+    code_ttl_s: int = 900,
+    seal_id: str | None = None,
     salt: str | None = None,
 ) -> View:
     """The rows one request may need: see :class:`~dvm.accounts.decision.View`.
 
     ``email`` is the request's address; for a confirmation (no address in the request) the
     account's pending address is looked up instead, to see whether someone took it meanwhile.
-    The flags skip lookups a method cannot use: ``account_key`` (the event key may be an
-    account's), ``code_to`` (the method may mail a code: load the caps' counts there),
-    ``rivals`` (other accounts' pending changes to the address) and ``failures`` (the method
-    checks a code: load the subject's wrong codes of the day). ``signer`` is the account key that
-    signed the request's seal (``account_key`` methods from an ephemeral key).
+    The flags skip lookups a method cannot use: ``account_key`` (the request acts for an account:
+    find it by its key or a session that proved it), ``code_to`` (the method may mail a code: load
+    the codes, caps and wrong codes of the mailbox it would go to), ``failures`` (the method
+    checks a code: load the session's mailbox's codes and wrong codes), ``rivals`` (other
+    accounts' pending changes to the address). ``signer`` is the account key that signed the
+    request's seal, ``seal_id`` that seal's id (a seal is used once).
     """
     session = session_by_pubkey(conn, event_pubkey)
     session_user = user_by_id(conn, session.user_id) if session and session.user_id else None
-    account_user = None
+    account_user: UserRow | None = None
+    via: Literal["key", "session"] | None = None
     if account_key:  # the key signing the event or its seal; else a session that proved the address
         account_user = user_by_pubkey(conn, signer or event_pubkey)
-        if account_user is None and signer is None and session is not None and session.authorises(now):
-            account_user = session_user
+        via = "key" if account_user is not None else None
+        if (
+            account_user is None
+            and signer is None
+            and session is not None
+            and session.authorises(now, session_user)
+        ):
+            account_user, via = session_user, "session"
     address = email
     if address is None and account_user is not None and account_user.pending_email:
         address = account_user.pending_email
     email_user = user_by_email(conn, address) if address else None
-    pubkey_user = user_by_pubkey(conn, account_pubkey) if account_pubkey else None
+    claimed = account_pubkey or (session.claim_pubkey if session is not None and failures else "")
+    pubkey_user = user_by_pubkey(conn, claimed) if claimed else None
     pending_users: tuple[UserRow, ...] = ()
     if rivals:
         owned = address or (session_user.email if session_user else None)
         pending_users = users_by_pending_email(conn, owned) if owned else ()
-    subject = _session_subject(session, session_user)
-    session_to = None
-    if session is not None and session_user is not None:
-        session_to = (
-            session_user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else session_user.email
-        )
-    target = {"email": email, "account": account_user.email if account_user else None, "session": session_to}
-    view = View(session, session_user, email_user, pubkey_user, (), account_user, pending_users)
-    if code_to is not None and (to := target[code_to]):
+    view = View(
+        session,
+        session_user,
+        email_user,
+        pubkey_user,
+        (),
+        account_user,
+        pending_users,
+        account_via=via,
+    )
+    salt = salt or erasure_salt(conn)
+    to = _code_target(code_to, email, account_user, session, session_user)
+    mailbox_key = None
+    if to is not None:
         box = canonical_mailbox(to)
+        mailbox_key = counter_key(salt, box)
         since = now - window_s
-        salt = salt or erasure_salt(conn)
         view = replace(
             view,
-            code_sends=code_sends_since(conn, counter_key(salt, box), since),
+            code_sends=code_sends_since(conn, mailbox_key, since),
             domain_sends=_sends(conn, counter_key(salt, domain_of(box)), since),
             all_sends=_sends(conn, ALL_SCOPE, since),
         )
-    counted = _failures_subject(code_to, failures, subject, email, account_user)
-    if counted:
-        key = counter_key(salt or erasure_salt(conn), counted)
-        view = replace(view, failures=code_failures_since(conn, key, now - 24 * 3600))
+    elif failures and session is not None and session.subject:
+        mailbox_key = counter_key(salt, session.subject)
+    if mailbox_key is not None:
+        view = replace(
+            view,
+            codes=codes_of(conn, mailbox_key, now - window_s - code_ttl_s),
+            failures=code_failures_since(conn, mailbox_key, now - failure_window_s),
+        )
     if address and is_blocked(conn, address):
         view = replace(view, email_blocked=True)
+    if seal_id is not None and seal_seen(conn, seal_id):
+        view = replace(view, seal_used=True)
     return view
 
 
-def _session_subject(session: SessionRow | None, user: UserRow | None) -> str:
-    """Where a session's wrong codes count (sessions of older versions did not record it)."""
-    if session is None or session.subject or user is None:
-        return session.subject if session else ""
-    address = user.pending_email if session.purpose is Purpose.EMAIL_CHANGE else user.email
-    return failure_subject(session.purpose, user, address)
-
-
-def _failures_subject(
-    code_to: CodeTo | None, checks: bool, subject: str, email: str | None, account: UserRow | None
+def _code_target(
+    code_to: CodeTo | None,
+    email: str | None,
+    account: UserRow | None,
+    session: SessionRow | None,
+    session_user: UserRow | None,
 ) -> str | None:
-    """Whose wrong codes of the day a request needs: the session's, for a method that checks a
-    code; for one that sends a code, where that code's wrong guesses will count (its spacing)."""
-    if checks or code_to == "session":
-        return subject or None
-    if code_to is not None and account is not None:  # change_email, request_deletion
-        return f"account:{account.id}"
-    if code_to == "email" and email:
-        return canonical_mailbox(email)
+    """The address the code a request may mail would go to (its caps and codes are loaded)."""
+    if code_to == "email":
+        return email
+    if code_to == "account":
+        return account.email if account is not None else None
+    if code_to == "session" and session is not None:
+        return code_address(session.purpose, session_user) if session_user is not None else None
     return None
+
+
+def codes_of(conn: sqlite3.Connection, mailbox_key: str, since: int) -> tuple[CodeRow, ...]:
+    """A mailbox's codes minted after ``since``, newest first (at most ``CODES_LOADED``)."""
+    rows = conn.execute(
+        "SELECT id, kind, code_hmac, minted_at, expires_at, long FROM codes "
+        "WHERE mailbox = ? AND minted_at > ? ORDER BY minted_at DESC, id DESC LIMIT ?",
+        (mailbox_key, since, CODES_LOADED),
+    )
+    return tuple(CodeRow(int(r[0]), CodeKind(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5])) for r in rows)
+
+
+def seal_seen(conn: sqlite3.Connection, seal_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM seals WHERE id = ?", (seal_id,)).fetchone() is not None
 
 
 def block_keys(email: str) -> tuple[str, ...]:
@@ -300,6 +346,8 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                     u.suspended_at,
                     u.last_login_at,
                     u.last_seen,
+                    u.auth_epoch,
+                    u.lang,
                 ),
             )
         elif isinstance(write, PutSession):
@@ -322,6 +370,9 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                     HASHED + counter_key(salt, s.subject) if s.subject else "",
                     s.decoy,
                     s.auth_until,
+                    s.claim_pubkey,
+                    s.claim_backup,
+                    s.auth_epoch,
                 ),
             )
         elif isinstance(write, RecordCodeSend):
@@ -331,10 +382,33 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                 "INSERT INTO code_sends (mailbox, sent_at) VALUES (?, ?)",
                 (counter_key(salt, write.mailbox), write.at),
             )
-            conn.executemany(
-                "INSERT INTO code_send_minutes (scope, minute, sends) VALUES (?, ?, 1) "
-                "ON CONFLICT (scope, minute) DO UPDATE SET sends = code_send_minutes.sends + 1",
-                [(counter_key(salt, domain_of(write.mailbox)), minute), (ALL_SCOPE, minute)],
+            if write.unproven:  # only codes to unproven addresses count toward the shares
+                conn.executemany(
+                    "INSERT INTO code_send_minutes (scope, minute, sends) VALUES (?, ?, 1) "
+                    "ON CONFLICT (scope, minute) DO UPDATE SET sends = code_send_minutes.sends + 1",
+                    [(counter_key(salt, domain_of(write.mailbox)), minute), (ALL_SCOPE, minute)],
+                )
+        elif isinstance(write, PutCode):
+            salt = salt or erasure_salt(conn)
+            c = write.row
+            conn.execute(
+                "INSERT INTO codes (mailbox, kind, code_hmac, long, minted_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    counter_key(salt, write.mailbox),
+                    c.kind.value,
+                    c.code_hmac,
+                    c.long,
+                    c.minted_at,
+                    c.expires_at,
+                ),
+            )
+        elif isinstance(write, SpendCode):
+            conn.execute("UPDATE codes SET code_hmac = '' WHERE id = ?", (write.code_id,))
+        elif isinstance(write, RecordSeal):
+            conn.execute(
+                "INSERT INTO seals (id, until) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                (write.seal_id, write.until),
             )
         elif isinstance(write, RecordCodeFailure):
             salt = salt or erasure_salt(conn)
@@ -448,7 +522,7 @@ def queue_mail(
     claimer, attempts, due = (None, 0, now) if claim is None else (claim.claimer, 1, now + claim.lease_s)
     row = conn.execute(
         "INSERT INTO mail (message_id, user_id, request_id, kind, recipient, params, status, attempts, "
-        "next_attempt_at, created_at, claimed_by) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) "
+        "next_attempt_at, created_at, claimed_by, lang) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) "
         "RETURNING id",
         (
             message_id,
@@ -461,6 +535,7 @@ def queue_mail(
             due,
             now,
             claimer,
+            mail.lang,
         ),
     ).fetchone()
     if claim is None:

@@ -9,7 +9,9 @@ Left alone the database grows with every request (measured: 1.5 MB per 1,000 req
 - ``sessions``: untouched for longer than a code lives or a verified session may activate, plus an
   hour (a client coming back later is told ``no_session`` instead of ``code_expired``).
 - ``code_sends``, ``code_send_minutes``: older than the hourly caps' window (and a minute);
-  ``code_failures``: older than the guessing budget's day (and a minute).
+  ``codes``: minted before that window and a code's life (nothing compares or counts them then);
+  ``code_failures``: older than the guessing budget's window (``code_failure_window_s``, and a
+  minute); ``seals``: past the end of their own window.
 - ``mail``: sent or dead, queued longer ago than ``retention.mail_s``.
 - ``users``: never verified, created longer ago than ``retention.unverified_s``, and no session
   or code still on record since then (those go after an hour or two; erased like an admin deletion:
@@ -44,7 +46,6 @@ log = logging.getLogger("sigit.store")
 DAY_S = 86400
 SESSION_MARGIN_S = 3600
 CODE_SENDS_MARGIN_S = 60
-FAILURE_DAY_S = 24 * 3600  # the guessing budget's day (dvm.accounts.machine)
 INCREMENTAL = 2  # PRAGMA auto_vacuum
 
 
@@ -57,7 +58,9 @@ class Cutoffs:
     reply_expired: int
     session_updated: int
     code_sent: int
+    code_minted: int
     code_failed: int
+    seal_until: int
     mail_created: int
     unverified_created: int
     audit_at: int
@@ -74,7 +77,9 @@ class Cutoffs:
             reply_expired=now - service.reply_ttl_s,
             session_updated=now - session_s,
             code_sent=now - rules.code_window_s - CODE_SENDS_MARGIN_S,
-            code_failed=now - FAILURE_DAY_S - CODE_SENDS_MARGIN_S,
+            code_minted=now - rules.code_window_s - rules.code_ttl_s - CODE_SENDS_MARGIN_S,
+            code_failed=now - rules.code_failure_window_s - CODE_SENDS_MARGIN_S,
+            seal_until=now,
             mail_created=now - keep.mail_s,
             unverified_created=now - keep.unverified_s,
             audit_at=now - keep.audit_s,
@@ -130,6 +135,20 @@ def prune_code_failures(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> i
     return conn.execute(
         "DELETE FROM code_failures WHERE rowid IN (SELECT rowid FROM code_failures WHERE at < ? LIMIT ?)",
         (cut.code_failed, limit),
+    ).rowcount
+
+
+def prune_codes(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM codes WHERE id IN (SELECT id FROM codes WHERE minted_at < ? LIMIT ?)",
+        (cut.code_minted, limit),
+    ).rowcount
+
+
+def prune_seals(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM seals WHERE id IN (SELECT id FROM seals WHERE until < ? LIMIT ?)",
+        (cut.seal_until, limit),
     ).rowcount
 
 
@@ -197,6 +216,8 @@ STEPS: dict[str, Step] = {
     "code_sends": prune_code_sends,
     "code_send_minutes": prune_code_send_minutes,
     "code_failures": prune_code_failures,
+    "codes": prune_codes,
+    "seals": prune_seals,
     "mail": prune_mail,
     "audit": prune_audit,
 }

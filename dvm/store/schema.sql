@@ -2,7 +2,7 @@
 -- database and steps PRAGMA user_version through migrations for older ones.
 -- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
 
-PRAGMA user_version = 7;
+PRAGMA user_version = 8;
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
@@ -10,7 +10,7 @@ CREATE TABLE users (
     verified    INTEGER NOT NULL CHECK (verified IN (0, 1)),
     activated   INTEGER NOT NULL CHECK (activated IN (0, 1)),
     entropy     TEXT NOT NULL DEFAULT '',          -- drawn once at first verification
-    pubkey      TEXT NOT NULL DEFAULT '',          -- the user's real Nostr key, once activated
+    pubkey      TEXT NOT NULL DEFAULT '',          -- the user's real Nostr key, set at activation only
     bkp         TEXT NOT NULL DEFAULT '',          -- the client-encrypted key backup (opaque; SIGit's column name)
     bkp_previous TEXT NOT NULL DEFAULT '',         -- the backup before the last update_backup
     pending_email TEXT NOT NULL DEFAULT '',        -- an email change awaiting its code (reserves nothing)
@@ -21,6 +21,8 @@ CREATE TABLE users (
     suspended_at INTEGER,                          -- set by an admin: every request is refused
     last_login_at INTEGER,                         -- the last login code that matched
     last_seen   INTEGER,                           -- activation or the last login (SIGit's column); NULL: never finished
+    auth_epoch  INTEGER NOT NULL DEFAULT 0,        -- moves when the account revokes its sessions
+    lang        TEXT NOT NULL DEFAULT '',          -- BCP 47 language of its last proven request ('' default)
     CHECK (activated = 0 OR verified = 1),
     CHECK (activated = 0 OR (pubkey <> '' AND bkp <> ''))
 );
@@ -33,20 +35,42 @@ CREATE TABLE sessions (
     purpose          TEXT NOT NULL
         CHECK (purpose IN ('signup', 'login', 'email_change', 'deletion', 'register')),
     state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'consumed', 'locked')),
-    code_hmac        TEXT NOT NULL,                -- HMAC of the code; '' once used or locked
+    code_hmac        TEXT NOT NULL,                -- versions before 8: the session's own code's HMAC
     code_sent_at     INTEGER NOT NULL,
     code_expires_at  INTEGER NOT NULL,
     attempts         INTEGER NOT NULL CHECK (attempts >= 0),
     verified_at      INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
-    subject          TEXT NOT NULL DEFAULT '',     -- 'h:' + salted hash of where wrong codes count
+    subject          TEXT NOT NULL DEFAULT '',     -- 'h:' + salted hash of the mailbox its codes go to
     decoy            INTEGER NOT NULL DEFAULT 0 CHECK (decoy IN (0, 1)),  -- private mode: no code sent
-    auth_until       INTEGER                       -- until then the key may act for the account
+    auth_until       INTEGER,                      -- until then the key may act for the account
+    claim_pubkey     TEXT NOT NULL DEFAULT '',     -- register: the key its code will activate
+    claim_backup     TEXT NOT NULL DEFAULT '',     -- register: the backup its code will activate
+    auth_epoch       INTEGER NOT NULL DEFAULT 0    -- acts for the account only while it is the account's
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
--- One row per code emailed: the hourly cap per mailbox counts here (exactly).
+-- Codes mailed to a mailbox: every session of that mailbox and kind may redeem its newest two.
+CREATE TABLE codes (
+    id          INTEGER PRIMARY KEY,
+    mailbox     TEXT NOT NULL,                     -- salted hash of the canonical mailbox (names nobody)
+    kind        TEXT NOT NULL CHECK (kind IN ('signup', 'login', 'email_change', 'deletion')),
+    code_hmac   TEXT NOT NULL,                     -- HMAC of "<kind>:<digits>"; '' once used
+    long        INTEGER NOT NULL DEFAULT 0 CHECK (long IN (0, 1)),  -- 12 digits (the mailbox was guessed at)
+    minted_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+CREATE INDEX codes_mailbox ON codes (mailbox, minted_at);
+CREATE INDEX codes_expires ON codes (expires_at);
+
+-- Seals carried by a request: a seal is used once (until its own created_at window closes).
+CREATE TABLE seals (
+    id          TEXT PRIMARY KEY,                  -- the seal event's id
+    until       INTEGER NOT NULL
+);
+
+-- One row per code minted: the hourly cap per mailbox counts here (exactly).
 CREATE TABLE code_sends (
     mailbox  TEXT NOT NULL,                        -- salted hash of the canonical mailbox (names nobody)
     sent_at  INTEGER NOT NULL
@@ -63,9 +87,9 @@ CREATE TABLE code_send_minutes (
     PRIMARY KEY (scope, minute)
 ) WITHOUT ROWID;
 
--- One row per wrong code: the daily guessing budget per mailbox counts here.
+-- One row per wrong code tried on a mailbox's codes: the guessing budget counts here.
 CREATE TABLE code_failures (
-    subject  TEXT NOT NULL,                        -- salted hash of the mailbox the code went to
+    subject  TEXT NOT NULL,                        -- salted hash of the mailbox
     at       INTEGER NOT NULL
 );
 CREATE INDEX code_failures_subject ON code_failures (subject, at);
@@ -104,7 +128,8 @@ CREATE TABLE mail (
     last_error       TEXT NOT NULL DEFAULT '',
     created_at       INTEGER NOT NULL,
     sent_at          INTEGER,
-    claimed_by       TEXT                          -- the worker run sending it now (NULL: nobody)
+    claimed_by       TEXT,                         -- the worker run sending it now (NULL: nobody)
+    lang             TEXT NOT NULL DEFAULT ''      -- the templates' language (BCP 47; '' the default)
 );
 CREATE INDEX mail_queued ON mail (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX mail_user ON mail (user_id);

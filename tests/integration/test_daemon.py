@@ -46,8 +46,10 @@ async def test_signup_activation_and_login_through_a_real_relay(tmp_path, relay,
             await wait_for_mail(smtp, 1)
             code = code_from(smtp.messages, "ana@example.org")
             entropy = (await browser.call("verify_code", {"code": code})).result["entropy"]
-            account = rn.Keys.generate().public_key().to_hex()
-            assert (await browser.call("activate", {"pubkey": account, "backup": BACKUP})).code == "ok"
+            keys = rn.Keys.generate()
+            account = keys.public_key().to_hex()
+            activate = {"pubkey": account, "backup": BACKUP}
+            assert (await browser.call("activate", activate, seal=keys)).code == "ok"
             # Login on a new device, answered in NIP-04 for an old client.
             browser.new_key()
             assert (
@@ -196,7 +198,7 @@ async def test_email_change_end_to_end_with_both_mails_captured(tmp_path, relay,
             await browser.call("verify_code", {"code": code_from(smtp.messages, "old@example.org")})
             account = rn.Keys.generate()  # the user's real key: it signs account methods from now on
             activate = {"pubkey": account.public_key().to_hex(), "backup": BACKUP}
-            assert (await browser.call("activate", activate)).code == "ok"
+            assert (await browser.call("activate", activate, seal=account)).code == "ok"
             await wait_for_mail(smtp, 2)  # welcome
 
             assert (

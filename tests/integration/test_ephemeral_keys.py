@@ -28,7 +28,8 @@ def register(h: Harness, email: str = "ana@example.org") -> tuple[Encryptor, Sec
     """A register signup from a fresh key; returns that key and the account key."""
     account = SecretKey.generate()
     browser = new_client(1)
-    assert h.send(browser, "register", {"pubkey": account.pubkey_hex, "email": email, "backup": BACKUP}).ok
+    params = {"pubkey": account.pubkey_hex, "email": email, "backup": BACKUP}
+    assert h.send(browser, "register", params, seal=account).ok
     assert h.send(browser, "verify_code", {"code": h.last_code(email)}).result == {}
     return browser, account
 

@@ -10,7 +10,6 @@ from dataclasses import replace
 import pytest
 
 from dvm.accounts.decision import Mail, MailKind
-from dvm.accounts.email_address import normalise_email
 from dvm.config import MailSettings
 from dvm.daemon import Daemon, Secrets
 from dvm.errors import ConfigError
@@ -19,6 +18,7 @@ from dvm.mailer.backends import FileBackend, SmtpBackend
 from dvm.mailer.message import Sender
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.mailer.worker import MailWorker
+from dvm.protocol.email_address import normalise_email
 from dvm.store import database, repository
 from dvm.store.sealed import ParamsSeal
 from tests.support.daemon import CODE_SECRET as DAEMON_CODE_SECRET

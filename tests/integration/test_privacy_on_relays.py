@@ -11,8 +11,8 @@ import hashlib
 import nostr_sdk as rn
 import pytest
 
-from dvm.accounts.email_address import canonical_mailbox
 from dvm.nostr import bech32
+from dvm.protocol.email_address import canonical_mailbox
 from tests.support.daemon import DVM_KEY, codes_to, make_settings, start_daemon
 from tests.support.relay import wait_until
 from tests.support.sdk_browser import SdkBrowser
@@ -50,7 +50,7 @@ async def test_no_event_on_the_relay_names_a_user_after_every_flow(tmp_path, rel
                 "email": "Privacy.Ana@example.org",
                 "backup": BACKUP,
             }
-            assert (await browser.call("register", params)).code == "ok"
+            assert (await browser.call("register", params, seal=ana)).code == "ok"
             assert (
                 await browser.call("verify_code", {"code": await code("privacy.ana@example.org")})
             ).code == "ok"
@@ -77,7 +77,7 @@ async def test_no_event_on_the_relay_names_a_user_after_every_flow(tmp_path, rel
             reply = await browser.call("verify_code", {"code": await code("privacy.bob@example.org")})
             assert len(reply.result["entropy"]) == 64
             activate = {"pubkey": bob.public_key().to_hex(), "backup": BACKUP}
-            assert (await browser.call("activate", activate)).code == "ok"
+            assert (await browser.call("activate", activate, seal=bob)).code == "ok"
             assert (await browser.call("status")).result["activated"] is True
 
             kinds = [rn.Kind(k) for k in (0, 5780, 6780, 7000, 31990)]

@@ -3,13 +3,14 @@ entropy, a password change, through a real relay and SMTP with the rust-nostr cl
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import nostr_sdk as rn
 import pytest
 
 from dvm.nostr import bech32
-from tests.support.daemon import DVM_KEY, code_from, make_settings, start_daemon
+from tests.support.daemon import DVM_KEY, code_from, codes_to, make_settings, start_daemon
 from tests.support.relay import wait_until
 from tests.support.sdk_browser import SdkBrowser
 
@@ -34,9 +35,11 @@ async def test_register_activate_by_code_login_without_entropy_and_password_chan
     try:
         async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
             params = {"pubkey": pubkey, "email": "Ana@Example.org", "backup": BACKUP}
-            assert (await browser.call("register", params)).code == "ok"
-            # A retry of the same signup sends nothing new.
-            assert (await browser.call("register", params)).code == "ok"
+            assert (await browser.call("register", params, seal=account)).code == "ok"
+            # A retry of the same signup (a new event, and a new seal: a seal is used once, and one
+            # signed in the same second would be the same seal) sends nothing new.
+            await asyncio.sleep(1.1)
+            assert (await browser.call("register", params, seal=account)).code == "ok"
             await wait_until(lambda: len(smtp.messages) >= 1)
             assert db_rows(settings, "SELECT activated, last_seen FROM users") == [(0, None)]
             code = code_from(smtp.messages, "ana@example.org")
@@ -46,7 +49,10 @@ async def test_register_activate_by_code_login_without_entropy_and_password_chan
             assert activated == 1 and last_seen is not None
             # The address is taken now, in both flows: the client goes to login.
             browser.new_key()
-            assert (await browser.call("register", params)).code == "email_taken"
+            assert (await browser.call("register", params, seal=account)).code == "pubkey_taken"  # key first
+            other = rn.Keys.generate()
+            theirs = params | {"pubkey": other.public_key().to_hex()}
+            assert (await browser.call("register", theirs, seal=other)).code == "email_taken"
             assert (await browser.call("request_account", {"email": "ana@example.org"})).code == "email_taken"
 
             # Login on a new device: the backup comes back, with no entropy.
@@ -71,28 +77,32 @@ async def test_register_activate_by_code_login_without_entropy_and_password_chan
     assert subjects[:2] == ["Your SIGit code", "Welcome to SIGit"]
 
 
-async def test_an_unfinished_register_is_erased_by_a_new_one_whose_code_then_works(tmp_path, relay, smtp):
+async def test_a_strangers_register_never_erases_a_pending_one_and_the_mailbox_owner_decides(
+    tmp_path, relay, smtp
+):
     settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
     daemon = await start_daemon(settings)
     try:
         async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
-            first = rn.Keys.generate().public_key().to_hex()
-            params = {"pubkey": first, "email": "bo@example.org", "backup": BACKUP}
-            assert (await browser.call("register", params)).code == "ok"
+            owner = rn.Keys.generate()
+            params = {"pubkey": owner.public_key().to_hex(), "email": "bo@example.org", "backup": BACKUP}
+            assert (await browser.call("register", params, seal=owner)).code == "ok"
             await wait_until(lambda: len(smtp.messages) >= 1)
-            stale_code = code_from(smtp.messages, "bo@example.org")
-            stale_keys = browser.keys
-            # Never finished: another browser signs up again with another key.
+            owner_session = browser.keys
+            # A stranger registers the same address with their own key: the owner's signup stays.
             browser.new_key()
-            second = rn.Keys.generate().public_key().to_hex()
-            assert (await browser.call("register", params | {"pubkey": second})).code == "ok"
-            await wait_until(lambda: len(smtp.messages) >= 2)
-            assert db_rows(settings, "SELECT pubkey FROM users") == [(second,)]
-            # The first session went with its entry.
-            reply = await browser.call("verify_code", {"code": stale_code}, keys=stale_keys)
-            assert reply.code == "no_session"
-            reply = await browser.call("verify_code", {"code": code_from(smtp.messages, "bo@example.org")})
+            stranger = rn.Keys.generate()
+            theirs = params | {"pubkey": stranger.public_key().to_hex()}
+            assert (await browser.call("register", theirs, seal=stranger)).code == "ok"
+            # The owner's code (the only code mailed: the stranger joined it) activates the owner's key.
+            code = code_from(smtp.messages, "bo@example.org")
+            reply = await browser.call("verify_code", {"code": code}, keys=owner_session)
             assert (reply.code, reply.result) == ("ok", {})
-            assert db_rows(settings, "SELECT pubkey, activated FROM users") == [(second, 1)]
+            assert db_rows(settings, "SELECT pubkey, activated FROM users") == [
+                (owner.public_key().to_hex(), 1)
+            ]
+            assert len(codes_to(smtp.messages, "bo@example.org")) == 1
+            # The stranger's session learns nothing from the used code.
+            assert (await browser.call("verify_code", {"code": code})).code == "code_invalid"
     finally:
         await daemon.shutdown()

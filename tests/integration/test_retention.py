@@ -103,19 +103,41 @@ async def test_request_keep_s_keeps_them_longer_for_events_and_stats(world):
     assert h.count("requests") == 0
 
 
-async def test_sessions_and_code_counters_go_once_no_limit_reads_them(world):
+async def test_sessions_codes_and_code_counters_go_once_no_limit_reads_them(world):
     h = world
     for i in range(3):
         h.send(new_client(i), "request_account", {"email": "ana@example.org"})
         h.now += 61  # past the resend cooldown
-    assert (h.count("sessions"), h.count("code_sends")) == (3, 3)
+    assert [h.count(t) for t in ("sessions", "code_sends", "codes")] == [3, 3, 3]
     # The hourly limit still counts them: kept.
     await prune_at(h, h.now)
-    assert (h.count("sessions"), h.count("code_sends")) == (3, 3)
+    assert (h.count("sessions"), h.count("code_sends"), h.count("codes")) == (3, 3, 3)
     await prune_at(h, T0 + HOUR + 200)
-    assert (h.count("sessions"), h.count("code_sends")) == (3, 0)
+    assert (h.count("sessions"), h.count("code_sends"), h.count("codes")) == (3, 0, 3)
+    await prune_at(h, T0 + HOUR + 15 * 60 + 200)  # and a code's life: nothing compares them now
+    assert h.count("codes") == 0
     await prune_at(h, T0 + DAY + 200)
     assert h.count("sessions") == 0
+
+
+async def test_wrong_codes_stay_for_the_guessing_window_and_used_seals_for_theirs(world):
+    h = world
+    from dvm.nostr.keys import SecretKey
+
+    browser = new_client(1)
+    h.send(browser, "request_account", {"email": "ana@example.org"})
+    h.send(
+        browser, "verify_code", {"code": "000000" if h.last_code("ana@example.org") != "000000" else "1" * 6}
+    )
+    account = SecretKey.generate()
+    h.send(browser, "activate", {"pubkey": account.pubkey_hex, "backup": "QUJD"}, seal=account)
+    assert (h.count("code_failures"), h.count("seals")) == (1, 1)
+    await prune_at(h, T0 + 2 * SETTINGS.service.created_at_window_s + 1)
+    assert (h.count("code_failures"), h.count("seals")) == (1, 0)
+    await prune_at(h, T0 + SETTINGS.service.code_failure_window_s - 100)
+    assert h.count("code_failures") == 1
+    await prune_at(h, T0 + SETTINGS.service.code_failure_window_s + 200)
+    assert h.count("code_failures") == 0
 
 
 async def test_sent_and_dead_mail_go_after_mail_s_queued_mail_stays(world):

@@ -45,7 +45,7 @@ def make_world(tmp_path: Path, capsys, url: str = ""):
     h.send(h.ana, "verify_code", {"code": h.last_code("ana@example.org")})
     h.ana_key = Encryptor(SecretKey.generate())
     h.account = h.ana_key.key.pubkey_hex
-    h.send(h.ana, "activate", {"pubkey": h.account, "backup": BACKUP})
+    h.send(h.ana, "activate", {"pubkey": h.account, "backup": BACKUP}, seal=h.ana_key.key)
     h.bo = new_client(2)
     h.send(h.bo, "request_account", {"email": "bo@example.org"})
     h.cy = new_client(3)

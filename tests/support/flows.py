@@ -57,8 +57,20 @@ class Harness:
     service: AccountService = field(default_factory=make_service)
     now: int = T0
 
-    def event(self, client: Encryptor, method: str, params: dict[str, Any] | None = None) -> Event:
-        return build_request(client, self.service.pubkey, method, params or {}, self.now, pow_bits=2)
+    def event(
+        self,
+        client: Encryptor,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        seal: SecretKey | None = None,
+        pow_bits: int = 2,
+    ) -> Event:
+        """A request from ``client``; ``seal`` (an account key) signs it inside, as register,
+        activate and the account methods from an ephemeral key need."""
+        return build_request(
+            client, self.service.pubkey, method, params or {}, self.now, pow_bits=pow_bits, seal=seal
+        )
 
     def open(self, event: Event):
         return open_request(event, self.service.encryptor, self.service.rules.intake, self.now)
@@ -67,8 +79,16 @@ class Harness:
         answer = commit_one(self.service, self.conn, event, self.now)
         return answer, open_reply(client, answer.reply, self.service.pubkey)
 
-    def send(self, client: Encryptor, method: str, params: dict[str, Any] | None = None) -> OpenedReply:
-        return self.send_event(client, self.event(client, method, params))[1]
+    def send(
+        self,
+        client: Encryptor,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        seal: SecretKey | None = None,
+        pow_bits: int = 2,
+    ) -> OpenedReply:
+        return self.send_event(client, self.event(client, method, params, seal=seal, pow_bits=pow_bits))[1]
 
     def last_code(self, email: str) -> str:
         row = self.conn.execute(

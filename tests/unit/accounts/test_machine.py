@@ -8,67 +8,37 @@ from dataclasses import replace
 import pytest
 
 from dvm.accounts import codes
-from dvm.accounts.decision import Failure, MailKind, PutSession, PutUser, RecordCodeSend, Success, View
-from dvm.accounts.machine import TRANSITIONS, Context, decide
-from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
-from dvm.accounts.rules import AccountRules
+from dvm.accounts.decision import (
+    MailKind,
+    PutCode,
+    PutSession,
+    PutUser,
+    RecordCodeSend,
+    SpendCode,
+    Success,
+    View,
+)
+from dvm.accounts.machine import TRANSITIONS, decide
+from dvm.accounts.rows import CodeKind, Purpose, SessionState
 from dvm.errors import error_codes
 from dvm.protocol.methods import Activate, RequestAccount, RequestLogin, ResendCode, VerifyCode
-
-NOW = 1_800_000_000
-SECRET = b"s" * 32
-KEY = "aa" * 32  # the event's (ephemeral) pubkey
-ACCOUNT = "bb" * 32
-RULES = AccountRules()
-
-
-def ctx(now: int = NOW, seed: int = 1) -> Context:
-    return Context(now, random.Random(seed).randbytes, RULES, SECRET)
-
-
-def user(**changes) -> UserRow:
-    base = UserRow("u1", "ana@example.org", False, False, "", "", "", NOW - 100, NOW - 100)
-    return replace(base, **changes)
-
-
-def active_user(**changes) -> UserRow:
-    defaults = {
-        "verified": True,
-        "activated": True,
-        "entropy": "e" * 64,
-        "pubkey": ACCOUNT,
-        "backup": "ncryptsec1xyz",
-    }
-    return user(**(defaults | changes))
-
-
-def session(code: str = "123456", **changes) -> SessionRow:
-    base = SessionRow(
-        pubkey=KEY,
-        user_id="u1",
-        purpose=Purpose.SIGNUP,
-        state=SessionState.PENDING,
-        code_hmac=codes.code_hmac(SECRET, KEY, code),
-        code_sent_at=NOW - 100,
-        code_expires_at=NOW - 100 + RULES.code_ttl_s,
-        attempts=0,
-        verified_at=None,
-        created_at=NOW - 100,
-        updated_at=NOW - 100,
-    )
-    return replace(base, **changes)
-
-
-def failure(decision) -> str:
-    assert isinstance(decision.reply, Failure), decision.reply
-    return decision.reply.code
-
-
-def only(writes, kind):
-    found = [w.row if hasattr(w, "row") else w for w in writes if isinstance(w, kind)]
-    assert len(found) == 1, writes
-    return found[0]
-
+from tests.support.machine import (
+    ACCOUNT,
+    CODE,
+    KEY,
+    NOW,
+    RULES,
+    SECRET,
+    active_user,
+    code_row,
+    ctx,
+    failure,
+    minted,
+    only,
+    pending,
+    session,
+    user,
+)
 
 # --- request_account ---------------------------------------------------------------------------
 
@@ -90,13 +60,19 @@ def test_new_email_creates_unverified_user_pending_session_and_one_code_email():
         SessionState.PENDING,
     )
     assert new_session.code_expires_at == NOW + RULES.code_ttl_s
+    assert (new_session.subject, new_session.code_hmac) == ("ana@example.org", "")
     assert only(decision.writes, RecordCodeSend).mailbox == "ana@example.org"
     (mail,) = decision.mails
     assert (mail.kind, mail.to) == (MailKind.SIGNUP_CODE, "ana@example.org")
-    code = mail.params_dict()["code"]
-    assert isinstance(code, str) and len(code) == 6 and code.isdigit()
-    assert codes.code_matches(SECRET, KEY, code, new_session.code_hmac)
-    assert new_session.code_hmac != code
+    code, row = minted(decision)
+    assert len(code) == 6 and code.isdigit() and row.code_hmac != code
+    assert (row.kind, row.minted_at, row.expires_at, row.long) == (
+        CodeKind.SIGNUP,
+        NOW,
+        NOW + RULES.code_ttl_s,
+        False,
+    )
+    assert [w.mailbox for w in decision.writes if isinstance(w, PutCode)] == ["ana@example.org"]
 
 
 def test_activated_email_answers_email_taken_and_changes_nothing():
@@ -121,73 +97,118 @@ def test_second_request_from_the_same_key_is_idempotent():
     assert decision.writes == () and decision.mails == ()
 
 
-def test_hourly_code_cap_refuses_with_retry_after():
+def test_past_the_mailboxs_hourly_cap_a_new_session_joins_the_live_code_and_nothing_is_mailed():
     sends = tuple(NOW - 3000 + i for i in range(RULES.max_codes_per_email_per_hour))
-    decision = decide(
-        RequestAccount("ana@example.org"), "cc" * 32, View(email_user=user(), code_sends=sends), ctx()
+    live = code_row(minted_at=NOW - 600)
+    view = View(email_user=user(), code_sends=sends, codes=(live,))
+    decision = decide(RequestAccount("ana@example.org"), "cc" * 32, view, ctx())
+    assert decision.reply == Success(None) and decision.mails == ()
+    joined = only(decision.writes, PutSession)
+    assert (joined.pubkey, joined.state, joined.subject) == (
+        "cc" * 32,
+        SessionState.PENDING,
+        "ana@example.org",
     )
-    assert failure(decision) == "rate_limited"
-    assert dict(decision.reply.details)["retry_after_s"] == NOW - 3000 + 3600 - NOW
-    assert decision.writes == ()
+    assert not any(isinstance(w, PutCode | RecordCodeSend) for w in decision.writes)
+    # The owner's session redeems the code a stranger's request had mailed.
+    owner = pending(joined, code=CODE)
+    assert decide(VerifyCode(CODE), "cc" * 32, replace(owner, codes=(live,)), ctx()).reply.data is not None
+
+
+def test_a_code_younger_than_the_cooldown_is_shared_even_under_the_cap():
+    view = View(email_user=user(), codes=(code_row(minted_at=NOW - 10),))
+    decision = decide(RequestAccount("ana@example.org"), "cc" * 32, view, ctx())
+    assert decision.reply == Success(None) and decision.mails == ()
+
+
+def test_with_no_live_code_a_code_is_mailed_even_past_the_cap():
+    sends = tuple(NOW - 3000 + i for i in range(RULES.max_codes_per_email_per_hour))
+    old = code_row(minted_at=NOW - RULES.code_ttl_s - 1)
+    view = View(email_user=user(), code_sends=sends, codes=(old,))
+    decision = decide(RequestAccount("ana@example.org"), "cc" * 32, view, ctx())
+    assert decision.reply == Success(None)
+    minted(decision)
 
 
 def test_sends_older_than_the_window_do_not_count():
     sends = tuple(NOW - 4000 for _ in range(10))
-    decision = decide(
-        RequestAccount("ana@example.org"), "cc" * 32, View(email_user=user(), code_sends=sends), ctx()
-    )
+    view = View(email_user=user(), code_sends=sends, codes=(code_row(minted_at=NOW - 120),))
+    decision = decide(RequestAccount("ana@example.org"), "cc" * 32, view, ctx())
     assert decision.reply == Success(None)
+    minted(decision)  # the live code is past the cooldown and the mailbox under its cap
 
 
 # --- verify_code -------------------------------------------------------------------------------
 
 
 def test_right_signup_code_verifies_user_and_returns_fresh_entropy():
-    view = View(session=session(), session_user=user())
-    decision = decide(VerifyCode("123456"), KEY, view, ctx())
+    decision = decide(VerifyCode(CODE), KEY, pending(), ctx())
     entropy = decision.reply.data["entropy"]
     assert len(entropy) == 64 and int(entropy, 16) >= 0
     assert only(decision.writes, PutUser).verified is True
     assert only(decision.writes, PutUser).entropy == entropy
     verified = only(decision.writes, PutSession)
     assert (verified.state, verified.code_hmac, verified.verified_at) == (SessionState.VERIFIED, "", NOW)
+    assert only(decision.writes, SpendCode).code_id == 1  # a code works once, for any session
     assert decision.mails == ()
 
 
+def test_the_newest_two_codes_of_the_mailbox_work_and_older_ones_do_not():
+    rows = tuple(code_row(str(111111 * n), minted_at=NOW - 500 + n, row_id=n) for n in (1, 2, 3))
+    view = replace(pending(), codes=rows)
+    for n in (3, 2):
+        assert decide(VerifyCode(str(111111 * n)), KEY, view, ctx()).reply.data is not None
+    assert failure(decide(VerifyCode("111111"), KEY, view, ctx())) == "code_invalid"
+
+
+def test_a_code_of_another_kind_does_not_match():
+    view = View(session=session(), session_user=user(), codes=(code_row(kind=CodeKind.LOGIN),))
+    assert failure(decide(VerifyCode(CODE), KEY, view, ctx())) == "code_invalid"
+
+
+def test_a_code_of_an_older_version_still_works_for_its_own_session():
+    own = session(code_hmac=codes.session_code_hmac(SECRET, KEY, "654321"))
+    decision = decide(VerifyCode("654321"), KEY, View(session=own, session_user=user()), ctx())
+    assert only(decision.writes, PutSession).state is SessionState.VERIFIED
+
+
 def test_entropy_is_drawn_once_per_user():
-    view = View(session=session(), session_user=user(verified=True, entropy="f" * 64))
-    assert decide(VerifyCode("123456"), KEY, view, ctx()).reply.data == {"entropy": "f" * 64}
+    view = pending(u=user(verified=True, entropy="f" * 64))
+    assert decide(VerifyCode(CODE), KEY, view, ctx()).reply.data == {"entropy": "f" * 64}
 
 
 def test_wrong_codes_count_then_lock_the_session():
     current = session()
     for attempt in range(1, RULES.max_code_attempts):
-        decision = decide(VerifyCode("000000"), KEY, View(session=current, session_user=user()), ctx())
+        decision = decide(VerifyCode("000000"), KEY, pending(current), ctx())
         assert failure(decision) == "code_invalid"
         assert dict(decision.reply.details) == {"attempts_left": RULES.max_code_attempts - attempt}
         current = only(decision.writes, PutSession)
         assert current.attempts == attempt
-    decision = decide(VerifyCode("000000"), KEY, View(session=current, session_user=user()), ctx())
+    decision = decide(VerifyCode("000000"), KEY, pending(current), ctx())
     assert failure(decision) == "too_many_attempts"
     locked = only(decision.writes, PutSession)
     assert locked.state is SessionState.LOCKED and locked.code_hmac == ""
     # Even the right code no longer works.
-    decision = decide(VerifyCode("123456"), KEY, View(session=locked, session_user=user()), ctx())
+    decision = decide(VerifyCode(CODE), KEY, pending(locked), ctx())
     assert failure(decision) == "too_many_attempts" and decision.writes == ()
 
 
 def test_expired_code_is_refused_even_when_right():
-    view = View(session=session(code_expires_at=NOW), session_user=user())
-    decision = decide(VerifyCode("123456"), KEY, view, ctx())
+    view = pending(session(code_expires_at=NOW))
+    decision = decide(VerifyCode(CODE), KEY, view, ctx())
     assert failure(decision) == "code_expired" and decision.writes == ()
+    # A session still within its own deadline is told the same when the code it types has expired.
+    old = replace(pending(), codes=(code_row(minted_at=NOW - RULES.code_ttl_s),))
+    assert failure(decide(VerifyCode(CODE), KEY, old, ctx())) == "code_expired"
 
 
 def test_a_code_works_once():
-    view = View(
-        session=session(state=SessionState.VERIFIED, code_hmac="", verified_at=NOW), session_user=user()
-    )
-    decision = decide(VerifyCode("123456"), KEY, view, ctx())
+    view = View(session=session(state=SessionState.VERIFIED, verified_at=NOW), session_user=user())
+    decision = decide(VerifyCode(CODE), KEY, view, ctx())
     assert failure(decision) == "code_invalid" and decision.writes == ()
+    spent = replace(pending(), codes=(code_row(code_hmac=""),))
+    assert failure(decide(VerifyCode(CODE), KEY, spent, ctx())) == "code_invalid"
 
 
 @pytest.mark.parametrize(
@@ -199,16 +220,8 @@ def test_verify_without_a_live_session_is_no_session(view):
     assert failure(decide(VerifyCode("123456"), KEY, view, ctx())) == "no_session"
 
 
-def test_code_from_another_session_does_not_match():
-    # The same digits HMAC'd for another key are a different stored value.
-    other = session(code_hmac=codes.code_hmac(SECRET, "cc" * 32, "123456"))
-    assert failure(decide(VerifyCode("123456"), KEY, View(session=other, session_user=user()), ctx())) == (
-        "code_invalid"
-    )
-
-
 def test_signup_code_after_activation_elsewhere_sends_to_login():
-    decision = decide(VerifyCode("123456"), KEY, View(session=session(), session_user=active_user()), ctx())
+    decision = decide(VerifyCode(CODE), KEY, pending(u=active_user()), ctx())
     assert failure(decision) == "email_taken" and decision.writes == ()
 
 
@@ -224,7 +237,7 @@ def test_activation_from_another_session_of_an_activated_account_sends_to_login(
 
 
 def verified_view(**changes) -> View:
-    s = session(state=SessionState.VERIFIED, code_hmac="", verified_at=NOW - 10)
+    s = session(state=SessionState.VERIFIED, verified_at=NOW - 10)
     return View(session=s, session_user=user(verified=True, entropy="e" * 64), **changes)
 
 
@@ -290,13 +303,13 @@ def test_login_opens_a_login_session_and_emails_a_login_code():
 
 
 def test_right_login_code_returns_entropy_pubkey_and_backup_once():
-    view = View(session=session(purpose=Purpose.LOGIN), session_user=active_user())
-    decision = decide(VerifyCode("123456"), KEY, view, ctx())
+    view = pending(session(purpose=Purpose.LOGIN), active_user())
+    decision = decide(VerifyCode(CODE), KEY, view, ctx())
     assert decision.reply.data == {"entropy": "e" * 64, "pubkey": ACCOUNT, "backup": "ncryptsec1xyz"}
     assert only(decision.writes, PutSession).state is SessionState.CONSUMED
     assert [m.kind for m in decision.mails] == [MailKind.LOGIN_NOTICE]
     spent = View(session=only(decision.writes, PutSession), session_user=active_user())
-    assert failure(decide(VerifyCode("123456"), KEY, spent, ctx())) == "no_session"
+    assert failure(decide(VerifyCode(CODE), KEY, spent, ctx())) == "no_session"
 
 
 # --- resend_code -------------------------------------------------------------------------------
@@ -309,15 +322,24 @@ def test_resend_within_cooldown_is_rate_limited_with_retry_after():
     assert dict(decision.reply.details) == {"retry_after_s": RULES.resend_cooldown_s - 20}
 
 
-def test_resend_replaces_the_code_and_voids_the_old_one():
-    view = View(session=session(), session_user=user())
+def test_resend_mails_a_new_code_and_the_older_one_keeps_working():
+    view = pending()
     decision = decide(ResendCode(), KEY, view, ctx())
     renewed = only(decision.writes, PutSession)
-    new_code = decision.mails[0].params_dict()["code"]
-    assert codes.code_matches(SECRET, KEY, str(new_code), renewed.code_hmac)
-    assert not codes.code_matches(SECRET, KEY, "123456", renewed.code_hmac) or new_code == "123456"
-    assert renewed.code_expires_at == NOW + RULES.code_ttl_s
+    new_code, row = minted(decision)
+    assert renewed.code_expires_at == NOW + RULES.code_ttl_s and renewed.code_sent_at == NOW
     assert only(decision.writes, RecordCodeSend).at == NOW
+    both = replace(view, session=renewed, codes=(replace(row, id=2), *view.codes))
+    for code in (new_code, CODE):
+        assert decide(VerifyCode(code), KEY, both, ctx()).reply.data is not None
+
+
+def test_resend_past_the_cap_renews_the_session_on_the_live_code_without_mail():
+    sends = tuple(NOW - 3000 + i for i in range(RULES.max_codes_per_email_per_hour))
+    view = replace(pending(), code_sends=sends)
+    decision = decide(ResendCode(), KEY, view, ctx())
+    assert decision.reply == Success(None) and decision.mails == ()
+    assert only(decision.writes, PutSession).code_expires_at == NOW + RULES.code_ttl_s
 
 
 def test_resend_needs_a_pending_session():
@@ -334,6 +356,7 @@ def test_codes_are_six_digits_and_rejection_sampled():
     assert codes.new_code(lambda n: next(draws)) == "000123"
     rng = random.Random(7).randbytes
     assert all(len(c) == 6 and c.isdigit() for c in (codes.new_code(rng) for _ in range(500)))
+    assert all(len(c) == 12 and c.isdigit() for c in (codes.new_code(rng, 12) for _ in range(50)))
 
 
 def test_transition_table_names_only_known_outcomes_and_methods():
@@ -360,8 +383,7 @@ def test_every_method_is_dispatched_through_a_rule_with_rows():
 
 
 def test_a_decision_carries_the_row_it_took():
-    pending = View(session=session(), session_user=user())
-    decision = decide(VerifyCode("123456"), KEY, pending, ctx())
+    decision = decide(VerifyCode(CODE), KEY, pending(), ctx())
     assert decision.transition in TRANSITIONS
     t = decision.transition
     assert (t.method, t.session_from, t.session_to, t.outcome) == (
@@ -370,7 +392,7 @@ def test_a_decision_carries_the_row_it_took():
         SessionState.VERIFIED,
         "ok",
     )
-    refused = decide(VerifyCode("123456"), KEY, View(), ctx())
+    refused = decide(VerifyCode(CODE), KEY, View(), ctx())
     assert refused.transition is not None and refused.transition.outcome == "no_session"
 
 

@@ -6,10 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from dvm.accounts import codes
-from dvm.accounts.decision import DeleteUser, MailKind, PutSession, PutUser, Success, View
+from dvm.accounts.decision import DeleteUser, MailKind, PutSession, PutUser, SpendCode, Success, View
 from dvm.accounts.machine import Context, decide
-from dvm.accounts.rows import Purpose, SessionState
+from dvm.accounts.rows import CodeKind, Purpose, SessionState
 from dvm.accounts.rules import AccountRules
 from dvm.protocol.methods import (
     Activate,
@@ -20,20 +19,24 @@ from dvm.protocol.methods import (
     RequestDeletion,
     RequestLogin,
     ResendCode,
+    RevokeSessions,
     SetNotifications,
     Status,
     UpdateBackup,
     VerifyCode,
 )
-from tests.unit.accounts.test_machine import (
+from tests.support.machine import (
     ACCOUNT,
+    CODE,
     NOW,
     RULES,
-    SECRET,
     active_user,
+    code_row,
     ctx,
     failure,
+    minted,
     only,
+    pending,
     session,
     user,
 )
@@ -45,14 +48,20 @@ def account_view(**changes) -> View:
     return View(account_user=active_user(**changes))
 
 
-def change_session(code="123456"):
-    """The account key's pending email-change session, its code HMAC'd for the account key."""
-    return replace(
-        session(),
-        pubkey=ACCOUNT,
-        purpose=Purpose.EMAIL_CHANGE,
-        code_hmac=codes.code_hmac(SECRET, ACCOUNT, code),
+def change_session():
+    """The account key's pending email-change session, on the new address's codes."""
+    return replace(session(), pubkey=ACCOUNT, purpose=Purpose.EMAIL_CHANGE, subject="new@example.org")
+
+
+def change_view(**changes) -> View:
+    """An account with a change to new@ pending, the change's session, and new@'s code."""
+    base = View(
+        account_user=active_user(pending_email="new@example.org", grace_deadline=NOW + 9),
+        session=change_session(),
+        account_via="key",
+        codes=(code_row(kind=CodeKind.EMAIL_CHANGE),),
     )
+    return replace(base, **changes)
 
 
 def test_account_methods_need_an_activated_account_key():
@@ -139,8 +148,8 @@ def test_the_owners_verified_signup_cancels_pending_changes_to_the_address_and_t
         id="u2", email="bo@example.org", pending_email="new@example.org", grace_deadline=NOW + 9
     )
     owner = user(email="new@example.org")
-    view = View(session=session(), session_user=owner, pending_users=(squatter,))
-    decision = decide(VerifyCode("123456"), "aa" * 32, view, ctx())
+    view = pending(session(subject="new@example.org"), owner, pending_users=(squatter,))
+    decision = decide(VerifyCode(CODE), "aa" * 32, view, ctx())
     assert decision.reply.data is not None and "entropy" in decision.reply.data
     cancelled = [w.row for w in decision.writes if isinstance(w, PutUser) and w.row.id == "u2"]
     assert cancelled and (cancelled[0].pending_email, cancelled[0].grace_deadline) == ("", None)
@@ -156,13 +165,8 @@ def test_a_confirmed_change_erases_an_unfinished_signup_and_cancels_rival_change
         pending_email="new@example.org",
         grace_deadline=NOW + 9,
     )
-    view = View(
-        session=change_session(),
-        account_user=active_user(pending_email="new@example.org", grace_deadline=NOW + 9),
-        email_user=unfinished,
-        pending_users=(rival,),
-    )
-    decision = decide(ConfirmEmail("123456"), ACCOUNT, view, ctx())
+    view = change_view(email_user=unfinished, pending_users=(rival,))
+    decision = decide(ConfirmEmail(CODE), ACCOUNT, view, ctx())
     assert decision.reply == Success({"email": "new@example.org"})
     assert DeleteUser("u3") in decision.writes
     assert {m.kind for m in decision.mails} == {MailKind.EMAIL_CHANGED, MailKind.EMAIL_CHANGE_CANCELLED}
@@ -175,16 +179,14 @@ def test_changing_back_to_the_current_address_cancels_the_pending_change():
     assert failure(decide(ChangeEmail("ana@example.org"), ACCOUNT, account_view(), ctx())) == "invalid_email"
 
 
-def test_confirm_switches_the_address_and_notifies_the_old_one():
-    view = View(
-        account_user=active_user(pending_email="new@example.org", grace_deadline=NOW + 9),
-        session=change_session(),
-    )
-    decision = decide(ConfirmEmail("123456"), ACCOUNT, view, ctx())
+def test_confirm_switches_the_address_notifies_the_old_one_and_ends_other_sessions():
+    decision = decide(ConfirmEmail(CODE), ACCOUNT, change_view(), ctx())
     assert decision.reply == Success({"email": "new@example.org"})
     switched = only(decision.writes, PutUser)
     assert (switched.email, switched.pending_email, switched.grace_deadline) == ("new@example.org", "", None)
+    assert switched.auth_epoch == 1  # every session's right to act for the account ends
     assert only(decision.writes, PutSession).state is SessionState.CONSUMED
+    assert only(decision.writes, SpendCode).code_id == 1
     (notice,) = decision.mails
     assert (notice.kind, notice.to, notice.params_dict()["new_email"]) == (
         MailKind.EMAIL_CHANGED,
@@ -194,24 +196,18 @@ def test_confirm_switches_the_address_and_notifies_the_old_one():
 
 
 def test_confirm_after_the_grace_lapses_the_change():
-    view = View(
-        account_user=active_user(pending_email="new@example.org", grace_deadline=NOW),
-        session=change_session(),
-    )
-    decision = decide(ConfirmEmail("123456"), ACCOUNT, view, ctx())
+    view = change_view(account_user=active_user(pending_email="new@example.org", grace_deadline=NOW))
+    decision = decide(ConfirmEmail(CODE), ACCOUNT, view, ctx())
     assert failure(decision) == "change_expired"
     assert only(decision.writes, PutUser).pending_email == ""
 
 
 def test_confirm_with_a_wrong_code_counts_and_when_taken_meanwhile_drops_the_change():
-    view = View(
-        account_user=active_user(pending_email="new@example.org", grace_deadline=NOW + 9),
-        session=change_session(),
-    )
+    view = change_view()
     wrong = decide(ConfirmEmail("999999"), ACCOUNT, view, ctx())
     assert failure(wrong) == "code_invalid" and only(wrong.writes, PutSession).attempts == 1
     taken = replace(view, email_user=active_user(id="u2", email="new@example.org", pubkey="dd" * 32))
-    decision = decide(ConfirmEmail("123456"), ACCOUNT, taken, ctx())
+    decision = decide(ConfirmEmail(CODE), ACCOUNT, taken, ctx())
     assert failure(decision) == "email_taken" and only(decision.writes, PutUser).pending_email == ""
 
 
@@ -224,7 +220,7 @@ def test_login_keeps_working_with_the_confirmed_address_during_a_change():
 def test_update_backup_keeps_the_previous_and_sends_the_password_changed_email():
     decision = decide(UpdateBackup("bmV3"), ACCOUNT, account_view(), ctx())
     updated = only(decision.writes, PutUser)
-    assert (updated.backup, updated.backup_previous) == ("bmV3", "ncryptsec1xyz")
+    assert (updated.backup, updated.backup_previous, updated.auth_epoch) == ("bmV3", "ncryptsec1xyz", 1)
     assert [(m.kind, m.to) for m in decision.mails] == [(MailKind.BACKUP_CHANGED, "ana@example.org")]
     same = decide(UpdateBackup("ncryptsec1xyz"), ACCOUNT, account_view(), ctx())
     assert same.writes == () and same.mails == ()
@@ -234,8 +230,8 @@ def test_login_notice_can_be_turned_off_but_security_mail_cannot():
     decision = decide(SetNotifications(False), ACCOUNT, account_view(), ctx())
     assert only(decision.writes, PutUser).notify_login is False
     quiet = active_user(notify_login=False)
-    login = View(session=session(purpose=Purpose.LOGIN), session_user=quiet)
-    assert decide(VerifyCode("123456"), "aa" * 32, login, ctx()).mails == ()
+    login = pending(session(purpose=Purpose.LOGIN), quiet)
+    assert decide(VerifyCode(CODE), "aa" * 32, login, ctx()).mails == ()
     assert decide(UpdateBackup("bmV3"), ACCOUNT, View(account_user=quiet), ctx()).mails
 
 
@@ -243,13 +239,13 @@ def test_deletion_needs_a_fresh_code_then_erases_and_notifies():
     asked = decide(RequestDeletion(), ACCOUNT, account_view(), ctx())
     deletion = only(asked.writes, PutSession)
     assert deletion.purpose is Purpose.DELETION
-    code = str(asked.mails[0].params_dict()["code"])
-    assert asked.mails[0].kind is MailKind.DELETION_CODE
-    view = View(account_user=active_user(), session=deletion)
+    code, row = minted(asked)
+    assert asked.mails[0].kind is MailKind.DELETION_CODE and row.kind is CodeKind.DELETION
+    view = View(account_user=active_user(), session=deletion, codes=(replace(row, id=7),))
     wrong = "000000" if code != "000000" else "111111"
     assert failure(decide(DeleteAccount(wrong), ACCOUNT, view, ctx())) == "code_invalid"
     done = decide(DeleteAccount(code), ACCOUNT, view, ctx())
-    assert done.reply == Success(None) and done.writes == (DeleteUser("u1"),)
+    assert done.reply == Success(None) and done.writes == (DeleteUser("u1"),)  # its codes go with it
     (notice,) = done.mails
     assert (notice.kind, notice.to, notice.user_id) == (MailKind.ACCOUNT_DELETED, "ana@example.org", None)
     assert failure(decide(DeleteAccount(code), ACCOUNT, account_view(), ctx())) == "no_session"
@@ -281,6 +277,7 @@ def test_private_mode_signup_for_an_existing_account_mails_the_owner_a_login_cod
         (RequestLogin("ana@example.org"), View(email_user=user(verified=True))),
         (RequestAccount("ana@example.org"), View(email_user=active_user(), code_sends=(NOW,) * 9)),
         (RequestLogin("ana@example.org"), View(email_user=active_user(), code_sends=(NOW,) * 9)),
+        (RequestLogin("ana@example.org"), View(email_user=active_user(), codes=(code_row(),))),
     ],
 )
 def test_private_mode_answers_every_address_the_same_and_leaves_a_pending_session(request_, view):
@@ -345,47 +342,89 @@ def test_private_mode_change_to_a_used_address_looks_like_any_change_and_sends_i
     assert {m.kind for m in free.mails} == {MailKind.EMAIL_CHANGE_CODE, MailKind.EMAIL_CHANGE_NOTICE}
 
 
-# --- guessing budget ---------------------------------------------------------------------------
+# --- guessing: long codes, never a delay -------------------------------------------------------
 
 
-def test_past_the_days_free_wrong_codes_a_session_takes_one_try_and_the_owner_is_told_once():
-    free = RULES.code_failures_free_per_day
-    view = View(session=session(), session_user=user())
-    used_up = replace(view, failures=tuple(NOW - 1000 + i for i in range(free)))
-    tripped = decide(VerifyCode("000000"), "aa" * 32, used_up, ctx())
-    assert tripped.outcome == "too_many_attempts"  # locked at its first wrong code
-    assert [m.kind for m in tripped.mails] == [MailKind.CODE_GUESSING]
-    later = replace(view, failures=tuple(NOW - 1000 + i for i in range(free + 3)))
+def wrongs(n: int) -> tuple[int, ...]:
+    return tuple(NOW - 1000 + i for i in range(n))
+
+
+def test_wrong_codes_count_on_the_mailbox_and_the_owner_is_told_once_when_its_codes_turn_long():
+    free = RULES.code_failures_free
+    almost = replace(pending(), failures=wrongs(free - 1))
+    tripped = decide(VerifyCode("000000"), "aa" * 32, almost, ctx())
+    assert tripped.outcome == "code_invalid" and dict(tripped.reply.details) == {"attempts_left": 4}
+    assert [(m.kind, m.to) for m in tripped.mails] == [(MailKind.CODE_GUESSING, "ana@example.org")]
+    later = replace(pending(), failures=wrongs(free + 3))
     again = decide(VerifyCode("000000"), "aa" * 32, later, ctx())
-    assert again.outcome == "too_many_attempts" and again.mails == ()  # told only once
-    # The right code is never refused: the owner is not locked out.
-    assert decide(VerifyCode("123456"), "aa" * 32, later, ctx()).outcome == "ok"
-    # Before the free ones are used up, a session has its five tries.
-    assert decide(VerifyCode("000000"), "aa" * 32, view, ctx()).outcome == "code_invalid"
+    assert again.outcome == "code_invalid" and again.mails == ()  # told only once
 
 
-def test_past_the_days_free_wrong_codes_codes_to_that_mailbox_go_out_further_apart():
-    free, base = RULES.code_failures_free_per_day, RULES.code_failure_backoff_s
-    last_code = NOW - 30
+def test_past_the_free_wrong_codes_six_digits_stop_working_and_new_codes_are_long_at_once():
+    guessed = replace(pending(), failures=wrongs(RULES.code_failures_free))
+    assert decide(VerifyCode(CODE), "aa" * 32, guessed, ctx()).outcome == "code_invalid"  # guessing stops
+    # The owner asks again and gets a long code at once: never delayed, never refused.
     view = View(
-        email_user=active_user(),
-        code_sends=(last_code,),
-        failures=tuple(NOW - 1000 + i for i in range(free + 2)),
+        email_user=active_user(), failures=wrongs(RULES.code_failures_free + 40), code_sends=(NOW - 30,)
     )
-    waited = decide(RequestLogin("ana@example.org"), "cc" * 32, view, ctx())
-    assert waited.outcome == "rate_limited"
-    assert dict(waited.reply.details)["retry_after_s"] == last_code + base * 4 - NOW
-    assert decide(RequestLogin("ana@example.org"), "cc" * 32, view, ctx(last_code + base * 4)).outcome == "ok"
-    # Never more than an hour apart, however many wrong codes.
-    many = replace(view, failures=tuple(NOW - 1000 + i for i in range(free + 40)))
-    assert decide(RequestLogin("ana@example.org"), "cc" * 32, many, ctx(last_code + 3600)).outcome == "ok"
+    asked = decide(RequestLogin("ana@example.org"), "cc" * 32, view, ctx())
+    code, row = minted(asked)
+    assert asked.outcome == "ok" and len(code) == 12 and row.long
+    opened = only(asked.writes, PutSession)
+    long = replace(view, session=opened, session_user=active_user(), codes=(replace(row, id=9),))
+    assert decide(VerifyCode(code), "cc" * 32, long, ctx()).outcome == "ok"
 
 
-def test_email_change_and_deletion_codes_count_against_the_account_not_the_address():
-    """An account holder guessing at a change to someone else's address burns only its own day."""
-    from dvm.accounts.machine import failure_subject
+def test_wrong_codes_of_a_decoy_count_nowhere_and_tell_nobody():
+    decoy = session(user_id=None, decoy=True, purpose=Purpose.LOGIN)
+    view = View(session=decoy, failures=wrongs(RULES.code_failures_free - 1))
+    wrong = decide(VerifyCode("000000"), "aa" * 32, view, pctx())
+    assert wrong.outcome == "code_invalid" and wrong.mails == ()
+    assert [type(w) for w in wrong.writes] == [PutSession]
 
-    owner = active_user()
-    assert failure_subject(Purpose.EMAIL_CHANGE, owner, "victim@example.org") == f"account:{owner.id}"
-    assert failure_subject(Purpose.DELETION, owner, owner.email) == f"account:{owner.id}"
-    assert failure_subject(Purpose.LOGIN, owner, "Ana+x@Example.org") == "ana@example.org"
+
+def test_email_change_codes_count_on_the_new_address_mailbox():
+    wrong = decide(ConfirmEmail("999999"), ACCOUNT, change_view(), ctx())
+    (counted,) = [w for w in wrong.writes if not isinstance(w, PutSession)]
+    assert counted.subject == "new@example.org"
+
+
+# --- sessions are revocable ---------------------------------------------------------------------
+
+
+def authorised_view(**changes) -> View:
+    login = session(purpose=Purpose.LOGIN, state=SessionState.CONSUMED, auth_until=NOW + 600)
+    base = View(session=login, session_user=active_user(), account_user=active_user(), account_via="session")
+    return replace(base, **changes)
+
+
+def test_revoke_sessions_ends_every_other_sessions_right_and_keeps_the_acting_one():
+    decision = decide(RevokeSessions(), "aa" * 32, authorised_view(), ctx())
+    assert decision.reply == Success(None)
+    bumped = only(decision.writes, PutUser)
+    kept = only(decision.writes, PutSession)
+    assert bumped.auth_epoch == 1 and kept.auth_epoch == 1 and kept.authorises(NOW, bumped)
+    other = session(
+        pubkey="dd" * 32, purpose=Purpose.LOGIN, state=SessionState.CONSUMED, auth_until=NOW + 600
+    )
+    assert other.authorises(NOW, active_user()) and not other.authorises(NOW, bumped)
+    sealed = decide(RevokeSessions(), ACCOUNT, account_view(), ctx())
+    assert only(sealed.writes, PutUser).auth_epoch == 1 and not any(
+        isinstance(w, PutSession) for w in sealed.writes
+    )
+
+
+def test_a_backup_change_by_session_keeps_that_session_and_ends_the_others():
+    decision = decide(UpdateBackup("bmV3"), "aa" * 32, authorised_view(), ctx())
+    assert (
+        only(decision.writes, PutUser).auth_epoch == 1 and only(decision.writes, PutSession).auth_epoch == 1
+    )
+
+
+def test_a_change_email_sealed_by_the_key_ends_every_session_a_session_one_does_not():
+    by_key = decide(
+        ChangeEmail("new@example.org"), ACCOUNT, replace(account_view(), account_via="key"), ctx()
+    )
+    assert [w.row.auth_epoch for w in by_key.writes if isinstance(w, PutUser)] == [1]
+    by_session = decide(ChangeEmail("new@example.org"), "aa" * 32, authorised_view(), ctx())
+    assert [w.row.auth_epoch for w in by_session.writes if isinstance(w, PutUser)] == [0]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from dvm.accounts.email_address import normalise_email
 from dvm.errors import BadRequest, InvalidEmail, RequestError
 from dvm.nostr import bech32
 from dvm.nostr.keys import SecretKey
+from dvm.protocol.email_address import normalise_email
 from dvm.protocol.methods import (
     Activate,
     RequestAccount,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dvm.accounts.email_address import canonical_mailbox, normalise_email
 from dvm.errors import InvalidEmail, RequestError
+from dvm.protocol.email_address import canonical_mailbox, normalise_email
 from dvm.protocol.methods import decode_request
 
 INVISIBLE = {
