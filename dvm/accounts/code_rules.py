@@ -54,6 +54,10 @@ CODES_ACCEPTED = 2
 """A session redeems the newest this many unused codes of its mailbox and kind: the newest, and
 the one before it (a mail still on its way, or read late)."""
 
+_NAMED = frozenset({Purpose.SIGNUP, Purpose.REGISTER, Purpose.LOGIN})
+"""Sessions opened by a request that names an address: in private mode all pay a busy domain's
+price alike, whatever the address is (the price must not tell a login from a signup)."""
+
 _CODE_MAILS = {
     CodeKind.SIGNUP: MailKind.SIGNUP_CODE,
     CodeKind.LOGIN: MailKind.LOGIN_CODE,
@@ -121,7 +125,7 @@ def open_session(
     """A new pending session for ``pubkey`` (replacing any older one of that key) on its
     mailbox's live code, or on a new code mailed now (see the module docstring)."""
     address = code_address(purpose, user)
-    price(view, ctx, applies=ctx.rules.private_mode or unproven(purpose, user))
+    price(view, ctx, applies=unproven(purpose, user) or (ctx.rules.private_mode and purpose in _NAMED))
     writes, mails = _code_for(address, purpose, user, view, ctx)
     session = SessionRow(
         pubkey=pubkey,

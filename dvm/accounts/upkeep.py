@@ -206,7 +206,6 @@ def revoke_sessions(request: RevokeSessions, pubkey: str, view: View, ctx: Conte
 @rule(
     Method.REQUEST_DELETION,
     row(None, P, "ok", "a session on the account address's deletion code"),
-    PRICED,
     row(None, None, "unknown_account", "the key is not an activated account's"),
 )
 def request_deletion(request: RequestDeletion, pubkey: str, view: View, ctx: Context) -> Decision:
