@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dvm.accounts.decision import Decision, Failure, RecordSeal
+from dvm.accounts.decision import Decision, DecoyWork, Failure, RecordSeal
 from dvm.accounts.machine import Context, decide
 from dvm.errors import InternalError
 from dvm.nostr.encryption import Encryptor
@@ -149,6 +149,9 @@ class AccountService:
             empty_success=self.rules.empty_success,
         )
         repository.apply_writes(conn, decision.writes, salt)
+        for work in decision.writes:
+            if isinstance(work, DecoyWork):
+                repository.decoy_work(conn, work, self._rng(16).hex(), now, salt, seal=self.mail_seal)
         if incoming.seal_id is not None and incoming.request is not None:
             # A seal is used once: its own created_at window (at most twice the request's
             # from now) closes before this record goes.

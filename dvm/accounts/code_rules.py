@@ -29,6 +29,7 @@ from dataclasses import replace
 from dvm.accounts import codes
 from dvm.accounts.decision import (
     Decision,
+    DecoyWork,
     Mail,
     MailKind,
     PutCode,
@@ -204,7 +205,12 @@ def decoy(
     as a real one does, so its answer and its work look the same. ``owner`` keeps an email
     change's session on its account."""
     price(view, ctx, applies=True)
-    codes.code_hmac(ctx.code_secret, purpose.code_kind.value, codes.new_code(ctx.rng))  # the same work
+    kind = purpose.code_kind
+    code = codes.new_code(ctx.rng, codes.LONG_DIGITS if long_codes(view, ctx) else codes.CODE_DIGITS)
+    burnt = CodeRow(None, kind, "", ctx.now, ctx.now + ctx.rules.code_ttl_s)
+    codes.code_hmac(ctx.code_secret, kind.value, code)  # the same work as a real code's
+    params: tuple[tuple[str, str | int], ...] = (("code", code), ("expires_at", burnt.expires_at))
+    work = DecoyWork(canonical_mailbox(address), _CODE_MAILS[kind], params)
     session = SessionRow(
         pubkey=pubkey,
         user_id=owner.id if owner is not None else None,
@@ -220,7 +226,7 @@ def decoy(
         subject=canonical_mailbox(address),
         decoy=True,
     )
-    return then((None, P), Decision(Success(), (PutSession(session),)))
+    return then((None, P), Decision(Success(), (PutSession(session), work)))
 
 
 def renew_decoy(session: SessionRow, view: View, ctx: Context) -> Decision:

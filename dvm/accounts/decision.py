@@ -152,8 +152,27 @@ class DeleteUser:
     by: str = "the account owner"
 
 
+@dataclass(frozen=True, slots=True)
+class DecoyWork:
+    """A private-mode decoy does what a real code would cost the store (a code row, a send, a
+    mail row with sealed values) and withdraws it in the same transaction: nothing stays, nothing
+    counts, and the commit writes what a real one writes, so its timing tells nothing."""
+
+    mailbox: str
+    kind: MailKind
+    params: tuple[tuple[str, str | int], ...]
+
+
 Write = (
-    PutUser | PutSession | RecordCodeSend | RecordCodeFailure | DeleteUser | PutCode | SpendCode | RecordSeal
+    PutUser
+    | PutSession
+    | RecordCodeSend
+    | RecordCodeFailure
+    | DeleteUser
+    | PutCode
+    | SpendCode
+    | RecordSeal
+    | DecoyWork
 )
 
 

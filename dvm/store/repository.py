@@ -16,6 +16,7 @@ from typing import Literal
 
 from dvm.accounts.code_rules import code_address
 from dvm.accounts.decision import (
+    DecoyWork,
     DeleteUser,
     Mail,
     PutCode,
@@ -416,6 +417,28 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
             conn.execute("INSERT INTO code_failures (subject, at) VALUES (?, ?)", (key, write.at))
         elif isinstance(write, DeleteUser):
             erase_user(conn, write.user_id, write.at, write.by)
+        # DecoyWork needs the mail seal: the service does it (decoy_work).
+
+
+def decoy_work(
+    conn: sqlite3.Connection, work: DecoyWork, message_id: str, now: int, salt: str, *, seal: ParamsSeal
+) -> None:
+    """What a real code costs the store, withdrawn at once (see :class:`DecoyWork`)."""
+    key = counter_key(salt, work.mailbox)
+    code_id = conn.execute(
+        "INSERT INTO codes (mailbox, kind, code_hmac, long, minted_at, expires_at) "
+        "VALUES (?, 'login', '', 0, ?, ?) RETURNING id",
+        (key, now, now),
+    ).fetchone()[0]
+    send_id = conn.execute(
+        "INSERT INTO code_sends (mailbox, sent_at) VALUES (?, ?) RETURNING rowid", (key, now)
+    ).fetchone()[0]
+    mail = Mail(work.kind, work.mailbox, None, work.params)
+    row = queue_mail(conn, mail, message_id, None, now, MailClaim("decoy", 0), seal=seal)
+    assert row is not None
+    conn.execute("DELETE FROM mail WHERE id = ?", (row.id,))
+    conn.execute("DELETE FROM code_sends WHERE rowid = ?", (send_id,))
+    conn.execute("DELETE FROM codes WHERE id = ?", (code_id,))
 
 
 def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by: str = "") -> None:
