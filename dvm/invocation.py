@@ -29,6 +29,7 @@ from dvm.admin import render
 from dvm.config import Settings, load_settings, optional_secret, read_secret, use_credentials_dir
 from dvm.errors import AdminError, ConfigError
 from dvm.store import backends
+from dvm.store.sealed import ParamsSeal
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "sigit-dvm.toml"
@@ -80,13 +81,21 @@ class Invocation:
         """The actor for the audit log: ``--actor``, else ``$SUDO_USER``, else the login name."""
         return self.actor or os.environ.get("SUDO_USER") or _login_name()
 
-    def context(self, *, needs_code_secret: bool = False) -> Context:
-        """What the state machine's ``admin_*`` functions need; the code secret only to mail a code."""
+    def context(self, *, mails: bool) -> Context:
+        """What the state machine's ``admin_*`` functions need. ``mails``: the command may queue
+        mail (a code or a notice), whose values are sealed with a key derived from the code
+        secret, as the daemon seals them: without the real secret the worker could not open
+        them and would dead-letter the mail. Commands that mail nobody do not need the secret."""
         settings = self.settings()
         secret = b""
-        if needs_code_secret:
+        if mails:
             secret = read_secret("code_secret", settings.daemon.code_secret_file, settings).encode()
         return Context(self.now, secrets.token_bytes, settings.service.rules().accounts, secret)
+
+    def mail_seal(self) -> ParamsSeal:
+        """What seals and opens queued mail's values: the daemon's, from the code secret."""
+        settings = self.settings()
+        return ParamsSeal(read_secret("code_secret", settings.daemon.code_secret_file, settings).encode())
 
     def close(self) -> None:
         if self._conn is not None:

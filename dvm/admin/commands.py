@@ -102,7 +102,8 @@ def sessions_resend_code(inv: Invocation, pubkey: str) -> Output:
     Example:
         sigit-dvm sessions resend-code 3bf0c63fcb934634
     """
-    key = actions.resend_code(inv.db(), pubkey, inv.context(needs_code_secret=True), inv.who())
+    key = lookup.session(inv.db(), pubkey)  # a bad prefix is refused before any secret is read
+    key = actions.resend_code(inv.db(), key, inv.context(mails=True), inv.who())
     return Message({"resent": key}, f"new code queued for session {key[:16]}")
 
 
@@ -118,7 +119,8 @@ def sessions_unlock(inv: Invocation, pubkey: str) -> Output:
     Example:
         sigit-dvm sessions unlock 3bf0c63fcb934634
     """
-    key = actions.unlock_session(inv.db(), pubkey, inv.context(needs_code_secret=True), inv.who())
+    key = lookup.session(inv.db(), pubkey)  # a bad prefix is refused before any secret is read
+    key = actions.unlock_session(inv.db(), key, inv.context(mails=True), inv.who())
     return Message({"unlocked": key}, f"session {key[:16]} unlocked; new code queued")
 
 
@@ -249,7 +251,7 @@ def users_change_email(inv: Invocation, user: str, email: str, yes: bool) -> Out
         sigit-dvm users change-email ana@example.org ana@example.net --yes
     """
     confirm(yes, "change a user's email")
-    new = actions.change_email(inv.db(), user, email, inv.context(), inv.who())
+    new = actions.change_email(inv.db(), user, email, inv.context(mails=True), inv.who())
     return Message({"email": new}, f"email changed to {new}; the old address was notified")
 
 
@@ -265,7 +267,7 @@ def users_suspend(inv: Invocation, user: str) -> Output:
     Example:
         sigit-dvm users suspend ana@example.org
     """
-    found = actions.suspend_user(inv.db(), user, inv.context(), inv.who())
+    found = actions.suspend_user(inv.db(), user, inv.context(mails=False), inv.who())
     return Message({"suspended": found.id}, f"user {found.id} ({found.email}) suspended")
 
 
@@ -281,7 +283,7 @@ def users_unsuspend(inv: Invocation, user: str) -> Output:
     Example:
         sigit-dvm users unsuspend ana@example.org
     """
-    found = actions.unsuspend_user(inv.db(), user, inv.context(), inv.who())
+    found = actions.unsuspend_user(inv.db(), user, inv.context(mails=False), inv.who())
     return Message({"unsuspended": found.id}, f"user {found.id} ({found.email}) unsuspended")
 
 
@@ -299,7 +301,7 @@ def users_restore_backup(inv: Invocation, user: str, yes: bool) -> Output:
         sigit-dvm users restore-backup ana@example.org --yes
     """
     confirm(yes, "restore a user's previous backup")
-    found = actions.restore_backup(inv.db(), user, inv.context(), inv.who())
+    found = actions.restore_backup(inv.db(), user, inv.context(mails=True), inv.who())
     return Message({"restored": found.id}, f"user {found.id}: previous backup restored; the owner was told")
 
 
@@ -319,7 +321,8 @@ def users_delete(inv: Invocation, user: str, no_notify: bool, yes: bool) -> Outp
         sigit-dvm users delete bo@example.org --yes
     """
     confirm(yes, "delete a user")
-    done = actions.delete_user(inv.db(), user, inv.context(), inv.who(), notify=not no_notify)
+    ctx = inv.context(mails=not no_notify)
+    done = actions.delete_user(inv.db(), user, ctx, inv.who(), notify=not no_notify)
     text = f"user {done.user_id} deleted" + ("; the owner was notified" if done.notified else "")
     if not done.checkpointed:
         text += (
@@ -408,9 +411,12 @@ def mail() -> None:
     """
 
 
-def _mail_list(inv: Invocation, status: str, limit: int, last: str) -> Output:
+def _mail_list(inv: Invocation, status: str, limit: int) -> Output:
     rows = queries.mail(inv.db(), status, limit)
-    return Rows(rows, ["id", "kind", "recipient", "attempts", "created_at", last, "last_error"])
+    when = queries.MAIL_TIME_COLUMN.get(status)
+    return Rows(
+        rows, ["id", "kind", "recipient", "attempts", "created_at", *([when] if when else []), "last_error"]
+    )
 
 
 @mail.command("queue")
@@ -425,7 +431,7 @@ def mail_queue(inv: Invocation, limit: int) -> Output:
     Example:
         sigit-dvm mail queue
     """
-    return _mail_list(inv, "queued", limit, "next_attempt_at")
+    return _mail_list(inv, "queued", limit)
 
 
 @mail.command("dead")
@@ -440,7 +446,7 @@ def mail_dead(inv: Invocation, limit: int) -> Output:
     Example:
         sigit-dvm mail dead --json
     """
-    return _mail_list(inv, "dead", limit, "next_attempt_at")
+    return _mail_list(inv, "dead", limit)
 
 
 @mail.command("sent")
@@ -455,7 +461,7 @@ def mail_sent(inv: Invocation, limit: int) -> Output:
     Example:
         sigit-dvm mail sent --limit 20
     """
-    return _mail_list(inv, "sent", limit, "sent_at")
+    return _mail_list(inv, "sent", limit)
 
 
 @mail.command("retry")
@@ -470,8 +476,9 @@ def mail_retry(inv: Invocation, mail_id: int) -> Output:
     Example:
         sigit-dvm mail retry 42
     """
-    actions.retry_mail(inv.db(), mail_id, inv.now, inv.who())
-    return Message({"requeued": mail_id}, f"mail {mail_id} queued again")
+    resealed = actions.retry_mail(inv.db(), mail_id, inv.now, inv.who(), inv.mail_seal())
+    note = " (its values sealed again with the code secret)" if resealed else ""
+    return Message({"requeued": mail_id, "resealed": resealed}, f"mail {mail_id} queued again{note}")
 
 
 @mail.command("purge")

@@ -235,9 +235,18 @@ def blocks(conn: sqlite3.Connection, limit: int = 1000) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+MAIL_TIME_COLUMN = {"queued": "next_attempt_at", "sent": "sent_at"}
+"""The one time, besides ``created_at``, that means something for mail in a status (dead mail has
+none: the outbox does not keep when it was given up)."""
+
+
 def mail(conn: sqlite3.Connection, status: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Mail in ``status``, newest first, with the time that matters for it: when it is tried next
+    (queued) or when the server accepted it (sent)."""
+    when = MAIL_TIME_COLUMN.get(status)
+    extra = f", {when}" if when else ""
     rows = conn.execute(
-        "SELECT id, kind, recipient, status, attempts, last_error, created_at, next_attempt_at, sent_at "
+        f"SELECT id, kind, recipient, status, attempts, last_error, created_at{extra} "  # noqa: S608 (fixed names)
         "FROM mail WHERE status = ? ORDER BY id DESC LIMIT ?",
         (status, limit),
     ).fetchall()

@@ -15,7 +15,7 @@ import click
 
 from dvm.cli import cli as root
 from dvm.store import backends, database
-from tests.support.admin_world import BACKUP, SIGIT, cli, process
+from tests.support.admin_world import BACKUP, SIGIT, cli, deliver, process
 from tests.support.flows import Harness, make_service, new_client
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -157,24 +157,30 @@ def test_resend_code_and_unlock_issue_codes_that_work(world):
     ]
 
 
-def test_mail_queue_dead_letters_sent_retry_and_purge(world):
+async def test_mail_queue_dead_letters_sent_retry_and_purge(world, smtp):
     queued = json.loads(cli(world, "mail", "queue", "--json").stdout)
     assert {m["kind"] for m in queued} == {"signup_code", "welcome"}
+    assert all(ISO.match(m["next_attempt_at"]) and "sent_at" not in m for m in queued)
     welcome = next(m["id"] for m in queued if m["kind"] == "welcome")
     code_mail = next(m["id"] for m in queued if m["kind"] == "signup_code")
-    world.conn.execute(
-        "UPDATE mail SET status = 'dead', last_error = '550 no' WHERE id IN (?, ?)", (welcome, code_mail)
-    )
-    assert "550 no" in cli(world, "mail", "dead").stdout
+    smtp.refuse = "550 no such user"
+    await deliver(world, smtp)  # the daemon's worker: every mail refused for good
+    dead = json.loads(cli(world, "mail", "dead", "--json").stdout)
+    assert {m["id"] for m in dead} >= {welcome, code_mail}
+    assert all("550 no such user" in m["last_error"] and "next_attempt_at" not in m for m in dead)
+    assert "550 no such user" in cli(world, "mail", "dead").stdout
     refused = cli(world, "mail", "retry", str(code_mail), check=False)
     assert refused.returncode == 1 and "resend-code" in refused.stderr
     cli(world, "mail", "retry", str(welcome))
     assert world.count("mail", "id = ? AND status = 'queued'", welcome) == 1
-    world.conn.execute("UPDATE mail SET status = 'sent', sent_at = ? WHERE id = ?", (world.now, welcome))
+    smtp.refuse = None
+    await deliver(world, smtp)
     sent = cli(world, "mail", "sent").stdout
     assert "sent_at" in sent.splitlines()[0] and "next_attempt_at" not in sent
-    assert ISO.match(json.loads(cli(world, "mail", "sent", "--json").stdout)[0]["sent_at"])
-    assert "purged 2 mail" in cli(world, "mail", "purge", "--older-than", "-100000000", "--yes").stdout
+    (row,) = json.loads(cli(world, "mail", "sent", "--json").stdout)
+    assert row["id"] == welcome and ISO.match(row["sent_at"]) and "next_attempt_at" not in row
+    purged = cli(world, "mail", "purge", "--older-than", "0", "--yes").stdout
+    assert f"purged {len(dead)} mail" in purged
 
 
 def test_events_and_stats(world):
