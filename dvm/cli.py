@@ -165,7 +165,7 @@ def migrate(inv: Invocation, as_json: bool) -> None:
     Example:
         sigit-dvm --config /etc/sigit-dvm/sigit-dvm.toml migrate
     """
-    settings = inv.settings()
+    settings = inv.site_settings()
     store = settings.store
     path = settings.path(store.path)
     password = optional_secret("store_password", store.password_file, settings) if store.url else ""

@@ -29,6 +29,7 @@ from dvm.admin import render
 from dvm.config import Settings, load_settings, optional_secret, read_secret, use_credentials_dir
 from dvm.errors import AdminError, ConfigError
 from dvm.store import backends
+from dvm.store.database import SCHEMA_VERSION
 from dvm.store.sealed import ParamsSeal
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -62,13 +63,29 @@ class Invocation:
             self._settings = load_settings(self.config_path())
         return self._settings
 
+    def site_settings(self) -> Settings:
+        """The settings of a command that works on the database: from a file, never the defaults
+        alone (they would name ./sigit-dvm.sqlite3 wherever the command happens to run)."""
+        if self.config_path() is None:
+            raise ConfigError(
+                "no settings file: give --config PATH or set $SIGIT_CONFIG "
+                f"(or run where ./{DEFAULT_CONFIG} is)"
+            )
+        return self.settings()
+
     def db(self) -> sqlite3.Connection:
-        """The live database (it must exist: admin commands never create one)."""
+        """The live database at this version's schema. Admin commands never create a database nor
+        change its schema (only ``migrate`` and the daemon do): a daemon of another version may be
+        running on it."""
         if self._conn is None:
-            settings = self.settings()
+            settings = self.site_settings()
             path = settings.path(settings.store.path)
+            where = settings.store.redacted_url() if settings.store.url else str(path)
             if not settings.store.url and not path.exists():
-                raise AdminError(f"no database at {path}")
+                raise AdminError(f"no database at {path} (store.path in {self.config_path()})")
+            version = backends.version_of(settings.store.url, path, self.store_password())
+            if version != SCHEMA_VERSION:
+                raise AdminError(schema_mismatch(where, version))
             self._conn = backends.connect_any(settings.store.url, path, self.store_password())
         return self._conn
 
@@ -101,6 +118,22 @@ class Invocation:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def schema_mismatch(where: str, version: int) -> str:
+    """Why an admin command will not work on a database of another schema, and what to do."""
+    if version == 0:
+        return f"{where} has no sigit-dvm schema yet: run 'sigit-dvm migrate' (or start the daemon) first"
+    if version < SCHEMA_VERSION:
+        return (
+            f"{where} has schema {version}, older than this sigit-dvm's ({SCHEMA_VERSION}); admin "
+            "commands do not upgrade it. Upgrade with 'sigit-dvm migrate' when the daemon is upgraded "
+            'too (an older daemon refuses a newer schema): docs/operations.md, "Upgrades"'
+        )
+    return (
+        f"{where} has schema {version}, newer than this sigit-dvm's ({SCHEMA_VERSION}): "
+        "use the sigit-dvm the daemon runs"
+    )
 
 
 def _login_name() -> str:

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shlex
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from dvm.cli import cli as root
+from dvm.cli import main
 from dvm.store import backends, database
 from tests.support.admin_world import BACKUP, SIGIT, cli, deliver, process
 from tests.support.flows import Harness, make_service, new_client
@@ -284,3 +286,47 @@ def test_the_operations_guide_admin_examples_run(world, monkeypatch):
         out = cli(world, *shlex.split(line)[1:], check=False)
         assert out.returncode == 0, (line, out.stderr)
     assert json.loads(cli(world, "users", "erased", "bo@example.org", "--json").stdout)["erased"]
+
+
+# --- the schema: admin commands never change it; the settings file they need ---------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_admin_commands_refuse_an_older_schema_and_leave_it_as_it_is(tmp_path, capsys, monkeypatch):
+    """A newer CLI moved a running older daemon's database forward (issue 25): the daemon then
+    refused it. Now only ``migrate`` (and the daemon) change the schema."""
+    old = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(old)
+    conn.executescript((FIXTURES / "schema_v1.sql").read_text())
+    conn.close()
+    config = tmp_path / "sigit-dvm.toml"
+    config.write_text('[store]\npath = "db.sqlite3"\n')
+    for args in (
+        ("users", "list"),
+        ("stats",),
+        ("mail", "queue"),
+        ("audit", "list"),
+        ("backup", "b.sqlite3"),
+    ):
+        assert main(["-c", str(config), *args]) == 1, args
+        err = capsys.readouterr().err
+        assert "schema 1, older than" in err and "sigit-dvm migrate" in err, args
+        assert len(err.strip().splitlines()) == 1
+    raw = sqlite3.connect(old)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    raw.close()
+    assert main(["-c", str(config), "migrate"]) == 0
+    capsys.readouterr()
+    assert main(["-c", str(config), "users", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_without_a_settings_file_nothing_is_created_and_the_file_is_asked_for(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SIGIT_CONFIG", raising=False)
+    for args in (("migrate",), ("users", "list"), ("stats",), ("backup", "b.sqlite3")):
+        assert main(list(args)) == 2, args
+        err = capsys.readouterr().err
+        assert "no settings file" in err and "--config" in err, args
+    assert list(tmp_path.iterdir()) == []
