@@ -168,6 +168,8 @@ class HealthSettings:
     listen: str = ""  # "" (off), "PORT" (127.0.0.1) or "HOST:PORT"
     max_mail_backlog_s: int = 900
     probe_interval_s: float = 5.0
+    max_connections: int = 16  # served at once; more are closed unanswered (no thread per client)
+    request_timeout_s: float = 5.0  # to send a whole request and take the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "daemon.refusal_replies_per_s": (0.001, 10_000),
     "health.max_mail_backlog_s": (10, 7 * DAY_S),
     "health.probe_interval_s": (0.1, 300),
+    "health.max_connections": (1, 1024),
+    "health.request_timeout_s": (0.1, 300),
     "retention.interval_s": (1, DAY_S),
     "retention.request_keep_s": (0, 3650 * DAY_S),
     "retention.mail_s": (60, 3650 * DAY_S),

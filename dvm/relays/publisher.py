@@ -76,7 +76,12 @@ class Publisher:
             task.add_done_callback(self._in_flight.discard)
 
     async def _publish_unstored(self, replies: Sequence[Event]) -> None:
-        await asyncio.gather(*(self.pool.publish(reply) for reply in replies))
+        started = time.monotonic()
+        results = await asyncio.gather(*(self.pool.publish(reply) for reply in replies))
+        self.metrics.replies_published(  # counted like every other publication
+            [[(r.relay, r.accepted, r.message) for r in outcome] for outcome in results],
+            time.monotonic() - started,
+        )
 
     async def publish(self, replies: Sequence[PendingReply]) -> None:
         """Publish to every relay; mark each reply published, or due again after a back-off."""

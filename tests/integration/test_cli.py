@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import re
@@ -330,3 +331,15 @@ def test_without_a_settings_file_nothing_is_created_and_the_file_is_asked_for(tm
         err = capsys.readouterr().err
         assert "no settings file" in err and "--config" in err, args
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_version_comes_from_git_and_is_the_installed_one(tmp_path):
+    """``--version`` is the installed distribution's, which setuptools-scm derived from git: a
+    release tag ``vX.Y.Z``, or the next version's ``.devN+g<commit>`` between tags (never the
+    0.1.0 that used to stay put through 138 commits)."""
+    out = subprocess.run([str(SIGIT), "--version"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0
+    version = importlib.metadata.version("sigit-dvm")
+    assert out.stdout == f"sigit-dvm {version}\n"
+    if (Path(__file__).resolve().parents[2] / ".git").exists():  # a checkout, not an archive
+        assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+\+g[0-9a-f]{7,}(\.d\d{8})?)?", version), version

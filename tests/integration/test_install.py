@@ -6,6 +6,7 @@ it reads the same secrets. ``systemd-analyze verify`` checks the unit where the 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -240,7 +241,8 @@ async def test_the_documented_install_serves_a_signup_as_an_unprivileged_user(wo
         )
         assert shown.returncode == 0, shown.stderr
         pubkey = json.loads(shown.stdout)["pubkey"]
-        assert pubkey in log.read_text()
+        version = importlib.metadata.version("sigit-dvm")
+        assert f"INFO sigit.daemon: sigit-dvm {version} serving as {pubkey}" in log.read_text()
 
         async with SdkBrowser([relay.url], pubkey, pow_bits=16) as browser:
             assert (await browser.call("request_account", {"email": "ana@example.org"})).code == "ok"
