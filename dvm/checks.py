@@ -21,7 +21,6 @@ import orjson
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
-from dvm.accounts.decision import MailKind
 from dvm.config import (
     Problem,
     Settings,
@@ -33,6 +32,7 @@ from dvm.config import (
 )
 from dvm.errors import ConfigError
 from dvm.keyfile import parse_secret
+from dvm.mailer.kinds import SAMPLE_AT, SPECS
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.relays import messages
 from dvm.store import backends, postgres
@@ -40,21 +40,6 @@ from dvm.store.database import StoreError
 
 EXIT_OK, EXIT_ERRORS = 0, 2
 CONNECT_TIMEOUT_S = 10.0
-
-# The values each kind of mail is given (dvm.accounts.machine builds them): a template that needs
-# anything else would dead-letter every such mail while users are told ``ok``.
-SAMPLE_PARAMS: dict[MailKind, dict[str, str | int]] = {
-    MailKind.SIGNUP_CODE: {"code": "123456", "expires_at": 1_800_000_900},
-    MailKind.LOGIN_CODE: {"code": "123456", "expires_at": 1_800_000_900},
-    MailKind.EMAIL_CHANGE_CODE: {"code": "123456", "expires_at": 1_800_000_900},
-    MailKind.DELETION_CODE: {"code": "123456", "expires_at": 1_800_000_900},
-    MailKind.WELCOME: {"at": 1_800_000_000},
-    MailKind.LOGIN_NOTICE: {"at": 1_800_000_000},
-    MailKind.BACKUP_CHANGED: {"at": 1_800_000_000},
-    MailKind.ACCOUNT_DELETED: {"at": 1_800_000_000},
-    MailKind.EMAIL_CHANGE_NOTICE: {"new_email": "new@example.org", "at": 1_800_000_000},
-    MailKind.EMAIL_CHANGED: {"new_email": "new@example.org", "at": 1_800_000_000},
-}
 
 
 @dataclass
@@ -145,11 +130,14 @@ def _templates(settings: Settings, report: Report) -> None:
         return
     try:
         context = TemplateContext(mail.link_template, mail.support_url, mail.code_in_subject)
-        templates = Templates(context, directory)
-        for kind, params in SAMPLE_PARAMS.items():
-            templates.render(kind, "user@example.org", params, 1_800_000_000)
-    except (ConfigError, OSError) as exc:
+        templates = Templates(context, directory)  # every file of every language, checked
+        for lang in [None, *templates.languages]:
+            for spec in SPECS.values():
+                templates.render(spec.kind, "user@example.org", dict(spec.sample), SAMPLE_AT, lang)
+    except (ConfigError, OSError, UnicodeDecodeError) as exc:
         report.add("mail.templates_dir", str(exc))
+        return
+    report.facts["mail languages"] = ["default", *templates.languages]
 
 
 def _store(settings: Settings, report: Report) -> None:

@@ -14,9 +14,11 @@ import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import click
 
+from dvm.accounts.decision import MailKind
 from dvm.accounts.email_address import normalise_email
 from dvm.admin import actions, lookup, queries, render
 from dvm.admin.render import Message, Output, Record, Rows
@@ -31,6 +33,8 @@ from dvm.invocation import (
     pass_invocation,
     yes_option,
 )
+from dvm.mailer.kinds import SAMPLE_AT, SPECS
+from dvm.mailer.templates import TemplateContext, Templates, fallbacks, is_language_tag
 from dvm.protocol.methods import Method
 
 DAY_S = 86400
@@ -403,7 +407,7 @@ def blocks_remove(inv: Invocation, target: str) -> Output:
 @group_output_options
 @global_options
 def mail() -> None:
-    """The mail outbox: queue, dead letters, sent mail, retry, purge.
+    """The mail outbox: queue, dead letters, sent mail, retry, purge; preview a template.
 
     \b
     Example:
@@ -497,6 +501,64 @@ def mail_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
     confirm(yes, "purge mail")
     count = actions.purge_mail(inv.db(), inv.now, older_than, inv.who())
     return Message({"purged": count}, f"purged {count} mail(s)")
+
+
+class LanguageTag(click.ParamType[str, Any]):
+    """A BCP 47 tag as the protocol takes it (``de``, ``pt-BR``)."""
+
+    name = "tag"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not is_language_tag(text):
+            self.fail(f"{value!r} is not a language tag (BCP 47, e.g. de, pt-BR)", param, ctx)
+        return text
+
+
+@mail.command("preview")
+@click.argument("kind", type=click.Choice([k.value for k in MailKind]))
+@click.option(
+    "--lang", type=LanguageTag(), help="A language (BCP 47: de, pt-BR); else the default templates."
+)
+@click.option("--to", "recipient", default="user@example.org", show_default=True, metavar="ADDRESS")
+@click.option("--html", "show_html", is_flag=True, help="Print the HTML part instead of the text.")
+@output_options
+@global_options
+@pass_invocation
+def mail_preview(inv: Invocation, kind: str, lang: str | None, recipient: str, show_html: bool) -> Output:
+    """Render one kind of mail as it would go out, with sample values and this site's templates
+    and settings (mail.templates_dir, link_template, support_url, code_in_subject); nothing is
+    sent and no database is needed. docs/operations.md lists the kinds and their placeholders.
+
+    \b
+    Example:
+        sigit-dvm mail preview signup_code --lang de
+    """
+    mail_settings = inv.settings().mail
+    directory = inv.settings().path(mail_settings.templates_dir) if mail_settings.templates_dir else None
+    context = TemplateContext(
+        mail_settings.link_template, mail_settings.support_url, mail_settings.code_in_subject
+    )
+    templates = Templates(context, directory)
+    spec = SPECS[MailKind(kind)]
+    rendered = templates.render(spec.kind, recipient, dict(spec.sample), SAMPLE_AT, lang)
+    used = next((c for c in fallbacks(lang) if c in ("", *templates.languages)), "")
+    data = {
+        "kind": kind,
+        "lang": lang,
+        "templates": used or "default",
+        "subject": rendered.subject,
+        "text": rendered.text,
+        "html": rendered.html,
+    }
+    text = (
+        rendered.html.rstrip("\n")
+        if show_html
+        else f"Subject: {rendered.subject}\n\n{rendered.text.rstrip()}"
+    )
+    if lang and used != lang.lower():
+        click.echo(f"sigit-dvm: no {lang} templates here: showing the {used or 'default'} ones", err=True)
+    return Message(data, text)
 
 
 # --- requests --------------------------------------------------------------------------------

@@ -116,13 +116,55 @@ def test_a_store_in_a_missing_directory_is_refused(site):
     assert "error: store.path: directory /nonexistent/dir does not exist" in out.stdout
 
 
-def test_a_template_that_needs_a_value_its_kind_never_gets_is_refused(site):
+TEMPLATE_ERRORS = [
+    (
+        "welcome.txt",
+        "Subject: Welcome $name\n\nHello $name, since $at.\n",
+        "mail template welcome.txt uses $name, which welcome mail is never given",
+    ),
+    (
+        "signup_code.txt",
+        "Subject: Your code\n\nWelcome! (The code went missing.)\n",
+        "mail template signup_code.txt must show $code",
+    ),
+    ("singup_code.txt", "Subject: x\n\n$code\n", "mail template singup_code.txt: unknown file name"),
+    ("de/login_code.txt", "Subject: Code\n\nKein Code.\n", "mail template de/login_code.txt must show $code"),
+    (
+        "de/welcome.txt",
+        "Subject: Willkommen\n\nHallo\n",
+        "mail template de/welcome.txt has no de/welcome.html",
+    ),
+    ("deutsch formell/welcome.txt", "x", "mail template directory 'deutsch formell': not a language tag"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), TEMPLATE_ERRORS, ids=[n for n, _, _ in TEMPLATE_ERRORS])
+def test_a_template_that_would_dead_letter_or_mislead_is_refused(site, name, text, message):
+    """A code mail without its code, a value its kind never gets, a misnamed file (silently
+    ignored before), a broken language directory: each refused, naming the file."""
     templates = site / "templates"
-    templates.mkdir()
-    (templates / "welcome.txt").write_text("Subject: Welcome $name\n\nHello $name, since $at.\n")
+    path = templates / name
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    if name == "signup_code.txt":  # its twin is fine: only the text part lost the code
+        (templates / "signup_code.html").write_text("<p>$code</p>\n")
+    elif name == "de/login_code.txt":
+        path.with_suffix(".html").write_text("<p>$code</p>\n")
+    elif name == "welcome.txt":
+        (templates / "welcome.html").write_text("<p>Hello</p>\n")
     out = check(site, f'[mail]\ntemplates_dir = "{templates}"\n')
-    assert out.returncode == 2
-    assert "error: mail.templates_dir: template welcome needs a value it was not given: 'name'" in out.stdout
+    assert out.returncode == 2, out.stdout
+    assert f"error: mail.templates_dir: {message}" in out.stdout, out.stdout
+
+
+def test_every_language_directory_is_checked_and_listed(site):
+    templates = site / "templates"
+    (templates / "pt-BR").mkdir(parents=True)
+    (templates / "pt-BR" / "welcome.txt").write_text("Subject: Bem-vindo\n\nOlá $email ($at)\n$help")
+    (templates / "pt-BR" / "welcome.html").write_text("<p>Olá $email ($at)</p>\n$help")
+    out = check(site, f'[mail]\ntemplates_dir = "{templates}"\n', "--json")
+    assert out.returncode == 0, out.stdout
+    assert json.loads(out.stdout)["mail languages"] == ["default", "de", "pt-br"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import click
 
 from dvm.cli import cli as root
 from dvm.cli import main
+from dvm.mailer.kinds import COMMON, SPECS
 from dvm.store import backends, database
 from tests.support.admin_world import BACKUP, SIGIT, cli, deliver, process
 from tests.support.flows import Harness, make_service, new_client
@@ -343,3 +344,59 @@ def test_the_version_comes_from_git_and_is_the_installed_one(tmp_path):
     assert out.stdout == f"sigit-dvm {version}\n"
     if (Path(__file__).resolve().parents[2] / ".git").exists():  # a checkout, not an archive
         assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+\+g[0-9a-f]{7,}(\.d\d{8})?)?", version), version
+
+
+# --- mail preview and the templates' documentation ----------------------------------------------
+
+
+def preview(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SIGIT), "mail", "preview", *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+
+
+def test_mail_preview_renders_every_kind_in_every_language_without_a_database(tmp_path):
+    for spec in SPECS.values():
+        for lang in ((), ("--lang", "de")):
+            out = preview(tmp_path, spec.kind.value, *lang)
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.startswith("Subject: ") and "$" not in out.stdout, (spec.kind, lang)
+    assert "Ihr Code lautet" in preview(tmp_path, "signup_code", "--lang", "de-AT").stdout
+    html = preview(tmp_path, "login_code", "--html").stdout
+    assert html.startswith("<!DOCTYPE html>") and "123456" in html
+    data = json.loads(preview(tmp_path, "welcome", "--lang", "fr", "--json").stdout)
+    assert data["templates"] == "default" and data["subject"] == "Welcome to SIGit"
+    fallback = preview(tmp_path, "welcome", "--lang", "fr")
+    assert "no fr templates here: showing the default ones" in fallback.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_mail_preview_uses_the_sites_templates_and_refuses_bad_input(tmp_path):
+    (tmp_path / "tpl" / "pt-BR").mkdir(parents=True)
+    (tmp_path / "tpl" / "pt-BR" / "signup_code.txt").write_text("Subject: Seu código\n\nCódigo: $code\n")
+    (tmp_path / "tpl" / "pt-BR" / "signup_code.html").write_text("<p>$code</p>\n")
+    (tmp_path / "sigit-dvm.toml").write_text(
+        '[mail]\ntemplates_dir = "tpl"\nsupport_url = "https://h.example"\n'
+    )
+    out = preview(tmp_path, "signup_code", "--lang", "pt-BR", "--to", "ana@example.org")
+    assert out.returncode == 0 and out.stdout == "Subject: Seu código\n\nCódigo: 123456\n"
+    assert "Need help? https://h.example" in preview(tmp_path, "welcome").stdout
+    for args in (("nope",), ("welcome", "--lang", "de_DE"), ("welcome", "--lang", "a" * 40)):
+        bad = preview(tmp_path, *args)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, args
+
+
+def test_the_operations_guide_lists_every_mail_kind_with_its_placeholders():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = guide.split("## Mail templates", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            rows[cells[0].strip("`")] = (
+                set(re.findall(r"`\$(\w+)`", cells[2])),
+                set(re.findall(r"`\$(\w+)`", cells[3])),
+            )
+    assert set(rows) == {k.value for k in SPECS}
+    for kind, spec in SPECS.items():
+        assert rows[kind.value] == (set(spec.given - COMMON), set(spec.required)), kind
