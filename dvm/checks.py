@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from dvm.config import (
+    SECRETS,
     Problem,
     Settings,
     SettingsError,
@@ -94,11 +95,25 @@ def _secrets(settings: Settings, report: Report, environ: Mapping[str, str] | No
     wanted = [("dvm_key", settings.daemon.key_file), ("code_secret", settings.daemon.code_secret_file)]
     if settings.mail.backend == "smtp" and settings.mail.username:
         wanted.append(("smtp_password", settings.mail.password_file))
+    if settings.store.url:
+        wanted.append(("store_password", settings.store.password_file))
     for name, file_setting in wanted:
         try:
-            found[name] = read_secret(name, file_setting, settings, environ)
+            if name == "store_password":
+                found[name] = optional_secret(name, file_setting, settings, environ)
+            else:
+                found[name] = read_secret(name, file_setting, settings, environ)
         except ConfigError as exc:
             report.add(f"secret {name}", str(exc).removeprefix(f"secret {name} "))
+            continue
+        path = settings.path(file_setting) if file_setting else None
+        if path is not None and not path.is_file():  # the secret came from elsewhere: say so
+            report.add(
+                SECRETS[name],
+                f"{path} does not exist; the {name} credential (or environment variable) is used "
+                "instead: fix or remove the setting",
+                warning=True,
+            )
     if "dvm_key" in found:
         try:
             key = parse_secret(found["dvm_key"])
@@ -257,9 +272,13 @@ async def _relay(url: str, kind: int, pubkey: str, report: Report) -> None:
 # --- output -----------------------------------------------------------------------------------
 
 
-def run(config: str | None, *, connect: bool = False, as_json: bool = False) -> int:
-    """Print the report (a line per problem and per connection) and return the exit code."""
+def run(
+    config: str | None, *, connect: bool = False, as_json: bool = False, before: Sequence[Problem] = ()
+) -> int:
+    """Print the report (a line per problem and per connection) and return the exit code;
+    ``before``: problems the command line itself had (``--credentials-dir``)."""
     report = check(config, connect=connect)
+    report.problems[:0] = before
     if as_json:
         data = {
             "ok": not report.errors,

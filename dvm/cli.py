@@ -24,7 +24,7 @@ import orjson
 
 from dvm import __version__, checks, logformat
 from dvm.admin.commands import COMMANDS
-from dvm.config import load_relays, operator_error, optional_secret, read_secret
+from dvm.config import Problem, load_relays, operator_error, optional_secret, read_secret
 from dvm.daemon import Daemon, Secrets
 from dvm.errors import ConfigError, DVMError
 from dvm.invocation import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Invocation, global_options, pass_invocation
@@ -147,7 +147,8 @@ def check_config(inv: Invocation, as_json: bool, connect: bool) -> int:
     Example:
         sigit-dvm --config /etc/sigit-dvm/sigit-dvm.toml check-config --connect
     """
-    return checks.run(inv.config_path(), connect=connect, as_json=as_json)
+    before = [Problem("--credentials-dir", inv.credentials_error)] if inv.credentials_error else []
+    return checks.run(inv.config_path(), connect=connect, as_json=as_json, before=before)
 
 
 @cli.command("migrate")

@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from dvm.config import HealthSettings, listen_address
 from dvm.errors import DVMError
 from dvm.metrics import Metrics
+from dvm.outage import one_line
 from dvm.store.database import DATABASE_ERRORS, Store, immediate
 
 log = logging.getLogger("sigit.health")
@@ -76,6 +77,7 @@ class Monitor:
                 problem = await check()
             except Exception as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+            problem = one_line(problem)  # /readyz is a line per check
             self.metrics.check_ok.labels(name).set(0 if problem else 1)
             lines.append(f"{name}: {problem or 'ok'}")
             ready = ready and not problem

@@ -48,6 +48,7 @@ class Invocation:
     actor: str | None = None
     output_format: str | None = None  # given on a group (``sigit-dvm users --json list``)
     now: int = field(default_factory=lambda: int(time.time()))
+    credentials_error: str = ""  # --credentials-dir named no directory: said when secrets are read
     _settings: Settings | None = None
     _conn: sqlite3.Connection | None = None
 
@@ -59,6 +60,8 @@ class Invocation:
         return path
 
     def settings(self) -> Settings:
+        if self.credentials_error:
+            raise ConfigError(self.credentials_error)
         if self._settings is None:
             self._settings = load_settings(self.config_path())
         return self._settings
@@ -165,7 +168,10 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, str | None
 
 def _credentials_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value is not None:
-        use_credentials_dir(value)
+        try:
+            use_credentials_dir(value)
+        except ConfigError as exc:  # told by the command (check-config: as one of its problems)
+            current().credentials_error = str(exc)
 
 
 def global_options(f: Callable[P, R]) -> Callable[P, R]:

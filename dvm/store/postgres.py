@@ -252,7 +252,9 @@ def connect(
         # needs PgBouncer 1.21 or newer with max_prepared_statements set.
         raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+        raise StoreError(
+            f"cannot connect to PostgreSQL: {one_line(str(exc))}"
+        ) from exc  # libpq: several lines
     raw.row_factory = _row_factory
     conn = PgConnection(raw)
     try:

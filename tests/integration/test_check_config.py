@@ -201,6 +201,90 @@ def test_an_environment_override_is_named_by_its_variable(site):
     assert out.returncode == 2 and "error: SIGIT_MAIL_PORT: must be of type int" in out.stdout
 
 
+MISSES = [  # issue 25: each passed check-config, or was reported confusingly
+    (
+        in_section("mail", 'link_template = "https://sigit.example/#/v?code={code}&to={email}"'),
+        {},
+        "error: mail.link_template: only {code} is filled in; {email} would reach users as it is written",
+    ),
+    (
+        in_section("store", 'url = "postgresql://sigit:hunter2@db.example/sigit"'),
+        {},
+        "error: store.url: holds a password, and the settings file is readable by every user",
+    ),
+    (
+        in_section("store", 'url = "postgresql://sigit@db.example:notaport/sigit"'),
+        {},
+        "error: store.url: is not a valid URL (Port could not be cast to integer value",
+    ),
+    (
+        "",
+        {"SIGIT_MAIL_HOSTT": "smtp.example.org"},
+        "error: SIGIT_MAIL_HOSTT: unknown environment variable (did you mean SIGIT_MAIL_HOST?)",
+    ),
+    ("", {"SIGIT_MAILHOST": "smtp.example.org"}, "warning: SIGIT_MAILHOST: unknown environment variable"),
+    (
+        in_section("mail", "from_address = 'SIGit <sigit@example.org>'"),
+        {},
+        "error: mail.from_address: is the address alone ('SIGit <sigit@example.org>' looks like "
+        "'Name <address>'): put the name in mail.from_name",
+    ),
+    (
+        in_section("retention", "audit_s = 1"),
+        {},
+        "error: retention.audit_s: must be between 60 and 3153600000 (got 1)",
+    ),
+    (in_section("mail", "poll_s = 0.01"), {}, "error: mail.poll_s: must be between 0.05 and 3600 (got 0.01)"),
+]
+
+
+@pytest.mark.parametrize(("settings", "env", "line"), MISSES, ids=[m[2].split(":")[1] for m in MISSES])
+def test_what_check_config_used_to_miss_is_named(site, settings, env, line):
+    out = check(site, settings, env=env)
+    assert line in out.stdout, out.stdout
+    assert "hunter2" not in out.stdout + out.stderr
+    assert out.returncode == (2 if line.startswith("error") else 0)
+    assert "e+" not in out.stdout
+
+
+def test_a_secret_file_setting_pointing_nowhere_is_named_when_a_credential_stands_in(site):
+    out = check(site, in_section("daemon", 'key_file = "/etc/sigit-dvm/dvm.key"'))
+    assert out.returncode == 0
+    assert (
+        "warning: daemon.key_file: /etc/sigit-dvm/dvm.key does not exist; the dvm_key credential"
+        in out.stdout
+    )
+
+
+def test_a_missing_credentials_directory_is_one_of_the_problems(site):
+    out = subprocess.run(
+        [
+            str(SIGIT),
+            "--credentials-dir",
+            str(site / "nope"),
+            "--config",
+            str(site / "x.toml"),
+            "check-config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    (site / "x.toml").write_text("")
+    assert out.returncode == 2 and out.stderr == ""
+    assert out.stdout.startswith(
+        f"error: --credentials-dir: credentials directory {site / 'nope'} does not exist"
+    )
+
+
+def test_libpq_errors_are_one_line(site, pg_url):
+    closed = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
+    out = check(site, in_section("store", f'url = "{closed}"'), "--connect")
+    assert out.returncode == 2
+    (line,) = [line for line in out.stdout.splitlines() if line.startswith("error: store.url: ")]
+    assert "Connection refused" in line and "Is the server running" in line
+
+
 def test_pow_a_browser_cannot_mine_quickly_is_a_warning_not_an_error(site):
     out = check(site, "[service]\npow_request_account_bits = 24\n")
     assert out.returncode == 0, out.stdout
