@@ -166,6 +166,18 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, str | None
     return callback
 
 
+def _one_format(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """``--json``, ``--csv`` and ``--nl`` exclude each other, wherever on the line they are."""
+    if value:
+        inv, wanted = current(), str(param.name)
+        if inv.output_format not in (None, wanted):
+            raise click.UsageError(
+                f"--{inv.output_format} and --{wanted} together: give one output format", ctx
+            )
+        inv.output_format = wanted
+    return value
+
+
 def _credentials_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value is not None:
         try:
@@ -219,16 +231,18 @@ _FORMAT_HELP = {
 
 def output_options(f: Callable[..., render.Output]) -> Callable[..., None]:
     """``--json``, ``--csv`` and ``--nl`` for a command returning a :mod:`~dvm.admin.render` value;
-    without one, the format given on its group, else a table."""
+    without one, the format given on its group, else a table. Two different ones are refused."""
 
     @functools.wraps(f)
-    def wrapper(*args: Any, output_format: str | None = None, **kwargs: Any) -> None:
+    def wrapper(*args: Any, **kwargs: Any) -> None:
         result = f(*args, **kwargs)
         inv = current()
-        click.echo(render.render(result, output_format or inv.output_format or "table", inv.now))
+        click.echo(render.render(result, inv.output_format or "table", inv.now))
 
     for fmt in reversed(_FORMAT_HELP):
-        wrapper = click.option(f"--{fmt}", "output_format", flag_value=fmt, help=_FORMAT_HELP[fmt])(wrapper)
+        wrapper = click.option(
+            f"--{fmt}", fmt, is_flag=True, expose_value=False, callback=_one_format, help=_FORMAT_HELP[fmt]
+        )(wrapper)
     return wrapper
 
 
@@ -237,13 +251,28 @@ def group_output_options(f: Callable[P, R]) -> Callable[P, R]:
     for fmt in reversed(_FORMAT_HELP):
         f = click.option(
             f"--{fmt}",
-            "group_output_format",
-            flag_value=fmt,
+            fmt,
+            is_flag=True,
             expose_value=False,
-            callback=_remember("output_format"),
+            callback=_one_format,
             help=_FORMAT_HELP[fmt] + " (for the command that follows)",
         )(f)
     return f
+
+
+class Group(click.Group):
+    """A group whose command list shows each command's whole first sentence, wrapped, where
+    click would cut it at the terminal's width ("Erase a user (GDPR): account, sessions,...")."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def confirm(yes: bool, what: str) -> None:
@@ -267,10 +296,9 @@ class Duration(click.ParamType[int, Any]):
         text = str(value).strip().lower()
         unit = self._UNITS.get(text[-1:], 0)
         number = text[:-1] if unit else text
-        try:
-            return int(number) * (unit or 1)
-        except ValueError:
+        if not number.isdigit():  # no sign: a negative duration reaches into the future
             self.fail(f"{value!r} is not a duration (seconds, or a number with s, m, h or d)", param, ctx)
+        return int(number) * (unit or 1)
 
 
 DURATION = Duration()

@@ -18,7 +18,7 @@ from dvm.accounts.email_address import canonical_mailbox, normalise_email
 from dvm.accounts.machine import Context
 from dvm.accounts.rows import SessionRow, UserRow
 from dvm.admin import lookup
-from dvm.errors import AdminError, RequestError
+from dvm.errors import AdminError, InvalidValue, RequestError
 from dvm.store import repository
 from dvm.store.database import dialect, immediate
 from dvm.store.sealed import ParamsSeal, UnsealError
@@ -97,7 +97,7 @@ def change_email(conn: sqlite3.Connection, user_ref: str, new_email: str, ctx: C
     try:
         email = normalise_email(new_email)
     except RequestError as exc:
-        raise AdminError(exc.message) from exc
+        raise InvalidValue(f"{new_email!r} is not a valid address: {exc.message}") from exc
     with immediate(conn):
         user = lookup.user(conn, user_ref)
         if repository.is_blocked(conn, email):
@@ -184,11 +184,11 @@ def block_target(raw: str) -> tuple[str, str]:
         try:
             return canonical_mailbox(normalise_email(text)), "address"
         except RequestError as exc:
-            raise AdminError(f"{raw!r} is not a valid address: {exc.message}") from exc
+            raise InvalidValue(f"{raw!r} is not a valid address: {exc.message}") from exc
     try:
         address = normalise_email(f"x@{text.lstrip('@')}")
     except RequestError as exc:
-        raise AdminError(f"{raw!r} is neither an address nor a domain") from exc
+        raise InvalidValue(f"{raw!r} is neither an address nor a domain") from exc
     return address.partition("@")[2], "domain"
 
 

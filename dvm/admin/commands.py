@@ -22,9 +22,10 @@ from dvm.accounts.decision import MailKind
 from dvm.accounts.email_address import normalise_email
 from dvm.admin import actions, lookup, queries, render
 from dvm.admin.render import Message, Output, Record, Rows
-from dvm.errors import AdminError, ConfigError, InvalidEmail, error_codes
+from dvm.errors import AdminError, ConfigError, InvalidEmail, InvalidValue, error_codes
 from dvm.invocation import (
     DURATION,
+    Group,
     Invocation,
     confirm,
     global_options,
@@ -38,11 +39,13 @@ from dvm.mailer.templates import TemplateContext, Templates, fallbacks, is_langu
 from dvm.protocol.methods import Method
 
 DAY_S = 86400
+COUNT = click.IntRange(min=1)
+"""A count or an id: 1 or more (``stats --days -3`` is refused, not read as a future)."""
 
 # --- sessions --------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def sessions() -> None:
@@ -58,7 +61,7 @@ def sessions() -> None:
 @click.option("--state", type=click.Choice(["pending", "verified", "consumed", "locked"]))
 @click.option("--email", metavar="PART", help="Part of the address.")
 @click.option("--older-than", type=DURATION, metavar="DURATION", help="Created at least this long ago.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -149,7 +152,7 @@ def sessions_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
 # --- users -----------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def users() -> None:
@@ -166,7 +169,7 @@ def users() -> None:
 @users.command("list")
 @click.option("--search", metavar="PART", help="Part of an address, or the start of an id or pubkey.")
 @click.option("--suspended", is_flag=True, help="Only suspended accounts.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -229,7 +232,7 @@ def users_erased(inv: Invocation, email: str) -> Output:
     try:
         address = normalise_email(email)
     except InvalidEmail as exc:
-        raise AdminError(f"{email!r} is not a valid address: {exc.message}") from exc
+        raise InvalidValue(f"{email!r} is not a valid address: {exc.message}") from exc
     found = queries.erased(inv.db(), address)
     text = f"{address}: no erased user had this address"
     if found["erased"]:
@@ -340,7 +343,7 @@ def users_delete(inv: Invocation, user: str, no_notify: bool, yes: bool) -> Outp
 # --- blocks ----------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def blocks() -> None:
@@ -403,7 +406,7 @@ def blocks_remove(inv: Invocation, target: str) -> Output:
 # --- mail ------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def mail() -> None:
@@ -424,7 +427,7 @@ def _mail_list(inv: Invocation, status: str, limit: int) -> Output:
 
 
 @mail.command("queue")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -439,7 +442,7 @@ def mail_queue(inv: Invocation, limit: int) -> Output:
 
 
 @mail.command("dead")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -454,7 +457,7 @@ def mail_dead(inv: Invocation, limit: int) -> Output:
 
 
 @mail.command("sent")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -469,7 +472,7 @@ def mail_sent(inv: Invocation, limit: int) -> Output:
 
 
 @mail.command("retry")
-@click.argument("mail_id", metavar="ID", type=int)
+@click.argument("mail_id", metavar="ID", type=COUNT)
 @output_options
 @global_options
 @pass_invocation
@@ -564,7 +567,7 @@ def mail_preview(inv: Invocation, kind: str, lang: str | None, recipient: str, s
 # --- requests --------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def requests() -> None:
@@ -606,7 +609,7 @@ def requests_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
 @click.command("events")
 @click.option("--outcome", type=click.Choice(["ok", *sorted(error_codes())]), help="ok or an error code.")
 @click.option("--method", type=click.Choice([m.value for m in Method]))
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=COUNT, default=50, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -622,13 +625,13 @@ def events(inv: Invocation, outcome: str | None, method: str | None, limit: int)
 
 
 @click.command("stats")
-@click.option("--days", type=int, default=7, show_default=True)
+@click.option("--days", type=COUNT, default=7, show_default=True, help="UTC days back from today.")
 @output_options
 @global_options
 @pass_invocation
 def stats(inv: Invocation, days: int) -> Output:
-    """Per UTC day: signups, verifications, activations, logins, codes, blocked; failures; mail;
-    users, suspended users and blocks.
+    """Per UTC day: signups, codes verified, activations, login requests, codes sent, requests
+    blocked; failures; mail; users, suspended users and blocks.
 
     \b
     Example:
@@ -653,7 +656,7 @@ def stats(inv: Invocation, days: int) -> Output:
 # --- audit -----------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def audit() -> None:
@@ -668,7 +671,7 @@ def audit() -> None:
 @audit.command("list")
 @click.option("--action", help="Only this action (e.g. delete-user, block).")
 @click.option("--by", "actor_filter", metavar="ACTOR", help="Only this actor.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation

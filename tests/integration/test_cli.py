@@ -46,7 +46,7 @@ def test_users_as_a_table_json_csv_and_json_lines(world):
 def test_users_show_by_address_id_or_pubkey_never_shows_the_backup(world):
     shown = json.loads(cli(world, "users", "show", world.account, "--json").stdout)
     assert shown["email"] == "ana@example.org" and shown["backup_bytes"] == len(BACKUP)
-    assert ISO.match(shown["created_at"]) and ISO.match(shown["last_seen_at"])
+    assert ISO.match(shown["created_at"]) and ISO.match(shown["last_request_at"])
     assert shown["last_login_at"] is None and shown["suspended"] is False
     assert ISO.match(shown["last_seen"])  # set at activation
     assert json.loads(cli(world, "users", "show", shown["id"][:8], "--json").stdout)["id"] == shown["id"]
@@ -63,7 +63,7 @@ def test_users_show_has_last_login_and_last_seen(world):
     assert world.send(laptop, "request_login", {"email": "ana@example.org"}).ok
     assert world.send(laptop, "verify_code", {"code": world.last_code("ana@example.org")}).ok
     shown = json.loads(cli(world, "users", "show", "ana@example.org", "--json").stdout)
-    assert shown["last_login_at"] == shown["last_seen_at"]
+    assert shown["last_login_at"] == shown["last_request_at"]
     assert shown["last_seen"] == shown["last_login_at"]  # the login is the latest it was seen
     assert shown["last_login_at"] > shown["created_at"]
 
@@ -194,7 +194,8 @@ def test_events_and_stats(world):
     assert bogus.returncode == 2 and "bogus" in bogus.stderr and "request_account" in bogus.stderr
     stats = json.loads(cli(world, "stats", "--days", "100000", "--json").stdout)
     (day,) = stats["days"]
-    assert (day["signups"], day["verifications"], day["activations"], day["codes"]) == (3, 1, 1, 3)
+    assert (day["signups"], day["codes_verified"], day["activations"], day["codes_sent"]) == (3, 1, 1, 3)
+    assert day["login_requests"] == 0 and day["blocked"] == 0
     assert stats["failures"] == {"code_invalid": 4, "too_many_attempts": 1}
     assert stats["mail"]["queued"] == 4 and stats["users"] == 3 and stats["activated_users"] == 1
     assert stats["blocks"] == {"address": 0, "domain": 0} and stats["suspended_users"] == 0
@@ -400,3 +401,73 @@ def test_the_operations_guide_lists_every_mail_kind_with_its_placeholders():
     assert set(rows) == {k.value for k in SPECS}
     for kind, spec in SPECS.items():
         assert rows[kind.value] == (set(spec.given - COMMON), set(spec.required)), kind
+
+
+# --- rough edges (issue 25, item 8) -------------------------------------------------------------
+
+
+def test_counts_and_durations_below_their_range_are_refused_with_exit_2(world):
+    for args in (
+        ("stats", "--days", "-3"),
+        ("stats", "--days", "0"),
+        ("users", "list", "--limit", "0"),
+        ("mail", "retry", "-1"),
+        ("sessions", "purge", "--older-than", "-5", "--yes"),
+        ("mail", "purge", "--older-than", "-1d", "--yes"),
+    ):
+        out = cli(world, *args, check=False)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
+    assert world.count("sessions") == 3 and world.count("audit") == 0
+
+
+def test_two_output_formats_are_refused(world):
+    for args in (
+        ("users", "list", "--json", "--csv"),
+        ("sessions", "--json", "list", "--csv"),
+        ("stats", "--nl", "--json"),
+    ):
+        out = cli(world, *args, check=False)
+        assert out.returncode == 2 and "give one output format" in out.stderr, args
+    assert json.loads(cli(world, "sessions", "--json", "list", "--json").stdout)
+
+
+def test_invalid_values_exit_2_and_change_nothing(world):
+    for args in (
+        ("users", "change-email", "bo@example.org", "spam.example", "--yes"),
+        ("blocks", "add", "not an address!"),
+        ("blocks", "remove", "@@"),
+        ("users", "erased", "nobody@"),
+        ("users", "show", "not an address@"),
+    ):
+        out = cli(world, *args, check=False)
+        assert out.returncode == 2, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1
+    assert world.count("audit") == 0 and world.count("blocks") == 0
+
+
+def test_a_bad_session_prefix_is_refused_before_any_secret_is_read(world):
+    (world.dir / "code.secret").unlink()
+    out = cli(world, "sessions", "unlock", "1", check=False)
+    assert out.returncode == 1 and "at least 8" in out.stderr and "code_secret" not in out.stderr
+
+
+def test_json_says_null_for_what_is_absent_never_an_empty_string(world):
+    cli(world, "blocks", "add", "spam.example")
+    bo = json.loads(cli(world, "users", "show", "bo@example.org", "--json").stdout)
+    assert bo["pubkey"] is None and bo["pending_email"] is None and bo["grace_deadline"] is None
+    (block,) = json.loads(cli(world, "blocks", "list", "--json").stdout)
+    assert block["reason"] is None
+    for command in (("users", "list"), ("sessions", "list"), ("mail", "queue"), ("audit", "list")):
+        assert '""' not in cli(world, *command, "--json").stdout, command
+    assert "-" in cli(world, "users", "show", "bo@example.org").stdout.split("pubkey", 1)[1].splitlines()[0]
+
+
+def test_group_help_shows_each_commands_whole_first_sentence(world):
+    for group in ("users", "sessions", "mail", "blocks", "audit", "requests"):
+        out = process(world, group, "--help", check=False)
+        assert "..." not in out.stdout.split("Commands:")[1], group
+    out = subprocess.run([str(SIGIT), "--help"], capture_output=True, text=True, env={"COLUMNS": "80"})
+    assert "..." not in out.stdout.split("Commands:")[1]
+    assert "Per UTC day: signups, codes verified, activations, login requests, codes sent, requests" in (
+        " ".join(out.stdout.split())
+    )
