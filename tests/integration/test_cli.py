@@ -471,3 +471,20 @@ def test_group_help_shows_each_commands_whole_first_sentence(world):
     assert "Per UTC day: signups, codes verified, activations, login requests, codes sent, requests" in (
         " ".join(out.stdout.split())
     )
+
+
+def test_a_sqlite_backup_put_in_place_of_the_database_is_the_database(world_sqlite):
+    """The guide's SQLite restore: the backup file replaces the live one (its -wal and -shm
+    removed) and is the same database."""
+    world = world_sqlite
+    cli(world, "backup", str(world.dir / "copy.sqlite3"))
+    before = json.loads(cli(world, "users", "list", "--json").stdout)
+    world.conn.close()
+    live = world.dir / "db.sqlite3"
+    live.rename(world.dir / "db.sqlite3.broken")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{live}{suffix}").unlink(missing_ok=True)
+    (world.dir / "copy.sqlite3").rename(live)
+    assert json.loads(cli(world, "users", "list", "--json").stdout) == before
+    assert "already current" in cli(world, "migrate").stdout
+    world.conn = database.connect(live)  # for the fixture's teardown
