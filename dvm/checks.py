@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,8 @@ import orjson
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
-from dvm.accounts.decision import MailKind
 from dvm.config import (
+    SECRETS,
     Problem,
     Settings,
     SettingsError,
@@ -33,6 +33,7 @@ from dvm.config import (
 )
 from dvm.errors import ConfigError
 from dvm.keyfile import parse_secret
+from dvm.mailer.kinds import SAMPLE_AT, SPECS
 from dvm.mailer.templates import TemplateContext, Templates
 from dvm.relays import messages
 from dvm.store import backends, postgres
@@ -40,21 +41,6 @@ from dvm.store.database import StoreError
 
 EXIT_OK, EXIT_ERRORS = 0, 2
 CONNECT_TIMEOUT_S = 10.0
-
-# The values each kind of mail is given (dvm.accounts.machine builds them): a template that needs
-# anything else would dead-letter every such mail while users are told ``ok``.
-SAMPLE_PARAMS: dict[MailKind, dict[str, str | int]] = {
-    MailKind.SIGNUP_CODE: {"code": "123456", "expires_at": 1_800_000_900},
-    MailKind.LOGIN_CODE: {"code": "123456", "expires_at": 1_800_000_900},
-    MailKind.EMAIL_CHANGE_CODE: {"code": "123456", "expires_at": 1_800_000_900},
-    MailKind.DELETION_CODE: {"code": "123456", "expires_at": 1_800_000_900},
-    MailKind.WELCOME: {"at": 1_800_000_000},
-    MailKind.LOGIN_NOTICE: {"at": 1_800_000_000},
-    MailKind.BACKUP_CHANGED: {"at": 1_800_000_000},
-    MailKind.ACCOUNT_DELETED: {"at": 1_800_000_000},
-    MailKind.EMAIL_CHANGE_NOTICE: {"new_email": "new@example.org", "at": 1_800_000_000},
-    MailKind.EMAIL_CHANGED: {"new_email": "new@example.org", "at": 1_800_000_000},
-}
 
 
 @dataclass
@@ -109,11 +95,25 @@ def _secrets(settings: Settings, report: Report, environ: Mapping[str, str] | No
     wanted = [("dvm_key", settings.daemon.key_file), ("code_secret", settings.daemon.code_secret_file)]
     if settings.mail.backend == "smtp" and settings.mail.username:
         wanted.append(("smtp_password", settings.mail.password_file))
+    if settings.store.url:
+        wanted.append(("store_password", settings.store.password_file))
     for name, file_setting in wanted:
         try:
-            found[name] = read_secret(name, file_setting, settings, environ)
+            if name == "store_password":
+                found[name] = optional_secret(name, file_setting, settings, environ)
+            else:
+                found[name] = read_secret(name, file_setting, settings, environ)
         except ConfigError as exc:
             report.add(f"secret {name}", str(exc).removeprefix(f"secret {name} "))
+            continue
+        path = settings.path(file_setting) if file_setting else None
+        if path is not None and not path.is_file():  # the secret came from elsewhere: say so
+            report.add(
+                SECRETS[name],
+                f"{path} does not exist; the {name} credential (or environment variable) is used "
+                "instead: fix or remove the setting",
+                warning=True,
+            )
     if "dvm_key" in found:
         try:
             key = parse_secret(found["dvm_key"])
@@ -145,11 +145,14 @@ def _templates(settings: Settings, report: Report) -> None:
         return
     try:
         context = TemplateContext(mail.link_template, mail.support_url, mail.code_in_subject)
-        templates = Templates(context, directory)
-        for kind, params in SAMPLE_PARAMS.items():
-            templates.render(kind, "user@example.org", params, 1_800_000_000)
-    except (ConfigError, OSError) as exc:
+        templates = Templates(context, directory)  # every file of every language, checked
+        for lang in [None, *templates.languages]:
+            for spec in SPECS.values():
+                templates.render(spec.kind, "user@example.org", dict(spec.sample), SAMPLE_AT, lang)
+    except (ConfigError, OSError, UnicodeDecodeError) as exc:
         report.add("mail.templates_dir", str(exc))
+        return
+    report.facts["mail languages"] = ["default", *templates.languages]
 
 
 def _store(settings: Settings, report: Report) -> None:
@@ -269,9 +272,13 @@ async def _relay(url: str, kind: int, pubkey: str, report: Report) -> None:
 # --- output -----------------------------------------------------------------------------------
 
 
-def run(config: str | None, *, connect: bool = False, as_json: bool = False) -> int:
-    """Print the report (a line per problem and per connection) and return the exit code."""
+def run(
+    config: str | None, *, connect: bool = False, as_json: bool = False, before: Sequence[Problem] = ()
+) -> int:
+    """Print the report (a line per problem and per connection) and return the exit code;
+    ``before``: problems the command line itself had (``--credentials-dir``)."""
     report = check(config, connect=connect)
+    report.problems[:0] = before
     if as_json:
         data = {
             "ok": not report.errors,

@@ -24,10 +24,18 @@ import orjson
 
 from dvm import __version__, checks, logformat
 from dvm.admin.commands import COMMANDS
-from dvm.config import load_relays, operator_error, optional_secret, read_secret
+from dvm.config import Problem, load_relays, operator_error, optional_secret, read_secret
 from dvm.daemon import Daemon, Secrets
-from dvm.errors import ConfigError, DVMError
-from dvm.invocation import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Invocation, global_options, pass_invocation
+from dvm.errors import ConfigError, DVMError, InvalidValue
+from dvm.invocation import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Group,
+    Invocation,
+    global_options,
+    pass_invocation,
+)
 from dvm.keyfile import parse_secret, write_new_key
 from dvm.nostr import bech32
 from dvm.protocol.announcement import nip05_document
@@ -37,7 +45,7 @@ from dvm.store.database import DATABASE_ERRORS
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="sigit-dvm", message="%(prog)s %(version)s")
 @global_options
 def cli() -> None:
@@ -147,7 +155,8 @@ def check_config(inv: Invocation, as_json: bool, connect: bool) -> int:
     Example:
         sigit-dvm --config /etc/sigit-dvm/sigit-dvm.toml check-config --connect
     """
-    return checks.run(inv.config_path(), connect=connect, as_json=as_json)
+    before = [Problem("--credentials-dir", inv.credentials_error)] if inv.credentials_error else []
+    return checks.run(inv.config_path(), connect=connect, as_json=as_json, before=before)
 
 
 @cli.command("migrate")
@@ -165,7 +174,7 @@ def migrate(inv: Invocation, as_json: bool) -> None:
     Example:
         sigit-dvm --config /etc/sigit-dvm/sigit-dvm.toml migrate
     """
-    settings = inv.settings()
+    settings = inv.site_settings()
     store = settings.store
     path = settings.path(store.path)
     password = optional_secret("store_password", store.password_file, settings) if store.url else ""
@@ -208,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILURE
         except DVMError as exc:
             click.echo(f"sigit-dvm: {exc}", err=True)
-            return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
+            return EXIT_USAGE if isinstance(exc, ConfigError | InvalidValue) else EXIT_FAILURE
         except DATABASE_ERRORS as exc:
             click.echo(f"sigit-dvm: database: {exc}", err=True)
             return EXIT_FAILURE

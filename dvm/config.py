@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
@@ -171,6 +172,8 @@ class HealthSettings:
     listen: str = ""  # "" (off), "PORT" (127.0.0.1) or "HOST:PORT"
     max_mail_backlog_s: int = 900
     probe_interval_s: float = 5.0
+    max_connections: int = 16  # served at once; more are closed unanswered (no thread per client)
+    request_timeout_s: float = 5.0  # to send a whole request and take the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,11 +225,11 @@ CHOICES: dict[tuple[str, str], frozenset[str]] = {
 
 RENAMED = {
     "service.code_failures_free_per_day": (
-        "replaced in 0.8 by service.code_failures_free (wrong codes within service.code_failure_window_s, "
+        "replaced in 0.2.0 by service.code_failures_free (wrong codes within service.code_failure_window_s, "
         "7 days by default, before a mailbox's codes turn long)"
     ),
     "service.code_failure_backoff_s": (
-        "removed in 0.8: wrong codes no longer delay anyone's codes (they turn long)"
+        "removed in 0.2.0: wrong codes no longer delay anyone's codes (they turn long)"
     ),
 }
 """Settings of earlier versions, with what an operator should do about each."""
@@ -275,6 +278,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "daemon.refusal_replies_per_s": (0.001, 10_000),
     "health.max_mail_backlog_s": (10, 7 * DAY_S),
     "health.probe_interval_s": (0.1, 300),
+    "health.max_connections": (1, 1024),
+    "health.request_timeout_s": (0.1, 300),
     "retention.interval_s": (1, DAY_S),
     "retention.request_keep_s": (0, 3650 * DAY_S),
     "retention.mail_s": (60, 3650 * DAY_S),
@@ -347,7 +352,7 @@ def read_settings(
         name: _section(name, cls, data.get(name, {}), environ, problems) for name, cls in SECTIONS.items()
     }
     settings = Settings(**sections, base_dir=base_dir)
-    return settings, problems + validate(settings)
+    return settings, problems + validate(settings) + environment_problems(environ)
 
 
 def _section(name: str, cls: type, table: object, environ: Mapping[str, str], problems: list[Problem]) -> Any:
@@ -419,10 +424,79 @@ def validate(settings: Settings) -> list[Problem]:
             low, high = bounds
             if not low <= value <= high:
                 problems.append(
-                    Problem(f"{name}.{f.name}", f"must be between {low:g} and {high:g} (got {value})")
+                    Problem(
+                        f"{name}.{f.name}",
+                        f"must be between {_number(low)} and {_number(high)} (got {value})",
+                    )
                 )
     problems.extend(_meaning(settings))
+    problems.extend(_operator_slips(settings))
     return problems
+
+
+def _number(value: float) -> str:
+    """A bound as written in the settings: ``315360000``, ``0.05`` (never ``3.1536e+08``)."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def _operator_slips(settings: Settings) -> list[Problem]:
+    """Settings that load but would not do what their writer meant (issue 25's check-config misses)."""
+    out: list[Problem] = []
+    mail, store = settings.mail, settings.store
+    others = sorted(set(_PLACEHOLDER.findall(mail.link_template)) - {"{code}"})
+    if others:
+        out.append(
+            Problem(
+                "mail.link_template",
+                f"only {{code}} is filled in; {others[0]} would reach users as it is written "
+                "(and an address in a link would leak it to the website's logs)",
+            )
+        )
+    if "<" in mail.from_address or " " in mail.from_address.strip():
+        out.append(
+            Problem(
+                "mail.from_address",
+                f"is the address alone ({mail.from_address!r} looks like 'Name <address>'): put the "
+                "name in mail.from_name",
+            )
+        )
+    if store.url:
+        try:
+            parts = urlsplit(store.url)
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError as exc:
+            out.append(Problem("store.url", f"is not a valid URL ({exc}): {store.redacted_url()}"))
+        else:
+            if parts.password:
+                out.append(
+                    Problem(
+                        "store.url",
+                        "holds a password, and the settings file is readable by every user: use "
+                        "store.password_file or the store_password credential instead",
+                    )
+                )
+    return out
+
+
+def environment_problems(environ: Mapping[str, str]) -> list[Problem]:
+    """``SIGIT_*`` variables that name nothing: a typo (``SIGIT_MAIL_HOSTT``) would otherwise
+    leave the setting it meant at its default, silently. One naming a known section is an error,
+    as an unknown setting in the file is; any other a warning."""
+    known = {ENV_PREFIX + "CONFIG"} | {f"{ENV_PREFIX}{name}".upper() for name in SECRETS}
+    for section, cls in SECTIONS.items():
+        known |= {f"{ENV_PREFIX}{section}_{f.name}".upper() for f in dataclasses.fields(cls)}
+    out = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        section = name.removeprefix(ENV_PREFIX).split("_", 1)[0].lower()
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        out.append(Problem(name, f"unknown environment variable{hint}", warning=section not in SECTIONS))
+    return out
 
 
 def _meaning(settings: Settings) -> list[Problem]:
@@ -450,6 +524,8 @@ def _meaning(settings: Settings) -> list[Problem]:
         ("mail.from_address", mail.from_address, True),
         ("mail.reply_to", mail.reply_to, False),
     ):
+        if "<" in address:  # a display name: _operator_slips says where it goes
+            continue
         if address or required:
             try:
                 normalise_email(

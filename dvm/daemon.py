@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from dvm import health
+from dvm import __version__, health
 from dvm.backoff import Backoff
 from dvm.config import Settings, load_relays, optional_secret, read_secret
 from dvm.errors import ConfigError, DVMError
@@ -236,7 +236,9 @@ class Daemon:
             self._spawn(self._watchdog(self.notifier.watchdog_interval_s))
         await self.reload_relays()
         self.notifier.notify("READY=1", f"STATUS=serving as {self.service.pubkey[:16]}")
-        log.info("sigit-dvm serving as %s on %d relay(s)", self.service.pubkey, len(self.pool.urls))
+        log.info(
+            "sigit-dvm %s serving as %s on %d relay(s)", __version__, self.service.pubkey, len(self.pool.urls)
+        )
 
     def _lock_database(self) -> None:
         """One daemon per SQLite file: a second one would take over the first one's mail claims.

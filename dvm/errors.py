@@ -25,6 +25,11 @@ class AdminError(DVMError):
     """An admin command that cannot be done: not found, wrong state, ambiguous prefix (exit 1)."""
 
 
+class InvalidValue(AdminError):
+    """A value typed on the command line that can never be right (an address that is no address):
+    bad usage, exit 2, as click's own refusals."""
+
+
 # --- Nostr layer: the input is malformed or forged --------------------------------------------
 
 

@@ -1,12 +1,15 @@
 """An optional HTTP listener for operators: ``/healthz``, ``/readyz`` and ``/metrics``.
 
-Off unless ``health.listen`` is set; on 127.0.0.1 unless a host is given. The server is the
-standard library's WSGI server on a thread of its own, with ``prometheus_client``'s exposition
-app for ``/metrics``; it never touches the daemon's state. A monitor task on the event loop
-evaluates the readiness checks it is given (the database, relays, mail) and refreshes the
-sampled gauges every ``health.probe_interval_s``; the thread only reads the last results.
+Off unless ``health.listen`` is set; on 127.0.0.1 unless a host is given. The server is a small
+HTTP/1.1 responder on the event loop (asyncio streams; ``prometheus_client`` writes
+``/metrics``): no thread, a bounded number of connections (``health.max_connections``) and a
+deadline per request (``health.request_timeout_s``), so idle or slow clients cannot pile up
+threads or sockets. A monitor task evaluates the readiness checks it is given (the database,
+relays, mail) and refreshes the sampled gauges every ``health.probe_interval_s``; requests only
+read the last results.
 
-- ``/healthz``: 200 while the event loop runs the monitor on time (liveness), else 503.
+- ``/healthz``: 200 while the monitor runs on time (liveness), else 503; a blocked event loop
+  does not answer at all, which a probe's timeout reports the same way.
 - ``/readyz``: 200 when every check passes, else 503; a line per check either way.
 - ``/metrics``: the Prometheus text format.
 """
@@ -16,20 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
-from wsgiref.types import StartResponse, WSGIEnvironment
 
-from prometheus_client import make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dvm.config import HealthSettings, listen_address
 from dvm.errors import DVMError
 from dvm.metrics import Metrics
+from dvm.outage import one_line
 from dvm.store.database import DATABASE_ERRORS, Store, immediate
 
 log = logging.getLogger("sigit.health")
@@ -77,6 +77,7 @@ class Monitor:
                 problem = await check()
             except Exception as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+            problem = one_line(problem)  # /readyz is a line per check
             self.metrics.check_ok.labels(name).set(0 if problem else 1)
             lines.append(f"{name}: {problem or 'ok'}")
             ready = ready and not problem
@@ -95,62 +96,122 @@ class Monitor:
         return time.monotonic() - self.last.at < STALL_FACTOR * self.interval_s + 1.0
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes every few seconds would flood the journal."""
-
-
 class HealthServer:
-    """The listener's thread. ``start`` binds (a clear error if it cannot), ``close`` stops it."""
+    """The listener, on the event loop: ``start`` binds (a clear error if it cannot), ``close``
+    stops it.
 
-    def __init__(self, address: tuple[str, int], monitor: Monitor, metrics: Metrics) -> None:
+    Each connection is one request and one answer (``Connection: close``). At most
+    ``max_connections`` are served at once; one more is closed at once, unanswered. A request
+    must arrive whole within ``request_timeout_s`` and its answer be taken within as long, so
+    clients that connect and stay silent (or read nothing) hold a slot for that long at most and
+    cost no thread at all: 300 half-sent requests are 300 sockets, most of them closed at once.
+    """
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        monitor: Monitor,
+        metrics: Metrics,
+        *,
+        max_connections: int = 16,
+        request_timeout_s: float = 5.0,
+    ) -> None:
         self.address = address
         self.monitor = monitor
-        self._metrics_app = make_wsgi_app(metrics.registry)
-        self._server: ThreadingWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self.metrics = metrics
+        self.max_connections = max_connections
+        self.request_timeout_s = request_timeout_s
+        self.active = 0  # connections being served now
+        self.refused = 0  # connections closed unanswered: over the limit
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
-        return self._server.server_port if self._server is not None else 0
+        if self._server is None or not self._server.sockets:
+            return 0
+        return int(self._server.sockets[0].getsockname()[1])
 
-    def start(self) -> None:
+    async def start(self) -> None:
         host, port = self.address
         try:
-            self._server = make_server(host, port, self.app, ThreadingWSGIServer, handler_class=_QuietHandler)
+            self._server = await asyncio.start_server(self._connection, host, port, limit=MAX_REQUEST_BYTES)
         except OSError as exc:
             raise DVMError(f"health.listen {host}:{port}: {exc.strerror}") from exc
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
-        self._thread.start()
         log.info("health and metrics on http://%s:%d/ (healthz, readyz, metrics)", host, self.port)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
+            for task in list(self._handlers):
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+            await self._server.wait_closed()
             self._server = None
 
-    def app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.active >= self.max_connections:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        self.active += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        answered = False
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                head = await reader.readuntil(b"\r\n\r\n")
+                status, headers, body = self.answer(head)
+                writer.write(_response(status, headers, body))
+                await writer.drain()
+                answered = True
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass  # a slow, silent, oversized or vanished client: nothing more for it
+        finally:
+            self.active -= 1
+            if task is not None:
+                self._handlers.discard(task)
+            if answered:
+                writer.close()  # the answer is written out; then the socket closes
+            else:
+                writer.transport.abort()  # drop whatever it did not take
+
+    def answer(self, head: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Status, headers and body for a request's head (its request line and headers)."""
+        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return "400 Bad Request", _TEXT, b"bad request\n"
+        method, target = parts[0], parts[1]
+        if method not in ("GET", "HEAD"):
+            return "405 Method Not Allowed", [*_TEXT, ("Allow", "GET, HEAD")], b"only GET and HEAD\n"
+        path = target.split("?", 1)[0]
         if path == "/metrics":
-            return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            body = generate_latest(self.metrics.registry)
+            return "200 OK", [("Content-Type", CONTENT_TYPE_LATEST)], b"" if method == "HEAD" else body
         if path == "/healthz":
             alive = self.monitor.alive()
-            return _text(start_response, alive, "ok\n" if alive else "event loop stalled\n")
+            return _status(alive), _TEXT, b"ok\n" if alive else b"event loop stalled\n"
         if path == "/readyz":
             last = self.monitor.last
-            return _text(start_response, last.ready, "".join(f"{line}\n" for line in last.lines))
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"not found: try /healthz, /readyz or /metrics\n"]
+            return _status(last.ready), _TEXT, "".join(f"{line}\n" for line in last.lines).encode()
+        return "404 Not Found", _TEXT, b"not found: try /healthz, /readyz or /metrics\n"
 
 
-def _text(start_response: StartResponse, ok: bool, body: str) -> list[bytes]:
-    data = body.encode()
-    status = "200 OK" if ok else "503 Service Unavailable"
-    start_response(
-        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
-    )
-    return [data]
+MAX_REQUEST_BYTES = 8192
+"""The longest request head (request line and headers) read; a longer one is not answered."""
+_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
+
+
+def _status(ok: bool) -> str:
+    return "200 OK" if ok else "503 Service Unavailable"
+
+
+def _response(status: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers)]
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + body
 
 
 # --- the daemon's checks and samplers ---------------------------------------------------------
@@ -183,11 +244,17 @@ class Health:
     def __init__(self, settings: HealthSettings, monitor: Monitor, address: tuple[str, int]) -> None:
         self.settings = settings
         self.monitor = monitor
-        self.server = HealthServer(address, monitor, monitor.metrics)
+        self.server = HealthServer(
+            address,
+            monitor,
+            monitor.metrics,
+            max_connections=settings.max_connections,
+            request_timeout_s=settings.request_timeout_s,
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.server.start()
+        await self.server.start()
         await self.monitor.evaluate()
         self._task = asyncio.ensure_future(self.monitor.run())
 
@@ -200,7 +267,7 @@ class Health:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.to_thread(self.server.close)
+        await self.server.close()
 
 
 def for_daemon(daemon: Any, metrics: Metrics) -> Health | None:
@@ -214,6 +281,7 @@ def for_daemon(daemon: Any, metrics: Metrics) -> Health | None:
         return None
     db: Store = daemon.db
     backlog_max_s = settings.health.max_mail_backlog_s
+    private = settings.service.private_mode  # mail kinds would tell accounts apart on a scrape
     count_every_s = MAIL_COUNT_PROBES * settings.health.probe_interval_s
     state = {"oldest_queued_age_s": 0.0, "counted_at": -count_every_s}
 
@@ -229,7 +297,7 @@ def for_daemon(daemon: Any, metrics: Metrics) -> Health | None:
     async def sample_mail() -> None:
         now = int(time.time())
         if time.monotonic() - state["counted_at"] >= count_every_s:
-            metrics.mail_rows(await db.run(_mail_counts))
+            metrics.mail_rows(await db.run(_mail_counts), private=private)
             state["counted_at"] = time.monotonic()
         queued, oldest = await db.run(_mail_backlog)
         metrics.mail_backlog.set(queued)

@@ -29,6 +29,8 @@ from dvm.admin import render
 from dvm.config import Settings, load_settings, optional_secret, read_secret, use_credentials_dir
 from dvm.errors import AdminError, ConfigError
 from dvm.store import backends
+from dvm.store.database import SCHEMA_VERSION
+from dvm.store.sealed import ParamsSeal
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "sigit-dvm.toml"
@@ -46,6 +48,7 @@ class Invocation:
     actor: str | None = None
     output_format: str | None = None  # given on a group (``sigit-dvm users --json list``)
     now: int = field(default_factory=lambda: int(time.time()))
+    credentials_error: str = ""  # --credentials-dir named no directory: said when secrets are read
     _settings: Settings | None = None
     _conn: sqlite3.Connection | None = None
 
@@ -57,17 +60,35 @@ class Invocation:
         return path
 
     def settings(self) -> Settings:
+        if self.credentials_error:
+            raise ConfigError(self.credentials_error)
         if self._settings is None:
             self._settings = load_settings(self.config_path())
         return self._settings
 
+    def site_settings(self) -> Settings:
+        """The settings of a command that works on the database: from a file, never the defaults
+        alone (they would name ./sigit-dvm.sqlite3 wherever the command happens to run)."""
+        if self.config_path() is None:
+            raise ConfigError(
+                "no settings file: give --config PATH or set $SIGIT_CONFIG "
+                f"(or run where ./{DEFAULT_CONFIG} is)"
+            )
+        return self.settings()
+
     def db(self) -> sqlite3.Connection:
-        """The live database (it must exist: admin commands never create one)."""
+        """The live database at this version's schema. Admin commands never create a database nor
+        change its schema (only ``migrate`` and the daemon do): a daemon of another version may be
+        running on it."""
         if self._conn is None:
-            settings = self.settings()
+            settings = self.site_settings()
             path = settings.path(settings.store.path)
+            where = settings.store.redacted_url() if settings.store.url else str(path)
             if not settings.store.url and not path.exists():
-                raise AdminError(f"no database at {path}")
+                raise AdminError(f"no database at {path} (store.path in {self.config_path()})")
+            version = backends.version_of(settings.store.url, path, self.store_password())
+            if version != SCHEMA_VERSION:
+                raise AdminError(schema_mismatch(where, version))
             self._conn = backends.connect_any(settings.store.url, path, self.store_password())
         return self._conn
 
@@ -80,18 +101,42 @@ class Invocation:
         """The actor for the audit log: ``--actor``, else ``$SUDO_USER``, else the login name."""
         return self.actor or os.environ.get("SUDO_USER") or _login_name()
 
-    def context(self, *, needs_code_secret: bool = False) -> Context:
-        """What the state machine's ``admin_*`` functions need; the code secret only to mail a code."""
+    def context(self, *, mails: bool) -> Context:
+        """What the state machine's ``admin_*`` functions need. ``mails``: the command may queue
+        mail (a code or a notice), whose values are sealed with a key derived from the code
+        secret, as the daemon seals them: without the real secret the worker could not open
+        them and would dead-letter the mail. Commands that mail nobody do not need the secret."""
         settings = self.settings()
         secret = b""
-        if needs_code_secret:
+        if mails:
             secret = read_secret("code_secret", settings.daemon.code_secret_file, settings).encode()
         return Context(self.now, secrets.token_bytes, settings.service.rules().accounts, secret)
+
+    def mail_seal(self) -> ParamsSeal:
+        """What seals and opens queued mail's values: the daemon's, from the code secret."""
+        settings = self.settings()
+        return ParamsSeal(read_secret("code_secret", settings.daemon.code_secret_file, settings).encode())
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def schema_mismatch(where: str, version: int) -> str:
+    """Why an admin command will not work on a database of another schema, and what to do."""
+    if version == 0:
+        return f"{where} has no sigit-dvm schema yet: run 'sigit-dvm migrate' (or start the daemon) first"
+    if version < SCHEMA_VERSION:
+        return (
+            f"{where} has schema {version}, older than this sigit-dvm's ({SCHEMA_VERSION}); admin "
+            "commands do not upgrade it. Upgrade with 'sigit-dvm migrate' when the daemon is upgraded "
+            'too (an older daemon refuses a newer schema): docs/operations.md, "Upgrades"'
+        )
+    return (
+        f"{where} has schema {version}, newer than this sigit-dvm's ({SCHEMA_VERSION}): "
+        "use the sigit-dvm the daemon runs"
+    )
 
 
 def _login_name() -> str:
@@ -121,9 +166,24 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, str | None
     return callback
 
 
+def _one_format(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """``--json``, ``--csv`` and ``--nl`` exclude each other, wherever on the line they are."""
+    if value:
+        inv, wanted = current(), str(param.name)
+        if inv.output_format not in (None, wanted):
+            raise click.UsageError(
+                f"--{inv.output_format} and --{wanted} together: give one output format", ctx
+            )
+        inv.output_format = wanted
+    return value
+
+
 def _credentials_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value is not None:
-        use_credentials_dir(value)
+        try:
+            use_credentials_dir(value)
+        except ConfigError as exc:  # told by the command (check-config: as one of its problems)
+            current().credentials_error = str(exc)
 
 
 def global_options(f: Callable[P, R]) -> Callable[P, R]:
@@ -171,16 +231,18 @@ _FORMAT_HELP = {
 
 def output_options(f: Callable[..., render.Output]) -> Callable[..., None]:
     """``--json``, ``--csv`` and ``--nl`` for a command returning a :mod:`~dvm.admin.render` value;
-    without one, the format given on its group, else a table."""
+    without one, the format given on its group, else a table. Two different ones are refused."""
 
     @functools.wraps(f)
-    def wrapper(*args: Any, output_format: str | None = None, **kwargs: Any) -> None:
+    def wrapper(*args: Any, **kwargs: Any) -> None:
         result = f(*args, **kwargs)
         inv = current()
-        click.echo(render.render(result, output_format or inv.output_format or "table", inv.now))
+        click.echo(render.render(result, inv.output_format or "table", inv.now))
 
     for fmt in reversed(_FORMAT_HELP):
-        wrapper = click.option(f"--{fmt}", "output_format", flag_value=fmt, help=_FORMAT_HELP[fmt])(wrapper)
+        wrapper = click.option(
+            f"--{fmt}", fmt, is_flag=True, expose_value=False, callback=_one_format, help=_FORMAT_HELP[fmt]
+        )(wrapper)
     return wrapper
 
 
@@ -189,13 +251,28 @@ def group_output_options(f: Callable[P, R]) -> Callable[P, R]:
     for fmt in reversed(_FORMAT_HELP):
         f = click.option(
             f"--{fmt}",
-            "group_output_format",
-            flag_value=fmt,
+            fmt,
+            is_flag=True,
             expose_value=False,
-            callback=_remember("output_format"),
+            callback=_one_format,
             help=_FORMAT_HELP[fmt] + " (for the command that follows)",
         )(f)
     return f
+
+
+class Group(click.Group):
+    """A group whose command list shows each command's whole first sentence, wrapped, where
+    click would cut it at the terminal's width ("Erase a user (GDPR): account, sessions,...")."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def confirm(yes: bool, what: str) -> None:
@@ -219,10 +296,9 @@ class Duration(click.ParamType[int, Any]):
         text = str(value).strip().lower()
         unit = self._UNITS.get(text[-1:], 0)
         number = text[:-1] if unit else text
-        try:
-            return int(number) * (unit or 1)
-        except ValueError:
+        if not number.isdigit():  # no sign: a negative duration reaches into the future
             self.fail(f"{value!r} is not a duration (seconds, or a number with s, m, h or d)", param, ctx)
+        return int(number) * (unit or 1)
 
 
 DURATION = Duration()

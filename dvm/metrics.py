@@ -4,17 +4,26 @@ sampled gauges (relays, queue depth, mail backlog) from the event loop.
 
 Label values are bounded: methods and outcomes come from the protocol's fixed lists (anything
 else is counted as ``other``), relays from the operator's relays.toml, mail kinds from
-``MailKind``.
+``MailKind``. In private mode the mail kinds are not told apart (see :meth:`Metrics.mail_rows`).
+
+Counters and histograms carry no ``_created`` samples (each came with a HELP line of its own
+and doubled the exposition); the process's own figures (``process_*``: memory, CPU, open
+files) and ``sigit_build_info`` (the version) are included.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
+from dvm import __version__
 from dvm.errors import error_codes
 from dvm.protocol.methods import Method
+
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DB_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -22,10 +31,23 @@ _METHODS = frozenset(m.value for m in Method) | {"-"}
 _OUTCOMES = frozenset(error_codes()) | {"ok"}
 
 
+def private_kind(kind: str) -> str:
+    """The ``kind`` label in private mode: ``code`` for every code mail, ``notice`` for the rest."""
+    return "code" if kind.endswith("_code") else "notice"
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, ..._cpu_seconds_total, ...
+        self.build_info = Gauge(
+            "sigit_build_info",
+            "Always 1; the labels say which sigit-dvm runs (version), on which Python",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         self.requests = Counter(
             "sigit_requests",
             "Requests answered, by method and outcome",
@@ -129,10 +151,21 @@ class Metrics:
 
     # --- sampled by dvm.health -------------------------------------------------------------
 
-    def mail_rows(self, rows: Sequence[tuple[str, str, int, int]]) -> None:
-        """``(kind, status, rows, retried)`` per kind and status, as counted in the outbox."""
+    def mail_rows(self, rows: Sequence[tuple[str, str, int, int]], *, private: bool = False) -> None:
+        """``(kind, status, rows, retried)`` per kind and status, as counted in the outbox.
+
+        ``private`` (private mode): kinds are grouped as ``code`` and ``notice``. Otherwise a
+        stranger's request for an address would show on a scrape as a ``login_code`` (it has an
+        account) or a ``signup_code`` (it has none): the oracle private mode exists to close
+        (issue 23)."""
+        totals: dict[tuple[str, str], list[int]] = {}
+        for kind, status, count, retried in rows:
+            shown = private_kind(kind) if private else kind
+            total = totals.setdefault((shown, status), [0, 0])
+            total[0] += count
+            total[1] += retried
         self.mail_outbox.clear()
         self.mail_retried.clear()
-        for kind, status, count, retried in rows:
+        for (kind, status), (count, retried) in totals.items():
             self.mail_outbox.labels(kind, status).set(count)
             self.mail_retried.labels(kind, status).set(retried)

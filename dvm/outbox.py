@@ -23,6 +23,7 @@ class OutboxMail:
     params: str  # sealed (dvm.store.sealed): opened only to build the message
     attempts: int
     created_at: int
+    lang: str = ""  # the templates' language (BCP 47), "" for the default
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from dvm.protocol.intake import Incoming, addressed_to
 from dvm.ratelimit import KeyRateLimiter
 from dvm.service import AccountService, Answer
 from dvm.store import repository
-from dvm.store.database import Store
+from dvm.store.database import Store, unavailable
 from dvm.store.writebehind import WriteBehind
 
 log = logging.getLogger("sigit.pipeline")
@@ -197,12 +197,15 @@ class Pipeline:
                 self.metrics.batch_failed()
                 self._failures += 1
                 delay = FAILED_BATCH_BACKOFF.delay(min(self._failures, 16) - 1)
-                log.error(
+                expected = unavailable(exc)  # the store logs the outage once; a bug gets its traceback
+                log.log(
+                    logging.DEBUG if expected else logging.ERROR,
                     "batch of %d request(s) failed (%s: %s); retrying in %.1f s",
                     len(items),
                     type(exc).__name__,
                     exc,
                     delay,
+                    exc_info=not expected,
                 )
                 self._spawn(self._requeue(items, delay))
             finally:

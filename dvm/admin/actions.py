@@ -17,11 +17,11 @@ from dvm.accounts.decision import Decision, Failure
 from dvm.accounts.machine import Context
 from dvm.accounts.rows import SessionRow, UserRow
 from dvm.admin import lookup
-from dvm.errors import AdminError, RequestError
+from dvm.errors import AdminError, InvalidValue, RequestError
 from dvm.protocol.email_address import canonical_mailbox, normalise_email
 from dvm.store import repository
 from dvm.store.database import dialect, immediate
-from dvm.store.sealed import ParamsSeal
+from dvm.store.sealed import ParamsSeal, UnsealError
 
 
 def audit(
@@ -43,6 +43,9 @@ def audit(
 def _apply(conn: sqlite3.Connection, decision: Decision, ctx: Context) -> None:
     if isinstance(decision.reply, Failure):
         raise AdminError(decision.reply.message)
+    if decision.mails and not ctx.code_secret:
+        # Sealed under an empty secret, the mail would be dead-lettered by every worker (issue 25).
+        raise AdminError("this action queues mail: it needs the code secret (a command's context bug)")
     repository.apply_writes(conn, decision.writes)
     for mail in decision.mails:
         repository.queue_mail(conn, mail, ctx.rng(16).hex(), None, ctx.now, seal=ParamsSeal(ctx.code_secret))
@@ -94,7 +97,7 @@ def change_email(conn: sqlite3.Connection, user_ref: str, new_email: str, ctx: C
     try:
         email = normalise_email(new_email)
     except RequestError as exc:
-        raise AdminError(exc.message) from exc
+        raise InvalidValue(f"{new_email!r} is not a valid address: {exc.message}") from exc
     with immediate(conn):
         user = lookup.user(conn, user_ref)
         if repository.is_blocked(conn, email):
@@ -181,11 +184,11 @@ def block_target(raw: str) -> tuple[str, str]:
         try:
             return canonical_mailbox(normalise_email(text)), "address"
         except RequestError as exc:
-            raise AdminError(f"{raw!r} is not a valid address: {exc.message}") from exc
+            raise InvalidValue(f"{raw!r} is not a valid address: {exc.message}") from exc
     try:
         address = normalise_email(f"x@{text.lstrip('@')}")
     except RequestError as exc:
-        raise AdminError(f"{raw!r} is neither an address nor a domain") from exc
+        raise InvalidValue(f"{raw!r} is neither an address nor a domain") from exc
     return address.partition("@")[2], "domain"
 
 
@@ -232,22 +235,50 @@ def purge_audit(conn: sqlite3.Connection, now: int, older_than_s: int, actor: st
     return int(count)
 
 
-def retry_mail(conn: sqlite3.Connection, mail_id: int, now: int, actor: str) -> None:
-    """Queue a dead letter again (not code emails: their code was scrubbed; resend a code instead)."""
+def retry_mail(conn: sqlite3.Connection, mail_id: int, now: int, actor: str, seal: ParamsSeal) -> bool:
+    """Queue a dead letter again (not code emails: their code was scrubbed; resend a code instead).
+
+    Its values must open with ``seal`` (the code secret's), or it would only die again. A notice
+    that sigit-dvm 0.1's admin CLI sealed with an empty secret (issue 25) is sealed again with the
+    real one: True when that was done."""
     with immediate(conn):
-        row = conn.execute("SELECT status, kind, user_id FROM mail WHERE id = ?", (mail_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status, kind, user_id, params, message_id FROM mail WHERE id = ?", (mail_id,)
+        ).fetchone()
         if row is None:
             raise AdminError(f"no mail {mail_id}")
-        if row[0] != "dead":
-            raise AdminError(f"mail {mail_id} is {row[0]}, not dead")
-        if row[1].endswith("_code"):
+        status, kind, user_id, params, token = row
+        if status != "dead":
+            raise AdminError(f"mail {mail_id} is {status}, not dead")
+        if kind.endswith("_code"):
             raise AdminError("code emails cannot be re-sent (the code is gone); use 'sessions resend-code'")
+        resealed = False
+        try:
+            seal.open(params, token)
+        except UnsealError:
+            try:
+                params = seal.seal(ParamsSeal(b"").open(params, token), token)
+            except UnsealError as exc:
+                raise AdminError(
+                    f"mail {mail_id}'s values do not open with this code secret (sealed under another "
+                    "one); it cannot be sent"
+                ) from exc
+            resealed = True
         conn.execute(
-            "UPDATE mail SET status = 'queued', attempts = 0, next_attempt_at = ?, last_error = '' "
-            "WHERE id = ?",
-            (now, mail_id),
+            "UPDATE mail SET status = 'queued', attempts = 0, next_attempt_at = ?, last_error = '', "
+            "params = ? WHERE id = ?",
+            (now, params, mail_id),
         )
-        audit(conn, now, actor, "retry-mail", str(mail_id), row[1], row[2])
+        audit(
+            conn,
+            now,
+            actor,
+            "retry-mail",
+            str(mail_id),
+            kind + (" (sealed again)" if resealed else ""),
+            user_id,
+        )
+    return resealed
 
 
 def purge_requests(

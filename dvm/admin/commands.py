@@ -14,14 +14,17 @@ import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import click
 
+from dvm.accounts.decision import MailKind
 from dvm.admin import actions, lookup, queries, render
 from dvm.admin.render import Message, Output, Record, Rows
-from dvm.errors import AdminError, ConfigError, InvalidEmail, error_codes
+from dvm.errors import AdminError, ConfigError, InvalidEmail, InvalidValue, error_codes
 from dvm.invocation import (
     DURATION,
+    Group,
     Invocation,
     confirm,
     global_options,
@@ -30,15 +33,19 @@ from dvm.invocation import (
     pass_invocation,
     yes_option,
 )
+from dvm.mailer.kinds import SAMPLE_AT, SPECS
+from dvm.mailer.templates import TemplateContext, Templates, fallbacks, is_language_tag
 from dvm.protocol.email_address import normalise_email
 from dvm.protocol.methods import Method
 
 DAY_S = 86400
+COUNT = click.IntRange(min=1)
+"""A count or an id: 1 or more (``stats --days -3`` is refused, not read as a future)."""
 
 # --- sessions --------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def sessions() -> None:
@@ -54,7 +61,7 @@ def sessions() -> None:
 @click.option("--state", type=click.Choice(["pending", "verified", "consumed", "locked"]))
 @click.option("--email", metavar="PART", help="Part of the address.")
 @click.option("--older-than", type=DURATION, metavar="DURATION", help="Created at least this long ago.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -102,7 +109,8 @@ def sessions_resend_code(inv: Invocation, pubkey: str) -> Output:
     Example:
         sigit-dvm sessions resend-code 3bf0c63fcb934634
     """
-    key = actions.resend_code(inv.db(), pubkey, inv.context(needs_code_secret=True), inv.who())
+    key = lookup.session(inv.db(), pubkey)  # a bad prefix is refused before any secret is read
+    key = actions.resend_code(inv.db(), key, inv.context(mails=True), inv.who())
     return Message({"resent": key}, f"new code queued for session {key[:16]}")
 
 
@@ -118,7 +126,8 @@ def sessions_unlock(inv: Invocation, pubkey: str) -> Output:
     Example:
         sigit-dvm sessions unlock 3bf0c63fcb934634
     """
-    key = actions.unlock_session(inv.db(), pubkey, inv.context(needs_code_secret=True), inv.who())
+    key = lookup.session(inv.db(), pubkey)  # a bad prefix is refused before any secret is read
+    key = actions.unlock_session(inv.db(), key, inv.context(mails=True), inv.who())
     return Message({"unlocked": key}, f"session {key[:16]} unlocked; new code queued")
 
 
@@ -143,7 +152,7 @@ def sessions_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
 # --- users -----------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def users() -> None:
@@ -160,7 +169,7 @@ def users() -> None:
 @users.command("list")
 @click.option("--search", metavar="PART", help="Part of an address, or the start of an id or pubkey.")
 @click.option("--suspended", is_flag=True, help="Only suspended accounts.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -223,7 +232,7 @@ def users_erased(inv: Invocation, email: str) -> Output:
     try:
         address = normalise_email(email)
     except InvalidEmail as exc:
-        raise AdminError(f"{email!r} is not a valid address: {exc.message}") from exc
+        raise InvalidValue(f"{email!r} is not a valid address: {exc.message}") from exc
     found = queries.erased(inv.db(), address)
     text = f"{address}: no erased user had this address"
     if found["erased"]:
@@ -249,7 +258,7 @@ def users_change_email(inv: Invocation, user: str, email: str, yes: bool) -> Out
         sigit-dvm users change-email ana@example.org ana@example.net --yes
     """
     confirm(yes, "change a user's email")
-    new = actions.change_email(inv.db(), user, email, inv.context(), inv.who())
+    new = actions.change_email(inv.db(), user, email, inv.context(mails=True), inv.who())
     return Message({"email": new}, f"email changed to {new}; the old address was notified")
 
 
@@ -265,7 +274,7 @@ def users_suspend(inv: Invocation, user: str) -> Output:
     Example:
         sigit-dvm users suspend ana@example.org
     """
-    found = actions.suspend_user(inv.db(), user, inv.context(), inv.who())
+    found = actions.suspend_user(inv.db(), user, inv.context(mails=False), inv.who())
     return Message({"suspended": found.id}, f"user {found.id} ({found.email}) suspended")
 
 
@@ -281,7 +290,7 @@ def users_unsuspend(inv: Invocation, user: str) -> Output:
     Example:
         sigit-dvm users unsuspend ana@example.org
     """
-    found = actions.unsuspend_user(inv.db(), user, inv.context(), inv.who())
+    found = actions.unsuspend_user(inv.db(), user, inv.context(mails=False), inv.who())
     return Message({"unsuspended": found.id}, f"user {found.id} ({found.email}) unsuspended")
 
 
@@ -299,7 +308,7 @@ def users_restore_backup(inv: Invocation, user: str, yes: bool) -> Output:
         sigit-dvm users restore-backup ana@example.org --yes
     """
     confirm(yes, "restore a user's previous backup")
-    found = actions.restore_backup(inv.db(), user, inv.context(), inv.who())
+    found = actions.restore_backup(inv.db(), user, inv.context(mails=True), inv.who())
     return Message({"restored": found.id}, f"user {found.id}: previous backup restored; the owner was told")
 
 
@@ -319,7 +328,8 @@ def users_delete(inv: Invocation, user: str, no_notify: bool, yes: bool) -> Outp
         sigit-dvm users delete bo@example.org --yes
     """
     confirm(yes, "delete a user")
-    done = actions.delete_user(inv.db(), user, inv.context(), inv.who(), notify=not no_notify)
+    ctx = inv.context(mails=not no_notify)
+    done = actions.delete_user(inv.db(), user, ctx, inv.who(), notify=not no_notify)
     text = f"user {done.user_id} deleted" + ("; the owner was notified" if done.notified else "")
     if not done.checkpointed:
         text += (
@@ -333,7 +343,7 @@ def users_delete(inv: Invocation, user: str, no_notify: bool, yes: bool) -> Outp
 # --- blocks ----------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def blocks() -> None:
@@ -396,11 +406,11 @@ def blocks_remove(inv: Invocation, target: str) -> Output:
 # --- mail ------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def mail() -> None:
-    """The mail outbox: queue, dead letters, sent mail, retry, purge.
+    """The mail outbox: queue, dead letters, sent mail, retry, purge; preview a template.
 
     \b
     Example:
@@ -408,13 +418,16 @@ def mail() -> None:
     """
 
 
-def _mail_list(inv: Invocation, status: str, limit: int, last: str) -> Output:
+def _mail_list(inv: Invocation, status: str, limit: int) -> Output:
     rows = queries.mail(inv.db(), status, limit)
-    return Rows(rows, ["id", "kind", "recipient", "attempts", "created_at", last, "last_error"])
+    when = queries.MAIL_TIME_COLUMN.get(status)
+    return Rows(
+        rows, ["id", "kind", "recipient", "attempts", "created_at", *([when] if when else []), "last_error"]
+    )
 
 
 @mail.command("queue")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -425,11 +438,11 @@ def mail_queue(inv: Invocation, limit: int) -> Output:
     Example:
         sigit-dvm mail queue
     """
-    return _mail_list(inv, "queued", limit, "next_attempt_at")
+    return _mail_list(inv, "queued", limit)
 
 
 @mail.command("dead")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -440,11 +453,11 @@ def mail_dead(inv: Invocation, limit: int) -> Output:
     Example:
         sigit-dvm mail dead --json
     """
-    return _mail_list(inv, "dead", limit, "next_attempt_at")
+    return _mail_list(inv, "dead", limit)
 
 
 @mail.command("sent")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -455,11 +468,11 @@ def mail_sent(inv: Invocation, limit: int) -> Output:
     Example:
         sigit-dvm mail sent --limit 20
     """
-    return _mail_list(inv, "sent", limit, "sent_at")
+    return _mail_list(inv, "sent", limit)
 
 
 @mail.command("retry")
-@click.argument("mail_id", metavar="ID", type=int)
+@click.argument("mail_id", metavar="ID", type=COUNT)
 @output_options
 @global_options
 @pass_invocation
@@ -470,8 +483,9 @@ def mail_retry(inv: Invocation, mail_id: int) -> Output:
     Example:
         sigit-dvm mail retry 42
     """
-    actions.retry_mail(inv.db(), mail_id, inv.now, inv.who())
-    return Message({"requeued": mail_id}, f"mail {mail_id} queued again")
+    resealed = actions.retry_mail(inv.db(), mail_id, inv.now, inv.who(), inv.mail_seal())
+    note = " (its values sealed again with the code secret)" if resealed else ""
+    return Message({"requeued": mail_id, "resealed": resealed}, f"mail {mail_id} queued again{note}")
 
 
 @mail.command("purge")
@@ -492,10 +506,68 @@ def mail_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
     return Message({"purged": count}, f"purged {count} mail(s)")
 
 
+class LanguageTag(click.ParamType[str, Any]):
+    """A BCP 47 tag as the protocol takes it (``de``, ``pt-BR``)."""
+
+    name = "tag"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not is_language_tag(text):
+            self.fail(f"{value!r} is not a language tag (BCP 47, e.g. de, pt-BR)", param, ctx)
+        return text
+
+
+@mail.command("preview")
+@click.argument("kind", type=click.Choice([k.value for k in MailKind]))
+@click.option(
+    "--lang", type=LanguageTag(), help="A language (BCP 47: de, pt-BR); else the default templates."
+)
+@click.option("--to", "recipient", default="user@example.org", show_default=True, metavar="ADDRESS")
+@click.option("--html", "show_html", is_flag=True, help="Print the HTML part instead of the text.")
+@output_options
+@global_options
+@pass_invocation
+def mail_preview(inv: Invocation, kind: str, lang: str | None, recipient: str, show_html: bool) -> Output:
+    """Render one kind of mail as it would go out, with sample values and this site's templates
+    and settings (mail.templates_dir, link_template, support_url, code_in_subject); nothing is
+    sent and no database is needed. docs/operations.md lists the kinds and their placeholders.
+
+    \b
+    Example:
+        sigit-dvm mail preview signup_code --lang de
+    """
+    mail_settings = inv.settings().mail
+    directory = inv.settings().path(mail_settings.templates_dir) if mail_settings.templates_dir else None
+    context = TemplateContext(
+        mail_settings.link_template, mail_settings.support_url, mail_settings.code_in_subject
+    )
+    templates = Templates(context, directory)
+    spec = SPECS[MailKind(kind)]
+    rendered = templates.render(spec.kind, recipient, dict(spec.sample), SAMPLE_AT, lang)
+    used = next((c for c in fallbacks(lang) if c in ("", *templates.languages)), "")
+    data = {
+        "kind": kind,
+        "lang": lang,
+        "templates": used or "default",
+        "subject": rendered.subject,
+        "text": rendered.text,
+        "html": rendered.html,
+    }
+    text = (
+        rendered.html.rstrip("\n")
+        if show_html
+        else f"Subject: {rendered.subject}\n\n{rendered.text.rstrip()}"
+    )
+    if lang and used != lang.lower():
+        click.echo(f"sigit-dvm: no {lang} templates here: showing the {used or 'default'} ones", err=True)
+    return Message(data, text)
+
+
 # --- requests --------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def requests() -> None:
@@ -537,7 +609,7 @@ def requests_purge(inv: Invocation, older_than: int, yes: bool) -> Output:
 @click.command("events")
 @click.option("--outcome", type=click.Choice(["ok", *sorted(error_codes())]), help="ok or an error code.")
 @click.option("--method", type=click.Choice([m.value for m in Method]))
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=COUNT, default=50, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation
@@ -553,13 +625,13 @@ def events(inv: Invocation, outcome: str | None, method: str | None, limit: int)
 
 
 @click.command("stats")
-@click.option("--days", type=int, default=7, show_default=True)
+@click.option("--days", type=COUNT, default=7, show_default=True, help="UTC days back from today.")
 @output_options
 @global_options
 @pass_invocation
 def stats(inv: Invocation, days: int) -> Output:
-    """Per UTC day: signups, verifications, activations, logins, codes, blocked; failures; mail;
-    users, suspended users and blocks.
+    """Per UTC day: signups, codes verified, activations, login requests, codes sent, requests
+    blocked; failures; mail; users, suspended users and blocks.
 
     \b
     Example:
@@ -584,7 +656,7 @@ def stats(inv: Invocation, days: int) -> Output:
 # --- audit -----------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 @group_output_options
 @global_options
 def audit() -> None:
@@ -599,7 +671,7 @@ def audit() -> None:
 @audit.command("list")
 @click.option("--action", help="Only this action (e.g. delete-user, block).")
 @click.option("--by", "actor_filter", metavar="ACTOR", help="Only this actor.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="At most this many rows.")
 @output_options
 @global_options
 @pass_invocation

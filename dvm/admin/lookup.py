@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 
 from dvm.accounts.rows import UserRow
-from dvm.errors import AdminError, InvalidEmail
+from dvm.errors import AdminError, InvalidEmail, InvalidValue
 from dvm.protocol.email_address import normalise_email
 from dvm.store import repository
 
@@ -29,7 +29,7 @@ def user(conn: sqlite3.Connection, ref: str) -> UserRow:
         try:
             email = normalise_email(ref)
         except InvalidEmail as exc:
-            raise AdminError(f"{ref!r} is not a valid address: {exc.message}") from exc
+            raise InvalidValue(f"{ref!r} is not a valid address: {exc.message}") from exc
         found = repository.user_by_email(conn, email)
         if found is None:
             raise AdminError(f"no user with the address {email}")

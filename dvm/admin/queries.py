@@ -62,7 +62,7 @@ def user(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
     """One user as admins see it: no entropy, no backups (their sizes only), never a code.
 
     ``last_login_at`` is when a login code last matched; ``last_seen`` (SIGit's column) when the
-    account was activated or last logged in; ``last_seen_at`` when the service last
+    account was activated or last logged in; ``last_request_at`` when the service last
     answered a request from the account's key or one of its sessions' keys (while those records
     are kept)."""
     row = conn.execute(
@@ -78,7 +78,7 @@ def user(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
     data["suspended"] = data["suspended_at"] is not None
     keys = _keys(conn, user_id, data["pubkey"])
     marks = ", ".join("?" * len(keys))
-    data["last_seen_at"] = conn.execute(
+    data["last_request_at"] = conn.execute(
         f"SELECT max(processed_at) FROM requests WHERE pubkey IN ({marks})",  # noqa: S608
         keys,
     ).fetchone()[0]
@@ -104,7 +104,7 @@ USER_FIELDS = (
     "sessions",
     "last_login_at",
     "last_seen",
-    "last_seen_at",
+    "last_request_at",
     "created_at",
     "updated_at",
 )
@@ -235,9 +235,18 @@ def blocks(conn: sqlite3.Connection, limit: int = 1000) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+MAIL_TIME_COLUMN = {"queued": "next_attempt_at", "sent": "sent_at"}
+"""The one time, besides ``created_at``, that means something for mail in a status (dead mail has
+none: the outbox does not keep when it was given up)."""
+
+
 def mail(conn: sqlite3.Connection, status: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Mail in ``status``, newest first, with the time that matters for it: when it is tried next
+    (queued) or when the server accepted it (sent)."""
+    when = MAIL_TIME_COLUMN.get(status)
+    extra = f", {when}" if when else ""
     rows = conn.execute(
-        "SELECT id, kind, recipient, status, attempts, last_error, created_at, next_attempt_at, sent_at "
+        f"SELECT id, kind, recipient, status, attempts, last_error, created_at{extra} "  # noqa: S608 (fixed names)
         "FROM mail WHERE status = ? ORDER BY id DESC LIMIT ?",
         (status, limit),
     ).fetchall()
@@ -263,8 +272,11 @@ def events(
     return [dict(row) | {"published": bool(row["published"])} for row in rows]
 
 
-DAY_COUNTS = ("signups", "verifications", "activations", "logins", "codes", "blocked")
-"""Per-day counts in ``stats``; ``blocked``: requests refused with ``email_blocked``."""
+DAY_COUNTS = ("signups", "codes_verified", "activations", "login_requests", "codes_sent", "blocked")
+"""Per-day counts in ``stats``, named for what they count: ``signups`` (request_account and
+register answered ok), ``codes_verified`` (verify_code ok: signups and logins alike),
+``activations``, ``login_requests`` (request_login ok: a code asked for, not a login done),
+``codes_sent`` (code mails queued), ``blocked`` (requests refused with ``email_blocked``)."""
 
 
 def stats(conn: sqlite3.Connection, now: int, days: int = 7) -> dict[str, Any]:
@@ -274,9 +286,9 @@ def stats(conn: sqlite3.Connection, now: int, days: int = 7) -> dict[str, Any]:
     counted = {
         ("request_account", "ok"): "signups",
         ("register", "ok"): "signups",  # its activation is the verify_code that follows
-        ("verify_code", "ok"): "verifications",
+        ("verify_code", "ok"): "codes_verified",
         ("activate", "ok"): "activations",
-        ("request_login", "ok"): "logins",
+        ("request_login", "ok"): "login_requests",
     }
     for day, method, outcome, count in conn.execute(
         "SELECT date(processed_at, 'unixepoch') AS day, method, outcome, count(*) FROM requests "
@@ -292,7 +304,7 @@ def stats(conn: sqlite3.Connection, now: int, days: int = 7) -> dict[str, Any]:
         (since,),
     ):
         per_day.setdefault(day, dict.fromkeys(DAY_COUNTS, 0))
-        per_day[day]["codes"] = count
+        per_day[day]["codes_sent"] = count
     failures = dict(
         conn.execute(
             "SELECT outcome, count(*) FROM requests WHERE processed_at >= ? AND outcome <> 'ok' "

@@ -102,13 +102,17 @@ def human_time(unix: int | None, now: int) -> str:
 
 
 def machine(value: Any, key: str = "") -> Any:
-    """A copy of ``value`` with every time field in ISO 8601 UTC (nested dicts and lists too)."""
+    """A copy of ``value`` for scripts: every time field in ISO 8601 UTC, and every absent value
+    ``None`` (the database keeps some as ``""``: a pending email, a pubkey, an error), so JSON has
+    ``null`` for "none" everywhere, never ``""`` in one field and ``null`` in the next."""
     if isinstance(value, dict):
         return {k: machine(v, k) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [machine(v, key) for v in value]
     if is_time(key) and isinstance(value, int) and not isinstance(value, bool):
         return iso(value)
+    if value == "":
+        return None
     return value
 
 
@@ -156,7 +160,7 @@ def _csv_cell(value: object) -> object:
 
 
 def _cell(value: object, key: str, now: int, *, short: bool) -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"

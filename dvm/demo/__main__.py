@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -107,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--once", action="store_true", help="run the walkthrough and exit (for CI and scripts)"
     )
-    parser.add_argument("--dir", help="working directory (default: a new temporary one)")
+    parser.add_argument(
+        "--dir", help="working directory, kept (default: a new temporary one, removed at the end)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
         "--web-port", type=int, default=WEB_PORT, help=f"the signup page's port (default {WEB_PORT}; 0: any)"
     )
@@ -116,10 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     # through the cleanup below, so no relay or daemon is left running.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.default_int_handler)
+    temporary = args.dir is None  # mkdtemp: 0700, and removed at the end (it holds the DVM key)
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="sigit-demo-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     say(f"sigit-dvm demo in {workdir}")
     stack = DemoStack(workdir, web=not args.once, web_port=args.web_port)
+    failed = False
     try:
         stack.start()
         assert stack.relay is not None and stack.catcher is not None and stack.daemon is not None
@@ -150,10 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except Exception as exc:
+        failed = True
         say(f"\ndemo failed: {exc!r}; daemon log: {workdir / 'daemon.log'}")
         return 1
     finally:
         stack.stop()
+        if temporary and not args.keep and not failed:
+            shutil.rmtree(workdir, ignore_errors=True)
+            say(f"removed {workdir}")
+        elif temporary:
+            say(f"kept {workdir} ({'--keep' if args.keep else 'for its logs'}; the key in it is 0600)")
 
 
 if __name__ == "__main__":

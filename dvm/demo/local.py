@@ -24,6 +24,15 @@ def _toml_value(value: Scalar) -> str:
     return repr(value)
 
 
+def write_secret(path: Path, text: str) -> None:
+    """``text`` in a file only its owner reads, never readable by others for an instant (an
+    older file of that name is replaced)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def write_local_config(
     directory: Path,
     relay_urls: Sequence[str],
@@ -33,13 +42,12 @@ def write_local_config(
     overrides: Mapping[str, Mapping[str, Scalar]] | None = None,
     comment: str = "",
 ) -> tuple[Path, SecretKey]:
-    """Write ``dvm.key`` (0600), ``code.secret``, ``relays.toml`` and ``sigit-dvm.toml``."""
+    """Write ``dvm.key`` and ``code.secret`` (both 0600 from the start), ``relays.toml`` and
+    ``sigit-dvm.toml``."""
     directory.mkdir(parents=True, exist_ok=True)
     key = key or SecretKey.generate()
-    key_file = directory / "dvm.key"
-    key_file.write_text(key.secret_bytes().hex() + "\n")
-    key_file.chmod(0o600)
-    (directory / "code.secret").write_text(os.urandom(32).hex() + "\n")
+    write_secret(directory / "dvm.key", key.secret_bytes().hex() + "\n")
+    write_secret(directory / "code.secret", os.urandom(32).hex() + "\n")
     (directory / "relays.toml").write_text("relays = [" + ", ".join(f'"{u}"' for u in relay_urls) + "]\n")
     sections: dict[str, dict[str, Scalar]] = {
         "daemon": {"key_file": "dvm.key", "code_secret_file": "code.secret"},

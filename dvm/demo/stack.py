@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         stack.stop()
+        if args.dir is None:  # a temporary directory (with the DVM key): nothing left behind
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -28,12 +28,15 @@ from dvm.mailer.message import Outgoing
 
 
 class DeliveryError(DVMError):
-    """A message was not accepted. ``permanent`` failures are not retried."""
+    """A message was not accepted. ``permanent`` failures are not retried; ``unreachable`` ones
+    are the server's, not the message's (no connection, a timeout, a dropped session): an
+    outage that every message meets alike."""
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    def __init__(self, reason: str, *, permanent: bool, unreachable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.unreachable = unreachable
 
 
 Accepted = Callable[[], Awaitable[None]]
@@ -56,6 +59,9 @@ def classify(exc: BaseException, recipient: str = "") -> DeliveryError:
         reason = f"recipient refused: {detail}"
     elif isinstance(exc, aiosmtplib.SMTPResponseException):
         reason, permanent = f"{exc.code} {exc.message}", 500 <= exc.code < 600
+    elif isinstance(exc, UNREACHABLE):
+        reason = f"{type(exc).__name__}: {exc}"
+        return DeliveryError(redact(reason, recipient), permanent=False, unreachable=True)
     elif isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError):
         reason, permanent = f"{type(exc).__name__}: {exc}", False
     elif isinstance(exc, UnicodeError | ValueError):  # an address or message that cannot be encoded
@@ -64,6 +70,15 @@ def classify(exc: BaseException, recipient: str = "") -> DeliveryError:
         reason, permanent = f"{type(exc).__name__}: {exc}", False
     return DeliveryError(redact(reason, recipient), permanent=permanent)
 
+
+UNREACHABLE = (
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPTimeoutError,
+    OSError,
+    TimeoutError,
+)
+"""Exceptions that mean the server cannot be reached or talked to, whatever the message."""
 
 _ADDRESS = re.compile(r"<?[^\s<>()\[\],;:\"'`@]+@[^\s<>()\[\],;:\"'`@]+>?")
 
@@ -202,7 +217,9 @@ class FileBackend:
             os.replace(tmp, self.directory / f"{token}.eml")
         except OSError as exc:
             self._made = False  # the directory may have gone: make it again on the next try
-            raise DeliveryError(f"cannot write {self.directory}: {exc.strerror}", permanent=False) from exc
+            raise DeliveryError(
+                f"cannot write {self.directory}: {exc.strerror}", permanent=False, unreachable=True
+            ) from exc
         await accepted()  # nothing awaited since the write: no other message came in between
 
     async def close(self) -> None:

@@ -31,7 +31,7 @@ class MailMetrics:
 
 
 _CLAIM = (
-    "SELECT id, message_id, kind, recipient, params, attempts, created_at FROM mail "
+    "SELECT id, message_id, kind, recipient, params, attempts, created_at, lang FROM mail "
     "WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
 )
 
@@ -49,7 +49,10 @@ def claim_due(
             "UPDATE mail SET attempts = attempts + 1, next_attempt_at = ?, claimed_by = ? WHERE id = ?",
             [(now + lease_s, claimer or None, row[0]) for row in rows],
         )
-    return [OutboxMail(row[0], row[1], MailKind(row[2]), row[3], row[4], row[5] + 1, row[6]) for row in rows]
+    return [
+        OutboxMail(row[0], row[1], MailKind(row[2]), row[3], row[4], row[5] + 1, row[6], row[7])
+        for row in rows
+    ]
 
 
 def renew(conn: sqlite3.Connection, mail: OutboxMail, claimer: str, now: int, lease_s: int) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -32,8 +33,9 @@ from dvm.mailer import outbox
 from dvm.mailer.backends import Backend, DeliveryError
 from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
+from dvm.outage import Outage
 from dvm.protocol.email_address import normalise_email
-from dvm.store.database import Store
+from dvm.store.database import Store, unavailable
 from dvm.store.leases import MAX_CLOCK_SKEW_S
 from dvm.store.sealed import ParamsSeal, UnsealError
 
@@ -64,6 +66,8 @@ class MailWorker:
         self._seal = seal  # opens the sealed params of a row, only to build its message
         self._wake = asyncio.Event()
         self._fresh: list[outbox.OutboxMail] = []
+        where = "the outbox directory" if settings.backend == "file" else f"{settings.host}:{settings.port}"
+        self.server = Outage(log, f"mail server ({where})", clock=clock)  # down: one WARNING, back: INFO
         self.lease_s = int(max(60.0, 4 * settings.timeout_s))
         self.run_id = secrets.token_hex(8)  # whose claims are whose: see release_claims
         self.claim = outbox.MailClaim(self.run_id, self.lease_s)
@@ -84,8 +88,10 @@ class MailWorker:
             self._wake.set()
 
     def backoff_s(self, attempts: int) -> int:
-        """The wait before the next try of a mail tried ``attempts`` times (the one back-off)."""
-        return int(self._backoff.delay(attempts - 1))
+        """The wait before the next try of a mail tried ``attempts`` times (the one back-off), in
+        whole seconds as the outbox keeps times: at least 1 (a sub-second ``mail.retry_base_s``
+        would otherwise make a retry due at once, and one pass would spend every attempt)."""
+        return max(1, math.ceil(self._backoff.delay(attempts - 1)))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Send submitted mail as it comes and poll the outbox every ``poll_s``, until ``stopping``."""
@@ -98,8 +104,11 @@ class MailWorker:
                 if loop.time() >= next_poll:
                     await self.drain()
                     next_poll = loop.time() + self.settings.poll_s
-            except Exception:  # a database hiccup must not end mail delivery
-                log.exception("mail pass failed; retrying")
+            except Exception as exc:  # a database hiccup must not end mail delivery
+                if unavailable(exc):  # the store logs the outage, once
+                    log.debug("mail pass failed (%s); retrying", type(exc).__name__)
+                else:
+                    log.exception("mail pass failed; retrying")
                 next_poll = loop.time() + self.settings.poll_s
             if self._fresh:
                 continue
@@ -167,6 +176,7 @@ class MailWorker:
             return
 
         async def accepted() -> None:
+            self.server.ok()
             log.info("mail %d (%s) sent, attempt %d", mail.id, mail.kind, mail.attempts)
             await self._write(outbox.Outcome(mail, "sent", at=int(self._clock())))
 
@@ -191,7 +201,8 @@ class MailWorker:
                 partial(outbox.renew, mail=mail, claimer=self.run_id, now=int(now), lease_s=self.lease_s)
             )
         except Exception as exc:  # cannot tell: leave it to whoever holds it after the lease
-            log.warning("mail %d claim not renewed (%s); not sent now", mail.id, type(exc).__name__)
+            level = logging.DEBUG if unavailable(exc) else logging.WARNING
+            log.log(level, "mail %d claim not renewed (%s); not sent now", mail.id, type(exc).__name__)
             return False
         if not held:
             log.info("mail %d (%s) claimed by another sender meanwhile; not sent here", mail.id, mail.kind)
@@ -208,8 +219,12 @@ class MailWorker:
                 return
             except Exception as exc:  # locked or full: the row stays claimed under our lease
                 if not refused:
-                    log.warning(
-                        "mail %d outcome not written yet (%s); retrying", outcome.mail.id, type(exc).__name__
+                    level = logging.DEBUG if unavailable(exc) else logging.WARNING
+                    log.log(
+                        level,
+                        "mail %d outcome not written yet (%s); retrying",
+                        outcome.mail.id,
+                        type(exc).__name__,
                     )
                     refused = True
             await asyncio.sleep(WRITE_RETRY_S)
@@ -232,7 +247,7 @@ class MailWorker:
         except UnsealError as exc:
             return DeliveryError(str(exc), permanent=True)
         try:
-            rendered = self.templates.render(mail.kind, mail.recipient, params, now)
+            rendered = self.templates.render(mail.kind, mail.recipient, params, now, mail.lang or None)
             return build_message(rendered, mail.recipient, mail.message_token, self.sender, now)
         except ConfigError as exc:
             return exc
@@ -240,11 +255,16 @@ class MailWorker:
             return DeliveryError(f"cannot build the message: {type(exc).__name__}", permanent=True)
 
     def _failed(self, mail: outbox.OutboxMail, exc: DeliveryError) -> outbox.Outcome:
+        if exc.unreachable:
+            self.server.failed(exc.reason)
+        else:
+            self.server.ok()  # it answered, if only to refuse this one
         if exc.permanent or mail.attempts >= self.settings.max_attempts:
             reason = exc.reason if exc.permanent else f"gave up after {mail.attempts} attempts: {exc.reason}"
             log.warning("mail %d (%s) dead: %s", mail.id, mail.kind, reason)
             return outbox.Outcome(mail, "dead", reason)
         retry_at = int(self._clock()) + self.backoff_s(mail.attempts)
         when = datetime.fromtimestamp(retry_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        log.info("mail %d (%s) retry at %s: %s", mail.id, mail.kind, when, exc.reason)
+        level = logging.DEBUG if exc.unreachable else logging.INFO  # the outage is told once, above
+        log.log(level, "mail %d (%s) retry at %s: %s", mail.id, mail.kind, when, exc.reason)
         return outbox.Outcome(mail, "retry", exc.reason, retry_at)

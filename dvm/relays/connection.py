@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from dvm.backoff import Backoff
 from dvm.nostr.event import Event, sign_event
 from dvm.nostr.keys import SecretKey
+from dvm.outage import Outage
 from dvm.relays import messages
 
 log = logging.getLogger("sigit.relays")
@@ -72,6 +73,7 @@ class RelayConnection:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.connected = asyncio.Event()
+        self.outage = Outage(log, f"relay {url}")  # down: one WARNING, reminders, back: one INFO
         # Set at our subscription's EOSE: events published from then on come live. A relay may miss
         # an event published while it was still answering the REQ (nostr-relay's LMDB store does).
         self.caught_up = asyncio.Event()
@@ -102,7 +104,10 @@ class RelayConnection:
                     delays = self._backoff.delays()
                     await ws.send(messages.req(SUBSCRIPTION, self._make_filter()))
                     self.connected.set()
-                    log.info("relay connected %s", self.url)
+                    if self.outage.down:
+                        self.outage.ok()  # "relay ... back after N s"
+                    else:
+                        log.info("relay connected %s", self.url)
                     if self._on_connect is not None:  # a task: it may publish, which needs this reader
                         hook = asyncio.create_task(self._on_connect(self))
                         self._hooks.add(hook)
@@ -110,11 +115,11 @@ class RelayConnection:
                     async for raw in ws:
                         await self._dispatch(raw)
                     if not self._closing:  # our own close at shutdown is no warning
-                        log.warning("relay closed the connection %s", self.url)
+                        self.outage.failed("it closed the connection")
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
-                log.warning("relay unreachable %s: %s", self.url, type(exc).__name__)
+                self.outage.failed(f"unreachable ({type(exc).__name__})")
             finally:
                 self._lost()
             if not self._closing:

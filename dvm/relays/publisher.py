@@ -24,7 +24,7 @@ from dvm.relays.connection import RelayConnection
 from dvm.relays.messages import shown
 from dvm.relays.pool import RelayPool
 from dvm.store import repository
-from dvm.store.database import Store
+from dvm.store.database import Store, unavailable
 from dvm.store.leases import Leader
 from dvm.store.writebehind import WriteBehind
 
@@ -76,7 +76,12 @@ class Publisher:
             task.add_done_callback(self._in_flight.discard)
 
     async def _publish_unstored(self, replies: Sequence[Event]) -> None:
-        await asyncio.gather(*(self.pool.publish(reply) for reply in replies))
+        started = time.monotonic()
+        results = await asyncio.gather(*(self.pool.publish(reply) for reply in replies))
+        self.metrics.replies_published(  # counted like every other publication
+            [[(r.relay, r.accepted, r.message) for r in outcome] for outcome in results],
+            time.monotonic() - started,
+        )
 
     async def publish(self, replies: Sequence[PendingReply]) -> None:
         """Publish to every relay; mark each reply published, or due again after a back-off."""
@@ -108,8 +113,11 @@ class Publisher:
                     )
                     if due and self.pool.connected:
                         await self.publish(due)
-            except Exception:
-                log.exception("reply retry pass failed")
+            except Exception as exc:
+                if unavailable(exc):  # the store logs the outage, once
+                    log.debug("reply retry pass failed (%s)", type(exc).__name__)
+                else:
+                    log.exception("reply retry pass failed")
             await asyncio.sleep(RETRY_POLL_S)
 
     async def announce(self, conn: RelayConnection) -> None:

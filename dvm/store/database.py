@@ -22,11 +22,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from dvm.errors import DVMError
+from dvm.outage import REMINDER_S, Outage, one_line
 
 T = TypeVar("T")
 
@@ -303,22 +305,72 @@ def migrate(conn: sqlite3.Connection) -> None:
         version = user_version(conn)
 
 
+def unavailable(exc: BaseException) -> bool:
+    """Whether a failed call is the database being unavailable (locked past the wait, stopped,
+    unreachable, full): an outage the callers' retries ride out, not a bug."""
+    if isinstance(exc, Conflict):
+        return False
+    return isinstance(exc, sqlite3.OperationalError | StoreError)
+
+
+def operation(fn: Callable[..., object]) -> str:
+    """A call's name for the log: ``mailer.outbox.claim_due`` for ``partial(outbox.claim_due,
+    ...)``, the enclosing function for a lambda."""
+    while isinstance(fn, partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", type(fn).__name__).split(".<locals>")[0]
+    module = str(getattr(fn, "__module__", "") or "").removeprefix("dvm.")
+    return f"{module}.{name}" if module else name
+
+
+class CallLog:
+    """What one store's calls put in the log: the database's outages as episodes
+    (:class:`~dvm.outage.Outage`), and slow calls, each operation at most once a minute."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.outage = Outage(log, "database", clock=clock)
+        self._clock = clock
+        self._slow: dict[str, tuple[float, int]] = {}  # operation -> (last logged, not logged since)
+
+    def slow(self, name: str, elapsed_s: float, note: str) -> None:
+        now = self._clock()
+        told, untold = self._slow.get(name, (-REMINDER_S, 0))
+        if now - told < REMINDER_S:
+            self._slow[name] = (told, untold + 1)
+            return
+        more = f"; {untold} more slow call(s) of it in the last {now - told:.0f} s" if untold else ""
+        log.warning("slow database call: %s took %.0f ms%s%s", name, elapsed_s * 1000, note, more)
+        self._slow[name] = (now, 0)
+
+
 @contextmanager
 def observed(
-    fn: Callable[..., object], observe: Callable[[float], None] | None, note: str = ""
+    fn: Callable[..., object],
+    observe: Callable[[float], None] | None,
+    note: str = "",
+    calls: CallLog | None = None,
 ) -> Iterator[None]:
-    """Time one database call: report its seconds to ``observe`` (the metrics) and log it, with
-    ``note``, when it was slow."""
+    """Time one database call: report its seconds to ``observe`` (the metrics); with ``calls``,
+    tell it whether the database worked (outages) and whether the call was slow."""
     started = time.perf_counter()
+    error: BaseException | None = None
     try:
         yield
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         elapsed = time.perf_counter() - started
         if observe is not None:
             observe(elapsed)
-        if elapsed >= SLOW_CALL_S:
-            name = getattr(fn, "__qualname__", type(fn).__name__)
-            log.warning("slow database call: %s took %.0f ms%s", name, elapsed * 1000, note)
+        calls = calls or CallLog()
+        name = operation(fn)
+        if error is None:
+            calls.outage.ok(name)  # only an operation that failed tells that it works again
+        elif unavailable(error):  # the outage says it; a slow failure is no news beside it
+            calls.outage.failed(f"{one_line(str(error)) or type(error).__name__} (in {name})", name)
+        if elapsed >= SLOW_CALL_S and (error is None or not unavailable(error)):
+            calls.slow(name, elapsed, note)
 
 
 @contextmanager
@@ -366,6 +418,7 @@ class Database:
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
         self.observe: Callable[[float], None] | None = None  # each call's seconds (dvm.metrics)
+        self.calls = CallLog()  # outages and slow calls, as the log tells them
 
     async def open(self) -> Database:
         """Connect and migrate, waiting for locks as long as the CLI does (nothing is served yet),
@@ -384,7 +437,7 @@ class Database:
         conn = self._conn
         if conn is None:
             raise StoreError("database is not open")
-        with observed(fn, self.observe, " (the event loop waited)"):  # it runs on the loop's thread
+        with observed(fn, self.observe, " (the event loop waited)", self.calls):  # on the loop's thread
             return fn(conn)
 
     async def close(self) -> None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from dvm.store.database import Store, immediate
+from dvm.store.database import Store, immediate, unavailable
 
 log = logging.getLogger("sigit.store")
 
@@ -81,7 +81,8 @@ class Leader:
             try:
                 await self.check()
             except Exception as exc:
-                log.warning("lease heartbeat failed (%s: %s)", type(exc).__name__, exc)
+                level = logging.DEBUG if unavailable(exc) else logging.WARNING  # outages: the store says
+                log.log(level, "lease heartbeat failed (%s: %s)", type(exc).__name__, exc)
 
     async def check(self) -> bool:
         """Beat now: take or renew the leader's lease; True while leading."""

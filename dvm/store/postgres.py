@@ -34,7 +34,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeVar
 
-from dvm.store.database import SCHEMA_VERSION, Conflict, StoreError, observed
+from dvm.outage import one_line
+from dvm.store.database import SCHEMA_VERSION, CallLog, Conflict, StoreError, observed
 from dvm.store.leases import MAX_CLOCK_SKEW_S
 
 try:  # an optional dependency: pip install 'sigit-dvm[postgresql]'
@@ -194,7 +195,7 @@ class Cursor:
 def _translate_error(exc: Exception) -> StoreError:
     if isinstance(exc, pg_errors.IntegrityError):
         return Conflict(str(exc).strip())
-    return StoreError(f"PostgreSQL: {str(exc).strip() or type(exc).__name__}")
+    return StoreError(f"PostgreSQL: {one_line(str(exc)) or type(exc).__name__}")  # libpq's have several lines
 
 
 class PgConnection:
@@ -279,7 +280,9 @@ def connect(
         # needs PgBouncer 1.21 or newer with max_prepared_statements set.
         raw = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+        raise StoreError(
+            f"cannot connect to PostgreSQL: {one_line(str(exc))}"
+        ) from exc  # libpq: several lines
     raw.row_factory = _row_factory
     conn = PgConnection(raw)
     try:
@@ -394,6 +397,7 @@ class PostgresDatabase:
         self._lock = asyncio.Lock()
         self._opened = False
         self.observe: Callable[[float], None] | None = None
+        self.calls = CallLog()  # outages and slow calls, as the log tells them
 
     async def open(self) -> PostgresDatabase:
         self._conn = await asyncio.get_running_loop().run_in_executor(self._thread, self._connect, True)
@@ -422,7 +426,7 @@ class PostgresDatabase:
                 conn.raw.close()
                 self._conn = None
             self._conn = conn = self._connect(False)
-            log.warning("database: reconnected to PostgreSQL")
+            log.info("database: reconnected to PostgreSQL")
         try:
             return fn(conn)
         except BaseException:
@@ -437,7 +441,7 @@ class PostgresDatabase:
         if not self._opened:
             raise StoreError("database is not open")
         async with self._lock:
-            with observed(fn, self.observe):
+            with observed(fn, self.observe, "", self.calls):
                 try:
                     return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, fn)
                 except psycopg.Error as exc:

@@ -563,7 +563,7 @@ def queue_mail(
     ).fetchone()
     if claim is None:
         return None
-    return OutboxMail(int(row[0]), message_id, mail.kind, mail.to, params, attempts, now)
+    return OutboxMail(int(row[0]), message_id, mail.kind, mail.to, params, attempts, now, mail.lang)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from dvm.config import Settings
-from dvm.store.database import Store, immediate
+from dvm.store.database import Store, immediate, unavailable
 from dvm.store.leases import Leader
 from dvm.store.repository import erase_user
 
@@ -284,7 +284,14 @@ class Retention:
                 if self.leader.is_leader:  # one daemon prunes a shared database
                     await self.prune()
             except Exception as exc:  # a locked or full database: nothing half-done, try next time
-                log.error("retention pass failed (%s: %s); retrying later", type(exc).__name__, exc)
+                expected = unavailable(exc)  # then the store logs the outage, once
+                log.log(
+                    logging.DEBUG if expected else logging.ERROR,
+                    "retention pass failed (%s: %s); retrying later",
+                    type(exc).__name__,
+                    exc,
+                    exc_info=not expected,
+                )
 
     async def prune(self) -> Pruned:
         """One pass over every table, then an incremental vacuum."""

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from dvm.outbox import ReplyMark
-from dvm.store.database import Store, immediate
+from dvm.store.database import Store, immediate, unavailable
 from dvm.store.repository import Bookkeeping, write_bookkeeping
 
 log = logging.getLogger("sigit.store")
@@ -72,7 +72,8 @@ class WriteBehind:
         try:
             await self.db.run(lambda conn: _in_transaction(conn, along))
         except Exception as exc:
-            log.warning("bookkeeping not written yet (%s: %s); retrying", type(exc).__name__, exc)
+            level = logging.DEBUG if unavailable(exc) else logging.WARNING  # outages: the store says
+            log.log(level, "bookkeeping not written yet (%s: %s); retrying", type(exc).__name__, exc)
             self._pending[:0] = along
             return False
         return True

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from tests.support.admin_world import BACKUP, BACKUP_2, cli
+from dvm.accounts.decision import Mail, MailKind
+from dvm.store import repository
+from dvm.store.database import immediate
+from dvm.store.sealed import ParamsSeal
+from tests.support.admin_world import BACKUP, BACKUP_2, cli, deliver, mail_rows
+from tests.support.daemon import body_code
 from tests.support.flows import dump, new_client
 
 
@@ -257,10 +262,102 @@ def test_the_owners_own_deletion_is_erased_the_same_way(world):
     assert found["erased"] is True and found["erased_by"] == "the account owner"
 
 
-def test_a_second_erasure_of_an_address_also_removes_the_first_ones_sent_notice(world):
+async def test_a_second_erasure_of_an_address_also_removes_the_first_ones_sent_notice(world, smtp):
     cli(world, "users", "delete", "ana@example.org", "--yes")
-    world.conn.execute("UPDATE mail SET status = 'sent' WHERE kind = 'account_deleted'")
+    await deliver(world, smtp)
+    assert mail_rows(world, "account_deleted") == [("ana@example.org", "sent", "")]
     again = new_client(40)
     world.send(again, "request_account", {"email": "ana@example.org"})
     cli(world, "users", "delete", "ana@example.org", "--no-notify", "--yes")
     assert b"ana@example.org" not in file_bytes(world)
+
+
+# --- mail the admin commands queue reaches the mailbox: the daemon's own worker, a real server ---
+# (issue 25: the CLI sealed its notices with an empty secret, so every worker dead-lettered them,
+# and a test that marked them sent with an UPDATE hid it.)
+
+
+def received(smtp, to: str, subject: str):
+    """The one message to ``to`` whose subject is ``subject``."""
+    (msg,) = [m for m in smtp.messages if m["To"] == to and m["Subject"] == subject]
+    return msg
+
+
+def body(msg) -> str:
+    return msg.get_body(("plain",)).get_content()
+
+
+async def test_the_deletion_notice_of_users_delete_is_delivered(world, smtp):
+    cli(world, "users", "delete", "ana@example.org", "--yes")
+    await deliver(world, smtp)
+    assert mail_rows(world, "account_deleted") == [("ana@example.org", "sent", "")]
+    msg = received(smtp, "ana@example.org", "Your SIGit account was deleted")
+    assert "The SIGit account of ana@example.org was deleted at " in body(msg)
+    assert not [m for m in smtp.messages if m["Subject"] == "Your SIGit account was deleted" and m is not msg]
+
+
+async def test_the_notices_of_users_change_email_are_delivered(world, smtp):
+    dan, dan_key = new_client(4), new_client(5)
+    world.send(dan, "request_account", {"email": "dan@example.org"})
+    world.send(dan, "verify_code", {"code": world.last_code("dan@example.org")})
+    world.send(dan, "activate", {"pubkey": dan_key.key.pubkey_hex, "backup": BACKUP}, seal=dan_key.key)
+    assert world.send(dan_key, "change_email", {"email": "b@example.org"}).ok  # then the admin takes b@
+    cli(world, "users", "change-email", "ana@example.org", "b@example.org", "--yes")
+    await deliver(world, smtp)
+    assert mail_rows(world, "email_changed") == [("ana@example.org", "sent", "")]
+    assert mail_rows(world, "email_change_cancelled") == [("dan@example.org", "sent", "")]
+    assert "b@example.org" in body(received(smtp, "ana@example.org", "Your SIGit address was changed"))
+    received(smtp, "dan@example.org", "Your SIGit address change was cancelled")
+
+
+async def test_the_notice_of_users_restore_backup_is_delivered(world, smtp):
+    assert world.send(world.ana_key, "update_backup", {"backup": BACKUP_2}).ok
+    await deliver(world, smtp)  # the owner's own update: its notice goes first
+    smtp.messages.clear()
+    cli(world, "users", "restore-backup", "ana@example.org", "--yes")
+    await deliver(world, smtp)
+    assert [r[1] for r in mail_rows(world, "backup_changed")] == ["sent", "sent"]
+    received(smtp, "ana@example.org", "Your SIGit password was changed")
+
+
+async def test_codes_of_sessions_resend_code_and_unlock_arrive_and_work(world, smtp):
+    cli(world, "sessions", "resend-code", world.bo.key.pubkey_hex[:12])
+    cli(world, "sessions", "unlock", world.cy.key.pubkey_hex[:12])
+    await deliver(world, smtp)
+    for client, address in ((world.bo, "bo@example.org"), (world.cy, "cy@example.org")):
+        codes = [body_code(m) for m in smtp.messages if m["To"] == address]
+        assert len(codes) == 2  # the user's first code, then the admin's
+        assert world.send(client, "verify_code", {"code": codes[-1]}).ok
+    assert not [r for r in mail_rows(world, "signup_code") if r[1] == "dead"]
+
+
+async def test_mail_retry_sends_a_dead_letter_again(world, smtp):
+    smtp.refuse = "550 no such user"
+    await deliver(world, smtp)  # everything queued so far is refused for good
+    assert {r[1] for r in mail_rows(world, "welcome")} == {"dead"}
+    dead = json.loads(cli(world, "mail", "dead", "--json").stdout)
+    welcome = next(m["id"] for m in dead if m["kind"] == "welcome")
+    assert "550 no such user" in next(m["last_error"] for m in dead if m["id"] == welcome)
+    smtp.refuse = None
+    cli(world, "mail", "retry", str(welcome))
+    await deliver(world, smtp)
+    assert mail_rows(world, "welcome") == [("ana@example.org", "sent", "")]
+    received(smtp, "ana@example.org", "Welcome to SIGit")
+
+
+async def test_mail_retry_seals_again_a_notice_an_older_cli_sealed_with_an_empty_secret(world, smtp):
+    """sigit-dvm 0.1's CLI sealed its notices with an empty code secret: dead on every worker.
+    After the upgrade, ``mail retry`` makes such a dead letter sendable."""
+    with immediate(world.conn):  # the row exactly as that CLI queued it
+        notice = Mail(MailKind.ACCOUNT_DELETED, "ana@example.org", None, (("at", world.now),))
+        repository.queue_mail(world.conn, notice, "0" * 32, None, world.now, seal=ParamsSeal(b""))
+    await deliver(world, smtp)
+    (row,) = mail_rows(world, "account_deleted")
+    assert row[1] == "dead" and "do not open" in row[2]
+    dead = json.loads(cli(world, "mail", "dead", "--json").stdout)
+    mail_id = next(m["id"] for m in dead if m["kind"] == "account_deleted")
+    out = json.loads(cli(world, "mail", "retry", str(mail_id), "--json").stdout)
+    assert out == {"requeued": mail_id, "resealed": True}
+    await deliver(world, smtp)
+    assert mail_rows(world, "account_deleted") == [("ana@example.org", "sent", "")]
+    received(smtp, "ana@example.org", "Your SIGit account was deleted")

@@ -116,13 +116,55 @@ def test_a_store_in_a_missing_directory_is_refused(site):
     assert "error: store.path: directory /nonexistent/dir does not exist" in out.stdout
 
 
-def test_a_template_that_needs_a_value_its_kind_never_gets_is_refused(site):
+TEMPLATE_ERRORS = [
+    (
+        "welcome.txt",
+        "Subject: Welcome $name\n\nHello $name, since $at.\n",
+        "mail template welcome.txt uses $name, which welcome mail is never given",
+    ),
+    (
+        "signup_code.txt",
+        "Subject: Your code\n\nWelcome! (The code went missing.)\n",
+        "mail template signup_code.txt must show $code",
+    ),
+    ("singup_code.txt", "Subject: x\n\n$code\n", "mail template singup_code.txt: unknown file name"),
+    ("de/login_code.txt", "Subject: Code\n\nKein Code.\n", "mail template de/login_code.txt must show $code"),
+    (
+        "de/welcome.txt",
+        "Subject: Willkommen\n\nHallo\n",
+        "mail template de/welcome.txt has no de/welcome.html",
+    ),
+    ("deutsch formell/welcome.txt", "x", "mail template directory 'deutsch formell': not a language tag"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), TEMPLATE_ERRORS, ids=[n for n, _, _ in TEMPLATE_ERRORS])
+def test_a_template_that_would_dead_letter_or_mislead_is_refused(site, name, text, message):
+    """A code mail without its code, a value its kind never gets, a misnamed file (silently
+    ignored before), a broken language directory: each refused, naming the file."""
     templates = site / "templates"
-    templates.mkdir()
-    (templates / "welcome.txt").write_text("Subject: Welcome $name\n\nHello $name, since $at.\n")
+    path = templates / name
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    if name == "signup_code.txt":  # its twin is fine: only the text part lost the code
+        (templates / "signup_code.html").write_text("<p>$code</p>\n")
+    elif name == "de/login_code.txt":
+        path.with_suffix(".html").write_text("<p>$code</p>\n")
+    elif name == "welcome.txt":
+        (templates / "welcome.html").write_text("<p>Hello</p>\n")
     out = check(site, f'[mail]\ntemplates_dir = "{templates}"\n')
-    assert out.returncode == 2
-    assert "error: mail.templates_dir: template welcome needs a value it was not given: 'name'" in out.stdout
+    assert out.returncode == 2, out.stdout
+    assert f"error: mail.templates_dir: {message}" in out.stdout, out.stdout
+
+
+def test_every_language_directory_is_checked_and_listed(site):
+    templates = site / "templates"
+    (templates / "pt-BR").mkdir(parents=True)
+    (templates / "pt-BR" / "welcome.txt").write_text("Subject: Bem-vindo\n\nOlá $email ($at)\n$help")
+    (templates / "pt-BR" / "welcome.html").write_text("<p>Olá $email ($at)</p>\n$help")
+    out = check(site, f'[mail]\ntemplates_dir = "{templates}"\n', "--json")
+    assert out.returncode == 0, out.stdout
+    assert json.loads(out.stdout)["mail languages"] == ["default", "de", "pt-br"]
 
 
 @pytest.mark.parametrize(
@@ -157,6 +199,90 @@ def test_an_environment_override_is_named_by_its_variable(site):
     assert "error: mail.port: must be between 1 and 65535 (got 0)" in out.stdout
     out = check(site, env={"SIGIT_MAIL_PORT": "many"})
     assert out.returncode == 2 and "error: SIGIT_MAIL_PORT: must be of type int" in out.stdout
+
+
+MISSES = [  # issue 25: each passed check-config, or was reported confusingly
+    (
+        in_section("mail", 'link_template = "https://sigit.example/#/v?code={code}&to={email}"'),
+        {},
+        "error: mail.link_template: only {code} is filled in; {email} would reach users as it is written",
+    ),
+    (
+        in_section("store", 'url = "postgresql://sigit:hunter2@db.example/sigit"'),
+        {},
+        "error: store.url: holds a password, and the settings file is readable by every user",
+    ),
+    (
+        in_section("store", 'url = "postgresql://sigit@db.example:notaport/sigit"'),
+        {},
+        "error: store.url: is not a valid URL (Port could not be cast to integer value",
+    ),
+    (
+        "",
+        {"SIGIT_MAIL_HOSTT": "smtp.example.org"},
+        "error: SIGIT_MAIL_HOSTT: unknown environment variable (did you mean SIGIT_MAIL_HOST?)",
+    ),
+    ("", {"SIGIT_MAILHOST": "smtp.example.org"}, "warning: SIGIT_MAILHOST: unknown environment variable"),
+    (
+        in_section("mail", "from_address = 'SIGit <sigit@example.org>'"),
+        {},
+        "error: mail.from_address: is the address alone ('SIGit <sigit@example.org>' looks like "
+        "'Name <address>'): put the name in mail.from_name",
+    ),
+    (
+        in_section("retention", "audit_s = 1"),
+        {},
+        "error: retention.audit_s: must be between 60 and 3153600000 (got 1)",
+    ),
+    (in_section("mail", "poll_s = 0.01"), {}, "error: mail.poll_s: must be between 0.05 and 3600 (got 0.01)"),
+]
+
+
+@pytest.mark.parametrize(("settings", "env", "line"), MISSES, ids=[m[2].split(":")[1] for m in MISSES])
+def test_what_check_config_used_to_miss_is_named(site, settings, env, line):
+    out = check(site, settings, env=env)
+    assert line in out.stdout, out.stdout
+    assert "hunter2" not in out.stdout + out.stderr
+    assert out.returncode == (2 if line.startswith("error") else 0)
+    assert "e+" not in out.stdout
+
+
+def test_a_secret_file_setting_pointing_nowhere_is_named_when_a_credential_stands_in(site):
+    out = check(site, in_section("daemon", 'key_file = "/etc/sigit-dvm/dvm.key"'))
+    assert out.returncode == 0
+    assert (
+        "warning: daemon.key_file: /etc/sigit-dvm/dvm.key does not exist; the dvm_key credential"
+        in out.stdout
+    )
+
+
+def test_a_missing_credentials_directory_is_one_of_the_problems(site):
+    out = subprocess.run(
+        [
+            str(SIGIT),
+            "--credentials-dir",
+            str(site / "nope"),
+            "--config",
+            str(site / "x.toml"),
+            "check-config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    (site / "x.toml").write_text("")
+    assert out.returncode == 2 and out.stderr == ""
+    assert out.stdout.startswith(
+        f"error: --credentials-dir: credentials directory {site / 'nope'} does not exist"
+    )
+
+
+def test_libpq_errors_are_one_line(site, pg_url):
+    closed = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
+    out = check(site, in_section("store", f'url = "{closed}"'), "--connect")
+    assert out.returncode == 2
+    (line,) = [line for line in out.stdout.splitlines() if line.startswith("error: store.url: ")]
+    assert "Connection refused" in line and "Is the server running" in line
 
 
 def test_pow_a_browser_cannot_mine_quickly_is_a_warning_not_an_error(site):

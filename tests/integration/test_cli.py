@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import re
 import shlex
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -14,8 +16,10 @@ from pathlib import Path
 import click
 
 from dvm.cli import cli as root
+from dvm.cli import main
+from dvm.mailer.kinds import COMMON, SPECS
 from dvm.store import backends, database
-from tests.support.admin_world import BACKUP, SIGIT, cli, process
+from tests.support.admin_world import BACKUP, SIGIT, cli, deliver, process
 from tests.support.flows import Harness, make_service, new_client
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -42,7 +46,7 @@ def test_users_as_a_table_json_csv_and_json_lines(world):
 def test_users_show_by_address_id_or_pubkey_never_shows_the_backup(world):
     shown = json.loads(cli(world, "users", "show", world.account, "--json").stdout)
     assert shown["email"] == "ana@example.org" and shown["backup_bytes"] == len(BACKUP)
-    assert ISO.match(shown["created_at"]) and ISO.match(shown["last_seen_at"])
+    assert ISO.match(shown["created_at"]) and ISO.match(shown["last_request_at"])
     assert shown["last_login_at"] is None and shown["suspended"] is False
     assert ISO.match(shown["last_seen"])  # set at activation
     assert json.loads(cli(world, "users", "show", shown["id"][:8], "--json").stdout)["id"] == shown["id"]
@@ -59,7 +63,7 @@ def test_users_show_has_last_login_and_last_seen(world):
     assert world.send(laptop, "request_login", {"email": "ana@example.org"}).ok
     assert world.send(laptop, "verify_code", {"code": world.last_code("ana@example.org")}).ok
     shown = json.loads(cli(world, "users", "show", "ana@example.org", "--json").stdout)
-    assert shown["last_login_at"] == shown["last_seen_at"]
+    assert shown["last_login_at"] == shown["last_request_at"]
     assert shown["last_seen"] == shown["last_login_at"]  # the login is the latest it was seen
     assert shown["last_login_at"] > shown["created_at"]
 
@@ -157,24 +161,30 @@ def test_resend_code_and_unlock_issue_codes_that_work(world):
     ]
 
 
-def test_mail_queue_dead_letters_sent_retry_and_purge(world):
+async def test_mail_queue_dead_letters_sent_retry_and_purge(world, smtp):
     queued = json.loads(cli(world, "mail", "queue", "--json").stdout)
     assert {m["kind"] for m in queued} == {"signup_code", "welcome"}
+    assert all(ISO.match(m["next_attempt_at"]) and "sent_at" not in m for m in queued)
     welcome = next(m["id"] for m in queued if m["kind"] == "welcome")
     code_mail = next(m["id"] for m in queued if m["kind"] == "signup_code")
-    world.conn.execute(
-        "UPDATE mail SET status = 'dead', last_error = '550 no' WHERE id IN (?, ?)", (welcome, code_mail)
-    )
-    assert "550 no" in cli(world, "mail", "dead").stdout
+    smtp.refuse = "550 no such user"
+    await deliver(world, smtp)  # the daemon's worker: every mail refused for good
+    dead = json.loads(cli(world, "mail", "dead", "--json").stdout)
+    assert {m["id"] for m in dead} >= {welcome, code_mail}
+    assert all("550 no such user" in m["last_error"] and "next_attempt_at" not in m for m in dead)
+    assert "550 no such user" in cli(world, "mail", "dead").stdout
     refused = cli(world, "mail", "retry", str(code_mail), check=False)
     assert refused.returncode == 1 and "resend-code" in refused.stderr
     cli(world, "mail", "retry", str(welcome))
     assert world.count("mail", "id = ? AND status = 'queued'", welcome) == 1
-    world.conn.execute("UPDATE mail SET status = 'sent', sent_at = ? WHERE id = ?", (world.now, welcome))
+    smtp.refuse = None
+    await deliver(world, smtp)
     sent = cli(world, "mail", "sent").stdout
     assert "sent_at" in sent.splitlines()[0] and "next_attempt_at" not in sent
-    assert ISO.match(json.loads(cli(world, "mail", "sent", "--json").stdout)[0]["sent_at"])
-    assert "purged 2 mail" in cli(world, "mail", "purge", "--older-than", "-100000000", "--yes").stdout
+    (row,) = json.loads(cli(world, "mail", "sent", "--json").stdout)
+    assert row["id"] == welcome and ISO.match(row["sent_at"]) and "next_attempt_at" not in row
+    purged = cli(world, "mail", "purge", "--older-than", "0", "--yes").stdout
+    assert f"purged {len(dead)} mail" in purged
 
 
 def test_events_and_stats(world):
@@ -184,7 +194,8 @@ def test_events_and_stats(world):
     assert bogus.returncode == 2 and "bogus" in bogus.stderr and "request_account" in bogus.stderr
     stats = json.loads(cli(world, "stats", "--days", "100000", "--json").stdout)
     (day,) = stats["days"]
-    assert (day["signups"], day["verifications"], day["activations"], day["codes"]) == (3, 1, 1, 3)
+    assert (day["signups"], day["codes_verified"], day["activations"], day["codes_sent"]) == (3, 1, 1, 3)
+    assert day["login_requests"] == 0 and day["blocked"] == 0
     assert stats["failures"] == {"code_invalid": 4, "too_many_attempts": 1}
     assert stats["mail"]["queued"] == 4 and stats["users"] == 3 and stats["activated_users"] == 1
     assert stats["blocks"] == {"address": 0, "domain": 0} and stats["suspended_users"] == 0
@@ -278,3 +289,202 @@ def test_the_operations_guide_admin_examples_run(world, monkeypatch):
         out = cli(world, *shlex.split(line)[1:], check=False)
         assert out.returncode == 0, (line, out.stderr)
     assert json.loads(cli(world, "users", "erased", "bo@example.org", "--json").stdout)["erased"]
+
+
+# --- the schema: admin commands never change it; the settings file they need ---------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_admin_commands_refuse_an_older_schema_and_leave_it_as_it_is(tmp_path, capsys, monkeypatch):
+    """A newer CLI moved a running older daemon's database forward (issue 25): the daemon then
+    refused it. Now only ``migrate`` (and the daemon) change the schema."""
+    old = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(old)
+    conn.executescript((FIXTURES / "schema_v1.sql").read_text())
+    conn.close()
+    config = tmp_path / "sigit-dvm.toml"
+    config.write_text('[store]\npath = "db.sqlite3"\n')
+    for args in (
+        ("users", "list"),
+        ("stats",),
+        ("mail", "queue"),
+        ("audit", "list"),
+        ("backup", "b.sqlite3"),
+    ):
+        assert main(["-c", str(config), *args]) == 1, args
+        err = capsys.readouterr().err
+        assert "schema 1, older than" in err and "sigit-dvm migrate" in err, args
+        assert len(err.strip().splitlines()) == 1
+    raw = sqlite3.connect(old)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    raw.close()
+    assert main(["-c", str(config), "migrate"]) == 0
+    capsys.readouterr()
+    assert main(["-c", str(config), "users", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_without_a_settings_file_nothing_is_created_and_the_file_is_asked_for(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SIGIT_CONFIG", raising=False)
+    for args in (("migrate",), ("users", "list"), ("stats",), ("backup", "b.sqlite3")):
+        assert main(list(args)) == 2, args
+        err = capsys.readouterr().err
+        assert "no settings file" in err and "--config" in err, args
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_version_comes_from_git_and_is_the_installed_one(tmp_path):
+    """``--version`` is the installed distribution's, which setuptools-scm derived from git: a
+    release tag ``vX.Y.Z``, or the next version's ``.devN+g<commit>`` between tags (never the
+    0.1.0 that used to stay put through 138 commits)."""
+    out = subprocess.run([str(SIGIT), "--version"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0
+    version = importlib.metadata.version("sigit-dvm")
+    assert out.stdout == f"sigit-dvm {version}\n"
+    if (Path(__file__).resolve().parents[2] / ".git").exists():  # a checkout, not an archive
+        assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+\+g[0-9a-f]{7,}(\.d\d{8})?)?", version), version
+
+
+# --- mail preview and the templates' documentation ----------------------------------------------
+
+
+def preview(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SIGIT), "mail", "preview", *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+
+
+def test_mail_preview_renders_every_kind_in_every_language_without_a_database(tmp_path):
+    for spec in SPECS.values():
+        for lang in ((), ("--lang", "de")):
+            out = preview(tmp_path, spec.kind.value, *lang)
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.startswith("Subject: ") and "$" not in out.stdout, (spec.kind, lang)
+    assert "Ihr Code lautet" in preview(tmp_path, "signup_code", "--lang", "de-AT").stdout
+    html = preview(tmp_path, "login_code", "--html").stdout
+    assert html.startswith("<!DOCTYPE html>") and "123456" in html
+    data = json.loads(preview(tmp_path, "welcome", "--lang", "fr", "--json").stdout)
+    assert data["templates"] == "default" and data["subject"] == "Welcome to SIGit"
+    fallback = preview(tmp_path, "welcome", "--lang", "fr")
+    assert "no fr templates here: showing the default ones" in fallback.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_mail_preview_uses_the_sites_templates_and_refuses_bad_input(tmp_path):
+    (tmp_path / "tpl" / "pt-BR").mkdir(parents=True)
+    (tmp_path / "tpl" / "pt-BR" / "signup_code.txt").write_text("Subject: Seu código\n\nCódigo: $code\n")
+    (tmp_path / "tpl" / "pt-BR" / "signup_code.html").write_text("<p>$code</p>\n")
+    (tmp_path / "sigit-dvm.toml").write_text(
+        '[mail]\ntemplates_dir = "tpl"\nsupport_url = "https://h.example"\n'
+    )
+    out = preview(tmp_path, "signup_code", "--lang", "pt-BR", "--to", "ana@example.org")
+    assert out.returncode == 0 and out.stdout == "Subject: Seu código\n\nCódigo: 123456\n"
+    assert "Need help? https://h.example" in preview(tmp_path, "welcome").stdout
+    for args in (("nope",), ("welcome", "--lang", "de_DE"), ("welcome", "--lang", "a" * 40)):
+        bad = preview(tmp_path, *args)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, args
+
+
+def test_the_operations_guide_lists_every_mail_kind_with_its_placeholders():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = guide.split("## Mail templates", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            rows[cells[0].strip("`")] = (
+                set(re.findall(r"`\$(\w+)`", cells[2])),
+                set(re.findall(r"`\$(\w+)`", cells[3])),
+            )
+    assert set(rows) == {k.value for k in SPECS}
+    for kind, spec in SPECS.items():
+        assert rows[kind.value] == (set(spec.given - COMMON), set(spec.required)), kind
+
+
+# --- rough edges (issue 25, item 8) -------------------------------------------------------------
+
+
+def test_counts_and_durations_below_their_range_are_refused_with_exit_2(world):
+    for args in (
+        ("stats", "--days", "-3"),
+        ("stats", "--days", "0"),
+        ("users", "list", "--limit", "0"),
+        ("mail", "retry", "-1"),
+        ("sessions", "purge", "--older-than", "-5", "--yes"),
+        ("mail", "purge", "--older-than", "-1d", "--yes"),
+    ):
+        out = cli(world, *args, check=False)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
+    assert world.count("sessions") == 3 and world.count("audit") == 0
+
+
+def test_two_output_formats_are_refused(world):
+    for args in (
+        ("users", "list", "--json", "--csv"),
+        ("sessions", "--json", "list", "--csv"),
+        ("stats", "--nl", "--json"),
+    ):
+        out = cli(world, *args, check=False)
+        assert out.returncode == 2 and "give one output format" in out.stderr, args
+    assert json.loads(cli(world, "sessions", "--json", "list", "--json").stdout)
+
+
+def test_invalid_values_exit_2_and_change_nothing(world):
+    for args in (
+        ("users", "change-email", "bo@example.org", "spam.example", "--yes"),
+        ("blocks", "add", "not an address!"),
+        ("blocks", "remove", "@@"),
+        ("users", "erased", "nobody@"),
+        ("users", "show", "not an address@"),
+    ):
+        out = cli(world, *args, check=False)
+        assert out.returncode == 2, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1
+    assert world.count("audit") == 0 and world.count("blocks") == 0
+
+
+def test_a_bad_session_prefix_is_refused_before_any_secret_is_read(world):
+    (world.dir / "code.secret").unlink()
+    out = cli(world, "sessions", "unlock", "1", check=False)
+    assert out.returncode == 1 and "at least 8" in out.stderr and "code_secret" not in out.stderr
+
+
+def test_json_says_null_for_what_is_absent_never_an_empty_string(world):
+    cli(world, "blocks", "add", "spam.example")
+    bo = json.loads(cli(world, "users", "show", "bo@example.org", "--json").stdout)
+    assert bo["pubkey"] is None and bo["pending_email"] is None and bo["grace_deadline"] is None
+    (block,) = json.loads(cli(world, "blocks", "list", "--json").stdout)
+    assert block["reason"] is None
+    for command in (("users", "list"), ("sessions", "list"), ("mail", "queue"), ("audit", "list")):
+        assert '""' not in cli(world, *command, "--json").stdout, command
+    assert "-" in cli(world, "users", "show", "bo@example.org").stdout.split("pubkey", 1)[1].splitlines()[0]
+
+
+def test_group_help_shows_each_commands_whole_first_sentence(world):
+    for group in ("users", "sessions", "mail", "blocks", "audit", "requests"):
+        out = process(world, group, "--help", check=False)
+        assert "..." not in out.stdout.split("Commands:")[1], group
+    out = subprocess.run([str(SIGIT), "--help"], capture_output=True, text=True, env={"COLUMNS": "80"})
+    assert "..." not in out.stdout.split("Commands:")[1]
+    assert "Per UTC day: signups, codes verified, activations, login requests, codes sent, requests" in (
+        " ".join(out.stdout.split())
+    )
+
+
+def test_a_sqlite_backup_put_in_place_of_the_database_is_the_database(world_sqlite):
+    """The guide's SQLite restore: the backup file replaces the live one (its -wal and -shm
+    removed) and is the same database."""
+    world = world_sqlite
+    cli(world, "backup", str(world.dir / "copy.sqlite3"))
+    before = json.loads(cli(world, "users", "list", "--json").stdout)
+    world.conn.close()
+    live = world.dir / "db.sqlite3"
+    live.rename(world.dir / "db.sqlite3.broken")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{live}{suffix}").unlink(missing_ok=True)
+    (world.dir / "copy.sqlite3").rename(live)
+    assert json.loads(cli(world, "users", "list", "--json").stdout) == before
+    assert "already current" in cli(world, "migrate").stdout
+    world.conn = database.connect(live)  # for the fixture's teardown

@@ -69,3 +69,34 @@ def test_live_demo_stops_everything_it_started_on_a_signal(tmp_path, signum):
             proc.kill()
     assert "sigit-dvm stopped" in (tmp_path / "demo" / "daemon.log").read_text()
     assert _processes_mentioning(str(tmp_path / "demo")) == []  # nothing left behind
+
+
+def test_demo_without_dir_leaves_nothing_behind_and_never_exposes_its_secrets(tmp_path):
+    """Its temporary directory holds the DVM key and the code secret: 0600 while it runs, and
+    removed at the end (issue 25 found them left in /tmp, code.secret world-readable)."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvm.demo", "--once"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("sigit-dvm demo in ")
+        workdir = Path(first.split(" in ", 1)[1].strip())
+        deadline = time.monotonic() + 60
+        while not (workdir / "code.secret").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert oct(workdir.stat().st_mode & 0o777) == oct(0o700)
+        for secret in ("dvm.key", "code.secret"):
+            assert oct((workdir / secret).stat().st_mode & 0o777) == oct(0o600), secret
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=180) == 0, rest[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert f"removed {workdir}" in rest
+    assert list(tmp_path.iterdir()) == []

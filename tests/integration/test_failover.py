@@ -86,7 +86,7 @@ class Daemon:
 
     @property
     def serving(self) -> bool:
-        return "sigit-dvm serving as" in self.log()
+        return " serving as " in self.log()  # "sigit-dvm <version> serving as <pubkey>"
 
     @property
     def leading(self) -> bool:

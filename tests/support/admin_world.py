@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from dvm.cli import main
+from dvm.config import load_settings
+from dvm.daemon import Daemon, Secrets
 from dvm.nostr import bech32
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.keys import SecretKey
 from dvm.store import backends
-from tests.support.flows import CODE_SECRET, Harness, new_client
+from tests.support.flows import CODE_SECRET, DVM_SECRET, Harness, new_client
 
 SIGIT = Path(sys.executable).parent / "sigit-dvm"
 BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(range(90)))
@@ -33,9 +35,11 @@ def make_world(tmp_path: Path, capsys, url: str = ""):
     """Settings and a database: ana activated (her account key is ``h.ana_key``), bo with an
     unfinished signup, cy's session locked by wrong codes. ``url``: on PostgreSQL."""
     (tmp_path / "code.secret").write_text(CODE_SECRET.decode())
+    (tmp_path / "dvm.key").write_text(DVM_SECRET)
     store = f'url = "{url}"\n' if url else ""
     (tmp_path / "sigit-dvm.toml").write_text(
         f'[store]\npath = "db.sqlite3"\n{store}[daemon]\ncode_secret_file = "code.secret"\n'
+        'key_file = "dvm.key"\n[mail]\nhost = "127.0.0.1"\nfrom_address = "dvm@sigit.test"\n'
     )
     # Real time: the CLI stamps what it writes with the real clock.
     h = Harness(backends.connect_any(url, tmp_path / "db.sqlite3"), now=int(time.time()))
@@ -91,3 +95,28 @@ def process(h, *args: str, check: bool = True) -> Ran:
     if check:
         assert out.returncode == 0, out.stderr
     return Ran(out.returncode, out.stdout, out.stderr)
+
+
+async def deliver(h, smtp) -> int:
+    """Run the daemon's own mail worker, as ``sigit-dvm run`` builds it from the world's settings
+    file and secrets, on everything due in the outbox, against the aiosmtpd catcher ``smtp``;
+    return how many mails it attempted. What the CLI queued is sent (or not) exactly as the
+    daemon would send it: no shortcut marks a row sent."""
+    settings = load_settings(h.dir / "sigit-dvm.toml", environ={"SIGIT_MAIL_PORT": str(smtp.port)})
+    daemon = Daemon(settings, Secrets.load(settings))
+    await daemon.db.open()
+    try:
+        return await daemon.mail.drain()
+    finally:
+        await daemon.backend.close()
+        await daemon.db.close()
+
+
+def mail_rows(h, kind: str) -> list[tuple[str, str, str]]:
+    """``(recipient, status, last_error)`` of every mail of ``kind``, oldest first."""
+    return [
+        (r[0], r[1], r[2])
+        for r in h.conn.execute(
+            "SELECT recipient, status, last_error FROM mail WHERE kind = ? ORDER BY id", (kind,)
+        ).fetchall()
+    ]

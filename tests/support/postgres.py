@@ -79,6 +79,22 @@ def _as_owner(cluster_or_user: Cluster | str, argv: list[str]) -> subprocess.Com
     return subprocess.run(argv, check=False, capture_output=True, text=True)
 
 
+def as_owner(cluster: Cluster, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a server command (pg_ctl) as the cluster's owner."""
+    return _as_owner(cluster, argv)
+
+
+def start_command(cluster: Cluster) -> list[str]:
+    """``pg_ctl start`` for the cluster, as first started (a test may stop and start it again)."""
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={cluster.port} "
+        f"-c unix_socket_directories={cluster.directory} "
+        "-c fsync=on -c max_connections=100 -c shared_buffers=64MB"
+    )
+    data, log = str(cluster.directory / "data"), str(cluster.directory / "log")
+    return [str(cluster.bin / "pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "start"]
+
+
 def start_cluster() -> Cluster | None:
     """Start a cluster, or return None when the server binaries are missing (the caller skips)."""
     bin_dir = server_bin()
@@ -97,25 +113,8 @@ def start_cluster() -> Cluster | None:
     if init.returncode != 0:
         raise RuntimeError(f"initdb failed: {init.stderr or init.stdout}")
     port = _free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory} "
-        "-c fsync=on -c max_connections=100 -c shared_buffers=64MB"
-    )
-    start = _as_owner(
-        user,
-        [
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(directory / "log"),
-            "-o",
-            options,
-            "-w",
-            "start",
-        ],
-    )
     cluster = Cluster(directory, port, user, bin_dir)
+    start = _as_owner(user, start_command(cluster))
     if start.returncode != 0:
         log = (directory / "log").read_text() if (directory / "log").exists() else ""
         with contextlib.suppress(Exception):

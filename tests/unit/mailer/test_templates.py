@@ -8,6 +8,7 @@ import pytest
 
 from dvm.accounts.decision import MailKind
 from dvm.errors import ConfigError
+from dvm.mailer.kinds import SPECS
 from dvm.mailer.message import Sender, build_message
 from dvm.mailer.templates import TemplateContext, Templates
 
@@ -48,23 +49,96 @@ def test_values_are_html_escaped_in_the_html_part_only():
     assert "a<b>@example.org" in rendered.text
 
 
+def write(directory, name: str, text: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(text, encoding="utf-8")
+
+
+def welcome_pair(directory, subject: str = "Hi from $email", body: str = "Custom body.") -> None:
+    write(directory, "welcome.txt", f"Subject: {subject}\n\n{body}\n")
+    write(directory, "welcome.html", f"<p>{body}</p>\n")
+
+
 def test_operator_directory_overrides_a_template(tmp_path):
-    (tmp_path / "welcome.txt").write_text("Subject: Hi from $email\n\nCustom body.\n")
+    welcome_pair(tmp_path)
     rendered = Templates(TemplateContext("x"), tmp_path).render(
         MailKind.WELCOME, "ana@example.org", {"at": NOW}, NOW
     )
     assert rendered.subject == "Hi from ana@example.org" and rendered.text == "Custom body.\n"
+    assert "<p>Custom body.</p>" in rendered.html
 
 
-def test_a_template_with_an_unknown_placeholder_fails_at_render_not_silently(tmp_path):
-    (tmp_path / "welcome.txt").write_text("Subject: x\n\n$nonexistent\n")
-    with pytest.raises(ConfigError, match="needs a value"):
-        Templates(TemplateContext("x"), tmp_path).render(MailKind.WELCOME, "a@b.org", {"at": NOW}, NOW)
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"welcome.txt": "Subject: x\n\n$nonexistent\n", "welcome.html": "x"}, "never given"),
+        ({"welcome.txt": "Subject: x\n\n$code\n", "welcome.html": "x"}, "welcome mail is never given"),
+        ({"welcome.txt": "no subject\n", "welcome.html": "x"}, "must start with 'Subject: '"),
+        ({"welcome.txt": "Subject: x\n\nbody\n"}, "has no welcome.html"),
+        ({"signup_code.txt": "Subject: x\n\nno code\n", "signup_code.html": "$code"}, "must show $code"),
+        ({"signup_code.txt": "Subject: x\n\n$code\n", "signup_code.html": "<p>lost</p>"}, "must show $code"),
+        ({"email_changed.txt": "Subject: x\n\nmoved\n", "email_changed.html": "$new_email"}, "$new_email"),
+        ({"welcom.txt": "Subject: x\n\ny\n"}, "welcom.txt: unknown file name"),
+        ({"signup_code.txt~": "backup"}, "unknown file name"),
+        ({"welcome.txt": "Subject: $5 off\n\ny\n", "welcome.html": "x"}, "invalid placeholder"),
+    ],
+)
+def test_a_template_that_would_fail_later_is_refused_when_loaded(tmp_path, files, message):
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Templates(TemplateContext("x"), tmp_path)
 
 
-def test_a_template_without_subject_line_is_refused_at_start(tmp_path):
-    (tmp_path / "welcome.txt").write_text("no subject\n")
-    with pytest.raises(ConfigError, match="Subject"):
+def test_every_kind_has_a_row_and_every_builtin_template_uses_only_what_its_kind_is_given():
+    assert set(SPECS) == set(MailKind)
+    templates = Templates(TemplateContext("https://x/{code}", "https://sigit.example/help"))
+    assert templates.languages == ["de"]
+    for lang in (None, "de"):
+        for spec in SPECS.values():
+            rendered = templates.render(spec.kind, "ana@example.org", dict(spec.sample), NOW, lang)
+            for part in (rendered.subject, rendered.text, rendered.html):
+                assert "$" not in part, (lang, spec.kind)
+
+
+def test_a_language_falls_back_from_region_to_language_to_the_default(tmp_path):
+    welcome_pair(tmp_path / "pt", "Bem-vindo", "Olá")
+    welcome_pair(tmp_path / "pt-BR", "Bem-vindo ao SIGit", "Oi")
+    templates = Templates(TemplateContext("x"), tmp_path)
+    assert templates.languages == ["de", "pt", "pt-br"]
+    subject = {
+        lang: templates.render(MailKind.WELCOME, "a@b.org", {"at": NOW}, NOW, lang).subject
+        for lang in ("pt-BR", "PT-br", "pt", "pt-PT", "de-AT", "fr", None, "../etc")
+    }
+    assert subject == {
+        "pt-BR": "Bem-vindo ao SIGit",
+        "PT-br": "Bem-vindo ao SIGit",  # tags are matched without regard to case
+        "pt": "Bem-vindo",
+        "pt-PT": "Bem-vindo",
+        "de-AT": "Willkommen bei SIGit",  # the built-in German
+        "fr": "Welcome to SIGit",
+        None: "Welcome to SIGit",
+        "../etc": "Welcome to SIGit",  # never a path
+    }
+    # A kind the language does not have comes from the next one down, kind by kind.
+    login = templates.render(MailKind.LOGIN_NOTICE, "a@b.org", {"at": NOW}, NOW, "pt-BR")
+    assert login.subject == "New login to your SIGit account"
+
+
+def test_the_support_line_is_a_template_per_language_too():
+    templates = Templates(TemplateContext("x", "https://sigit.example/help"))
+    english = templates.render(MailKind.WELCOME, "a@b.org", {"at": NOW}, NOW)
+    german = templates.render(MailKind.WELCOME, "a@b.org", {"at": NOW}, NOW, "de")
+    assert "Need help? https://sigit.example/help" in english.text
+    assert "Fragen? https://sigit.example/help" in german.text
+    assert '<a href="https://sigit.example/help">' in german.html
+    bare = Templates(TemplateContext("x")).render(MailKind.WELCOME, "a@b.org", {"at": NOW}, NOW, "de")
+    assert "Fragen" not in bare.text and "help" not in bare.html
+
+
+def test_a_directory_that_is_no_language_tag_is_refused(tmp_path):
+    welcome_pair(tmp_path / "german_formal")
+    with pytest.raises(ConfigError, match="not a language tag"):
         Templates(TemplateContext("x"), tmp_path)
 
 

@@ -1,0 +1,137 @@
+"""What an owner sees while a stranger attacks: the figures docs/threat-model.md quotes.
+
+The real service on a real SQLite file, its clock simulated: for two hours a stranger sends N
+events an hour (evenly spaced, every one with real proof of work, from fresh keys) with one of the
+strategies below, aimed at the owner's address, and every ten minutes the owner logs in:
+request_login from a new device, then the newest code in the mailbox. Printed per strategy and
+N, in default and private mode: how many of the owner's logins got in at the first code, the
+longest the owner waited for a code that works (0: the newest code in the mailbox worked at
+once), how many digits it had, and how many codes the mailbox received per hour.
+
+Strategies: ``login`` (request_login from fresh keys), ``guess`` (request_login, then wrong codes
+until the session locks), ``resend`` (request_login, then resend_code a minute later), ``decoy``
+(private mode: request_login for owner+N@ addresses, then wrong codes), ``signups`` (made-up
+signups at the owner's domain: the owner's own signup there pays the price, in bits).
+
+Environment: SIGIT_BENCH_OWNER_RATES (default 10,100,1000,3600), SIGIT_BENCH_OWNER_HOURS (2).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from dvm.accounts.rules import AccountRules
+from dvm.nostr.keys import SecretKey
+from dvm.rules import ServiceRules
+from dvm.store import database
+from tests.support.flows import LOW_POW, Harness, make_service, new_client
+
+OWNER = "owner@example.org"
+COMMAND = "scripts/bench owner"
+
+
+def world(tmp: Path, name: str, private: bool) -> Harness:
+    rules: ServiceRules = replace(LOW_POW, accounts=AccountRules(private_mode=private))
+    h = Harness(database.connect(tmp / f"{name}.sqlite3"), make_service(rules))
+    browser, key = new_client(1), SecretKey.generate()
+    params = {"pubkey": key.pubkey_hex, "email": OWNER, "backup": "QUJD"}
+    assert h.send(browser, "register", params, seal=key).ok
+    assert h.send(browser, "verify_code", {"code": h.last_code(OWNER)}).ok
+    h.now += 3600
+    return h
+
+
+class Stranger:
+    """One strategy's next event, from fresh keys; the events of a session follow each other."""
+
+    def __init__(self, h: Harness, strategy: str) -> None:
+        self.h, self.strategy, self.n, self.steps = h, strategy, 0, []
+
+    def act(self) -> None:
+        if not self.steps:
+            self.n += 1
+            key = new_client(10_000 + self.n)
+            if self.strategy == "signups":
+                self.steps = [(key, "request_account", {"email": f"made.up{self.n}@example.org"})]
+            else:
+                target = f"owner+{self.n}@example.org" if self.strategy == "decoy" else OWNER
+                self.steps = [(key, "request_login", {"email": target})]
+                if self.strategy in ("guess", "decoy"):
+                    self.steps += [(key, "verify_code", {"code": f"{self.n % 10**6:06d}"})] * 5
+                elif self.strategy == "resend":
+                    self.steps += [(key, "resend_code", {})]
+        key, method, params = self.steps.pop(0)
+        self.h.send(key, method, params, pow_bits=2)
+
+
+def owner_login(h: Harness, attempt: int) -> tuple[bool, int, int]:
+    """(got in with the newest code, seconds until a code worked, its digits)."""
+    device = new_client(900_000 + attempt)
+    started = h.now
+    for _ in range(60):  # at most an hour of tries, a minute apart
+        asked = h.send(device, "request_login", {"email": OWNER}, pow_bits=2)
+        if asked.ok:
+            code = h.last_code(OWNER)
+            if h.send(device, "verify_code", {"code": code}, pow_bits=2).ok:
+                return h.now == started, h.now - started, len(code)
+        h.now += 60
+        device = new_client(900_000 + attempt * 100 + h.now % 97)
+    return False, h.now - started, 0
+
+
+def run(tmp: Path, strategy: str, rate: int, hours: int, private: bool) -> str:
+    h = world(tmp, f"{strategy}-{rate}-{private}", private)
+    stranger = Stranger(h, strategy)
+    start, step = h.now, 3600 / rate
+    logins = []
+    next_owner, t = start + 600, float(start)
+    price = 0
+    while t < start + hours * 3600:
+        h.now = int(t)
+        if strategy == "signups" and h.now >= next_owner:  # the owner signs up there: the price
+            reply = h.send(
+                new_client(800_000 + h.now), "request_account", {"email": f"new{h.now}@example.org"}
+            )
+            price = max(price, int(reply.error["required_bits"]) - 2 if reply.code == "pow_too_low" else 0)
+            next_owner += 600
+        elif h.now >= next_owner:
+            logins.append(owner_login(h, len(logins)))
+            next_owner += 600
+        stranger.act()
+        t += step
+    sent = h.count("mail", "kind LIKE '%code' AND recipient = ? AND created_at >= ?", OWNER, start)
+    mode = "private" if private else "default"
+    if strategy == "signups":
+        return f"{strategy:8} {rate:6} {mode:8} the owner's signup at that domain costs {price} more bit(s)"
+    first = sum(1 for ok, _, _ in logins if ok)
+    waited = max((w for _, w, _ in logins), default=0)
+    digits = sorted({d for _, _, d in logins})
+    return (
+        f"{strategy:8} {rate:6} {mode:8} in at once {first}/{len(logins)}   longest wait {waited:5} s   "
+        f"code digits {digits}   codes to the mailbox {sent / hours:6.1f}/h"
+    )
+
+
+def main() -> None:
+    rates = [int(r) for r in os.environ.get("SIGIT_BENCH_OWNER_RATES", "10,100,1000,3600").split(",")]
+    hours = int(os.environ.get("SIGIT_BENCH_OWNER_HOURS", "2"))
+    print(f"$ {COMMAND}  (simulated clock: {hours} h of attack per line; the owner logs in every 10 min)")
+    print("strategy   N/h  mode     what the owner sees")
+    with tempfile.TemporaryDirectory(prefix="sigit-owner-") as tmp:
+        for strategy, modes in (
+            ("login", (False, True)),
+            ("guess", (False, True)),
+            ("resend", (False, True)),
+            ("decoy", (True,)),
+            ("signups", (False,)),
+        ):
+            for private in modes:
+                for rate in rates:
+                    print(run(Path(tmp), strategy, rate, hours, private), flush=True)
+
+
+if __name__ == "__main__":
+    main()
