@@ -32,7 +32,7 @@ from dvm.backoff import Backoff
 from dvm.nostr.event import Event, sign_event
 from dvm.nostr.keys import SecretKey
 from dvm.relays import messages
-from dvm.relays.catchup import Catchup
+from dvm.relays.catchup import Catchup, CatchupStats
 
 log = logging.getLogger("sigit.relays")
 
@@ -99,6 +99,7 @@ class RelayConnection:
         # Set when the catch-up behind the latest subscription has ended (complete, or cut short:
         # the log says which).
         self.paged_back = asyncio.Event()
+        self.last_catchup: CatchupStats | None = None  # what the latest ended catch-up did
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"relay {self.url}")
@@ -230,7 +231,7 @@ class RelayConnection:
         if catchup is None or self.paged_back.is_set():
             return
         catchup.stop()
-        stats = catchup.stats
+        stats = self.last_catchup = catchup.stats
         took_s = time.monotonic() - self._catchup_started
         if cut_short:
             log.warning(
