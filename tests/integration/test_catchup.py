@@ -144,3 +144,31 @@ async def test_a_downtime_longer_than_a_relays_page_is_answered_whole_and_once(t
     assert all(len(r) == 1 for r in replies.values())
     recipients = collections.Counter(m["To"] for m in smtp.messages)
     assert len(recipients) == REQUESTS + LIVE and set(recipients.values()) == {1}
+
+
+@pytest.mark.parametrize("relay", ["nostr-relay"], indirect=True)  # rust-nostr's hides it itself
+async def test_a_request_that_expired_during_downtime_is_not_answered(tmp_path, relay, smtp):
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, **SERVICE)
+    daemon = await start_daemon(settings)
+    await daemon.shutdown()
+    now = int(time.time())
+    client = Encryptor(SecretKey.generate())
+    params = {"email": "gave.up@example.org"}
+    expired = build_request(
+        client, DVM_KEY.pubkey_hex, "request_account", params, now, pow_bits=POW_BITS, expiration_s=1
+    )
+    control = signups(1, "control", now, per_second=1)
+    await publish(relay.url, [expired, *control])
+    await asyncio.sleep(2.5)
+    assert await stored_requests(relay.url) == 2  # the relay still hands the expired one out
+
+    daemon = await start_daemon(settings)
+    try:
+        await wait_until(lambda: daemon.handled == 1)
+        await wait_until(lambda: daemon.publisher.idle)
+        await asyncio.sleep(0.5)
+        assert daemon.handled == 1
+    finally:
+        await daemon.shutdown()
+    assert set(await replies_on_relay(relay.url, [expired.id, control[0].id])) == {control[0].id}
+    assert [m["To"] for m in smtp.messages] == ["control0@example.org"]
