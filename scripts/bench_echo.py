@@ -1,4 +1,4 @@
-"""The reference peer: sigit-dvm's CPU per request next to a 50-line echo DVM's, on the same relay.
+"""The reference peer: sigit-dvm's CPU per request next to a small echo DVM's, on the same relay.
 
 The echo DVM (``echo_dvm`` below, on rust-nostr's Python bindings, nostr-sdk) subscribes to the
 request kind addressed to its key, NIP-44-decrypts each request and replies with the plaintext
@@ -124,7 +124,8 @@ def main() -> None:
         print(json.dumps({"command": command, "relay": relay_name, "rows": rows}, indent=2))
         return
     print(f"command: {command}")
-    print(f"reference peer: a 50-line echo DVM on nostr-sdk vs sigit-dvm, through {relay_label(relay_name)}")
+    where = relay_label(relay_name)
+    print(f"reference peer: an echo DVM on nostr-sdk (under 50 lines) vs sigit-dvm, through {where}")
     print(
         f"{'offered':>8} {'echo answered':>14} {'sigit answered':>15} {'echo CPU ms':>12} "
         f"{'sigit CPU ms':>13} {'sigit/echo':>11} {'echo p50':>9} {'sigit p50':>10}"
