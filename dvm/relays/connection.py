@@ -5,10 +5,11 @@ the daemon's intake queue is full, reading stops and TCP back-pressure reaches t
 flood cannot grow memory without bound. Events ``accept`` refuses (junk: see
 :mod:`dvm.protocol.prefilter`) are dropped before that.
 
-Each subscription (at connect, again after AUTH) is followed by a catch-up: once the live
-subscription's stored events end (EOSE), a second subscription pages back through what the relay
-capped (:mod:`dvm.relays.catchup`), page after page, while the live one keeps running. It stops at
-an empty page, at the resume point, or after ``catchup_max_s``.
+Each connection's subscription is followed by a catch-up: once the live subscription's stored
+events end (EOSE), a second subscription pages back through what the relay capped
+(:mod:`dvm.relays.catchup`), page after page, while the live one keeps running. It stops at an
+empty page, at the resume point, or after ``catchup_max_s``. The subscription sent again behind
+NIP-42 AUTH joins the catch-up under way rather than restarting it.
 
 Publishing waits for the relay's ``OK`` (with a timeout) and handles its prefixes: ``duplicate:``
 counts as accepted, ``auth-required:`` is retried once after authenticating; anything else is
@@ -80,6 +81,8 @@ class RelayConnection:
         self._ws: ClientConnection | None = None
         self._pending: dict[str, asyncio.Future[messages.OkMsg]] = {}
         self._auth_event_id: str | None = None
+        self._auth_sent_at = -1e9  # monotonic; an AUTH without an OK yet counts as pending a while
+        self._challenges = ("", "")  # the relay's latest challenge, and the one answered last
         self._authenticated = asyncio.Event()
         self._resubscribe_on_auth = False
         self._task: asyncio.Task[None] | None = None
@@ -154,22 +157,24 @@ class RelayConnection:
         self._first_page = self._paging = False
         self._authenticated.clear()
         self._auth_event_id = None
+        self._auth_sent_at = -1e9
+        self._challenges = ("", "")
         for future in self._pending.values():
             if not future.done():
                 future.set_result(messages.OkMsg("", False, "error: connection lost"))
         self._pending.clear()
 
     async def _subscribe(self, ws: ClientConnection) -> None:
-        """Send the live subscription (replacing any earlier one) and start its catch-up."""
-        if self._paging:  # the previous catch-up's page: its events would be taken for this one's
-            self._paging = False
-            await ws.send(messages.close(PAGES))
+        """Send the live subscription (replacing any earlier one) and start its catch-up, unless
+        one is under way: a subscription sent again behind AUTH while the first one's stored
+        events still come (the relay answers both, in order) must not restart or end its pages."""
         live = self._make_filter()
-        self._catchup = Catchup(live, self._page_limit)
-        self._catchup_started = time.monotonic()
-        self._catchup_deadline = self._catchup_started + self._catchup_max_s
-        self._first_page = True
-        self.paged_back.clear()
+        if self._catchup is None or self._catchup.finished:
+            self._catchup = Catchup(live, self._page_limit)
+            self._catchup_started = time.monotonic()
+            self._catchup_deadline = self._catchup_started + self._catchup_max_s
+            self._first_page = True
+            self.paged_back.clear()
         await ws.send(messages.req(SUBSCRIPTION, live))
 
     async def _deliver(self, event: dict[str, Any]) -> None:
@@ -203,9 +208,10 @@ class RelayConnection:
             log.info("relay notice %s: %s", self.url, messages.shown(msg.message))
         elif isinstance(msg, messages.EoseMsg) and msg.subscription == SUBSCRIPTION:
             log.debug("relay %s: end of stored events", self.url)
-            self._first_page = False
             self.caught_up.set()
-            await self._next_page()
+            if self._first_page:  # not when a second REQ's end comes while the pages run
+                self._first_page = False
+                await self._next_page()
 
     async def _next_page(self) -> None:
         """A page of stored events has ended: ask for the one before it, or end the catch-up."""
@@ -262,15 +268,25 @@ class RelayConnection:
                     await self._subscribe(self._ws)
             else:
                 log.warning("relay %s refused our AUTH: %s", self.url, messages.shown(msg.message))
+                self._auth_sent_at = -1e9
+                latest, answered = self._challenges
+                if latest != answered:  # a newer challenge came meanwhile: answer that one now
+                    await self._authenticate(latest)
             return
         future = self._pending.pop(msg.event_id, None)
         if future is not None and not future.done():
             future.set_result(msg)
 
     async def _authenticate(self, challenge: str) -> None:
-        """NIP-42: answer the challenge with a signed kind-22242 event."""
-        if self._ws is None:
+        """NIP-42: answer the challenge with a signed kind-22242 event, unless authenticated or an
+        answer is on its way: a relay may send a new challenge with every event it refuses
+        (rust-nostr's does), and answering each one gets AUTH itself refused as too many attempts."""
+        self._challenges = (challenge, self._challenges[1])
+        pending = time.monotonic() - self._auth_sent_at < self._publish_timeout_s
+        if self._ws is None or self._authenticated.is_set() or pending:
             return
+        self._auth_sent_at = time.monotonic()
+        self._challenges = (challenge, challenge)
         tags = [("relay", self.url), ("challenge", challenge[:256])]
         auth = sign_event(self._key, AUTH_KIND, "", int(self._clock()), tags)
         self._auth_event_id = auth.id

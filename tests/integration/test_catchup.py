@@ -61,9 +61,21 @@ def junk(count: int, first_created_at: int) -> list[Event]:
     return out
 
 
-async def publish(url: str, events: list[Event]) -> None:
-    """Send every event, then wait for each OK: every one must be stored."""
+async def publish(url: str, events: list[Event], *, authenticate: bool = False) -> None:
+    """Send every event, then wait for each OK: every one must be stored. With ``authenticate``,
+    answer the relay's NIP-42 challenge first (rust-nostr's relay sends it on the first EVENT)."""
     async with connect(url, max_size=2**22) as ws:
+        if authenticate:
+            await ws.send(messages.event_raw(events[0].to_json()))
+            challenge, refused = None, False
+            while challenge is None or not refused:
+                msg = messages.parse_relay_message(await ws.recv())
+                challenge = msg.challenge if isinstance(msg, messages.AuthMsg) else challenge
+                refused = refused or isinstance(msg, messages.OkMsg)
+            tags = [("relay", url), ("challenge", challenge)]
+            auth = sign_event(SecretKey.generate(), 22242, "", int(time.time()), tags)
+            await ws.send(messages.auth(auth.to_dict()))
+            assert messages.parse_relay_message(await ws.recv()) == messages.OkMsg(auth.id, True, "")
         for event in events:
             await ws.send(messages.event_raw(event.to_json()))
         refused = []
@@ -172,3 +184,33 @@ async def test_a_request_that_expired_during_downtime_is_not_answered(tmp_path, 
         await daemon.shutdown()
     assert set(await replies_on_relay(relay.url, [expired.id, control[0].id])) == {control[0].id}
     assert [m["To"] for m in smtp.messages] == ["control0@example.org"]
+
+
+async def test_a_relay_that_asks_for_auth_mid_catch_up_still_gets_paged_back_whole(tmp_path, smtp):
+    """rust-nostr's relay requiring NIP-42 for writes challenges the daemon when it publishes its
+    announcement, while the catch-up runs: the subscription the daemon sends again after AUTH
+    must neither restart nor end the pages under way."""
+    relay = RustRelay(tmp_path / "relay", auth="write").start()
+    try:
+        settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, **SERVICE)
+        daemon = await start_daemon(settings)
+        await daemon.shutdown()
+        requests = signups(REQUESTS, "auth", int(time.time()) - 200, per_second=5)
+        await publish(relay.url, requests, authenticate=True)
+        daemon = await start_daemon(settings, live=False)
+        try:
+            (conn,) = daemon.pool.connections.values()
+            await wait_until(lambda: daemon.handled >= REQUESTS, timeout_s=90)
+            await wait_until(conn.paged_back.is_set, timeout_s=30)
+            assert conn.last_catchup is not None and conn.last_catchup.complete
+            # Replies refused before the daemon's AUTH went through are published again.
+            ids = [e.id for e in requests]
+            deadline = time.monotonic() + 30
+            while len(replies := await replies_on_relay(relay.url, ids)) < REQUESTS:
+                assert time.monotonic() < deadline, f"{REQUESTS - len(replies)} repl(ies) not published"
+                await asyncio.sleep(0.5)
+            assert daemon.handled == REQUESTS and all(len(r) == 1 for r in replies.values())
+        finally:
+            await daemon.shutdown()
+    finally:
+        relay.stop()

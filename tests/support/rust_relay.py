@@ -7,7 +7,8 @@ events itself. It keeps events in memory, so a restart starts empty: tests that 
 and expect its events back use nostr-relay. (The bindings' LMDB store is no way out: they pass it
 to the relay as a Python implementation of the database trait, called back through an event
 loop, and its queries then ignored the relay's cap and order when tried.)
-Run as a script, this file is the relay process: ``python rust_relay.py PORT``.
+``auth`` ("read", "write" or "both") makes it require NIP-42 authentication for that.
+Run as a script, this file is the relay process: ``python rust_relay.py PORT [AUTH]``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+AUTH_MODES = {"", "read", "write", "both"}
+
 
 class RustRelay:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, auth: str = "") -> None:
+        if auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {sorted(AUTH_MODES)}")
+        self.auth = auth
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
@@ -37,7 +43,7 @@ class RustRelay:
 
     def start(self, timeout_s: float = 30.0) -> RustRelay:
         """Start (or restart, empty) and wait until it accepts connections."""
-        args = [sys.executable, __file__, str(self.port)]
+        args = [sys.executable, __file__, str(self.port), self.auth]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(  # our own interpreter and file, fixed args
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -79,17 +85,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _serve(port: int) -> None:
+async def _serve(port: int, auth: str) -> None:
     import nostr_sdk as rn  # only the relay process needs the bindings loaded
 
-    relay = (
+    builder = (
         rn.LocalRelayBuilder()
         .addr("127.0.0.1")
         .port(port)
         # Its default admits 60 events a minute per connection: tests and benches send thousands.
         .rate_limit(rn.RateLimit(max_reqs=500, notes_per_minute=10_000_000))
-        .build()
     )
+    if auth:
+        mode = getattr(rn.LocalRelayBuilderNip42Mode, auth.upper())
+        builder = builder.nip42(rn.LocalRelayBuilderNip42(mode=mode))
+    relay = builder.build()
     await relay.run()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,4 +109,4 @@ async def _serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve(int(sys.argv[1])))
+    asyncio.run(_serve(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else ""))
