@@ -120,7 +120,10 @@ class Catchup:
         elif overflow:  # a second too full to remember: it was read whole (no relay caps this high)
             next_until = oldest - 1
         elif oldest == until:  # new events of the same second (a relay reading it in parts)
-            next_until, boundary = oldest, self._boundary | ids
+            boundary = self._boundary | ids
+            next_until = oldest
+            if len(boundary) > self._max_same_second:
+                next_until, boundary = oldest - 1, set()
         else:
             next_until, boundary = oldest, ids
         if next_until < self.since:

@@ -3,6 +3,8 @@ event in range is handed on exactly once, and paging always ends."""
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,16 +17,22 @@ def stored(times: list[int]) -> list[dict]:
     return [{"id": f"{i:064x}", "created_at": t} for i, t in enumerate(times)]
 
 
-def answer(events: list[dict], flt: dict, cap: int, ignore_until: bool = False) -> list[dict]:
-    """A NIP-01 relay: newest first (ties by id, as rust-nostr and strfry do), at most ``cap``
-    whatever ``limit`` says (or ``limit`` if lower)."""
+def answer(
+    events: list[dict], flt: dict, cap: int, ignore_until: bool = False, shuffle: random.Random | None = None
+) -> list[dict]:
+    """A NIP-01 relay: newest first (ties by id, as rust-nostr and strfry do, or in any order
+    with ``shuffle``), at most ``cap`` whatever ``limit`` says (or ``limit`` if lower)."""
     until = flt.get("until")
     found = [
         e
         for e in events
         if e["created_at"] >= flt["since"] and (until is None or ignore_until or e["created_at"] <= until)
     ]
-    found.sort(key=lambda e: (-e["created_at"], e["id"]))
+    if shuffle is not None:
+        shuffle.shuffle(found)
+        found.sort(key=lambda e: -e["created_at"])  # stable: ties stay in the shuffled order
+    else:
+        found.sort(key=lambda e: (-e["created_at"], e["id"]))
     return found[: min(cap, flt.get("limit", cap))]
 
 
@@ -113,10 +121,12 @@ def test_one_second_too_full_to_remember_is_skipped_whole_not_looped_on():
     times=st.lists(st.integers(SINCE - 5, SINCE + 40), max_size=400),
     cap=st.integers(1, 60),
     page_limit=st.integers(1, 80),
+    seed=st.one_of(st.none(), st.integers(0, 2**32)),
 )
-def test_every_reachable_event_is_handed_on_once_and_paging_ends(times, cap, page_limit):
+def test_every_reachable_event_is_handed_on_once_and_paging_ends(times, cap, page_limit, seed):
     events = stored(times)
-    handed, catchup = catch_up(events, cap, page_limit, max_pages=5 * len(events) + 100)
+    shuffle = None if seed is None else random.Random(seed)
+    handed, catchup = catch_up(events, cap, page_limit, max_pages=5 * len(events) + 100, shuffle=shuffle)
     assert len(handed) == len(set(handed))
     page = min(cap, page_limit)
     per_second: dict[int, int] = {}
