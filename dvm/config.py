@@ -142,6 +142,8 @@ class RelaySettings:
     reconnect_base_s: float = 1.0
     reconnect_max_s: float = 60.0
     since_margin_s: int = 120
+    catchup_page_limit: int = 500  # the ``limit`` of each page the catch-up asks for
+    catchup_max_s: float = 300.0  # a catch-up pages back for at most this long
     publish_retry_base_s: float = 2.0
     publish_retry_max_s: float = 300.0
     publish_timeout_s: float = 10.0
@@ -266,6 +268,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "relays.reconnect_base_s": (0.1, 3600),
     "relays.reconnect_max_s": (0.1, DAY_S),
     "relays.since_margin_s": (0, DAY_S),
+    "relays.catchup_page_limit": (1, 100_000),
+    "relays.catchup_max_s": (1, DAY_S),
     "relays.publish_retry_base_s": (0.1, 3600),
     "relays.publish_retry_max_s": (0.1, DAY_S),
     "relays.publish_timeout_s": (0.5, 300),

@@ -42,6 +42,7 @@ from dvm.opener import Opener
 from dvm.outbox import PendingReply
 from dvm.pipeline import Pipeline
 from dvm.protocol.announcement import announcement, profile
+from dvm.protocol.prefilter import plausible_request
 from dvm.ratelimit import KeyRateLimiter
 from dvm.relays.connection import RelayConnection
 from dvm.relays.pool import RelayPool
@@ -120,6 +121,8 @@ class Daemon:
             Encryptor(secrets.key), secrets.code_secret, rules, mail_claim=self.mail.claim, mail_seal=seal
         )
         self.writebehind = WriteBehind(self.db, WRITE_BEHIND_S)
+        intake = rules.intake
+        self._junk_gate = (self.service.pubkey, intake.request_kind, intake.pow_gate_bits)
         # Of several daemons on one database: who runs the singletons, which runs are alive.
         self.leader = Leader(self.db, self.mail.run_id, clock)
         self.retention = Retention(self.db, settings, clock, self.leader)  # pruning on a timer
@@ -177,7 +180,18 @@ class Daemon:
             publish_timeout_s=self.settings.relays.publish_timeout_s,
             clock=self._clock,
             on_connect=self.publisher.announce,
+            accept=self._plausible,
+            catchup_page_limit=self.settings.relays.catchup_page_limit,
+            catchup_max_s=self.settings.relays.catchup_max_s,
         )
+
+    def _plausible(self, event: dict[str, Any]) -> bool:
+        """Junk (wrong kind, not to us, no PoW) is dropped at the connection, before it costs a
+        signature check or a place in the queue; it counts as a dropped event."""
+        if plausible_request(event, *self._junk_gate):
+            return True
+        self.metrics.dropped_event()
+        return False
 
     def _filter(self) -> dict[str, Any]:
         """Our subscription; ``since`` reaches back to requests sent while we were away: to when we

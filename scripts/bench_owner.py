@@ -11,7 +11,8 @@ once), how many digits it had, and how many codes the mailbox received per hour.
 Strategies: ``login`` (request_login from fresh keys), ``guess`` (request_login, then wrong codes
 until the session locks), ``resend`` (request_login, then resend_code a minute later), ``decoy``
 (private mode: request_login for owner+N@ addresses, then wrong codes), ``signups`` (made-up
-signups at the owner's domain: the owner's own signup there pays the price, in bits).
+signups at the owner's domain, paying whatever price is asked: the owner's own signup there pays
+the price too, in bits more than the minimum).
 
 Environment: SIGIT_BENCH_OWNER_RATES (default 10,100,1000,3600), SIGIT_BENCH_OWNER_HOURS (2).
 """
@@ -49,6 +50,7 @@ class Stranger:
 
     def __init__(self, h: Harness, strategy: str) -> None:
         self.h, self.strategy, self.n, self.steps = h, strategy, 0, []
+        self.work = 0  # hashes the stranger's PoW took, in units of the 16-bit minimum
 
     def act(self) -> None:
         if not self.steps:
@@ -64,7 +66,12 @@ class Stranger:
                 elif self.strategy == "resend":
                     self.steps += [(key, "resend_code", {})]
         key, method, params = self.steps.pop(0)
-        self.h.send(key, method, params, pow_bits=2)
+        reply = self.h.send(key, method, params, pow_bits=2)
+        extra = 0
+        if reply.code == "pow_too_low":  # the stranger pays whatever price is asked
+            extra = int(reply.error["required_bits"]) - 2
+            self.h.send(key, method, params, pow_bits=2 + extra)
+        self.work += 2**extra
 
 
 def owner_login(h: Harness, attempt: int) -> tuple[bool, int, int]:
@@ -105,7 +112,10 @@ def run(tmp: Path, strategy: str, rate: int, hours: int, private: bool) -> str:
     sent = h.count("mail", "kind LIKE '%code' AND recipient = ? AND created_at >= ?", OWNER, start)
     mode = "private" if private else "default"
     if strategy == "signups":
-        return f"{strategy:8} {rate:6} {mode:8} the owner's signup at that domain costs {price} more bit(s)"
+        return (
+            f"{strategy:8} {rate:6} {mode:8} the owner's signup at that domain costs {price} more bit(s) "
+            f"(x{2**price} work); the stranger paid x{stranger.work / max(1, stranger.n):.1f} per signup"
+        )
     first = sum(1 for ok, _, _ in logins if ok)
     waited = max((w for _, w, _ in logins), default=0)
     digits = sorted({d for _, _, d in logins})

@@ -13,7 +13,7 @@ What stays is what new accounts need: a ``users`` row per new address (never ver
 after ``retention.unverified_s``), its session and code counter for their hour. The figure is
 the slope of bytes in use against answered requests over the second half of the run.
 Environment: SIGIT_BENCH_RATE (default 20 req/s), SIGIT_BENCH_SECONDS (default 180),
-SIGIT_BENCH_SAMPLE_S (default 15).
+SIGIT_BENCH_SAMPLE_S (default 15), SIGIT_BENCH_RELAY (lmdb, the default, sqlite or rust).
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 
 from dvm.demo.local import write_local_config
-from dvm.demo.relay import LocalRelay, free_port
+from dvm.demo.relay import free_port
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request
 from dvm.relays import messages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_e2e import relay_label, start_relay
 
 POW_BITS = 8
 TABLES = (
@@ -217,14 +220,14 @@ def slope(samples: list[dict], key: str) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
-async def run(rate: float, seconds: float, every_s: float) -> dict:
+async def run(rate: float, seconds: float, every_s: float, relay_name: str) -> dict:
     shm = Path("/dev/shm")
     with (
         tempfile.TemporaryDirectory() as tmp,
         tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as mail,
     ):
         directory = Path(tmp)
-        relay = LocalRelay(directory / "relay", storage="lmdb").start()
+        relay = start_relay(directory / "relay", relay_name)
         proc, dvm = start_daemon(directory, relay.url, Path(mail), free_port())
         samples: list[dict] = []
         try:
@@ -273,11 +276,13 @@ def main() -> None:
     rate = float(os.environ.get("SIGIT_BENCH_RATE", "20"))
     seconds = float(os.environ.get("SIGIT_BENCH_SECONDS", "180"))
     every_s = float(os.environ.get("SIGIT_BENCH_SAMPLE_S", "15"))
+    relay_name = os.environ.get("SIGIT_BENCH_RELAY", "lmdb")
     print(
-        f"soak: {rate:g} signups/s of new addresses for {seconds:.0f} s, sampling every {every_s:g} s",
+        f"soak: {rate:g} signups/s of new addresses for {seconds:.0f} s, sampling every {every_s:g} s, "
+        f"through {relay_label(relay_name)}",
         file=sys.stderr,
     )
-    result = asyncio.run(run(rate, seconds, every_s))
+    result = asyncio.run(run(rate, seconds, every_s, relay_name))
     if "--json" in sys.argv:
         print(json.dumps(result, indent=2))
         return

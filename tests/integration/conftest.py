@@ -1,4 +1,4 @@
-"""Real services for integration tests: a nostr-relay and an SMTP server on 127.0.0.1, and a
+"""Real services for integration tests: a relay and an SMTP server on 127.0.0.1, and a
 PostgreSQL cluster (one per test session, a database per test) for the tests of that backend."""
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ import pytest
 from dvm.store import backends
 from tests.support import postgres
 from tests.support.admin_world import world, world_sqlite  # noqa: F401 (the admin CLI's database)
-from tests.support.relay import LocalRelay
+from tests.support.relay import chosen_relay, make_relay
 from tests.support.smtp import Catcher, start_smtp
 
 
 @pytest.fixture
 def relay(tmp_path, request):
-    """nostr-relay on its default storage; ``@pytest.mark.parametrize("relay", [...], indirect=True)``
-    picks another ("lmdb", the benchmarks' relay)."""
-    relay = LocalRelay(tmp_path / "relay-a", storage=getattr(request, "param", "sqlite")).start()
+    """The relay SIGIT_TEST_RELAY names (nostr-relay on its default storage unless it says
+    rust-nostr); ``@pytest.mark.parametrize("relay", [...], indirect=True)`` picks others by name
+    (tests.support.relay.make_relay: "nostr-relay", "lmdb", "rust-nostr"...)."""
+    relay = make_relay(tmp_path / "relay-a", getattr(request, "param", None) or chosen_relay()).start()
     yield relay
     relay.stop()
 

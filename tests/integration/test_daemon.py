@@ -1,4 +1,4 @@
-"""The daemon end to end: a real nostr-relay, a real SMTP server, a real database, and a client
+"""The daemon end to end: a real relay, a real SMTP server, a real database, and a client
 built on rust-nostr (nostr-sdk). Tests taking ``store_url`` run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ async def wait_for_mail(smtp, count):
     await wait_until(lambda: len(smtp.messages) >= count)
 
 
-@pytest.mark.parametrize("relay", ["sqlite", "lmdb"], indirect=True)
+@pytest.mark.parametrize("relay", ["sqlite", "lmdb", "rust-nostr"], indirect=True)
 async def test_signup_activation_and_login_through_a_real_relay(tmp_path, relay, smtp, store_url):
     settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, store_url=store_url)
     daemon = await start_daemon(settings)
@@ -145,6 +145,7 @@ async def test_requests_sent_while_the_daemon_was_down_are_answered_on_restart(
     assert db_rows(settings, "SELECT count(*) FROM requests WHERE outcome = 'ok'") == [(3,)]
 
 
+@pytest.mark.parametrize("relay", ["nostr-relay"], indirect=True)  # keeps its events across a restart
 async def test_a_reply_committed_while_no_relay_is_up_is_published_when_one_comes_back(
     tmp_path, relay, smtp, store_url
 ):

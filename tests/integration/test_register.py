@@ -11,7 +11,7 @@ import pytest
 
 from dvm.nostr import bech32
 from tests.support.daemon import DVM_KEY, code_from, codes_to, make_settings, start_daemon
-from tests.support.relay import wait_until
+from tests.support.relay import RELAYS, wait_until
 from tests.support.sdk_browser import SdkBrowser
 
 pytestmark = pytest.mark.slow
@@ -27,6 +27,7 @@ def db_rows(settings, sql, *args):
         conn.close()
 
 
+@pytest.mark.parametrize("relay", RELAYS, indirect=True)
 async def test_register_activate_by_code_login_without_entropy_and_password_change(tmp_path, relay, smtp):
     settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
     daemon = await start_daemon(settings)
