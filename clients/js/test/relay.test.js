@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { generateSecretKey, getPublicKey, verifyEvent } from 'nostr-tools/pure'
 import { WebSocketServer } from 'ws'
-import { CancelledError, RelayError, SigitDvm, TimeoutError } from '../src/index.js'
+import { CancelledError, RelayError, SigitDvm, TimeoutError } from '../src/node.js'
 import { WebSocket } from './stack.js'
 
 const servers = []
