@@ -171,7 +171,12 @@ export class SigitDvm {
     const storage = opts.storage ?? this.options.storage
     if (!storage) throw new TypeError('resume needs a storage: localStorage, or an object with getItem, setItem and removeItem')
     const storageKey = opts.storageKey ?? this.options.storageKey
-    const raw = await storage.getItem(storageKey)
+    let raw
+    try {
+      raw = await storage.getItem(storageKey)
+    } catch {
+      return null // a storage the page may not use (privacy settings): nothing to resume
+    }
     if (!raw) return null
     /** @type {any} */
     let saved = null
@@ -192,7 +197,11 @@ export class SigitDvm {
       Number.isFinite(saved.savedAt) &&
       this.options.now() - saved.savedAt <= (opts.maxAgeS ?? 3600)
     if (!valid) {
-      await storage.removeItem(storageKey)
+      try {
+        await storage.removeItem(storageKey)
+      } catch {
+        // left for the next look
+      }
       return null
     }
     return new Session(this, { storage, storageKey }, /** @type {SavedFlow} */ (saved))
@@ -546,6 +555,9 @@ export class Session {
     this.resumed = !!saved
     /** The last verify_code result, kept so a wrong password can be retried (`unlock`). @type {VerifyResult | null} */
     this.verified = null
+    /** Whether the flow is in the storage now (false also when the storage refused to keep it:
+     * a full or forbidden storage never stops a flow, but then only typing the code works). */
+    this.saved = !!saved
   }
 
   /** @returns {Uint8Array} */
@@ -683,19 +695,30 @@ export class Session {
     }
     if (this.accountPubkey) saved.pubkey = this.accountPubkey
     if (this.backup) saved.backup = this.backup
-    await this.storage.setItem(this.storageKey, JSON.stringify(saved))
+    try {
+      await this.storage.setItem(this.storageKey, JSON.stringify(saved))
+      this.saved = true
+    } catch {
+      this.saved = false
+    }
   }
 
   /** Delete the saved flow if it is this session's (another tab may have saved its own since). */
   async forget() {
     if (!this.storage || !this.key) return
-    const raw = await this.storage.getItem(this.storageKey)
     try {
-      if (raw && JSON.parse(raw).key !== toHex(this.key)) return
+      const raw = await this.storage.getItem(this.storageKey)
+      let theirs = false
+      try {
+        theirs = !!raw && JSON.parse(raw).key !== toHex(this.key)
+      } catch {
+        // unreadable: ours to delete
+      }
+      if (raw && !theirs) await this.storage.removeItem(this.storageKey)
     } catch {
-      // unreadable: ours to delete
+      // a storage that fails now: what it holds is dropped by resume once too old
     }
-    if (raw) await this.storage.removeItem(this.storageKey)
+    this.saved = false
   }
 
   /** End the flow: the saved copy is deleted and the ephemeral key zeroed. */

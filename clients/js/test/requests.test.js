@@ -151,3 +151,22 @@ test('commonVersion picks the newest version both speak', () => {
   assert.equal(commonVersion(['sigit-dvm/9']), 0)
   assert.throws(() => new SigitDvm({ pubkey: DVM, relays: ['ws://127.0.0.1:9'], protocols: ['sigit-dvm/9'] }), TypeError)
 })
+
+test('a storage that refuses to keep the flow never stops it (only the link is lost), nor does one that cannot be read', async () => {
+  const relay = await scriptedDvm(() => ({ result: {} }))
+  const full = {
+    getItem: () => null,
+    setItem: () => {
+      throw new DOMException('full', 'QuotaExceededError')
+    },
+    removeItem: () => {},
+  }
+  const dvm = new SigitDvm({ pubkey: DVM, relays: [relay.url], WebSocket, protocols: v3, powBits: low, storage: full })
+  const session = dvm.session()
+  await session.requestAccount('ana@example.org')
+  assert.equal(session.saved, false)
+  await session.verifyCode('123456')
+  const forbidden = { getItem: () => { throw new DOMException('no', 'SecurityError') }, setItem: () => {}, removeItem: () => {} }
+  assert.equal(await dvm.resume({ storage: forbidden }), null)
+  dvm.close()
+})

@@ -200,6 +200,9 @@ export class Session {
     resumed: boolean;
     /** The last verify_code result, kept so a wrong password can be retried (`unlock`). @type {VerifyResult | null} */
     verified: VerifyResult | null;
+    /** Whether the flow is in the storage now (false also when the storage refused to keep it:
+     * a full or forbidden storage never stops a flow, but then only typing the code works). */
+    saved: boolean;
     /** @returns {Uint8Array} */
     get secretKey(): Uint8Array;
     /** @param {string} email @param {CallOptions} [opts] */
