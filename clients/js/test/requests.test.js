@@ -6,7 +6,7 @@ import { after, test } from 'node:test'
 import * as nip44 from 'nostr-tools/nip44'
 import { finalizeEvent, generateSecretKey, getPublicKey, verifyEvent } from 'nostr-tools/pure'
 import { WebSocketServer } from 'ws'
-import { ProtocolError, SigitDvm, commonVersion } from '../src/node.js'
+import { DiscoveryError, ProtocolError, SigitDvm, commonVersion, discover } from '../src/node.js'
 import { leadingZeroBits } from '../src/pow-core.js'
 import { WebSocket } from './stack.js'
 
@@ -25,10 +25,12 @@ function bitsOf(id) {
 
 /**
  * A relay that is also the DVM: each request is decrypted and handed to `decide`, whose
- * `{result}` or `{error}` goes back encrypted, as the daemon would.
+ * `{result}` or `{error}` goes back encrypted, as the daemon would; `announcement` is what a
+ * query for kind 31990 gets.
  * @param {(request: any, event: any, seen: any[]) => any} decide
+ * @param {any} [announcement]
  */
-async function scriptedDvm(decide) {
+async function scriptedDvm(decide, announcement) {
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
   servers.push(server)
   await new Promise((r) => server.once('listening', r))
@@ -40,7 +42,8 @@ async function scriptedDvm(decide) {
     ws.on('message', (raw) => {
       const [type, a, b] = JSON.parse(String(raw))
       if (type === 'REQ') {
-        subs.set(a, b['#e'][0])
+        if (b.kinds?.includes(31990) && announcement) ws.send(JSON.stringify(['EVENT', a, announcement]))
+        if (b['#e']) subs.set(a, b['#e'][0])
         ws.send(JSON.stringify(['EOSE', a]))
       } else if (type === 'EVENT') {
         ws.send(JSON.stringify(['OK', a.id, true, '']))
@@ -169,4 +172,24 @@ test('a storage that refuses to keep the flow never stops it (only the link is l
   const forbidden = { getItem: () => { throw new DOMException('no', 'SecurityError') }, setItem: () => {}, removeItem: () => {} }
   assert.equal(await dvm.resume({ storage: forbidden }), null)
   dvm.close()
+})
+
+test('discovery takes the newest version both speak, and refuses a DVM that announces none the client speaks', async () => {
+  /** @param {string[]} protocols */
+  const announce = (protocols) =>
+    finalizeEvent(
+      {
+        kind: 31990,
+        created_at: Math.floor(Date.now() / 1000),
+        tags: [['d', 'sigit-dvm'], ['k', '5780']],
+        content: JSON.stringify({ protocol: protocols[0], protocols, request_kind: 5780, pow_bits: { register: 3 } }),
+      },
+      dvmKey,
+    )
+  const v3only = await scriptedDvm(() => ({ result: {} }), announce(['sigit-dvm/3']))
+  const found = await discover(DVM, { WebSocket, relays: [v3only.url] })
+  assert.deepEqual([found.version, found.options.proveKeys, found.info.powBits.register, found.info.powBits.revoke_sessions], [3, true, 3, 12])
+  found.close()
+  const future = await scriptedDvm(() => ({ result: {} }), announce(['sigit-dvm/9']))
+  await assert.rejects(discover(DVM, { WebSocket, relays: [future.url] }), DiscoveryError)
 })

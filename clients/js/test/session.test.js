@@ -96,6 +96,14 @@ test('a refused request drops the saved flow; a lost one keeps it for the code e
   const silent = new SigitDvm({ ...dvm.info, WebSocket, storage, relays: ['ws://127.0.0.1:9'], connectTimeoutMs: 300 })
   await assert.rejects(silent.session().requestLogin(`lost.${stamp}@example.org`), { code: 'relay_refused' })
   assert.equal(JSON.parse(storage.map.get(FLOW_STORAGE_KEY)).email, `lost.${stamp}@example.org`)
+  // close() ends the flow: the saved copy goes, the key is zeroed.
+  const resumed = await silent.resume()
+  assert.ok(resumed)
+  const key = resumed.secretKey
+  await resumed.close()
+  assert.equal(storage.map.size, 0)
+  assert.ok(key.every((b) => b === 0))
+  assert.throws(() => resumed.secretKey, TypeError)
   silent.close()
 })
 
@@ -113,6 +121,9 @@ test('a wrong password at login keeps the verify_code result: the right one open
   await assert.rejects(login.unlock('not the password'), (err) => err instanceof BackupError && err.code === 'wrong_password')
   assert.deepEqual(await login.unlock(PASSWORD), made.secretKey)
   assert.equal(await stack.count(email), sent + 1, 'no code was asked for again')
+  // The code is spent: verify_code again is no_session (the README says to keep the session).
+  const code = await stack.codeFor(email, sent)
+  await assert.rejects(login.verifyCode(code), { code: 'no_session' })
 })
 
 test('register works with no discovery at all (the built-in minimums cover every method)', async () => {
@@ -143,6 +154,7 @@ test('account methods through a NIP-07-shaped signer; a signer that refuses or c
   const liar = { getPublicKey: async () => getPublicKey(key), signEvent: async (/** @type {any} */ t) => finalizeEvent(t, other) }
   await assert.rejects(dvm.status(liar), SignerError)
   await assert.rejects(dvm.status(signer, { sealed: false }), TypeError)
+  await assert.rejects(dvm.changePassword(/** @type {any} */ (signer), 'new password', ''), TypeError)
 })
 
 test("the site's own relay pool (nostr-tools SimplePool) carries discovery, requests and replies", async () => {
