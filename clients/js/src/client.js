@@ -49,6 +49,19 @@ const MAX_REMINES = 3
 export const FLOW_STORAGE_KEY = 'sigit-dvm-flow'
 const CONFIRMATIONS = new Set(['confirm_email', 'delete_account', 'resend_code'])
 
+/**
+ * End the current task and go on in a new one, so the page can paint and handle input between
+ * the client's pieces of main-thread work (key derivation, ECDH, signing: each 5-30 ms, the first
+ * key derivation more while noble-curves builds its tables), none of which may add up to a long
+ * task. `scheduler.yield` where the browser has it, else a timer.
+ * @returns {Promise<void>}
+ */
+export function nextTask() {
+  const scheduler = /** @type {any} */ (globalThis).scheduler
+  if (typeof scheduler?.yield === 'function') return scheduler.yield()
+  return new Promise((resolve) => setTimeout(resolve, 0))
+}
+
 /** @param {Uint8Array} bytes */
 const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 /** @param {string} hex */
@@ -145,6 +158,9 @@ export class SigitDvm {
     /** The ephemeral key of each account's pending email change or deletion (sealed mode).
      * @type {Map<string, Uint8Array>} */
     this.carriers = new Map()
+    /** NIP-44 conversation keys with the DVM, by signing key (an ECDH each: done once per key).
+     * @type {WeakMap<Uint8Array, Uint8Array>} */
+    this.conversationKeys = new WeakMap()
     /** @type {import('./transport.js').Transport} */
     this.transport = opts.pool
       ? new PoolRelays(opts.pool, this.info.relays)
@@ -264,11 +280,16 @@ export class SigitDvm {
     const scheme = opts.scheme ?? this.options.scheme
     const createdAt = opts.createdAt ?? this.options.now()
     let plaintext = this.requestJson(method, params, opts)
-    if (opts.seal) plaintext = await this.sealPlaintext(plaintext, secretKey, opts.seal, createdAt)
+    await nextTask()
+    if (opts.seal) {
+      plaintext = await this.sealPlaintext(plaintext, secretKey, opts.seal, createdAt)
+      await nextTask()
+    }
     const content =
       scheme === 'nip04'
         ? nip04.encrypt(secretKey, this.info.pubkey, plaintext)
-        : nip44.encrypt(plaintext, nip44.getConversationKey(secretKey, this.info.pubkey))
+        : nip44.encrypt(plaintext, this.conversationKey(secretKey))
+    await nextTask()
     /** @type {string[][]} */
     const tags = [['p', this.info.pubkey], ['encrypted']]
     if (this.options.expirationS !== null) tags.push(['expiration', String(createdAt + this.options.expirationS)])
@@ -286,6 +307,16 @@ export class SigitDvm {
     if (opts.signal?.aborted) throw new CancelledError()
     const event = finalizeEvent({ kind: template.kind, created_at: createdAt, tags: mined.tags, content }, secretKey)
     return /** @type {NostrEvent} */ (event)
+  }
+
+  /** @param {Uint8Array} secretKey */
+  conversationKey(secretKey) {
+    let key = this.conversationKeys.get(secretKey)
+    if (!key) {
+      key = nip44.getConversationKey(secretKey, this.info.pubkey)
+      this.conversationKeys.set(secretKey, key)
+    }
+    return key
   }
 
   /**
@@ -407,6 +438,7 @@ export class SigitDvm {
         }, republishMs)
         cleanups.push(() => clearInterval(every))
       })
+      await nextTask() // the reply's signature was checked in the socket's task: decrypt in a new one
       return this.openReply(/** @type {NostrEvent} */ (reply), method, secretKey)
     } finally {
       for (const cleanup of cleanups) {
@@ -439,7 +471,7 @@ export class SigitDvm {
     try {
       const plaintext = reply.content.includes('?iv=')
         ? nip04.decrypt(secretKey, this.info.pubkey, reply.content)
-        : nip44.decrypt(reply.content, nip44.getConversationKey(secretKey, this.info.pubkey))
+        : nip44.decrypt(reply.content, this.conversationKey(secretKey))
       body = JSON.parse(plaintext)
     } catch {
       throw new ReplyError(`the reply to ${method} cannot be decrypted or parsed`)

@@ -1,4 +1,12 @@
 /**
+ * End the current task and go on in a new one, so the page can paint and handle input between
+ * the client's pieces of main-thread work (key derivation, ECDH, signing: each 5-30 ms, the first
+ * key derivation more while noble-curves builds its tables), none of which may add up to a long
+ * task. `scheduler.yield` where the browser has it, else a timer.
+ * @returns {Promise<void>}
+ */
+export function nextTask(): Promise<void>;
+/**
  * A code as the user typed it, ready to send: spaces removed ("1234 5678 9012"), 6 or 12 digits.
  * Anything else is InputError `code_format` (nothing is sent, no attempt is spent).
  * @param {string | number} code
@@ -42,6 +50,9 @@ export class SigitDvm {
     /** The ephemeral key of each account's pending email change or deletion (sealed mode).
      * @type {Map<string, Uint8Array>} */
     carriers: Map<string, Uint8Array>;
+    /** NIP-44 conversation keys with the DVM, by signing key (an ECDH each: done once per key).
+     * @type {WeakMap<Uint8Array, Uint8Array>} */
+    conversationKeys: WeakMap<Uint8Array, Uint8Array>;
     /** @type {import('./transport.js').Transport} */
     transport: import("./transport.js").Transport;
     /**
@@ -85,6 +96,8 @@ export class SigitDvm {
      * @returns {Promise<NostrEvent>}
      */
     buildRequest(method: string, params: Record<string, unknown> | undefined, secretKey: Uint8Array, opts?: CallOptions): Promise<NostrEvent>;
+    /** @param {Uint8Array} secretKey */
+    conversationKey(secretKey: Uint8Array): Uint8Array<ArrayBufferLike>;
     /**
      * The request JSON: `{"method", "params"?, "lang"?}`. `lang` (the user's language, BCP 47) goes
      * only to a DVM that speaks sigit-dvm/3; older ones refuse any other member.

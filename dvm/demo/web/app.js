@@ -96,6 +96,9 @@ async function act(work) {
   }
 }
 
+/** 1234567 -> "1,234,567" (toLocaleString's first call loads the locale data: a long task). */
+const grouped = (n) => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',')
+
 /** One line per phase for screen readers (role=status), the bar for everything in between. */
 function onProgress(p) {
   $('progress').hidden = false
@@ -108,8 +111,8 @@ function onProgress(p) {
     phase = p.fraction === 1 ? 'Waiting for the service…' : 'Working on your request…'
     $('progress-label').textContent =
       p.fraction === 1
-        ? `Proof of work done (${p.bits} bits, ${p.tries.toLocaleString('en')} tries)`
-        : `Proof of work (${p.bits} bits): ${p.tries.toLocaleString('en')} tries`
+        ? `Proof of work done (${p.bits} bits, ${grouped(p.tries)} tries)`
+        : `Proof of work (${p.bits} bits): ${grouped(p.tries)} tries`
   }
   if ($('progress-status').textContent !== phase) $('progress-status').textContent = phase
 }
