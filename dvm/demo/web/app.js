@@ -378,7 +378,9 @@ async function start() {
   clearMessages()
   $('dvm').textContent = 'Finding the account service…'
   try {
-    dvm = await discover(`dvm@${location.host}`, { storage })
+    // lang: the DVM's mails in the reader's language, where its operator has templates for it.
+    const lang = /^[A-Za-z0-9-]{1,35}$/.test(navigator.language) ? navigator.language : undefined
+    dvm = await discover(`dvm@${location.host}`, { storage, lang })
   } catch (err) {
     $('dvm').textContent = 'The account service could not be found.'
     show('offline')
