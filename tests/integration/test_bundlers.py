@@ -13,6 +13,7 @@ installed) without chromium, npm, the client's packages, or Node >= 20.19 (Vite 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gzip
 import os
@@ -195,14 +196,8 @@ async def newest_code(stack: DemoStack, email: str) -> str:
         mails = [m for m in orjson.loads(mail_as_json(list(stack.catcher.messages))) if m["to"] == email]
         if mails and mails[-1]["code"]:
             return str(mails[-1]["code"])
-        await _sleep(0.1)
+        await asyncio.sleep(0.1)
     raise AssertionError(f"no code mailed to {email}")
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 async def test_each_recipes_build_signs_up_in_chromium_without_long_tasks(
