@@ -488,8 +488,8 @@ export class SigitDvm {
   // false`). The key is used for this call only.
 
   /** @param {AccountKey} account @param {CallOptions} [opts] */
-  status(account, opts) {
-    return /** @type {Promise<AccountStatus>} */ (this.accountCall('status', undefined, account, opts))
+  async status(account, opts) {
+    return /** @type {AccountStatus} */ (await this.accountCall('status', undefined, account, opts))
   }
 
   /** @param {AccountKey} account @param {string} email @param {CallOptions} [opts] */
@@ -498,8 +498,8 @@ export class SigitDvm {
   }
 
   /** @param {AccountKey} account @param {string} code 6 or 12 digits (spaces ignored) @param {CallOptions} [opts] */
-  confirmEmail(account, code, opts) {
-    return /** @type {Promise<{email: string}>} */ (this.accountCall('confirm_email', { code: normalizeCode(code) }, account, opts))
+  async confirmEmail(account, code, opts) {
+    return /** @type {{email: string}} */ (await this.accountCall('confirm_email', { code: normalizeCode(code) }, account, opts))
   }
 
   /** @param {AccountKey} account @param {string} backup @param {CallOptions} [opts] */
@@ -526,8 +526,8 @@ export class SigitDvm {
   }
 
   /** @param {AccountKey} account @param {{loginNotice: boolean}} prefs @param {CallOptions} [opts] */
-  setNotifications(account, prefs, opts) {
-    return /** @type {Promise<{notifications: {login_notice: boolean}}>} */ (this.accountCall('set_notifications', { login_notice: !!prefs.loginNotice }, account, opts))
+  async setNotifications(account, prefs, opts) {
+    return /** @type {{notifications: {login_notice: boolean}}} */ (await this.accountCall('set_notifications', { login_notice: !!prefs.loginNotice }, account, opts))
   }
 
   /** @param {AccountKey} account @param {CallOptions} [opts] */
@@ -660,7 +660,7 @@ export class Session {
    * @param {string} password @param {{signal?: AbortSignal, onProgress?: (p: import('./types.js').BackupProgress) => void}} [opts]
    * @returns {Promise<Uint8Array>} the account's secret key
    */
-  unlock(password, opts = {}) {
+  async unlock(password, opts = {}) {
     const found = this.verified
     const backupOpts = { ...opts, workerUrl: this.dvm.options.workerUrl }
     if (found?.backup) return openBackup(found.backup, password, found.entropy, { ...backupOpts, pubkey: found.pubkey })

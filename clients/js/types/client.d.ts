@@ -142,7 +142,7 @@ export class SigitDvm {
      */
     openReply(reply: NostrEvent, method: string, secretKey: Uint8Array): Record<string, any> | null;
     /** @param {AccountKey} account @param {CallOptions} [opts] */
-    status(account: AccountKey, opts?: CallOptions): Promise<AccountStatus>;
+    status(account: AccountKey, opts?: CallOptions): Promise<import("./types.js").AccountStatus>;
     /** @param {AccountKey} account @param {string} email @param {CallOptions} [opts] */
     changeEmail(account: AccountKey, email: string, opts?: CallOptions): Promise<void>;
     /** @param {AccountKey} account @param {string} code 6 or 12 digits (spaces ignored) @param {CallOptions} [opts] */
