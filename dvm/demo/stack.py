@@ -70,7 +70,7 @@ class DemoStack:
         link = self.link_template
         if self.want_web and client_ready():
             self.web = DemoWebServer(lambda: list(catcher.messages), self.web_port).start()
-            link = self.web.url + "#code={code}"  # the code email's link opens the page
+            link = self.web.url + "#/verify?code={code}"  # the code email's link opens the page
         overrides: dict[str, dict[str, Scalar]] = {
             "mail": {"from_address": "no-reply@sigit.localhost", "link_template": link}
         }

@@ -31,7 +31,9 @@ TYPES = {
     ".map": "application/json",
     ".svg": "image/svg+xml",
 }
-CODE_LINE = re.compile(r"^    (\d{6})$", re.M)  # the code's own line in a code email's text
+# The code's own line in a code email's text: 6 digits, or 12 (grouped by four, or not).
+CODE_LINE = re.compile(r"^    (\d{6}|\d{4} \d{4} \d{4}|\d{12})$", re.M)
+LINK_LINE = re.compile(r"^(https?://\S*code=\S+)$", re.M)  # the code's link, on a line of its own
 
 
 def client_ready() -> bool:
@@ -40,19 +42,22 @@ def client_ready() -> bool:
 
 
 def mail_as_json(messages: list[EmailMessage]) -> bytes:
-    """The caught messages, oldest first: recipient, subject, the code if any, and the text."""
+    """The caught messages, oldest first: recipient, subject, the code and its link if any (the
+    code as mailed: 12 digits are grouped by four), and the text."""
     out = []
     for i, message in enumerate(messages):
         body = message.get_body(("plain",))
         subject = str(message["Subject"] or "")
         text = body.get_content() if body is not None else ""
         match = CODE_LINE.search(text)
+        link = LINK_LINE.search(text)
         out.append(
             {
                 "id": i,
                 "to": str(message["To"] or ""),
                 "subject": subject,
                 "code": match.group(1) if match else None,
+                "link": link.group(1) if link else None,
                 "text": text,
             }
         )

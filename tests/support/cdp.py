@@ -2,8 +2,10 @@
 
 Nothing is downloaded: it runs the ``chromium`` binary Debian installs (``SIGIT_CHROMIUM``
 overrides the path). Each ``new_page`` can open in a fresh browser context (no shared storage, a
-new device). Every console error, uncaught exception and browser log error of every page is kept
-in ``Chromium.errors``, so a test can fail on any of them.
+new device) or in another page's context (a second tab: the same storage). Every console error,
+uncaught exception and browser log error of every page is kept in ``Chromium.errors``, and every
+long task (PerformanceObserver ``longtask``: 50 ms or more on a page's main thread) in
+``Chromium.long_tasks``, so a test can fail on any of them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,9 @@ class Chromium:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ws: ClientConnection | None = None
         self.errors: list[str] = []
+        self.long_tasks: list[LongTask] = []
+        self.failing: set[str] = set()  # sessions whose paused requests (Fetch domain) fail
+        self.tasks: set[asyncio.Task[Any]] = set()
         self.next_ids = itertools.count(1)
         self.waiting: dict[int, asyncio.Future[Any]] = {}
         self.reader: asyncio.Task[None] | None = None
@@ -96,9 +102,9 @@ class Chromium:
                     else:
                         future.set_result(msg.get("result", {}))
             else:
-                self._on_event(msg.get("method", ""), msg.get("params", {}))
+                self._on_event(msg.get("method", ""), msg.get("params", {}), msg.get("sessionId"))
 
-    def _on_event(self, method: str, params: dict[str, Any]) -> None:
+    def _on_event(self, method: str, params: dict[str, Any], session: str | None = None) -> None:
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
             text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
             self.errors.append(f"console.{params['type']}: {text}")
@@ -109,6 +115,14 @@ class Chromium:
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
             self.errors.append(f"log: {entry.get('text')} {entry.get('url', '')}".strip())
+        elif method == "Runtime.bindingCalled" and params.get("name") == LONG_TASK_BINDING:
+            task = orjson.loads(params.get("payload", "{}"))
+            self.long_tasks.append(LongTask(float(task["ms"]), str(task["url"]), str(task["mark"])))
+        elif method == "Fetch.requestPaused" and session in self.failing:
+            fail = {"requestId": params["requestId"], "errorReason": "ConnectionRefused"}
+            task = asyncio.get_running_loop().create_task(self.send("Fetch.failRequest", fail, session))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     async def send(
         self, method: str, params: dict[str, Any] | None = None, session: str | None = None
@@ -123,25 +137,67 @@ class Chromium:
         await self.ws.send(orjson.dumps(message).decode())
         return await asyncio.wait_for(future, 60)
 
-    async def new_page(self, *, fresh_context: bool = True) -> Page:
-        """A tab; in a new browser context (a new device: no storage shared) unless told otherwise."""
+    async def fail_requests(self, page: Page, pattern: str | None) -> None:
+        """Make ``page``'s requests to URLs matching ``pattern`` fail (the network is down for
+        them); ``None`` lets them through again."""
+        if pattern is None:
+            self.failing.discard(page.session)
+            await page.send("Fetch.disable")
+        else:
+            self.failing.add(page.session)
+            await page.send("Fetch.enable", {"patterns": [{"urlPattern": pattern}]})
+
+    async def new_page(self, *, fresh_context: bool = True, like: Page | None = None) -> Page:
+        """A tab: in a new browser context (a new device: no storage shared), or in ``like``'s
+        context (another tab of the same browser), or in the default context."""
         params: dict[str, Any] = {"url": "about:blank"}
-        if fresh_context:
-            params["browserContextId"] = (await self.send("Target.createBrowserContext"))["browserContextId"]
+        context: str | None = None
+        if like is not None:
+            context = like.context
+        elif fresh_context:
+            context = (await self.send("Target.createBrowserContext"))["browserContextId"]
+        if context is not None:
+            params["browserContextId"] = context
         target = (await self.send("Target.createTarget", params))["targetId"]
         session = (await self.send("Target.attachToTarget", {"targetId": target, "flatten": True}))[
             "sessionId"
         ]
-        page = Page(self, session)
+        page = Page(self, session, target, context)
         for domain in ("Runtime", "Log", "Page"):
             await page.send(f"{domain}.enable")
+        await page.send("Runtime.addBinding", {"name": LONG_TASK_BINDING})
+        await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": LONG_TASK_OBSERVER})
         return page
 
 
+LONG_TASK_BINDING = "sigitLongTask"
+# Runs before the page's own scripts, in every document the page loads (reloads included).
+LONG_TASK_OBSERVER = f"""
+new PerformanceObserver((list) => {{
+  for (const task of list.getEntries()) {{
+    {LONG_TASK_BINDING}(JSON.stringify({{
+      ms: task.duration, url: location.href, mark: String(document.body?.dataset.state ?? ''),
+    }}))
+  }}
+}}).observe({{ type: 'longtask', buffered: true }})
+"""
+
+
+@dataclass(frozen=True)
+class LongTask:
+    """A task that kept a page's main thread busy: its length, the page, and the demo's state."""
+
+    ms: float
+    url: str
+    mark: str
+
+
 class Page:
-    def __init__(self, browser: Chromium, session: str) -> None:
+    def __init__(self, browser: Chromium, session: str, target: str = "", context: str | None = None) -> None:
         self.browser = browser
         self.session = session
+        self.target = target
+        self.context = context
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> Any:
         return await self.browser.send(method, params, self.session)
@@ -157,8 +213,18 @@ class Page:
         return result.get("result", {}).get("value")
 
     async def goto(self, url: str, timeout_s: float = 30.0) -> None:
+        await self.evaluate("window.sigitLeaving = true")
         await self.send("Page.navigate", {"url": url})
-        await self.wait_for("document.readyState === 'complete'", timeout_s)
+        await self.wait_for("!window.sigitLeaving && document.readyState === 'complete'", timeout_s)
+
+    async def reload(self, timeout_s: float = 30.0) -> None:
+        """Reload the page (its storage stays: the same browser) and wait until it loaded."""
+        await self.evaluate("window.sigitLeaving = true")
+        await self.send("Page.reload", {"ignoreCache": True})
+        await self.wait_for("!window.sigitLeaving && document.readyState === 'complete'", timeout_s)
+
+    async def close(self) -> None:
+        await self.browser.send("Target.closeTarget", {"targetId": self.target})
 
     async def wait_for(self, expression: str, timeout_s: float = 30.0) -> None:
         """Poll a JS expression until it is truthy (in JS: a DOM node counts)."""

@@ -2,19 +2,37 @@
 // (kind 31990, d=sigit-dvm) -> request kind, PoW minimums, encryption schemes, protocol version.
 import { decode } from 'nostr-tools/nip19'
 import { verifyEvent } from 'nostr-tools/pure'
-import { DiscoveryError } from './errors.js'
-import { RelayConnection } from './relay.js'
+import { CancelledError, DiscoveryError } from './errors.js'
+import { OwnRelays, PoolRelays } from './transport.js'
 
 export const ANNOUNCEMENT_KIND = 31990
 export const ANNOUNCEMENT_D = 'sigit-dvm'
-export const PROTOCOL = 'sigit-dvm/1'
-/** Every version this client speaks; version 2 adds `register`, seals and session calls. */
-export const PROTOCOLS = ['sigit-dvm/1', 'sigit-dvm/2']
+/** The newest version this client speaks. */
+export const PROTOCOL = 'sigit-dvm/3'
+/** Every version this client speaks: 2 adds `register`, seals and session calls; 3 seals
+ * `register` and `activate` with the key they name, codes of 12 digits, prices in PoW,
+ * `revoke_sessions` and `lang`. */
+export const PROTOCOLS = Object.freeze(['sigit-dvm/1', 'sigit-dvm/2', 'sigit-dvm/3'])
 export const DEFAULT_REQUEST_KIND = 5780
 
-/** docs/protocol.md's default minimums, used until an announcement says otherwise. */
+/**
+ * The newest version both sides speak (1, 2, 3), or 0 for none.
+ * @param {readonly string[]} protocols what the DVM announced
+ */
+export function commonVersion(protocols) {
+  let best = 0
+  for (const p of protocols) {
+    const m = /^sigit-dvm\/(\d+)$/.exec(p)
+    if (m && PROTOCOLS.includes(p)) best = Math.max(best, Number(m[1]))
+  }
+  return best
+}
+
+/** The daemon's default minimums (docs/protocol.md, "Proof of work"; a test compares them with
+ * the daemon's announcement), used for any method the announcement does not list. */
 export const DEFAULT_POW_BITS = Object.freeze({
   request_account: 16,
+  register: 16,
   request_login: 16,
   verify_code: 12,
   activate: 12,
@@ -26,14 +44,16 @@ export const DEFAULT_POW_BITS = Object.freeze({
   set_notifications: 12,
   request_deletion: 12,
   delete_account: 12,
+  revoke_sessions: 12,
 })
 
 const HEX64 = /^[0-9a-f]{64}$/
 
 /**
- * Resolve `name@domain` (NIP-05) or an npub / hex key to a pubkey and relay hints.
+ * Resolve `name@domain` (NIP-05) or an npub / hex key to a pubkey and relay hints. The HTTP
+ * request ends after `fetchTimeoutMs` (10000) or when `signal` fires (CancelledError).
  * @param {string} identifier
- * @param {{fetch?: typeof fetch, allowHttp?: boolean}} [opts]
+ * @param {{fetch?: typeof fetch, allowHttp?: boolean, fetchTimeoutMs?: number, signal?: AbortSignal}} [opts]
  * @returns {Promise<{pubkey: string, relays: string[]}>}
  */
 export async function resolveIdentifier(identifier, opts = {}) {
@@ -58,13 +78,28 @@ export async function resolveIdentifier(identifier, opts = {}) {
   const scheme = opts.allowHttp || local ? 'http' : 'https'
   const url = `${scheme}://${domain}/.well-known/nostr.json?name=${encodeURIComponent(name)}`
   const doFetch = opts.fetch ?? globalThis.fetch
+  const timeoutMs = opts.fetchTimeoutMs ?? 10_000
+  if (opts.signal?.aborted) throw new CancelledError()
+  const controller = new AbortController()
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    controller.abort()
+  }, timeoutMs)
+  const onAbort = () => controller.abort()
+  opts.signal?.addEventListener('abort', onAbort, { once: true })
   let body
   try {
-    const res = await doFetch(url, { redirect: 'error' })
+    const res = await doFetch(url, { redirect: 'error', signal: controller.signal })
     if (!res.ok) throw new Error(`HTTP ${res.status}`)
     body = await res.json()
   } catch (err) {
-    throw new DiscoveryError(`${url}: ${err instanceof Error ? err.message : String(err)}`, { url })
+    if (opts.signal?.aborted) throw new CancelledError()
+    const why = timedOut ? `no answer within ${timeoutMs} ms` : err instanceof Error ? err.message : String(err)
+    throw new DiscoveryError(`${url}: ${why}`, { url, timedOut })
+  } finally {
+    clearTimeout(timer)
+    opts.signal?.removeEventListener('abort', onAbort)
   }
   const pubkey = body?.names?.[name]
   if (typeof pubkey !== 'string' || !HEX64.test(pubkey)) {
@@ -77,40 +112,31 @@ export async function resolveIdentifier(identifier, opts = {}) {
 }
 
 /**
- * Fetch the newest valid announcement of `pubkey` from `relays`: every relay is asked, and each
- * one's answer ends at its EOSE (or the timeout, or a failed connection).
+ * Fetch the newest valid announcement of `pubkey` from `relays` (or through the site's `pool`):
+ * every relay is asked, and each one's answer ends at its EOSE, the timeout (`timeoutMs`, 5000),
+ * a failed connection, or `signal` (then CancelledError).
  * @param {string} pubkey
  * @param {string[]} relays
- * @param {{WebSocket?: any, timeoutMs?: number}} [opts]
+ * @param {{WebSocket?: any, timeoutMs?: number, signal?: AbortSignal, pool?: import('./transport.js').RelayPool}} [opts]
  * @returns {Promise<import('./relay.js').NostrEvent | null>}
  */
 export async function fetchAnnouncement(pubkey, relays, opts = {}) {
   const timeoutMs = opts.timeoutMs ?? 5000
+  if (opts.signal?.aborted) throw new CancelledError()
+  const transport = opts.pool ? new PoolRelays(opts.pool, relays) : new OwnRelays(relays, { WebSocket: opts.WebSocket, connectTimeoutMs: timeoutMs })
+  const filter = { kinds: [ANNOUNCEMENT_KIND], authors: [pubkey], '#d': [ANNOUNCEMENT_D] }
+  let events
+  try {
+    events = await transport.query(filter, { timeoutMs, signal: opts.signal })
+  } finally {
+    transport.close()
+  }
+  if (opts.signal?.aborted) throw new CancelledError()
   /** @type {import('./relay.js').NostrEvent | null} */
   let best = null
-  const conns = relays.map((url) => new RelayConnection(url, { WebSocket: opts.WebSocket, connectTimeoutMs: timeoutMs }))
-  const filter = { kinds: [ANNOUNCEMENT_KIND], authors: [pubkey], '#d': [ANNOUNCEMENT_D] }
-  /** @param {import('./relay.js').NostrEvent} event */
-  const onEvent = (event) => {
-    if (event.pubkey !== pubkey || event.kind !== ANNOUNCEMENT_KIND || !verifyEvent(event)) return
+  for (const event of events) {
+    if (event.pubkey !== pubkey || event.kind !== ANNOUNCEMENT_KIND || !verifyEvent(event)) continue
     if (!best || event.created_at > best.created_at) best = event
-  }
-  try {
-    await Promise.all(
-      conns.map(
-        (conn) =>
-          new Promise((resolve) => {
-            const timer = setTimeout(resolve, timeoutMs)
-            const done = () => {
-              clearTimeout(timer)
-              resolve(undefined)
-            }
-            conn.subscribe([filter], onEvent, done, done).catch(done)
-          }),
-      ),
-    )
-  } finally {
-    for (const conn of conns) conn.close()
   }
   return best
 }
@@ -142,10 +168,10 @@ export function parseAnnouncement(event) {
     pubkey: event.pubkey,
     name: typeof content.name === 'string' ? content.name : '',
     about: typeof content.about === 'string' ? content.about : '',
-    protocol: typeof content.protocol === 'string' ? content.protocol : PROTOCOL,
+    protocol: typeof content.protocol === 'string' ? content.protocol : 'sigit-dvm/1',
     protocols: Array.isArray(content.protocols)
       ? content.protocols.map(String)
-      : [typeof content.protocol === 'string' ? content.protocol : PROTOCOL],
+      : [typeof content.protocol === 'string' ? content.protocol : 'sigit-dvm/1'],
     requestKind,
     replyKind: Number.isInteger(content.reply_kind) ? content.reply_kind : requestKind + 1000,
     encryption: Array.isArray(content.encryption) ? content.encryption.map(String) : ['nip44'],

@@ -1,12 +1,20 @@
 // Typed errors. Every error the client throws is a SigitError with a stable `code`: the DVM's own
 // error codes (docs/protocol.md, "Error codes") as ProtocolError, and the client's own failures.
+// `message` is for developers; `userMessage` (messages.js) is the sentence to show a person.
+import { userMessage } from './messages.js'
 
 /** The DVM's error codes (docs/protocol.md). New ones may appear; unknown codes are passed through. */
 export const PROTOCOL_ERROR_CODES = Object.freeze([
   'bad_request', 'invalid_email', 'pow_too_low', 'stale_event', 'rate_limited', 'email_taken',
   'unknown_email', 'not_activated', 'no_session', 'session_expired', 'code_invalid', 'code_expired',
   'too_many_attempts', 'not_verified', 'pubkey_taken', 'already_activated', 'unknown_account',
-  'change_expired', 'internal_error',
+  'change_expired', 'account_suspended', 'email_blocked', 'key_not_proven', 'internal_error',
+])
+
+/** The client's own codes (no DVM involved). */
+export const CLIENT_ERROR_CODES = Object.freeze([
+  'timeout', 'cancelled', 'relay_refused', 'discovery_failed', 'bad_reply', 'backup_invalid',
+  'wrong_password', 'worker_failed', 'code_format', 'signer_failed',
 ])
 
 export class SigitError extends Error {
@@ -22,6 +30,11 @@ export class SigitError extends Error {
     this.code = code
     /** @type {Record<string, unknown>} */
     this.details = details
+  }
+
+  /** A short sentence for the user, in English (`userMessage(err, {messages})` for another language). */
+  get userMessage() {
+    return userMessage(this)
   }
 }
 
@@ -108,5 +121,36 @@ export class BackupError extends SigitError {
   constructor(code, message) {
     super(code, message)
     this.name = 'BackupError'
+  }
+}
+
+/** The client's worker (proof of work, backups) could not start or failed: a Content-Security-Policy
+ * without `blob:` in `worker-src` (serve dist/worker.js and pass `workerUrl`), or no Worker at all.
+ * Code `worker_failed`. */
+export class WorkerError extends SigitError {
+  /** @param {string} message @param {Record<string, unknown>} [details] */
+  constructor(message, details) {
+    super('worker_failed', message, details)
+    this.name = 'WorkerError'
+  }
+}
+
+/** What the user typed cannot be sent: `code_format` (a code is 6 or 12 digits). */
+export class InputError extends SigitError {
+  /** @param {'code_format'} code @param {string} message */
+  constructor(code, message) {
+    super(code, message)
+    this.name = 'InputError'
+  }
+}
+
+/** A signer (NIP-07 extension, NIP-46 bunker) refused, failed, or signed something else than
+ * asked. Code `signer_failed`; `cause` holds the signer's own error. */
+export class SignerError extends SigitError {
+  /** @param {string} message @param {unknown} [cause] */
+  constructor(message, cause) {
+    super('signer_failed', message)
+    this.name = 'SignerError'
+    if (cause !== undefined) this.cause = cause
   }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { getEventHash } from 'nostr-tools/pure'
-import { CancelledError, minePow } from '../src/index.js'
+import { CancelledError, minePow } from '../src/node.js'
 import { leadingZeroBits, sha256Hex } from '../src/pow-core.js'
 
 const template = {

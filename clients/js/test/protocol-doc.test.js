@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import * as nip44 from 'nostr-tools/nip44'
 import { getEventHash, getPublicKey, verifyEvent } from 'nostr-tools/pure'
-import { ProtocolError, SigitDvm } from '../src/index.js'
+import { ProtocolError, SigitDvm } from '../src/node.js'
 import { REPO } from './stack.js'
 
 const doc = readFileSync(join(REPO, 'docs', 'protocol.md'), 'utf8')

@@ -2,13 +2,13 @@
 // a password change from the login's key, sealed account methods, and no event naming the account.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { generateSecretKey, getPublicKey } from 'nostr-tools/pure'
-import { ProtocolError, discover, makeBackup, openBackup } from '../src/index.js'
+import { generateSecretKey } from 'nostr-tools/pure'
+import { ProtocolError, discover, makeBackup, openBackup } from '../src/node.js'
 import { WebSocket, startStack } from './stack.js'
 
 /** @type {Awaited<ReturnType<typeof startStack>>} */
 let stack
-/** @type {import('../src/index.js').SigitDvm} */
+/** @type {import('../src/node.js').SigitDvm} */
 let dvm
 const EMAIL = `reg.${Date.now()}@example.org`
 const PASSWORD = 'a long password of at least twenty-one characters'
@@ -45,10 +45,11 @@ async function eventsNaming(/** @type {string} */ pubkey) {
   return found
 }
 
-test('the DVM announces sigit-dvm/2, and the client seals account methods by default', () => {
-  assert.ok(dvm.info.protocols.includes('sigit-dvm/2'))
-  assert.equal(dvm.info.protocol, 'sigit-dvm/1')
+test('the DVM announces sigit-dvm/2 or later, and the client seals account methods by default', () => {
+  assert.ok(dvm.version >= 2, dvm.info.protocols.join(' '))
   assert.equal(dvm.options.sealed, true)
+  // register and activate are sealed by the key they name once the DVM speaks sigit-dvm/3.
+  assert.equal(dvm.options.proveKeys, dvm.version >= 3)
 })
 
 test('register: one event, the code activates, login returns the backup with no entropy', async () => {
@@ -62,7 +63,7 @@ test('register: one event, the code activates, login returns the backup with no 
   assert.equal(status?.email, EMAIL)
   // Registering the address again is email_taken: go to login.
   const other = generateSecretKey()
-  const again = dvm.session().register(getPublicKey(other), EMAIL, makeBackup(other, PASSWORD, '', { logN: 12 }))
+  const again = dvm.session().register(other, EMAIL, await makeBackup(other, PASSWORD, '', { logN: 12 }))
   await assert.rejects(again, (err) => err instanceof ProtocolError && err.code === 'email_taken')
 
   // Login on a new device.
@@ -73,10 +74,10 @@ test('register: one event, the code activates, login returns the backup with no 
   assert.equal(found.entropy, undefined)
   assert.equal(found.pubkey, pubkey)
   assert.ok(found.backup)
-  assert.deepEqual(openBackup(found.backup, PASSWORD, found.entropy, { pubkey }), secretKey)
+  assert.deepEqual(await openBackup(found.backup, PASSWORD, found.entropy, { pubkey }), secretKey)
 
   // Password change from the login's key: the key re-encrypted under the new password.
-  const changed = makeBackup(secretKey, `${PASSWORD} changed`, '', { logN: 12 })
+  const changed = await makeBackup(secretKey, `${PASSWORD} changed`, '', { logN: 12 })
   await login.account('update_backup', { backup: changed })
 
   // Sealed account methods from fresh keys: status, and an email change confirmed under seal.

@@ -2,9 +2,10 @@
 // event, the timeout, NIP-42 AUTH on `auth-required:`, a relay that refuses everything.
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
+import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool'
 import { generateSecretKey, getPublicKey, verifyEvent } from 'nostr-tools/pure'
 import { WebSocketServer } from 'ws'
-import { CancelledError, RelayError, SigitDvm, TimeoutError } from '../src/index.js'
+import { CancelledError, RelayError, SigitDvm, TimeoutError } from '../src/node.js'
 import { WebSocket } from './stack.js'
 
 const servers = []
@@ -97,4 +98,26 @@ test('an AbortSignal stops the wait for a reply', async () => {
   setTimeout(() => controller.abort(), 300)
   await assert.rejects(dvm.session().requestAccount('a@example.org', { signal: controller.signal }), CancelledError)
   dvm.close()
+})
+
+test("through the site's SimplePool: the request is published, AUTH answered with the requesting key, republished", async () => {
+  useWebSocketImplementation(WebSocket)
+  const relay = await fakeRelay((event, ws, state) => {
+    if (state.auths.length === 0) {
+      ws.send(JSON.stringify(['AUTH', 'challenge-2']))
+      ws.send(JSON.stringify(['OK', event.id, false, 'auth-required: who are you']))
+    } else ws.send(JSON.stringify(['OK', event.id, true, '']))
+  })
+  const pool = new SimplePool()
+  const dvm = client([relay.url], { pool, timeoutMs: 1200, republishMs: 400 })
+  const session = dvm.session()
+  await assert.rejects(session.requestAccount('a@example.org'), TimeoutError)
+  assert.equal(relay.state.auths.length, 1)
+  assert.equal(relay.state.auths[0].pubkey, session.pubkey)
+  assert.ok(verifyEvent(relay.state.auths[0]))
+  assert.ok(relay.state.events.length >= 3, `${relay.state.events.length} publications`)
+  assert.equal(new Set(relay.state.events.map((e) => e.id)).size, 1)
+  assert.deepEqual(relay.state.reqs[0][0]['#e'], [relay.state.events[0].id])
+  dvm.close()
+  pool.destroy()
 })

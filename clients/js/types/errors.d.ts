@@ -1,5 +1,7 @@
 /** The DVM's error codes (docs/protocol.md). New ones may appear; unknown codes are passed through. */
 export const PROTOCOL_ERROR_CODES: readonly string[];
+/** The client's own codes (no DVM involved). */
+export const CLIENT_ERROR_CODES: readonly string[];
 export class SigitError extends Error {
     /**
      * @param {string} code
@@ -11,6 +13,8 @@ export class SigitError extends Error {
     code: string;
     /** @type {Record<string, unknown>} */
     details: Record<string, unknown>;
+    /** A short sentence for the user, in English (`userMessage(err, {messages})` for another language). */
+    get userMessage(): string;
 }
 /** The DVM answered with `{"error": {code, message, ...details}}`. */
 export class ProtocolError extends SigitError {
@@ -60,4 +64,23 @@ export class ReplyError extends SigitError {
 export class BackupError extends SigitError {
     /** @param {'backup_invalid' | 'wrong_password'} code @param {string} message */
     constructor(code: "backup_invalid" | "wrong_password", message: string);
+}
+/** The client's worker (proof of work, backups) could not start or failed: a Content-Security-Policy
+ * without `blob:` in `worker-src` (serve dist/worker.js and pass `workerUrl`), or no Worker at all.
+ * Code `worker_failed`. */
+export class WorkerError extends SigitError {
+    /** @param {string} message @param {Record<string, unknown>} [details] */
+    constructor(message: string, details?: Record<string, unknown>);
+}
+/** What the user typed cannot be sent: `code_format` (a code is 6 or 12 digits). */
+export class InputError extends SigitError {
+    /** @param {'code_format'} code @param {string} message */
+    constructor(code: "code_format", message: string);
+}
+/** A signer (NIP-07 extension, NIP-46 bunker) refused, failed, or signed something else than
+ * asked. Code `signer_failed`; `cause` holds the signer's own error. */
+export class SignerError extends SigitError {
+    /** @param {string} message @param {unknown} [cause] */
+    constructor(message: string, cause?: unknown);
+    cause: unknown;
 }

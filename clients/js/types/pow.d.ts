@@ -1,5 +1,5 @@
 /**
- * @typedef {{tries: number, expected: number, fraction: number, bits: number}} PowProgress
+ * @typedef {import('./types.js').PowProgress} PowProgress
  * @typedef {{signal?: AbortSignal, onProgress?: (p: PowProgress) => void, workers?: number, inline?: boolean, workerUrl?: string | URL}} MineOptions
  */
 /**
@@ -21,12 +21,7 @@ export function minePow(template: {
     id: string;
     tries: number;
 }>;
-export type PowProgress = {
-    tries: number;
-    expected: number;
-    fraction: number;
-    bits: number;
-};
+export type PowProgress = import("./types.js").PowProgress;
 export type MineOptions = {
     signal?: AbortSignal;
     onProgress?: (p: PowProgress) => void;
