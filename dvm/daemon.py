@@ -41,6 +41,7 @@ from dvm.nostr.keys import SecretKey
 from dvm.opener import Opener
 from dvm.outbox import PendingReply
 from dvm.pipeline import Pipeline
+from dvm.pricewatch import PriceWatch
 from dvm.protocol.announcement import announcement, profile
 from dvm.protocol.prefilter import plausible_request
 from dvm.ratelimit import KeyRateLimiter
@@ -127,6 +128,7 @@ class Daemon:
         self.leader = Leader(self.db, self.mail.run_id, clock)
         self.retention = Retention(self.db, settings, clock, self.leader)  # pruning on a timer
         self.metrics = Metrics()  # always kept; served only with health.listen
+        self.prices = PriceWatch()
         self.db.observe = self.metrics.database_call
         self.retention.on_pruned = lambda pruned: self.metrics.pruned(pruned.rows)
         relay = settings.relays
@@ -212,10 +214,18 @@ class Daemon:
         )
 
     def _answered(self, answers: list[Answer]) -> None:
-        """Results of a commit: replies to the publisher, mail (committed claimed) to the worker."""
+        """Results of a commit: replies to the publisher, mail (committed claimed) to the worker;
+        a busy domain's prices to the metrics and the log (a decided ``pow_too_low``: below the
+        method's minimum it is refused at intake and not stored)."""
         self.publisher.submit([PendingReply(a.event_id, a.reply, 0) for a in answers if a.stored])
         self.publisher.send_unstored([a.reply for a in answers if not a.stored])
         self.mail.submit([mail for a in answers for mail in a.mails])
+        priced = [a for a in answers if a.stored and not a.replayed and a.outcome == "pow_too_low"]
+        for answer in priced:
+            self.metrics.priced(answer.method)
+        if priced:
+            self.prices.priced(len(priced))
+        self.prices.tick()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -60,6 +60,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.priced_requests = Counter(
+            "sigit_priced_requests",
+            "Requests answered pow_too_low with a busy domain's price (more than the method's minimum)",
+            ["method"],
+            registry=r,
+        )
         self.dropped = Counter(
             "sigit_events_dropped",
             "Events dropped unanswered (malformed, forged, over the per-key limit)",
@@ -124,6 +130,9 @@ class Metrics:
         outcome = outcome if outcome in _OUTCOMES else "other"
         self.requests.labels(method, outcome, "true" if replayed else "false").inc()
         self.request_seconds.observe(latency_s)
+
+    def priced(self, method: str) -> None:
+        self.priced_requests.labels(method if method in _METHODS else "other").inc()
 
     def dropped_event(self) -> None:
         self.dropped.inc()

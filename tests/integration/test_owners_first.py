@@ -33,6 +33,7 @@ async def service(tmp_path, relay, smtp, store_url, **settings: object) -> Async
     )
     try:
         async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
+            browser.daemon = daemon  # for a test that reads its metrics
             yield browser
     finally:
         await daemon.shutdown()
@@ -175,8 +176,11 @@ async def test_a_seal_is_used_once(tmp_path, relay, smtp, store_url):
         assert len(notices) == 1
 
 
-async def test_a_busy_domain_costs_signups_more_work_and_refuses_nobody(tmp_path, relay, smtp, store_url):
-    """Seen: 305 made-up signups at one domain refused every real signup there for an hour."""
+async def test_a_busy_domain_costs_signups_more_work_and_refuses_nobody(
+    tmp_path, relay, smtp, store_url, caplog
+):
+    """Seen: 305 made-up signups at one domain refused every real signup there for an hour. Now it
+    costs more work, and the operator is told (a counter, and a WARNING when prices start)."""
     async with service(tmp_path, relay, smtp, store_url, max_codes_per_domain_per_hour=3) as browser:
         await make_owner(browser, smtp, "login@busy.example")  # its signup code is the domain's first
         for n in range(2):
@@ -192,6 +196,10 @@ async def test_a_busy_domain_costs_signups_more_work_and_refuses_nobody(tmp_path
         browser.pow_bits = 8
         browser.new_key()  # a login to a proven address there pays nothing more
         assert (await browser.call("request_login", {"email": "login@busy.example"})).code == "ok"
+        registry = browser.daemon.metrics.registry
+        asked = registry.get_sample_value("sigit_priced_requests_total", {"method": "request_account"})
+        assert asked == 1
+        assert [r for r in caplog.records if r.name == "sigit.prices" and r.levelname == "WARNING"]
 
 
 async def test_an_unfinished_register_holding_a_key_does_not_block_its_activation(
