@@ -29,11 +29,14 @@ from pathlib import Path
 
 from dvm.accounts.decision import MailKind
 from dvm.errors import ConfigError
-from dvm.mailer.kinds import HELP_VALUES, SPECS
+from dvm.mailer.kinds import HELP_VALUES, LONG_CODE_VALUES, SPECS
 
 LANG_TAG = re.compile(r"[A-Za-z0-9]{1,8}(-[A-Za-z0-9]{1,8})*")
 MAX_LANG_CHARS = 35
 HELP = "help"
+LONG_CODE = "long_code"
+EXTRAS = {HELP: HELP_VALUES, LONG_CODE: LONG_CODE_VALUES}
+"""Templates that are parts of others: the support line (``$help``), the long code's note."""
 PARTS = ("txt", "html")
 
 
@@ -114,11 +117,13 @@ class Templates:
         operator's directory is read before the built-in one)."""
         where = f"{lang}/" if lang else ""
         names = {f.name for f in source.iterdir() if f.is_file() and not f.name.startswith(".")}
-        known = {f"{k.value}.{suffix}" for k in MailKind for suffix in PARTS} | {f"{HELP}.{s}" for s in PARTS}
+        known = {f"{k.value}.{suffix}" for k in MailKind for suffix in PARTS} | {
+            f"{extra}.{s}" for extra in EXTRAS for s in PARTS
+        }
         for name in sorted(names - known):
             raise ConfigError(
                 f"mail template {where}{name}: unknown file name (each kind has <kind>.txt and "
-                f"<kind>.html; kinds: {', '.join(k.value for k in MailKind)}; and help.txt, help.html)"
+                f"<kind>.html; kinds: {', '.join(k.value for k in MailKind)}; and help, long_code)"
             )
         for name in sorted(names):
             stem, _, suffix = name.rpartition(".")
@@ -143,8 +148,12 @@ class Templates:
         values = {key: str(value) for key, value in params.items()}
         values["email"] = recipient
         if "code" in values:
-            values["link"] = self.context.link_template.replace("{code}", values["code"])
+            digits = values["code"]
+            values["link"] = self.context.link_template.replace("{code}", digits)  # digits only
+            if len(digits) > 6:  # a long code, read more easily in groups of four
+                values["code"] = " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
             values["subject_code"] = f": {values['code']}" if self.context.code_in_subject else ""
+            values["code_note"] = ""
         if "expires_at" in params:
             expires = int(params["expires_at"])
             values["expires_at"] = format_time(expires)
@@ -168,6 +177,9 @@ class Templates:
                 escaped["help"] = self._template(f"{HELP}.html", lang).substitute(
                     {k: html.escape(v) for k, v in support.items()}
                 )
+            if len(str(params.get("code", ""))) > 6:
+                values["code_note"] = self._template(f"{LONG_CODE}.txt", lang).substitute({}).strip()
+                escaped["code_note"] = self._template(f"{LONG_CODE}.html", lang).substitute({}).strip()
             text = self._template(f"{kind.value}.txt", lang).substitute(values)
             body_html = self._template(f"{kind.value}.html", lang).substitute(escaped)
         except (KeyError, ValueError) as exc:
@@ -182,8 +194,8 @@ def _checked(where: str, stem: str, suffix: str, text: str) -> string.Template:
     if not template.is_valid():
         raise ConfigError(f"mail template {where} has an invalid placeholder (a lone $? write $$ for a $)")
     used = set(template.get_identifiers())
-    if stem == HELP:
-        given, required = HELP_VALUES, frozenset[str]()
+    if stem in EXTRAS:
+        given, required = EXTRAS[stem], frozenset[str]()
     else:
         spec = SPECS[MailKind(stem)]
         given, required = spec.given, spec.required

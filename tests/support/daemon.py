@@ -66,7 +66,7 @@ async def start_daemon(
     return daemon
 
 
-CODE_LINE = re.compile(r"^    (\d{6})$", re.M)
+CODE_LINE = re.compile(r"^    (\d{6}|\d{4} \d{4} \d{4})$", re.M)
 
 
 def body_code(msg) -> str | None:
@@ -75,7 +75,7 @@ def body_code(msg) -> str | None:
     part = msg.get_body(("plain",)) if msg.is_multipart() else msg
     text = part.get_content() if part is not None else ""
     match = CODE_LINE.search(text)
-    return match.group(1) if match else None
+    return match.group(1).replace(" ", "") if match else None
 
 
 def codes_to(messages: list, email: str) -> list[str]:

@@ -164,3 +164,18 @@ def test_internationalised_local_part_uses_smtputf8():
     rendered = TEMPLATES.render(MailKind.WELCOME, "jürgen@example.org", {"at": NOW}, NOW)
     out = build_message(rendered, "jürgen@example.org", "cd" * 16, Sender("dvm@sigit.example"), NOW)
     assert "To: jürgen@example.org".encode() in out.data
+
+
+@pytest.mark.parametrize("lang", [None, "de"])
+@pytest.mark.parametrize(
+    "kind", [MailKind.SIGNUP_CODE, MailKind.LOGIN_CODE, MailKind.EMAIL_CHANGE_CODE, MailKind.DELETION_CODE]
+)
+def test_a_long_code_is_grouped_explained_and_its_link_carries_the_digits_only(kind, lang):
+    long = PARAMS | {"code": "123456789012"}
+    rendered = TEMPLATES.render(kind, "ana@example.org", long, NOW, lang)
+    note = {None: "longer than usual", "de": "länger als sonst"}[lang]
+    for part in (rendered.text, rendered.html):
+        assert "1234 5678 9012" in part and note in part
+        assert "https://sigit.example/v?code=123456789012" in part
+    short = TEMPLATES.render(kind, "ana@example.org", PARAMS, NOW, lang)
+    assert note not in short.text and note not in short.html
