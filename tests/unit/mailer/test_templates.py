@@ -176,6 +176,7 @@ def test_a_long_code_is_grouped_explained_and_its_link_carries_the_digits_only(k
     note = {None: "longer than usual", "de": "länger als sonst"}[lang]
     for part in (rendered.text, rendered.html):
         assert "1234 5678 9012" in part and note in part
-        assert "https://sigit.example/v?code=123456789012" in part
+        if kind is not MailKind.DELETION_CODE:  # the deletion mail has no link
+            assert "https://sigit.example/v?code=123456789012" in part
     short = TEMPLATES.render(kind, "ana@example.org", PARAMS, NOW, lang)
     assert note not in short.text and note not in short.html
