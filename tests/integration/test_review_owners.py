@@ -150,6 +150,35 @@ def test_a_signup_code_mailed_to_another_address_never_activates_a_register_of_t
     assert h.count("users", "email = 'strasse@example.org' AND activated = 1") == 0
 
 
+# --- H8. confirm_email switches to the pending address whatever address its code proved ----------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="H8: confirm_email from the session of an earlier change (code from the stranger's own x@) "
+    "switches the account to the latest pending address, never proven: squats it and erases the "
+    "owner's pending signup there",
+)
+def test_an_email_change_switches_only_to_the_address_its_code_proved(tmp_path):
+    """A stranger with an account asks, from one key, a change to x@ (their own mailbox), then from
+    another key a change to the victim's address (which has a pending signup: not taken). The
+    first key's session redeems x@'s codes, but confirm_email moves the account to
+    ``pending_email``. Cost: one account, three requests. The owner sees their code answer
+    ``no_session``, then ``email_taken`` on a new signup."""
+    h = harness(tmp_path, "switch")
+    stranger = make_account(h, "stranger@evil.example")
+    owner_key, owner = SecretKey.generate(), fresh()
+    params = {"pubkey": owner_key.pubkey_hex, "email": "victim@example.org", "backup": BACKUP}
+    assert h.send(owner, "register", params, seal=owner_key).ok
+    owners_code = h.last_code("victim@example.org")
+    first, second = fresh(), fresh()
+    assert h.send(first, "change_email", {"email": "x@evil.example"}, seal=stranger).ok
+    assert h.send(second, "change_email", {"email": "victim@example.org"}, seal=stranger).ok
+    reply = h.send(first, "confirm_email", {"code": h.last_code("x@evil.example")}, seal=stranger)
+    assert reply.result != {"email": "victim@example.org"}, "switched to an address nobody proved"
+    assert h.send(owner, "verify_code", {"code": owners_code}).ok  # the owner's signup is intact
+
+
 # --- H2. A confirmed email change does not end a login started on the old address ---------------
 
 
