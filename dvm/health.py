@@ -297,7 +297,7 @@ def for_daemon(daemon: Any, metrics: Metrics) -> Health | None:
     async def sample_mail() -> None:
         now = int(time.time())
         if time.monotonic() - state["counted_at"] >= count_every_s:
-            metrics.mail_rows(await db.run(_mail_counts), private=private)
+            metrics.mail_rows(await db.run(mail_counts), private=private)
             state["counted_at"] = time.monotonic()
         queued, oldest = await db.run(_mail_backlog)
         metrics.mail_backlog.set(queued)
@@ -319,7 +319,7 @@ def for_daemon(daemon: Any, metrics: Metrics) -> Health | None:
     return Health(settings.health, monitor, address)
 
 
-def _mail_counts(conn: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
+def mail_counts(conn: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
     rows = conn.execute(
         "SELECT kind, status, count(*), count(*) FILTER (WHERE attempts > 1) FROM mail GROUP BY kind, status"
     ).fetchall()

@@ -163,18 +163,20 @@ class Metrics:
     def mail_rows(self, rows: Sequence[tuple[str, str, int, int]], *, private: bool = False) -> None:
         """``(kind, status, rows, retried)`` per kind and status, as counted in the outbox.
 
-        ``private`` (private mode): kinds are grouped as ``code`` and ``notice``. Otherwise a
-        stranger's request for an address would show on a scrape as a ``login_code`` (it has an
-        account) or a ``signup_code`` (it has none): the oracle private mode exists to close
-        (issue 23)."""
-        totals: dict[tuple[str, str], list[int]] = {}
-        for kind, status, count, retried in rows:
-            shown = private_kind(kind) if private else kind
-            total = totals.setdefault((shown, status), [0, 0])
-            total[0] += count
-            total[1] += retried
+        ``private`` (private mode): not exported at all. A stranger's request for an address
+        with an account mails a code and one for an address without none (a decoy), so any
+        count of mail rows, by kind or grouped, would tell them apart on a scrape: the oracle
+        private mode exists to close (issue 23). The backlog gauges stay: they show mail only for
+        the moment it waits, and an operator needs them (docs/operations.md)."""
         self.mail_outbox.clear()
         self.mail_retried.clear()
+        if private:
+            return
+        totals: dict[tuple[str, str], list[int]] = {}
+        for kind, status, count, retried in rows:
+            total = totals.setdefault((kind, status), [0, 0])
+            total[0] += count
+            total[1] += retried
         for (kind, status), (count, retried) in totals.items():
             self.mail_outbox.labels(kind, status).set(count)
             self.mail_retried.labels(kind, status).set(retried)

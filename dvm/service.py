@@ -151,7 +151,7 @@ class AccountService:
         repository.apply_writes(conn, decision.writes, salt)
         for work in decision.writes:
             if isinstance(work, DecoyWork):
-                repository.decoy_work(conn, work, self._rng(16).hex(), now, salt, seal=self.mail_seal)
+                repository.decoy_work(conn, work, self._rng(16).hex(), now, seal=self.mail_seal)
         if incoming.seal_id is not None and incoming.request is not None:
             # A seal is used once: its own created_at window (at most twice the request's
             # from now) closes before this record goes.

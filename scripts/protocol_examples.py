@@ -1,7 +1,8 @@
-"""Regenerate the byte-exact examples in docs/protocol.md from a real flow through the service.
+"""Regenerate the byte-exact examples in docs/protocol.md from a real flow through the service,
+and its transition table from the state machine's rows.
 
-Keys and randomness are fixed, so the output is stable. ``--write`` replaces the block between
-the EXAMPLES markers in docs/protocol.md; without it the block is printed.
+Keys and randomness are fixed, so the output is stable. ``--write`` replaces the blocks between
+the EXAMPLES and TRANSITIONS markers in docs/protocol.md; without it the examples are printed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,22 @@ from dvm.store.sealed import ParamsSeal
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "protocol.md"
 BEGIN, END = "<!-- BEGIN EXAMPLES (scripts/protocol_examples.py --write) -->", "<!-- END EXAMPLES -->"
+TABLE_BEGIN = "<!-- BEGIN TRANSITIONS (scripts/protocol_examples.py --write) -->"
+TABLE_END = "<!-- END TRANSITIONS -->"
+
+
+def transitions() -> str:
+    """The transition table, row by row as the state machine declares them."""
+    from dvm.accounts.machine import TRANSITIONS
+
+    lines = ["| method | session before | session after | outcome | when |", "|---|---|---|---|---|"]
+    for row in TRANSITIONS:
+        before = row.session_from.value if row.session_from else "-"
+        after = row.session_to.value if row.session_to else "-"
+        lines.append(f"| `{row.method}` | {before} | {after} | `{row.outcome}` | {row.note} |")
+    return "\n".join(lines) + "\n"
+
+
 CREATED_AT = 1795000000
 
 
@@ -152,9 +169,11 @@ def main() -> None:
         print(text)
         return
     doc = DOC.read_text()
-    head, _, rest = doc.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(f"{head}{BEGIN}\n\n{text}\n{END}{tail}")
+    for begin, end, block in ((BEGIN, END, text), (TABLE_BEGIN, TABLE_END, transitions())):
+        head, _, rest = doc.partition(begin)
+        _, _, tail = rest.partition(end)
+        doc = f"{head}{begin}\n\n{block}\n{end}{tail}"
+    DOC.write_text(doc)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,19 @@ from dvm.accounts.upkeep import cancel_pending_changes
 from dvm.errors import AdminError, EmailTaken, InvalidEmail, NoSession
 
 
-def admin_resend_code(session: SessionRow, user: UserRow, ctx: Context, view: View | None = None) -> Decision:
+def admin_resend_code(session: SessionRow, user: UserRow, ctx: Context, view: View) -> Decision:
     """An operator's resend for a pending session: a new code is mailed to its mailbox."""
     if session.state is not SessionState.PENDING:
         raise NoSession(f"session is {session.state}, not pending")
-    return renew(session, user, view or View(), ctx, forced=True)
+    return renew(session, user, view, ctx, forced=True)
 
 
-def admin_unlock(session: SessionRow, user: UserRow, ctx: Context, view: View | None = None) -> Decision:
+def admin_unlock(session: SessionRow, user: UserRow, ctx: Context, view: View) -> Decision:
     """Unlock a locked session: attempts reset and a new code mailed to its mailbox."""
     if session.state is not SessionState.LOCKED:
         raise NoSession(f"session is {session.state}, not locked")
     unlocked = replace(session, state=SessionState.PENDING, attempts=0)
-    return renew(unlocked, user, view or View(), ctx, forced=True)
+    return renew(unlocked, user, view, ctx, forced=True)
 
 
 def admin_change_email(

@@ -1,25 +1,34 @@
 """The shared code rules: who gets a code, when a new one is mailed, what a guess costs.
 
 Owners first (docs/threat-model.md): a stranger may bound how much mail a mailbox receives, and
-may pay any price, but can never stop the address's owner from getting in. So:
+may pay any price, but can never stop an address's owner from getting in. So:
 
-* A code proves a **mailbox** (for one kind of proof), not a session. Every session that asked
-  for a code of one kind for one mailbox redeems the newest two codes mailed there, whoever
-  triggered them; the owner always holds the newest one.
-* A new code is mailed when none is live, or when the live one is older than
-  ``resend_cooldown_s`` and fewer than ``max_codes_per_email_per_hour`` were minted for the
-  mailbox this hour; otherwise the session joins the live code. So mail to a mailbox is bounded
-  and no request is ever refused for it.
-* Guessing: each session has ``max_code_attempts`` tries; wrong codes on a mailbox's real codes
-  count (decoys' never do), and past ``code_failures_free`` of them within
-  ``code_failure_window_s`` the mailbox's codes are twelve digits and six-digit ones stop
-  working: guessing stops, and the owner's codes are neither delayed nor refused (they are
-  longer). The owner is told once, when that starts.
+* A code proves an **address** (its exact normalised form) for one kind of proof. Every session
+  that asked for a code of that kind for that address redeems every code mailed there that is
+  live (unexpired, unused), whoever's request minted it: the owner holds them all.
+* A request that wants a code **joins** the address's newest code, if it is live, when it was
+  minted less than ``resend_cooldown_s`` ago or when the hourly cap is reached
+  (``max_codes_per_email_per_hour``); joining gives the code a new lifetime, so an owner never
+  joins a dying code, and the newest code in the inbox is always one that works. Otherwise a new
+  code is **minted** and mailed; past the cap that costs more proof of work (one bit, one more per
+  doubling), never a refusal. The cap counts per **mailbox** (the canonical form: ``+tag``, case,
+  width folded) for signup and email-change codes, which anyone may ask for any address, and per
+  exact **address** for login and deletion codes, which only go to an account's own address: so a
+  stranger mailing ``owner+1@``, ``owner+2@``... pays more and more, and never raises what the
+  owner's own login costs.
+* Guessing: each session has ``max_code_attempts`` tries; wrong codes on an address's real codes
+  count against its mailbox (a decoy's never do); past ``code_failures_free`` of them within
+  ``code_failure_window_s`` the mailbox's codes are sixteen digits and six-digit ones stop
+  working: guessing stops, and the owner's codes are neither delayed nor refused. The owner is
+  told once. A code of the same mailbox for another address or step is a slip, not a guess.
 * Codes to addresses nobody has proven cost more proof of work, not a refusal, while their
   domain (or everyone) got more than its hourly share: ``pow_too_low`` with ``required_bits``.
+* Private mode: a decoy (an address with no account) goes through the very same rules with
+  codes nobody can know: it mints, joins, counts and pays exactly as a real address would, so
+  nothing about an address shows in answers, prices or work.
 
 Pure: the store loads the mailbox's recent codes, sends and failures into the
-:class:`~dvm.accounts.decision.View`.
+:class:`~dvm.accounts.decision.View`, with the key of the exact address they concern.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from dvm.accounts.decision import (
     PutSession,
     RecordCodeFailure,
     RecordCodeSend,
+    RefreshCode,
     SpendCode,
     Success,
     View,
@@ -43,21 +53,24 @@ from dvm.accounts.decision import (
 )
 from dvm.accounts.rows import CodeKind, CodeRow, Purpose, SessionRow, SessionState, UserRow
 from dvm.accounts.table import Context, P, then
-from dvm.errors import CodeExpired, CodeInvalid, PowTooLow, RequestError, TooManyAttempts
+from dvm.errors import CodeExpired, CodeInvalid, NoSession, PowTooLow, RequestError, TooManyAttempts
 from dvm.protocol.email_address import canonical_mailbox
 from dvm.protocol.results import Failure
 
 MAX_PRICE_EXTRA_BITS = 8
-"""The price of a busy domain stops rising this many bits above the method's minimum (about
-256 times its work: a few minutes in a browser), so a real person is never priced out."""
+"""A price stops rising this many bits above the method's minimum (about 256 times its work: a
+few minutes in a browser), so a real person is never priced out."""
 
-CODES_ACCEPTED = 2
-"""A session redeems the newest this many unused codes of its mailbox and kind: the newest, and
-the one before it (a mail still on its way, or read late)."""
+CODES_ACCEPTED = 5
+"""A session compares at most this many of its address's newest live codes (the cap mints
+about that many an hour): each one compared is one more chance for a guess."""
+
+DECOY_HMAC = "-"
+"""A decoy's code: a row like a real one, whose digits were never kept and match nothing."""
 
 _NAMED = frozenset({Purpose.SIGNUP, Purpose.REGISTER, Purpose.LOGIN})
-"""Sessions opened by a request that names an address: in private mode all pay a busy domain's
-price alike, whatever the address is (the price must not tell a login from a signup)."""
+"""Sessions opened by a request that names an address: in private mode every one counts toward,
+and pays, a busy domain's share alike, whatever the address is."""
 
 _CODE_MAILS = {
     CodeKind.SIGNUP: MailKind.SIGNUP_CODE,
@@ -68,14 +81,22 @@ _CODE_MAILS = {
 
 
 def code_address(purpose: Purpose, user: UserRow) -> str:
-    """Where a session's codes go: an email change's to the NEW address."""
+    """Where a new session's codes go: an email change's to the NEW address."""
     return user.pending_email if purpose is Purpose.EMAIL_CHANGE else user.email
 
 
 def unproven(purpose: Purpose, user: UserRow) -> bool:
-    """The code goes to an address nobody has proven yet (a signup's, an email change's new one):
-    only those count against, and pay for, the domain and overall shares."""
+    """The code goes to an address nobody has proven yet (a signup's, an email change's new one)."""
     return not user.verified or purpose in (Purpose.SIGNUP, Purpose.REGISTER, Purpose.EMAIL_CHANGE)
+
+
+def counts_toward_shares(purpose: Purpose, user: UserRow | None, ctx: Context) -> bool:
+    """Whether a code minted for a request counts toward its domain's (and everyone's) hourly
+    share: codes to unproven addresses do; in private mode every request naming an address does,
+    so that a price never tells a login from a signup, nor an account from nothing."""
+    if ctx.rules.private_mode and purpose in _NAMED:
+        return True
+    return user is None or unproven(purpose, user)
 
 
 def long_codes(view: View, ctx: Context) -> bool:
@@ -84,23 +105,28 @@ def long_codes(view: View, ctx: Context) -> bool:
     return sum(1 for t in view.failures if t > since) >= ctx.rules.code_failures_free
 
 
-def price(view: View, ctx: Context, *, applies: bool) -> None:
-    """Refuse with ``pow_too_low`` a request for a code that brought less proof of work than the
-    current price: the method's minimum, plus one bit at its domain's (or everyone's) hourly
-    share of codes to unproven addresses and one more at each doubling past it."""
-    if not applies:
-        return
+def price(view: View, ctx: Context, *, domain: bool, mailbox: CodeKind | None) -> None:
+    """Refuse with ``pow_too_low`` a request that brought less proof of work than its price: the
+    method's minimum, plus (``domain``) one bit at its domain's (or everyone's) hourly share of
+    codes to unproven addresses, and (``mailbox``: it mints a code of that kind) one bit at the
+    kind's hourly cap; one more at each doubling past either, at most ``MAX_PRICE_EXTRA_BITS``."""
     rules = ctx.rules
-    extra = max(
-        _doublings(view.domain_sends.count, rules.max_codes_per_domain_per_hour),
-        _doublings(view.all_sends.count, rules.max_codes_per_hour),
-    )
+    extra = 0
+    if domain:
+        extra = max(
+            _doublings(view.domain_sends.count, rules.max_codes_per_domain_per_hour),
+            _doublings(view.all_sends.count, rules.max_codes_per_hour),
+        )
+    if mailbox is not None:
+        extra = max(
+            extra, _doublings(_minted_this_hour(view, mailbox, ctx), rules.max_codes_per_email_per_hour)
+        )
     if extra == 0:
         return
     required = ctx.pow_minimum + min(extra, MAX_PRICE_EXTRA_BITS)
     if ctx.pow_bits < required:
         raise PowTooLow(
-            "Many signups are under way for addresses like this one: mine this request to required_bits.",
+            "Many codes went to addresses like this one lately: mine this request to required_bits.",
             required_bits=required,
         )
 
@@ -111,6 +137,71 @@ def _doublings(count: int, cap: int) -> int:
     while count >= cap << extra and extra <= MAX_PRICE_EXTRA_BITS:
         extra += 1
     return extra
+
+
+_PER_ADDRESS = frozenset({CodeKind.LOGIN, CodeKind.DELETION})
+"""Kinds whose cap counts the exact address: they only ever go to an account's own address."""
+
+
+def _minted_this_hour(view: View, kind: CodeKind, ctx: Context) -> int:
+    sends = view.address_sends if kind in _PER_ADDRESS else view.code_sends
+    return sum(1 for t in sends if t > ctx.now - ctx.rules.code_window_s)
+
+
+def _newest(view: View, kind: CodeKind, ctx: Context, *, decoy: bool) -> CodeRow | None:
+    """The address's newest code of ``kind``, if it is live: unused, unexpired, and long while
+    the mailbox is being guessed at (a decoy's path also sees decoy rows; a real one never does,
+    so no stranger's decoy can stand in for a real code)."""
+    mine = [
+        c
+        for c in view.codes
+        if c.address == view.address_key and c.kind is kind and (decoy or c.code_hmac != DECOY_HMAC)
+    ]
+    newest = max(mine, key=lambda c: (c.minted_at, c.id or 0), default=None)
+    if newest is None or newest.used or newest.expires_at <= ctx.now:
+        return None
+    if long_codes(view, ctx) and not newest.long:
+        return None  # six-digit codes no longer work: they serve nobody
+    return newest
+
+
+def _code_for(
+    to: tuple[str, str, str],
+    kind: CodeKind,
+    user: UserRow | None,
+    view: View,
+    ctx: Context,
+    *,
+    shares: bool,
+    domain_price: bool,
+    decoy: bool = False,
+    forced: bool = False,
+) -> tuple[tuple[Write, ...], tuple[Mail, ...]]:
+    """Join the address's live code, or mint and mail one (priced past the mailbox's cap).
+    ``to``: the address (plain, for the mail), and its mailbox and address as the store keys
+    them (plain, or already hashed)."""
+    recipient, mailbox, address = to
+    rules, now = ctx.rules, ctx.now
+    newest = _newest(view, kind, ctx, decoy=decoy)
+    capped = _minted_this_hour(view, kind, ctx) >= rules.max_codes_per_email_per_hour
+    joins = newest is not None and (now - newest.minted_at < rules.resend_cooldown_s or capped)
+    if not forced:
+        price(view, ctx, domain=domain_price, mailbox=None if joins else kind)
+    if joins and not forced:
+        assert newest is not None and newest.id is not None
+        return (RefreshCode(newest.id, now + rules.code_ttl_s),), ()
+    long = long_codes(view, ctx)
+    code = codes.new_code(ctx.rng, codes.LONG_DIGITS if long else codes.CODE_DIGITS)
+    digest = codes.code_hmac(ctx.code_secret, kind.value, code)
+    row = CodeRow(None, kind, DECOY_HMAC if decoy else digest, now, now + rules.code_ttl_s, long)
+    params: tuple[tuple[str, str | int], ...] = (("code", code), ("expires_at", row.expires_at))
+    writes: tuple[Write, ...] = (
+        PutCode(mailbox, address, row),
+        RecordCodeSend(mailbox, now, shares, address),
+    )
+    if decoy or user is None:  # the store's work of a real mail, withdrawn: nothing is sent
+        return (*writes, DecoyWork(mailbox, _CODE_MAILS[kind], params)), ()
+    return writes, (Mail(_CODE_MAILS[kind], recipient, user.id, params, ctx.lang or user.lang),)
 
 
 def open_session(
@@ -124,13 +215,38 @@ def open_session(
     claim: tuple[str, str] = ("", ""),
 ) -> Decision:
     """A new pending session for ``pubkey`` (replacing any older one of that key) on its
-    mailbox's live code, or on a new code mailed now (see the module docstring)."""
+    address's live code, or on a new code mailed now (see the module docstring)."""
     address = code_address(purpose, user)
-    price(view, ctx, applies=unproven(purpose, user) or (ctx.rules.private_mode and purpose in _NAMED))
-    writes, mails = _code_for(address, purpose, user, view, ctx)
-    session = SessionRow(
+    mailbox = canonical_mailbox(address)
+    named_price = ctx.rules.private_mode and purpose in _NAMED
+    writes, mails = _code_for(
+        (address, mailbox, address),
+        purpose.code_kind,
+        user,
+        view,
+        ctx,
+        shares=counts_toward_shares(purpose, user, ctx),
+        domain_price=unproven(purpose, user) or named_price,
+    )
+    session = _new_session(pubkey, user.id, purpose, mailbox, address, ctx, claim=claim)
+    session = replace(session, auth_epoch=user.auth_epoch)
+    return then((None, P), Decision(Success(), (*first, PutSession(session), *writes), mails))
+
+
+def _new_session(
+    pubkey: str,
+    user_id: str | None,
+    purpose: Purpose,
+    mailbox: str,
+    address: str,
+    ctx: Context,
+    *,
+    decoy: bool = False,
+    claim: tuple[str, str] = ("", ""),
+) -> SessionRow:
+    return SessionRow(
         pubkey=pubkey,
-        user_id=user.id,
+        user_id=user_id,
         purpose=purpose,
         state=SessionState.PENDING,
         code_hmac="",
@@ -140,101 +256,81 @@ def open_session(
         verified_at=None,
         created_at=ctx.now,
         updated_at=ctx.now,
-        subject=canonical_mailbox(address),
+        subject=mailbox,
+        decoy=decoy,
         claim_pubkey=claim[0],
         claim_backup=claim[1],
+        address=address,
     )
-    return then((None, P), Decision(Success(), (*first, PutSession(session), *writes), mails))
 
 
 def renew(session: SessionRow, user: UserRow, view: View, ctx: Context, *, forced: bool = False) -> Decision:
-    """A pending session asks for a code again: a new one is mailed if the mailbox may have one
-    (``forced``: an operator's resend, always), else the session joins the live one; either way
-    its own deadline starts again. The codes mailed before keep working. Not priced: the request
-    that opened the session paid, and its mailbox's cap bounds what resends can mail."""
-    address = code_address(session.purpose, user)
-    writes, mails = _code_for(address, session.purpose, user, view, ctx, forced=forced)
+    """A pending session asks for a code again, for the address it was opened for (if that is
+    still where its codes go: an email change replaced since has no code to resend): the live
+    code serves (and lives on), or a new one is mailed under the mailbox's rules (``forced``: an
+    operator's resend, always). Its own deadline starts again; the codes before keep working.
+    A resend pays the mailbox's price past its cap but no domain's (the request that opened the
+    session paid that) and counts toward no share."""
+    address = view.session_address
+    if not address:
+        raise NoSession("This session's code address is no longer the account's: start again.")
+    writes, mails = _code_for(
+        (address, session.subject, session.address),
+        session.purpose.code_kind,
+        user,
+        view,
+        ctx,
+        shares=False,
+        domain_price=False,
+        forced=forced,
+    )
     renewed = replace(
-        session,
-        code_sent_at=ctx.now,
-        code_expires_at=ctx.now + ctx.rules.code_ttl_s,
-        updated_at=ctx.now,
-        subject=canonical_mailbox(address),
+        session, code_sent_at=ctx.now, code_expires_at=ctx.now + ctx.rules.code_ttl_s, updated_at=ctx.now
     )
     return Decision(Success(), (PutSession(renewed), *writes), mails)
-
-
-def _code_for(
-    address: str, purpose: Purpose, user: UserRow, view: View, ctx: Context, *, forced: bool = False
-) -> tuple[tuple[Write, ...], tuple[Mail, ...]]:
-    """Mint and mail a code for ``address``'s mailbox, or nothing (the live code serves)."""
-    kind, rules, now = purpose.code_kind, ctx.rules, ctx.now
-    long = long_codes(view, ctx)  # then six-digit codes no longer work: they serve nobody
-    live = [
-        c
-        for c in view.codes
-        if c.kind is kind and c.code_hmac and c.expires_at > now and (c.long or not long)
-    ]
-    newest = max(live, key=lambda c: c.minted_at, default=None)
-    minted_this_hour = sum(1 for t in view.code_sends if t > now - rules.code_window_s)
-    if (
-        not forced
-        and newest is not None
-        and (
-            now - newest.minted_at < rules.resend_cooldown_s
-            or minted_this_hour >= rules.max_codes_per_email_per_hour
-        )
-    ):
-        return (), ()
-    code = codes.new_code(ctx.rng, codes.LONG_DIGITS if long else codes.CODE_DIGITS)
-    row = CodeRow(
-        None, kind, codes.code_hmac(ctx.code_secret, kind.value, code), now, now + rules.code_ttl_s, long
-    )
-    mailbox = canonical_mailbox(address)
-    params: tuple[tuple[str, str | int], ...] = (("code", code), ("expires_at", row.expires_at))
-    mail = Mail(_CODE_MAILS[kind], address, user.id, params, ctx.lang or user.lang)
-    writes = (PutCode(mailbox, row), RecordCodeSend(mailbox, now, unproven(purpose, user)))
-    return writes, (mail,)
 
 
 def decoy(
     pubkey: str, address: str, purpose: Purpose, view: View, ctx: Context, owner: UserRow | None = None
 ) -> Decision:
-    """Private mode: a pending session like any other, with no code at all (so every code is
-    wrong for it, and its wrong codes count nowhere). It pays the same price and draws a code
-    as a real one does, so its answer and its work look the same. ``owner`` keeps an email
-    change's session on its account."""
-    price(view, ctx, applies=True)
+    """Private mode: a pending session like a real one, on codes nobody can know (so every code
+    is wrong for it, and its wrong codes count nowhere), minted, joined, counted and priced
+    exactly as a real address's would be. ``owner`` keeps an email change's session on its
+    account (a change to another account's address)."""
+    mailbox = canonical_mailbox(address)
     kind = purpose.code_kind
-    code = codes.new_code(ctx.rng, codes.LONG_DIGITS if long_codes(view, ctx) else codes.CODE_DIGITS)
-    burnt = CodeRow(None, kind, "", ctx.now, ctx.now + ctx.rules.code_ttl_s)
-    codes.code_hmac(ctx.code_secret, kind.value, code)  # the same work as a real code's
-    params: tuple[tuple[str, str | int], ...] = (("code", code), ("expires_at", burnt.expires_at))
-    work = DecoyWork(canonical_mailbox(address), _CODE_MAILS[kind], params)
-    session = SessionRow(
-        pubkey=pubkey,
-        user_id=owner.id if owner is not None else None,
-        purpose=purpose,
-        state=SessionState.PENDING,
-        code_hmac="",
-        code_sent_at=ctx.now,
-        code_expires_at=ctx.now + ctx.rules.code_ttl_s,
-        attempts=0,
-        verified_at=None,
-        created_at=ctx.now,
-        updated_at=ctx.now,
-        subject=canonical_mailbox(address),
+    shares = counts_toward_shares(purpose, owner, ctx) if purpose is Purpose.EMAIL_CHANGE else True
+    writes, _ = _code_for(
+        (address, mailbox, address),
+        kind,
+        None,
+        view,
+        ctx,
+        shares=shares,
+        domain_price=True,
         decoy=True,
     )
-    return then((None, P), Decision(Success(), (PutSession(session), work)))
+    user_id = owner.id if owner is not None else None
+    session = _new_session(pubkey, user_id, purpose, mailbox, address, ctx, decoy=True)
+    return then((None, P), Decision(Success(), (PutSession(session), *writes)))
 
 
 def renew_decoy(session: SessionRow, view: View, ctx: Context) -> Decision:
-    """A decoy's resend: the same answer and deadline rules, and nothing sent."""
+    """A decoy's resend: the same answer, rules and work as a real one's, and nothing sent."""
+    writes, _ = _code_for(
+        ("", session.subject, session.address),
+        session.purpose.code_kind,
+        None,
+        view,
+        ctx,
+        shares=False,
+        domain_price=False,
+        decoy=True,
+    )
     renewed = replace(
         session, code_sent_at=ctx.now, code_expires_at=ctx.now + ctx.rules.code_ttl_s, updated_at=ctx.now
     )
-    return Decision(Success(), (PutSession(renewed),))
+    return Decision(Success(), (PutSession(renewed), *writes))
 
 
 class WrongCode(RequestError):
@@ -248,37 +344,67 @@ class WrongCode(RequestError):
 def redeem(
     session: SessionRow, user: UserRow | None, code: str, view: View, ctx: Context
 ) -> tuple[Write, ...]:
-    """Check ``code`` for ``session``: the writes that spend it, or raise ``code_expired`` or a
-    :class:`WrongCode`. Only the newest codes of the session's mailbox and kind are compared (in
-    constant time each); while the mailbox is being guessed at, only its long codes."""
+    """Check ``code`` for ``session``: the writes that spend it, or raise ``code_expired``,
+    ``no_session`` (the account changed since the session began: a new address, a new backup,
+    a revocation), a slip (``code_invalid``, not counted: a code of the same mailbox for another
+    address or step) or a :class:`WrongCode`. Compared in constant time each: the session's
+    address's live codes of its kind (while the mailbox is being guessed at, only long ones)."""
     if ctx.now >= session.code_expires_at:
         raise CodeExpired
     if session.decoy or user is None:
         raise WrongCode(wrong_code(session, user, view, ctx))
+    if session.auth_epoch != user.auth_epoch:
+        raise NoSession("The account changed since this session began: start again.")
     if session.code_hmac and codes.same_hmac(
         codes.session_code_hmac(ctx.code_secret, session.pubkey, code), session.code_hmac
     ):
         return ()  # a code of an older version, the session's own: spent with the session
     kind = session.purpose.code_kind
     long = long_codes(view, ctx)
+    mine = [
+        c
+        for c in view.codes
+        if c.address == view.address_key and c.kind is kind and c.code_hmac != DECOY_HMAC
+    ]
     usable = sorted(
-        (c for c in view.codes if c.kind is kind and c.code_hmac and (c.long or not long)),
-        key=lambda c: c.minted_at,
-        reverse=True,
+        (c for c in mine if not c.used and (c.long or not long)), key=lambda c: c.minted_at, reverse=True
     )[:CODES_ACCEPTED]
     submitted = codes.code_hmac(ctx.code_secret, kind.value, code)
     matched = [c for c in usable if codes.same_hmac(submitted, c.code_hmac)]
-    if not matched:
-        raise WrongCode(wrong_code(session, user, view, ctx))
-    if matched[0].expires_at <= ctx.now:
-        raise CodeExpired
-    assert matched[0].id is not None  # loaded codes have their row id
-    return (SpendCode(matched[0].id),)
+    if matched:
+        if matched[0].expires_at <= ctx.now:
+            raise CodeExpired
+        assert matched[0].id is not None  # loaded codes have their row id
+        return (SpendCode(matched[0].id),)
+    if any(c.used and codes.same_hmac(submitted, c.code_hmac) for c in mine):
+        left = ctx.rules.max_code_attempts - session.attempts
+        raise CodeInvalid("That code was used already: use the newest code we sent.", attempts_left=left)
+    if _slip(code, kind, view, ctx):
+        left = ctx.rules.max_code_attempts - session.attempts
+        raise CodeInvalid(
+            "That code is for another address or another step: use the newest code of this one.",
+            attempts_left=left,
+        )
+    raise WrongCode(wrong_code(session, user, view, ctx))
+
+
+def _slip(code: str, kind: CodeKind, view: View, ctx: Context) -> bool:
+    """Whether ``code`` is a live code of the same mailbox for another address or another kind
+    (an owner reading the wrong mail): not a guess, so not counted."""
+    others = [
+        c
+        for c in view.codes
+        if c.code_hmac != DECOY_HMAC
+        and c.expires_at > ctx.now
+        and (c.address != view.address_key or c.kind is not kind)
+    ]
+    digests = {k: codes.code_hmac(ctx.code_secret, k.value, code) for k in {c.kind for c in others}}
+    return any(codes.same_hmac(digests[c.kind], c.code_hmac) for c in others)
 
 
 def wrong_code(session: SessionRow, user: UserRow | None, view: View, ctx: Context) -> Decision:
     """Count a wrong code on the session (the last allowed one locks it) and, for a real
-    session, against its mailbox; the owner is told when the mailbox's codes turn long."""
+    session, against its mailbox; the address is told when the mailbox's codes turn long."""
     attempts = session.attempts + 1
     left = ctx.rules.max_code_attempts - attempts
     writes: tuple[Write, ...] = ()
@@ -287,8 +413,8 @@ def wrong_code(session: SessionRow, user: UserRow | None, view: View, ctx: Conte
         writes = (RecordCodeFailure(session.subject, ctx.now),)
         since = ctx.now - ctx.rules.code_failure_window_s
         before = sum(1 for t in view.failures if t > since)
-        if before + 1 == ctx.rules.code_failures_free:
-            address = code_address(session.purpose, user)
+        address = view.session_address or code_address(session.purpose, user)
+        if before + 1 == ctx.rules.code_failures_free and address:
             told = (
                 Mail(MailKind.CODE_GUESSING, address, user.id, (("at", ctx.now),), ctx.lang or user.lang),
             )

@@ -3,8 +3,8 @@
 A code proves control of a mailbox for one kind of proof (signup, login, email change,
 deletion): its HMAC binds the digits to that kind under the server secret, so a leaked database
 cannot be brute-forced offline without the secret, and a login code never confirms a deletion.
-Codes are six digits; while a mailbox is being guessed at they are twelve (``LONG_DIGITS``),
-which no guessing reaches.
+Codes are six digits; while a mailbox is being guessed at they are sixteen (``LONG_DIGITS``),
+which no guessing at any rate the service can answer reaches.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import hmac
 from dvm.nostr.keys import Rng
 
 CODE_DIGITS = 6
-LONG_DIGITS = 12
+LONG_DIGITS = 16
 _SPACE = 10**CODE_DIGITS
 _LIMIT = (2**32 // _SPACE) * _SPACE  # largest multiple of 10**6 below 2**32: rejection bound
 

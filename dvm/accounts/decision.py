@@ -34,8 +34,12 @@ class View:
     ``pubkey_user`` is the activated account holding the pubkey the request names (activation,
     register); ``account_user`` is the account the request acts for (account methods), found
     ``account_via`` its key (the event's or its seal's signer) or a session that proved the
-    address. The code rows concern ONE mailbox: the one the next code would go to (a method that
-    mails one) or the session's (a method that checks one): ``codes`` are its recent codes,
+    address. The code rows concern ONE address and its mailbox: the address the next code would go
+    to (a method that mails one) or the session's (a method that checks or resends one), whose
+    key is ``address_key``; ``session_address`` is the session's address in full when it is
+    still the account's (its address, or its pending change's), else "". ``codes`` are the
+    mailbox's recent codes (every address of it: each row names its address's key),
+    ``address_sends`` when codes were minted for the exact address within the hour,
     ``code_sends`` when codes were minted for it within the hour, ``failures`` when wrong codes
     were tried on its codes within the failure window; ``domain_sends`` and ``all_sends`` count
     codes to its domain and to everyone. ``email_blocked``: the address (or a domain of it) is on
@@ -54,8 +58,11 @@ class View:
     failures: tuple[int, ...] = ()
     email_blocked: bool = False
     codes: tuple[CodeRow, ...] = ()
+    address_sends: tuple[int, ...] = ()
     account_via: Literal["key", "session"] | None = None
     seal_used: bool = False
+    address_key: str = ""
+    session_address: str = ""
 
 
 class MailKind(enum.StrEnum):
@@ -107,6 +114,7 @@ class RecordCodeSend:
     mailbox: str
     at: int
     unproven: bool = True
+    address: str = ""  # the exact address, plain or an ``h:`` key: login and deletion codes count by it
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +128,20 @@ class RecordCodeFailure:
 
 @dataclass(frozen=True, slots=True)
 class PutCode:
-    """A code minted for ``mailbox`` (canonical; the store keeps its salted hash)."""
+    """A code minted for ``address`` in ``mailbox`` (canonical), each plain or already an ``h:``
+    key: the store keeps their salted hashes."""
 
     mailbox: str
+    address: str
     row: CodeRow
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshCode:
+    """A request joined a live code: it lives until ``expires_at`` from now on."""
+
+    code_id: int
+    expires_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +172,9 @@ class DeleteUser:
 
 @dataclass(frozen=True, slots=True)
 class DecoyWork:
-    """A private-mode decoy does what a real code would cost the store (a code row, a send, a
-    mail row with sealed values) and withdraws it in the same transaction: nothing stays, nothing
-    counts, and the commit writes what a real one writes, so its timing tells nothing."""
+    """A private-mode decoy's mail: the store writes a mail row with sealed values, as for a real
+    code, and withdraws it in the same transaction, so the commit writes what a real one writes
+    and nothing is sent (its code and send rows are real: they count as a real address's)."""
 
     mailbox: str
     kind: MailKind
@@ -173,6 +191,7 @@ Write = (
     | SpendCode
     | RecordSeal
     | DecoyWork
+    | RefreshCode
 )
 
 

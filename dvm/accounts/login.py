@@ -153,6 +153,7 @@ def _finish_register(
     Method.RESEND_CODE,
     row(P, P, "ok", "the mailbox's live code serves, or a new one is mailed; the older codes keep working"),
     row(P, P, "rate_limited", "within resend_cooldown_s of this session's last request for a code"),
+    row(P, P, "pow_too_low", "a new code past the mailbox's hourly cap costs more proof of work"),
     row(L, L, "too_many_attempts", "a locked session gets no new code"),
     row(None, None, "no_session", "no pending session for this key"),
 )

@@ -33,10 +33,18 @@ from dvm.accounts.admin import (
 from dvm.accounts.code_rules import WrongCode, decoy
 from dvm.accounts.decision import Decision, Failure, PutSession, Transition, View, Write
 from dvm.accounts.policy import check_policy
-from dvm.accounts.rows import Purpose
+from dvm.accounts.rows import Purpose, SessionState
 from dvm.accounts.table import RULES, Context, Rule
 from dvm.errors import AccountSuspended, BadRequest, RequestError, UndeclaredTransition
-from dvm.protocol.methods import Register, Request, RequestAccount, RequestLogin
+from dvm.protocol.methods import (
+    Activate,
+    Register,
+    Request,
+    RequestAccount,
+    RequestLogin,
+    ResendCode,
+    VerifyCode,
+)
 
 __all__ = [
     "RULES",
@@ -67,6 +75,17 @@ def decide(request: Request, pubkey: str, view: View, ctx: Context) -> Decision:
     if view.seal_used:
         refused = BadRequest("This seal was already carried by another request.")
     refused = refused or check_policy(request, view)
+    session = view.session
+    if (
+        ctx.rules.private_mode
+        and isinstance(refused, AccountSuspended)
+        and isinstance(request, VerifyCode | ResendCode | Activate)
+        and session is not None
+        and session.state is SessionState.PENDING
+    ):
+        # A stranger's session on an account suspended since answers as a decoy's would.
+        decoyed = replace(session, decoy=True, user_id=None)
+        return decide(request, pubkey, replace(view, session=decoyed, session_user=None), ctx)
     if refused is not None:
         if (
             ctx.rules.private_mode

@@ -107,6 +107,7 @@ class SessionRow:
     claim_pubkey: str = ""
     claim_backup: str = ""
     auth_epoch: int = 0
+    address: str = ""
 
     def authorises(self, now: int, user: UserRow | None) -> bool:
         """True while this key may act for ``user`` (its session's account): proven recently,
@@ -123,9 +124,10 @@ class SessionRow:
 
 @dataclass(frozen=True, slots=True)
 class CodeRow:
-    """A code mailed to a mailbox, for one kind of proof. ``code_hmac`` is an HMAC of the kind and
-    the digits under the server secret (never the digits); ``""`` once used. ``long``: 12 digits,
-    minted while the mailbox was being guessed at. ``id`` is None until stored."""
+    """A code mailed to an address, for one kind of proof. ``code_hmac`` is an HMAC of the kind and
+    the digits under the server secret (never the digits); a decoy's is ``-`` (matches nothing).
+    ``long``: 16 digits, minted while the mailbox was being guessed at. ``expires_at`` moves when
+    a new request joins the code. ``id`` is None until stored."""
 
     id: int | None
     kind: CodeKind
@@ -133,3 +135,5 @@ class CodeRow:
     minted_at: int
     expires_at: int
     long: bool = False
+    address: str = ""  # the key of the exact address it was mailed to, as the store loads it
+    used: bool = False  # a code works once: then it matches only to say so

@@ -94,7 +94,9 @@ CODE_ROWS = (
 )
 """The rows every method that checks a code shares (:func:`dvm.accounts.code_rules.redeem`)."""
 
-PRICED = row(None, None, "pow_too_low", "codes to a busy domain cost more proof of work (required_bits)")
+PRICED = row(
+    None, None, "pow_too_low", "a code past its domain's or mailbox's hourly share costs more proof of work"
+)
 """The row of every method that asks for a code to an address (:func:`~dvm.accounts.code_rules.price`)."""
 
 

@@ -145,6 +145,8 @@ def confirm_email(request: ConfirmEmail, pubkey: str, view: View, ctx: Context) 
     session = purpose_session(view, user, Purpose.EMAIL_CHANGE)
     if not user.pending_email:
         raise NoSession("There is no pending email change.")
+    if view.session_address != user.pending_email:  # a later change replaced this one
+        raise NoSession("This key's email change was replaced by a later one: confirm that one.")
     spent = replace(session, state=SessionState.CONSUMED, code_hmac="", updated_at=ctx.now)
     released = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
     if not grace_left(user, ctx):
@@ -206,6 +208,7 @@ def revoke_sessions(request: RevokeSessions, pubkey: str, view: View, ctx: Conte
 @rule(
     Method.REQUEST_DELETION,
     row(None, P, "ok", "a session on the account address's deletion code"),
+    PRICED,
     row(None, None, "unknown_account", "the key is not an activated account's"),
 )
 def request_deletion(request: RequestDeletion, pubkey: str, view: View, ctx: Context) -> Decision:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dvm.accounts import machine
-from dvm.accounts.decision import Decision, Failure
+from dvm.accounts.decision import Decision, Failure, View
 from dvm.accounts.machine import Context
 from dvm.accounts.rows import SessionRow, UserRow
 from dvm.admin import lookup
@@ -64,7 +64,7 @@ def _session_action(
     ctx: Context,
     actor: str,
     action: str,
-    decide: Callable[[SessionRow, UserRow, Context], Decision],
+    decide: Callable[[SessionRow, UserRow, Context, View], Decision],
 ) -> str:
     with immediate(conn):
         pubkey = lookup.session(conn, ref)
@@ -74,7 +74,21 @@ def _session_action(
             raise AdminError(f"no session for {pubkey}")
         if user.suspended_at is not None:
             raise AdminError(f"the account {user.id} is suspended; unsuspend it first")
-        _apply(conn, _decide(lambda: decide(session, user, ctx)), ctx)
+        rules = ctx.rules
+        view = repository.load_view(  # the session's address, codes and wrong codes: a long code if due
+            conn,
+            pubkey,
+            None,
+            None,
+            ctx.now,
+            rules.code_window_s,
+            account_key=False,
+            code_to="session",
+            failures=True,
+            failure_window_s=rules.code_failure_window_s,
+            code_ttl_s=rules.code_ttl_s,
+        )
+        _apply(conn, _decide(lambda: decide(session, user, ctx, view)), ctx)
         audit(conn, ctx.now, actor, action, pubkey, f"user {user.id}", user.id)
     return pubkey
 

@@ -17,7 +17,7 @@ COMMON = frozenset({"email", "help"})
 """Given to every kind: the recipient's address, and the support line (empty without
 ``mail.support_url``)."""
 CODE_VALUES = frozenset({"code", "link", "expires_at", "expires_in_min", "subject_code", "code_note"})
-"""Given to every code mail. ``$code_note`` is empty for a six-digit code; for a twelve-digit one
+"""Given to every code mail. ``$code_note`` is empty for a six-digit code; for a sixteen-digit one
 (the address was being guessed at) it is the ``long_code`` template's text, which says why."""
 SAMPLE_AT = 1_800_000_000
 SAMPLE_CODE = "123456"
@@ -78,7 +78,7 @@ SPECS: dict[MailKind, KindSpec] = {
         _notice(MailKind.ACCOUNT_DELETED, "the account was deleted (by its owner, or an admin)"),
         _notice(
             MailKind.CODE_GUESSING,
-            "10 wrong codes in 7 days for this address: its codes are twelve digits from now on (told once)",
+            "10 wrong codes in 7 days for this address: its codes are sixteen digits from now on (told once)",
         ),
     )
 }
@@ -86,5 +86,5 @@ assert set(SPECS) == set(MailKind), "every kind of mail needs its row"
 
 HELP_VALUES = frozenset({"support_url"})
 LONG_CODE_VALUES = frozenset[str]()
-"""What ``long_code.txt`` / ``long_code.html`` (``$code_note`` of a twelve-digit code) may use."""
+"""What ``long_code.txt`` / ``long_code.html`` (``$code_note`` of a sixteen-digit code) may use."""
 """What ``help.txt`` / ``help.html`` (the support line, ``$help`` in every kind) may use."""

@@ -313,9 +313,9 @@ def _email(value: object, limits: RequestLimits) -> str:
 
 
 def _code(value: object) -> str:
-    """Six digits, or twelve (a long code, mailed while a mailbox is being guessed at)."""
-    if not isinstance(value, str) or len(value) not in (6, 12) or not value.isascii() or not value.isdigit():
-        raise BadRequest("code must be a string of six (or twelve) digits")
+    """Six digits, or sixteen (a long code, mailed while a mailbox is being guessed at)."""
+    if not isinstance(value, str) or len(value) not in (6, 16) or not value.isascii() or not value.isdigit():
+        raise BadRequest("code must be a string of six (or sixteen) digits")
     return value
 
 

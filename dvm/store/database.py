@@ -41,17 +41,21 @@ ALTER TABLE users ADD COLUMN lang TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN claim_pubkey TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN claim_backup TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN auth_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN address TEXT NOT NULL DEFAULT '';
 UPDATE sessions SET
     claim_pubkey = (SELECT u.pubkey FROM users u WHERE u.id = sessions.user_id),
     claim_backup = (SELECT u.bkp FROM users u WHERE u.id = sessions.user_id)
     WHERE purpose = 'register' AND user_id IN (SELECT id FROM users WHERE activated = 0);
 UPDATE users SET pubkey = '', bkp = '' WHERE activated = 0;
 ALTER TABLE mail ADD COLUMN lang TEXT NOT NULL DEFAULT '';
+ALTER TABLE code_sends ADD COLUMN address TEXT NOT NULL DEFAULT '';
 CREATE TABLE codes (
     id          INTEGER PRIMARY KEY,
     mailbox     TEXT NOT NULL,
+    address     TEXT NOT NULL,
     kind        TEXT NOT NULL CHECK (kind IN ('signup', 'login', 'email_change', 'deletion')),
     code_hmac   TEXT NOT NULL,
+    used        INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1)),
     long        INTEGER NOT NULL DEFAULT 0 CHECK (long IN (0, 1)),
     minted_at   INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from dvm.accounts.code_rules import code_address
 from dvm.accounts.decision import (
     DecoyWork,
     DeleteUser,
@@ -25,6 +24,7 @@ from dvm.accounts.decision import (
     RecordCodeFailure,
     RecordCodeSend,
     RecordSeal,
+    RefreshCode,
     Sends,
     SpendCode,
     View,
@@ -45,7 +45,7 @@ _SELECT_USER = (
 _SELECT_SESSION = (
     "SELECT pubkey, user_id, purpose, state, code_hmac, code_sent_at, code_expires_at, attempts, "
     "verified_at, created_at, updated_at, subject, decoy, auth_until, claim_pubkey, claim_backup, "
-    "auth_epoch FROM sessions"
+    "auth_epoch, address FROM sessions"
 )
 _PUT_USER = (
     "INSERT INTO users (id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -62,14 +62,15 @@ _PUT_USER = (
 _PUT_SESSION = (
     "INSERT INTO sessions (pubkey, user_id, purpose, state, code_hmac, code_sent_at, "
     "code_expires_at, attempts, verified_at, created_at, updated_at, subject, decoy, auth_until, "
-    "claim_pubkey, claim_backup, auth_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "claim_pubkey, claim_backup, auth_epoch, address) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (pubkey) DO UPDATE SET user_id = excluded.user_id, purpose = excluded.purpose, "
     "state = excluded.state, code_hmac = excluded.code_hmac, code_sent_at = excluded.code_sent_at, "
     "code_expires_at = excluded.code_expires_at, attempts = excluded.attempts, "
     "verified_at = excluded.verified_at, created_at = excluded.created_at, updated_at = excluded.updated_at, "
     "subject = excluded.subject, decoy = excluded.decoy, auth_until = excluded.auth_until, "
     "claim_pubkey = excluded.claim_pubkey, claim_backup = excluded.claim_backup, "
-    "auth_epoch = excluded.auth_epoch"
+    "auth_epoch = excluded.auth_epoch, address = excluded.address"
 )
 CODES_LOADED = 20
 """At most this many of a mailbox's newest codes are loaded (a handful are ever live)."""
@@ -121,6 +122,7 @@ def _session(row: sqlite3.Row | None) -> SessionRow | None:
         claim_pubkey=row["claim_pubkey"],
         claim_backup=row["claim_backup"],
         auth_epoch=row["auth_epoch"],
+        address=row["address"],
     )
 
 
@@ -156,11 +158,14 @@ def users_by_pending_email(conn: sqlite3.Connection, email: str) -> tuple[UserRo
     return tuple(u for row in conn.execute(sql, (email,)) if (u := _user(row)) is not None)
 
 
-def code_sends_since(conn: sqlite3.Connection, mailbox_key: str, since: int) -> tuple[int, ...]:
+def code_sends_since(
+    conn: sqlite3.Connection, mailbox_key: str, since: int, address_key: str = ""
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """When codes were minted for the mailbox within the window, and for one address of it."""
     rows = conn.execute(
-        "SELECT sent_at FROM code_sends WHERE mailbox = ? AND sent_at > ?", (mailbox_key, since)
-    )
-    return tuple(row[0] for row in rows)
+        "SELECT sent_at, address FROM code_sends WHERE mailbox = ? AND sent_at > ?", (mailbox_key, since)
+    ).fetchall()
+    return tuple(r[0] for r in rows), tuple(r[0] for r in rows if address_key and r[1] == address_key)
 
 
 def _sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
@@ -249,24 +254,36 @@ def load_view(
         account_via=via,
     )
     salt = salt or erasure_salt(conn)
-    to = _code_target(code_to, email, account_user, session, session_user)
+    if session is not None and session_user is not None and session.address:
+        view = replace(view, session_address=_resolve(salt, session.address, session_user))
+    to = email if code_to == "email" else None
+    if code_to == "account" and account_user is not None:
+        to = account_user.email
     mailbox_key = None
-    if to is not None:
+    if to is not None:  # a method that may mail a code to this address
         box = canonical_mailbox(to)
         mailbox_key = counter_key(salt, box)
         since = now - window_s
+        key = counter_key(salt, to)
+        sends, to_address = code_sends_since(conn, mailbox_key, since, key)
         view = replace(
             view,
-            code_sends=code_sends_since(conn, mailbox_key, since),
+            address_key=key,
+            code_sends=sends,
+            address_sends=to_address,
             domain_sends=_sends(conn, counter_key(salt, domain_of(box)), since),
             all_sends=_sends(conn, ALL_SCOPE, since),
         )
-    elif failures and session is not None and session.subject:
-        mailbox_key = counter_key(salt, session.subject)
+    elif (failures or code_to == "session") and session is not None and session.subject:
+        mailbox_key = counter_key(salt, session.subject)  # the session's own address and mailbox
+        view = replace(view, address_key=counter_key(salt, session.address) if session.address else "")
+        if code_to == "session":  # a resend: the mailbox's and the address's caps count
+            sends, to_address = code_sends_since(conn, mailbox_key, now - window_s, view.address_key)
+            view = replace(view, code_sends=sends, address_sends=to_address)
     if mailbox_key is not None:
         view = replace(
             view,
-            codes=codes_of(conn, mailbox_key, now - window_s - code_ttl_s),
+            codes=codes_of(conn, mailbox_key, now - window_s - code_ttl_s, now),
             failures=code_failures_since(conn, mailbox_key, now - failure_window_s),
         )
     if address and is_blocked(conn, address):
@@ -276,31 +293,26 @@ def load_view(
     return view
 
 
-def _code_target(
-    code_to: CodeTo | None,
-    email: str | None,
-    account: UserRow | None,
-    session: SessionRow | None,
-    session_user: UserRow | None,
-) -> str | None:
-    """The address the code a request may mail would go to (its caps and codes are loaded)."""
-    if code_to == "email":
-        return email
-    if code_to == "account":
-        return account.email if account is not None else None
-    if code_to == "session" and session is not None:
-        return code_address(session.purpose, session_user) if session_user is not None else None
-    return None
+def _resolve(salt: str, key: str, user: UserRow) -> str:
+    """The session's address in full, if its key is the user's address or pending change's."""
+    for address in (user.email, user.pending_email):
+        if address and counter_key(salt, address) == counter_key(salt, key):
+            return address
+    return ""
 
 
-def codes_of(conn: sqlite3.Connection, mailbox_key: str, since: int) -> tuple[CodeRow, ...]:
-    """A mailbox's codes minted after ``since``, newest first (at most ``CODES_LOADED``)."""
+def codes_of(conn: sqlite3.Connection, mailbox_key: str, since: int, now: int) -> tuple[CodeRow, ...]:
+    """A mailbox's codes minted after ``since`` or still live at ``now`` (a join keeps a code
+    alive), newest first (at most ``CODES_LOADED``)."""
     rows = conn.execute(
-        "SELECT id, kind, code_hmac, minted_at, expires_at, long FROM codes "
-        "WHERE mailbox = ? AND minted_at > ? ORDER BY minted_at DESC, id DESC LIMIT ?",
-        (mailbox_key, since, CODES_LOADED),
+        "SELECT id, kind, code_hmac, minted_at, expires_at, long, address, used FROM codes "
+        "WHERE mailbox = ? AND (minted_at > ? OR expires_at > ?) ORDER BY minted_at DESC, id DESC LIMIT ?",
+        (mailbox_key, since, now, CODES_LOADED),
     )
-    return tuple(CodeRow(int(r[0]), CodeKind(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5])) for r in rows)
+    return tuple(
+        CodeRow(int(r[0]), CodeKind(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], bool(r[7]))
+        for r in rows
+    )
 
 
 def seal_seen(conn: sqlite3.Connection, seal_id: str) -> bool:
@@ -374,14 +386,19 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                     s.claim_pubkey,
                     s.claim_backup,
                     s.auth_epoch,
+                    HASHED + counter_key(salt, s.address) if s.address else "",
                 ),
             )
         elif isinstance(write, RecordCodeSend):
             salt = salt or erasure_salt(conn)
             minute = write.at // 60
             conn.execute(
-                "INSERT INTO code_sends (mailbox, sent_at) VALUES (?, ?)",
-                (counter_key(salt, write.mailbox), write.at),
+                "INSERT INTO code_sends (mailbox, address, sent_at) VALUES (?, ?, ?)",
+                (
+                    counter_key(salt, write.mailbox),
+                    counter_key(salt, write.address) if write.address else "",
+                    write.at,
+                ),
             )
             if write.unproven:  # only codes to unproven addresses count toward the shares
                 conn.executemany(
@@ -393,10 +410,11 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
             salt = salt or erasure_salt(conn)
             c = write.row
             conn.execute(
-                "INSERT INTO codes (mailbox, kind, code_hmac, long, minted_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO codes (mailbox, address, kind, code_hmac, long, minted_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     counter_key(salt, write.mailbox),
+                    counter_key(salt, write.address),
                     c.kind.value,
                     c.code_hmac,
                     c.long,
@@ -404,8 +422,13 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                     c.expires_at,
                 ),
             )
+        elif isinstance(write, RefreshCode):
+            conn.execute(
+                "UPDATE codes SET expires_at = ? WHERE id = ? AND expires_at < ?",
+                (write.expires_at, write.code_id, write.expires_at),
+            )
         elif isinstance(write, SpendCode):
-            conn.execute("UPDATE codes SET code_hmac = '' WHERE id = ?", (write.code_id,))
+            conn.execute("UPDATE codes SET used = 1 WHERE id = ?", (write.code_id,))
         elif isinstance(write, RecordSeal):
             conn.execute(
                 "INSERT INTO seals (id, until) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
@@ -421,24 +444,13 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
 
 
 def decoy_work(
-    conn: sqlite3.Connection, work: DecoyWork, message_id: str, now: int, salt: str, *, seal: ParamsSeal
+    conn: sqlite3.Connection, work: DecoyWork, message_id: str, now: int, *, seal: ParamsSeal
 ) -> None:
-    """What a real code costs the store, withdrawn at once (see :class:`DecoyWork`)."""
-    key = counter_key(salt, work.mailbox)
-    code_id = conn.execute(
-        "INSERT INTO codes (mailbox, kind, code_hmac, long, minted_at, expires_at) "
-        "VALUES (?, 'login', '', 0, ?, ?) RETURNING id",
-        (key, now, now),
-    ).fetchone()[0]
-    send_id = conn.execute(
-        "INSERT INTO code_sends (mailbox, sent_at) VALUES (?, ?) RETURNING rowid", (key, now)
-    ).fetchone()[0]
+    """A decoy's mail: written as a real one would be, and withdrawn (see :class:`DecoyWork`)."""
     mail = Mail(work.kind, work.mailbox, None, work.params)
     row = queue_mail(conn, mail, message_id, None, now, MailClaim("decoy", 0), seal=seal)
     assert row is not None
     conn.execute("DELETE FROM mail WHERE id = ?", (row.id,))
-    conn.execute("DELETE FROM code_sends WHERE rowid = ?", (send_id,))
-    conn.execute("DELETE FROM codes WHERE id = ?", (code_id,))
 
 
 def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by: str = "") -> None:

@@ -47,19 +47,22 @@ CREATE TABLE sessions (
     auth_until       INTEGER,                      -- until then the key may act for the account
     claim_pubkey     TEXT NOT NULL DEFAULT '',     -- register: the key its code will activate
     claim_backup     TEXT NOT NULL DEFAULT '',     -- register: the backup its code will activate
-    auth_epoch       INTEGER NOT NULL DEFAULT 0    -- acts for the account only while it is the account's
+    auth_epoch       INTEGER NOT NULL DEFAULT 0,   -- void once the account's epoch moved on
+    address          TEXT NOT NULL DEFAULT ''      -- 'h:' + salted hash of the exact address its codes go to
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
--- Codes mailed to a mailbox: every session of that mailbox and kind may redeem its newest two.
+-- Codes mailed to an address: every session of that address and kind may redeem its live ones.
 CREATE TABLE codes (
     id          INTEGER PRIMARY KEY,
     mailbox     TEXT NOT NULL,                     -- salted hash of the canonical mailbox (names nobody)
+    address     TEXT NOT NULL,                     -- salted hash of the exact address it went to
     kind        TEXT NOT NULL CHECK (kind IN ('signup', 'login', 'email_change', 'deletion')),
-    code_hmac   TEXT NOT NULL,                     -- HMAC of "<kind>:<digits>"; '' once used
+    code_hmac   TEXT NOT NULL,                     -- HMAC of "<kind>:<digits>"; '-' a decoy's (matches nothing)
+    used        INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1)),  -- a code works once
     long        INTEGER NOT NULL DEFAULT 0 CHECK (long IN (0, 1)),  -- 12 digits (the mailbox was guessed at)
     minted_at   INTEGER NOT NULL,
-    expires_at  INTEGER NOT NULL
+    expires_at  INTEGER NOT NULL                   -- moves when a request joins it
 );
 CREATE INDEX codes_mailbox ON codes (mailbox, minted_at);
 CREATE INDEX codes_expires ON codes (expires_at);
@@ -70,9 +73,10 @@ CREATE TABLE seals (
     until       INTEGER NOT NULL
 );
 
--- One row per code minted: the hourly cap per mailbox counts here (exactly).
+-- One row per code minted: the hourly caps per mailbox and per address count here (exactly).
 CREATE TABLE code_sends (
     mailbox  TEXT NOT NULL,                        -- salted hash of the canonical mailbox (names nobody)
+    address  TEXT NOT NULL DEFAULT '',             -- salted hash of the exact address
     sent_at  INTEGER NOT NULL
 );
 CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);

@@ -352,7 +352,7 @@ def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tm
     for key, purpose in (("k2", "email_change"), ("k3", "register")):  # allowed after the migration
         migrated.execute(
             "INSERT INTO sessions VALUES "
-            "(?, 'u1', ?, 'pending', 'h', 1, 2, 0, NULL, 1, 1, '', 0, NULL, '', '', 0)",
+            "(?, 'u1', ?, 'pending', 'h', 1, 2, 0, NULL, 1, 1, '', 0, NULL, '', '', 0, '')",
             (key, purpose),
         )
     # An account activated before last_seen existed counts as seen (its last change, or login).

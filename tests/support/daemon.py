@@ -66,7 +66,7 @@ async def start_daemon(
     return daemon
 
 
-CODE_LINE = re.compile(r"^    (\d{6}|\d{4} \d{4} \d{4})$", re.M)
+CODE_LINE = re.compile(r"^    (\d{6}|\d{4} \d{4} \d{4} \d{4})$", re.M)
 
 
 def body_code(msg) -> str | None:

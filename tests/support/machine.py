@@ -69,10 +69,13 @@ def code_row(
 
 
 def pending(s: SessionRow | None = None, u: UserRow | None = None, code: str = CODE, **more) -> View:
-    """A view of ``s`` (default: :func:`session`) whose mailbox holds ``code`` of its kind."""
+    """A view of ``s`` (default: :func:`session`) whose address holds ``code`` of its kind (the
+    store resolves the session's address; these tests key every address alike)."""
     s = s or session()
     u = u or user()
-    return View(session=s, session_user=u, codes=(code_row(code, s.purpose.code_kind),), **more)
+    address = u.pending_email if s.purpose is Purpose.EMAIL_CHANGE else u.email
+    fields = {"session_address": address} | more
+    return View(session=s, session_user=u, codes=(code_row(code, s.purpose.code_kind),), **fields)
 
 
 def failure(decision) -> str:

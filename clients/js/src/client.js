@@ -68,14 +68,14 @@ const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0'
 const fromHex = (hex) => Uint8Array.from(hex.match(/../g) ?? [], (h) => parseInt(h, 16))
 
 /**
- * A code as the user typed it, ready to send: spaces removed ("1234 5678 9012"), 6 or 12 digits.
+ * A code as the user typed it, ready to send: spaces removed ("1234 5678 9012 3456"), 6 or 16 digits.
  * Anything else is InputError `code_format` (nothing is sent, no attempt is spent).
  * @param {string | number} code
  * @returns {string}
  */
 export function normalizeCode(code) {
   const digits = String(code).replace(/\s+/g, '')
-  if (!/^(\d{6}|\d{12})$/.test(digits)) throw new InputError('code_format', 'a code is 6 or 12 digits')
+  if (!/^(\d{6}|\d{16})$/.test(digits)) throw new InputError('code_format', 'a code is 6 or 16 digits')
   return digits
 }
 
@@ -497,7 +497,7 @@ export class SigitDvm {
     await this.accountCall('change_email', { email: String(email).trim() }, account, opts)
   }
 
-  /** @param {AccountKey} account @param {string} code 6 or 12 digits (spaces ignored) @param {CallOptions} [opts] */
+  /** @param {AccountKey} account @param {string} code 6 or 16 digits (spaces ignored) @param {CallOptions} [opts] */
   async confirmEmail(account, code, opts) {
     return /** @type {{email: string}} */ (await this.accountCall('confirm_email', { code: normalizeCode(code) }, account, opts))
   }
@@ -535,7 +535,7 @@ export class SigitDvm {
     await this.accountCall('request_deletion', undefined, account, opts)
   }
 
-  /** @param {AccountKey} account @param {string} code 6 or 12 digits (spaces ignored) @param {CallOptions} [opts] */
+  /** @param {AccountKey} account @param {string} code 6 or 16 digits (spaces ignored) @param {CallOptions} [opts] */
   async deleteAccount(account, code, opts) {
     await this.accountCall('delete_account', { code: normalizeCode(code) }, account, opts)
   }
@@ -639,7 +639,7 @@ export class Session {
 
   /**
    * Signup: `{entropy}`. Register: `{}`. Login: `{entropy, pubkey, backup}` (no `entropy` for an
-   * account made by `register`). (Private mode: look at the shape.) The code is 6 or 12 digits;
+   * account made by `register`). (Private mode: look at the shape.) The code is 6 or 16 digits;
    * spaces are ignored. The result stays in `session.verified` (see `unlock`); the saved flow is
    * deleted: the code is spent.
    * @param {string} code @param {CallOptions} [opts]

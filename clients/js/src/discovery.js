@@ -10,7 +10,7 @@ export const ANNOUNCEMENT_D = 'sigit-dvm'
 /** The newest version this client speaks. */
 export const PROTOCOL = 'sigit-dvm/3'
 /** Every version this client speaks: 2 adds `register`, seals and session calls; 3 seals
- * `register` and `activate` with the key they name, codes of 12 digits, prices in PoW,
+ * `register` and `activate` with the key they name, codes of 16 digits, prices in PoW,
  * `revoke_sessions` and `lang`. */
 export const PROTOCOLS = Object.freeze(['sigit-dvm/1', 'sigit-dvm/2', 'sigit-dvm/3'])
 export const DEFAULT_REQUEST_KIND = 5780

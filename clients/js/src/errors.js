@@ -135,7 +135,7 @@ export class WorkerError extends SigitError {
   }
 }
 
-/** What the user typed cannot be sent: `code_format` (a code is 6 or 12 digits). */
+/** What the user typed cannot be sent: `code_format` (a code is 6 or 16 digits). */
 export class InputError extends SigitError {
   /** @param {'code_format'} code @param {string} message */
   constructor(code, message) {

@@ -47,7 +47,7 @@ export const MESSAGES_EN = Object.freeze({
   backup_invalid: 'Your saved key cannot be read. Please contact support.',
   wrong_password: 'That password is not right. Please try again.',
   worker_failed: 'This page could not start its background work. Please reload it or use another browser.',
-  code_format: 'Please enter the 6 or 12 digits from the email.',
+  code_format: 'Please enter the 6 or 16 digits from the email.',
   signer_failed: 'Your signing app did not sign the request. Please try again.',
   unknown: 'Something went wrong. Please try again.',
 })

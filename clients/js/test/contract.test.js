@@ -71,11 +71,11 @@ test('user messages are separate from the developer detail, take the details, an
   assert.equal(userMessage(new ProtocolError('some_new_code', 'x', {}, 'status'), { messages: de }), 'Etwas ging schief.')
 })
 
-test('codes are 6 or 12 digits, spaces ignored; anything else is InputError code_format before sending', () => {
+test('codes are 6 or 16 digits, spaces ignored; anything else is InputError code_format before sending', () => {
   assert.equal(normalizeCode(' 123 456 '), '123456')
-  assert.equal(normalizeCode('1234 5678 9012'), '123456789012')
+  assert.equal(normalizeCode('1234 5678 9012 3456'), '1234567890123456')
   assert.equal(normalizeCode(123456), '123456')
-  for (const bad of ['12345', '1234567', '12345a', '1234-5678-9012', '']) {
+  for (const bad of ['12345', '1234567', '12345a', '1234 5678 9012', '1234-5678-9012-3456', '']) {
     assert.throws(() => normalizeCode(bad), (err) => err instanceof InputError && err.code === 'code_format', bad)
   }
 })

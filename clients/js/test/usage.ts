@@ -27,7 +27,7 @@ export async function signup(email: string, password: string, askCode: () => Pro
   const dvm = await discover('dvm@sigit.io', { storage: localStorage })  // NIP-05 -> announcement -> kinds, PoW
   const session = dvm.session()                                  // a fresh ephemeral key, saved while a code is awaited
   await session.requestAccount(email, { onProgress: (p: Progress) => console.log(p.stage, p.fraction) })
-  await session.verifyCode(await askCode())                      // the code from the email (6 or 12 digits)
+  await session.verifyCode(await askCode())                      // the code from the email (6 or 16 digits)
   const { secretKey } = await session.createAccount(password)    // key + NIP-49 backup (in a worker), activated
   const status: AccountStatus = await dvm.status(secretKey)      // sealed by the new account key
   console.log(`signed up as ${status.email}`)

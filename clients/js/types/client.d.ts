@@ -7,7 +7,7 @@
  */
 export function nextTask(): Promise<void>;
 /**
- * A code as the user typed it, ready to send: spaces removed ("1234 5678 9012"), 6 or 12 digits.
+ * A code as the user typed it, ready to send: spaces removed ("1234 5678 9012 3456"), 6 or 16 digits.
  * Anything else is InputError `code_format` (nothing is sent, no attempt is spent).
  * @param {string | number} code
  * @returns {string}
@@ -145,7 +145,7 @@ export class SigitDvm {
     status(account: AccountKey, opts?: CallOptions): Promise<import("./types.js").AccountStatus>;
     /** @param {AccountKey} account @param {string} email @param {CallOptions} [opts] */
     changeEmail(account: AccountKey, email: string, opts?: CallOptions): Promise<void>;
-    /** @param {AccountKey} account @param {string} code 6 or 12 digits (spaces ignored) @param {CallOptions} [opts] */
+    /** @param {AccountKey} account @param {string} code 6 or 16 digits (spaces ignored) @param {CallOptions} [opts] */
     confirmEmail(account: AccountKey, code: string, opts?: CallOptions): Promise<{
         email: string;
     }>;
@@ -170,7 +170,7 @@ export class SigitDvm {
     }>;
     /** @param {AccountKey} account @param {CallOptions} [opts] */
     requestDeletion(account: AccountKey, opts?: CallOptions): Promise<void>;
-    /** @param {AccountKey} account @param {string} code 6 or 12 digits (spaces ignored) @param {CallOptions} [opts] */
+    /** @param {AccountKey} account @param {string} code 6 or 16 digits (spaces ignored) @param {CallOptions} [opts] */
     deleteAccount(account: AccountKey, code: string, opts?: CallOptions): Promise<void>;
     /** A new code for the account's pending email change or deletion.
      * @param {AccountKey} account @param {CallOptions} [opts] */
@@ -245,7 +245,7 @@ export class Session {
     }>;
     /**
      * Signup: `{entropy}`. Register: `{}`. Login: `{entropy, pubkey, backup}` (no `entropy` for an
-     * account made by `register`). (Private mode: look at the shape.) The code is 6 or 12 digits;
+     * account made by `register`). (Private mode: look at the shape.) The code is 6 or 16 digits;
      * spaces are ignored. The result stays in `session.verified` (see `unlock`); the saved flow is
      * deleted: the code is spent.
      * @param {string} code @param {CallOptions} [opts]

@@ -72,7 +72,7 @@ export class WorkerError extends SigitError {
     /** @param {string} message @param {Record<string, unknown>} [details] */
     constructor(message: string, details?: Record<string, unknown>);
 }
-/** What the user typed cannot be sent: `code_format` (a code is 6 or 12 digits). */
+/** What the user typed cannot be sent: `code_format` (a code is 6 or 16 digits). */
 export class InputError extends SigitError {
     /** @param {'code_format'} code @param {string} message */
     constructor(code: "code_format", message: string);

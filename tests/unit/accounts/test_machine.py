@@ -14,6 +14,7 @@ from dvm.accounts.decision import (
     PutSession,
     PutUser,
     RecordCodeSend,
+    RefreshCode,
     SpendCode,
     Success,
     View,
@@ -121,13 +122,24 @@ def test_a_code_younger_than_the_cooldown_is_shared_even_under_the_cap():
     assert decision.reply == Success(None) and decision.mails == ()
 
 
-def test_with_no_live_code_a_code_is_mailed_even_past_the_cap():
+def test_with_no_live_code_past_the_cap_a_new_code_costs_a_bit_more_and_is_never_refused():
     sends = tuple(NOW - 3000 + i for i in range(RULES.max_codes_per_email_per_hour))
     old = code_row(minted_at=NOW - RULES.code_ttl_s - 1)
     view = View(email_user=user(), code_sends=sends, codes=(old,))
-    decision = decide(RequestAccount("ana@example.org"), "cc" * 32, view, ctx())
+    priced = decide(RequestAccount("ana@example.org"), "cc" * 32, view, ctx(pow_minimum=16, pow_bits=16))
+    assert failure(priced) == "pow_too_low" and dict(priced.reply.details) == {"required_bits": 17}
+    decision = decide(RequestAccount("ana@example.org"), "cc" * 32, view, ctx(pow_minimum=16, pow_bits=17))
     assert decision.reply == Success(None)
     minted(decision)
+
+
+def test_joining_a_code_gives_it_a_new_lifetime():
+    sends = tuple(NOW - 3000 + i for i in range(RULES.max_codes_per_email_per_hour))
+    dying = code_row(minted_at=NOW - RULES.code_ttl_s + 20)
+    view = View(email_user=user(), code_sends=sends, codes=(dying,))
+    decision = decide(RequestAccount("ana@example.org"), "cc" * 32, view, ctx())
+    assert decision.reply == Success(None) and decision.mails == ()
+    assert only(decision.writes, RefreshCode) == RefreshCode(1, NOW + RULES.code_ttl_s)
 
 
 def test_sends_older_than_the_window_do_not_count():
@@ -153,12 +165,19 @@ def test_right_signup_code_verifies_user_and_returns_fresh_entropy():
     assert decision.mails == ()
 
 
-def test_the_newest_two_codes_of_the_mailbox_work_and_older_ones_do_not():
-    rows = tuple(code_row(str(111111 * n), minted_at=NOW - 500 + n, row_id=n) for n in (1, 2, 3))
+def test_every_live_code_of_the_address_works_the_newest_five_at_most():
+    rows = tuple(code_row(f"{n:06d}", minted_at=NOW - 500 + n, row_id=n) for n in range(1, 7))
     view = replace(pending(), codes=rows)
-    for n in (3, 2):
-        assert decide(VerifyCode(str(111111 * n)), KEY, view, ctx()).reply.data is not None
-    assert failure(decide(VerifyCode("111111"), KEY, view, ctx())) == "code_invalid"
+    for n in range(2, 7):  # a stranger's later codes never push the owner's out
+        assert decide(VerifyCode(f"{n:06d}"), KEY, view, ctx()).reply.data is not None
+    assert failure(decide(VerifyCode("000001"), KEY, view, ctx())) == "code_invalid"  # a sixth
+
+
+def test_a_code_mailed_to_another_address_of_the_mailbox_is_a_slip_never_a_way_in():
+    elsewhere = code_row(address="other-address-key")
+    view = replace(pending(), codes=(elsewhere,), address_key="this-address-key")
+    decision = decide(VerifyCode(CODE), KEY, view, ctx())
+    assert failure(decision) == "code_invalid" and decision.writes == ()  # not counted either
 
 
 def test_a_code_of_another_kind_does_not_match():
@@ -356,7 +375,7 @@ def test_codes_are_six_digits_and_rejection_sampled():
     assert codes.new_code(lambda n: next(draws)) == "000123"
     rng = random.Random(7).randbytes
     assert all(len(c) == 6 and c.isdigit() for c in (codes.new_code(rng) for _ in range(500)))
-    assert all(len(c) == 12 and c.isdigit() for c in (codes.new_code(rng, 12) for _ in range(50)))
+    assert all(len(c) == 16 and c.isdigit() for c in (codes.new_code(rng, 16) for _ in range(50)))
 
 
 def test_transition_table_names_only_known_outcomes_and_methods():

@@ -60,6 +60,7 @@ def change_view(**changes) -> View:
         session=change_session(),
         account_via="key",
         codes=(code_row(kind=CodeKind.EMAIL_CHANGE),),
+        session_address="new@example.org",
     )
     return replace(base, **changes)
 
@@ -257,7 +258,8 @@ PRIVATE = AccountRules(private_mode=True)
 
 
 def pctx(now: int = NOW) -> Context:
-    return replace(ctx(now), rules=PRIVATE)
+    """Private mode, with the method's minimum and a request that brought more (a price or two)."""
+    return replace(ctx(now), rules=PRIVATE, pow_minimum=16, pow_bits=24)
 
 
 def test_private_mode_signup_for_an_existing_account_mails_the_owner_a_login_code():
@@ -320,7 +322,7 @@ def test_private_mode_a_decoy_answers_every_step_as_a_real_pending_session_would
     answers = []
     for opened, owner in ((real, active_user()), (decoy, None)):
         s = replace(only(opened.writes, PutSession), code_sent_at=NOW - 100)
-        view = View(session=s, session_user=owner)
+        view = View(session=s, session_user=owner, session_address="ana@example.org" if owner else "")
         steps = [
             decide(VerifyCode("000000"), "cc" * 32, view, pctx()),
             decide(Activate("dd" * 32, "YWJj"), "cc" * 32, view, pctx()),
@@ -369,7 +371,7 @@ def test_past_the_free_wrong_codes_six_digits_stop_working_and_new_codes_are_lon
     )
     asked = decide(RequestLogin("ana@example.org"), "cc" * 32, view, ctx())
     code, row = minted(asked)
-    assert asked.outcome == "ok" and len(code) == 12 and row.long
+    assert asked.outcome == "ok" and len(code) == 16 and row.long
     opened = only(asked.writes, PutSession)
     long = replace(view, session=opened, session_user=active_user(), codes=(replace(row, id=9),))
     assert decide(VerifyCode(code), "cc" * 32, long, ctx()).outcome == "ok"
