@@ -10,7 +10,8 @@ committed decision) and the client's (publish to reply), and compares the two gr
 Mann-Whitney U test (z; |z| < 2: no difference the test can tell at 95 %), with medians and p90s.
 
 Environment: SIGIT_BENCH_ORACLE_SAMPLES (default 300 per group), SIGIT_BENCH_ORACLE_GAP_MS
-(default 40).
+(default 40), SIGIT_BENCH_ORACLE_METHOD (request_login, the default, or request_account: a
+stranger may probe with either).
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def daemon_latencies(log: Path) -> dict[str, tuple[float, str]]:
 
 async def main() -> None:
     samples = int(os.environ.get("SIGIT_BENCH_ORACLE_SAMPLES", "300"))
+    method = os.environ.get("SIGIT_BENCH_ORACLE_METHOD", "request_login")
     gap_s = int(os.environ.get("SIGIT_BENCH_ORACLE_GAP_MS", "40")) / 1000
     with tempfile.TemporaryDirectory(prefix="sigit-oracle-") as tmp:
         root = Path(tmp)
@@ -179,6 +181,7 @@ async def main() -> None:
                     "service": {
                         "private_mode": True,
                         "pow_request_login_bits": POW_BITS,
+                        "pow_request_account_bits": POW_BITS,
                         # the setup's signups all go to example.org: no price for the probe
                         "max_codes_per_domain_per_hour": 10_000_000,
                         "max_codes_per_hour": 10_000_000,
@@ -196,7 +199,7 @@ async def main() -> None:
                 for group, email in order:
                     client = Encryptor(SecretKey.generate())
                     event = build_request(
-                        client, key.pubkey_hex, "request_login", {"email": email}, now, pow_bits=POW_BITS
+                        client, key.pubkey_hex, method, {"email": email}, now, pow_bits=POW_BITS
                     )
                     pairs.append((group, event.to_json()))
             log = root / "dvm" / "daemon.log"
@@ -233,8 +236,9 @@ async def main() -> None:
             latency, outcome = daemon_ms[event_id]
             groups[group]["daemon"].append(latency)
             outcomes[group][outcome] = outcomes[group].get(outcome, 0) + 1
-    shape = f"private mode; {samples} request_login per group, interleaved, {gap_s * 1000:.0f} ms apart"
-    print(f"$ {COMMAND}  ({shape})")
+    shape = f"private mode; {samples} {method} per group, interleaved, {gap_s * 1000:.0f} ms apart"
+    prefix = f"SIGIT_BENCH_ORACLE_METHOD={method} " if method != "request_login" else ""
+    print(f"$ {prefix}{COMMAND}  ({shape})")
     for side in ("daemon", "client"):
         a, b = groups["account"][side], groups["nobody"][side]
         if len(a) < 3 or len(b) < 3:
@@ -245,7 +249,7 @@ async def main() -> None:
             f"{side:6}: account {summary(a)} (n={len(a)})  |  nobody {summary(b)} (n={len(b)})  |  "
             f"Mann-Whitney z = {z:+.2f} {'(no difference at 95 %)' if abs(z) < 2 else '(a DIFFERENCE)'}"
         )
-    print(f"answers: {outcomes}; mail during the probe: {mailed or 'none'} (a login code per account)")
+    print(f"answers: {outcomes}; mail during the probe: {mailed or 'none'}")
 
 
 if __name__ == "__main__":
