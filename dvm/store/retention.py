@@ -9,7 +9,8 @@ Left alone the database grows with every request (measured: 1.5 MB per 1,000 req
 - ``sessions``: untouched for longer than a code lives or a verified session may activate, plus an
   hour (a client coming back later is told ``no_session`` instead of ``code_expired``).
 - ``code_sends``, ``code_send_minutes``: older than the hourly caps' window (and a minute);
-  ``codes``: minted before that window and a code's life (nothing compares or counts them then);
+  ``codes``: a code's life after they expired (a request that joins a code keeps it alive; an
+  expired one is kept that long to answer ``code_expired`` rather than a wrong code);
   ``code_failures``: older than the guessing budget's window (``code_failure_window_s``, and a
   minute); ``seals``: past the end of their own window.
 - ``mail``: sent or dead, queued longer ago than ``retention.mail_s``.
@@ -58,7 +59,7 @@ class Cutoffs:
     reply_expired: int
     session_updated: int
     code_sent: int
-    code_minted: int
+    code_expired: int
     code_failed: int
     seal_until: int
     mail_created: int
@@ -77,7 +78,7 @@ class Cutoffs:
             reply_expired=now - service.reply_ttl_s,
             session_updated=now - session_s,
             code_sent=now - rules.code_window_s - CODE_SENDS_MARGIN_S,
-            code_minted=now - rules.code_window_s - rules.code_ttl_s - CODE_SENDS_MARGIN_S,
+            code_expired=now - rules.code_ttl_s - CODE_SENDS_MARGIN_S,
             code_failed=now - rules.code_failure_window_s - CODE_SENDS_MARGIN_S,
             seal_until=now,
             mail_created=now - keep.mail_s,
@@ -140,8 +141,8 @@ def prune_code_failures(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> i
 
 def prune_codes(conn: sqlite3.Connection, cut: Cutoffs, limit: int) -> int:
     return conn.execute(
-        "DELETE FROM codes WHERE id IN (SELECT id FROM codes WHERE minted_at < ? LIMIT ?)",
-        (cut.code_minted, limit),
+        "DELETE FROM codes WHERE id IN (SELECT id FROM codes WHERE expires_at < ? LIMIT ?)",
+        (cut.code_expired, limit),
     ).rowcount
 
 

@@ -112,12 +112,26 @@ async def test_sessions_codes_and_code_counters_go_once_no_limit_reads_them(worl
     # The hourly limit still counts them: kept.
     await prune_at(h, h.now)
     assert (h.count("sessions"), h.count("code_sends"), h.count("codes")) == (3, 3, 3)
-    await prune_at(h, T0 + HOUR + 200)
-    assert (h.count("sessions"), h.count("code_sends"), h.count("codes")) == (3, 0, 3)
-    await prune_at(h, T0 + HOUR + 15 * 60 + 200)  # and a code's life: nothing compares them now
-    assert h.count("codes") == 0
+    await prune_at(h, T0 + 2 * 15 * 60 + 200)  # a code's life after the last expired: nothing compares them
+    assert (h.count("sessions"), h.count("code_sends"), h.count("codes")) == (3, 3, 0)
+    await prune_at(h, T0 + HOUR + 200)  # the hourly caps no longer count them
+    assert (h.count("sessions"), h.count("code_sends")) == (3, 0)
     await prune_at(h, T0 + DAY + 200)
     assert h.count("sessions") == 0
+
+
+async def test_a_code_kept_alive_by_requests_that_join_it_is_never_pruned_while_it_lives(world):
+    h = world
+    h.send(new_client(1), "request_account", {"email": "ana@example.org"})
+    for i in range(2, 8):  # a request a while apart, each joining (the cap is reached after 5 mints)
+        h.now += 10 * 60
+        h.send(new_client(i), "request_account", {"email": "ana@example.org"})
+    await prune_at(h, h.now)
+    live = h.conn.execute(
+        "SELECT count(*) FROM codes WHERE expires_at > ? AND used = 0", (h.now,)
+    ).fetchone()[0]
+    assert live >= 1
+    assert h.send(new_client(7), "verify_code", {"code": h.last_code("ana@example.org")}).ok
 
 
 async def test_wrong_codes_stay_for_the_guessing_window_and_used_seals_for_theirs(world):
