@@ -16,8 +16,9 @@ may pay any price, but can never stop an address's owner from getting in. So:
   exact **address** for login and deletion codes, which only go to an account's own address: so a
   stranger mailing ``owner+1@``, ``owner+2@``... pays more and more, and never raises what the
   owner's own login costs.
-* Guessing: each session has ``max_code_attempts`` tries; wrong codes on an address's real codes
-  count against its mailbox (a decoy's never do); past ``code_failures_free`` of them within
+* Guessing: each session has ``max_code_attempts`` tries; wrong codes count against the
+  session's mailbox (a private-mode decoy's too, so that no mailbox turns long differently for
+  having an account: long codes never delay nor refuse the owner); past ``code_failures_free`` of them within
   ``code_failure_window_s`` the mailbox's codes are sixteen digits and six-digit ones stop
   working: guessing stops, and the owner's codes are neither delayed nor refused. The owner is
   told once. A code of the same mailbox for another address or step is a slip, not a guess.
@@ -144,7 +145,14 @@ _PER_ADDRESS = frozenset({CodeKind.LOGIN, CodeKind.DELETION})
 
 
 def _minted_this_hour(view: View, kind: CodeKind, ctx: Context) -> int:
-    sends = view.address_sends if kind in _PER_ADDRESS else view.code_sends
+    """Codes minted this hour under the cap of a code of ``kind`` to the view's address: the
+    address's own when it is its mailbox's canonical form (one address per mailbox: the one most
+    owners use, which a flood of ``+tag`` variants then never prices) or when only an account's
+    own address gets such codes (login, deletion; not in private mode, where the kind a request
+    mints tells whether its address has an account, so a count per kind would tell it too);
+    else the whole mailbox's, so aliases share one cap."""
+    own = view.address_is_mailbox or (kind in _PER_ADDRESS and not ctx.rules.private_mode)
+    sends = view.address_sends if own else view.code_sends
     return sum(1 for t in sends if t > ctx.now - ctx.rules.code_window_s)
 
 
@@ -271,11 +279,11 @@ def renew(session: SessionRow, user: UserRow, view: View, ctx: Context, *, force
     operator's resend, always). Its own deadline starts again; the codes before keep working.
     A resend pays the mailbox's price past its cap but no domain's (the request that opened the
     session paid that) and counts toward no share."""
-    address = view.session_address
+    address = view.session_address or ("" if session.address else code_address(session.purpose, user))
     if not address:
         raise NoSession("This session's code address is no longer the account's: start again.")
     writes, mails = _code_for(
-        (address, session.subject, session.address),
+        (address, session.subject, session.address or address),
         session.purpose.code_kind,
         user,
         view,
@@ -285,7 +293,11 @@ def renew(session: SessionRow, user: UserRow, view: View, ctx: Context, *, force
         forced=forced,
     )
     renewed = replace(
-        session, code_sent_at=ctx.now, code_expires_at=ctx.now + ctx.rules.code_ttl_s, updated_at=ctx.now
+        session,
+        code_sent_at=ctx.now,
+        code_expires_at=ctx.now + ctx.rules.code_ttl_s,
+        updated_at=ctx.now,
+        address=session.address or address,
     )
     return Decision(Success(), (PutSession(renewed), *writes), mails)
 
@@ -294,7 +306,7 @@ def decoy(
     pubkey: str, address: str, purpose: Purpose, view: View, ctx: Context, owner: UserRow | None = None
 ) -> Decision:
     """Private mode: a pending session like a real one, on codes nobody can know (so every code
-    is wrong for it, and its wrong codes count nowhere), minted, joined, counted and priced
+    is wrong for it, and its wrong codes count as any would), minted, joined, counted and priced
     exactly as a real address's would be. ``owner`` keeps an email change's session on its
     account (a change to another account's address)."""
     mailbox = canonical_mailbox(address)
@@ -342,21 +354,30 @@ class WrongCode(RequestError):
 
 
 def redeem(
-    session: SessionRow, user: UserRow | None, code: str, view: View, ctx: Context
+    session: SessionRow,
+    user: UserRow | None,
+    code: str,
+    view: View,
+    ctx: Context,
+    *,
+    sealed: bool = False,
 ) -> tuple[Write, ...]:
     """Check ``code`` for ``session``: the writes that spend it, or raise ``code_expired``,
     ``no_session`` (the account changed since the session began: a new address, a new backup,
-    a revocation), a slip (``code_invalid``, not counted: a code of the same mailbox for another
-    address or step) or a :class:`WrongCode`. Compared in constant time each: the session's
-    address's live codes of its kind (while the mailbox is being guessed at, only long ones)."""
+    a revocation; not for a confirmation ``sealed`` by the account's key, which proves more than
+    any session), a slip (``code_invalid``, not counted: a used code, or a code of the same
+    mailbox for another address or step) or a :class:`WrongCode`. Compared in constant time
+    each: the session's address's live codes of its kind (while the mailbox is being guessed
+    at, only long ones). A decoy goes through the same steps, and nothing it holds matches."""
     if ctx.now >= session.code_expires_at:
         raise CodeExpired
-    if session.decoy or user is None:
-        raise WrongCode(wrong_code(session, user, view, ctx))
-    if session.auth_epoch != user.auth_epoch:
+    real = not session.decoy and user is not None
+    if user is not None and real and not sealed and session.auth_epoch != user.auth_epoch:
         raise NoSession("The account changed since this session began: start again.")
-    if session.code_hmac and codes.same_hmac(
-        codes.session_code_hmac(ctx.code_secret, session.pubkey, code), session.code_hmac
+    if (
+        real
+        and session.code_hmac
+        and codes.same_hmac(codes.session_code_hmac(ctx.code_secret, session.pubkey, code), session.code_hmac)
     ):
         return ()  # a code of an older version, the session's own: spent with the session
     kind = session.purpose.code_kind
@@ -371,16 +392,15 @@ def redeem(
     )[:CODES_ACCEPTED]
     submitted = codes.code_hmac(ctx.code_secret, kind.value, code)
     matched = [c for c in usable if codes.same_hmac(submitted, c.code_hmac)]
-    if matched:
+    if matched and real:
         if matched[0].expires_at <= ctx.now:
             raise CodeExpired
         assert matched[0].id is not None  # loaded codes have their row id
         return (SpendCode(matched[0].id),)
+    left = ctx.rules.max_code_attempts - session.attempts
     if any(c.used and codes.same_hmac(submitted, c.code_hmac) for c in mine):
-        left = ctx.rules.max_code_attempts - session.attempts
         raise CodeInvalid("That code was used already: use the newest code we sent.", attempts_left=left)
     if _slip(code, kind, view, ctx):
-        left = ctx.rules.max_code_attempts - session.attempts
         raise CodeInvalid(
             "That code is for another address or another step: use the newest code of this one.",
             attempts_left=left,
@@ -403,14 +423,15 @@ def _slip(code: str, kind: CodeKind, view: View, ctx: Context) -> bool:
 
 
 def wrong_code(session: SessionRow, user: UserRow | None, view: View, ctx: Context) -> Decision:
-    """Count a wrong code on the session (the last allowed one locks it) and, for a real
-    session, against its mailbox; the address is told when the mailbox's codes turn long."""
+    """Count a wrong code on the session (the last allowed one locks it) and against its
+    mailbox; an account's address is told when its mailbox's codes turn long."""
     attempts = session.attempts + 1
     left = ctx.rules.max_code_attempts - attempts
     writes: tuple[Write, ...] = ()
     told: tuple[Mail, ...] = ()
-    if not session.decoy and user is not None and session.subject:
+    if session.subject:  # a decoy's too: a mailbox turns long alike whether it has an account
         writes = (RecordCodeFailure(session.subject, ctx.now),)
+    if not session.decoy and user is not None and session.subject:
         since = ctx.now - ctx.rules.code_failure_window_s
         before = sum(1 for t in view.failures if t > since)
         address = view.session_address or code_address(session.purpose, user)

@@ -39,7 +39,9 @@ class View:
     key is ``address_key``; ``session_address`` is the session's address in full when it is
     still the account's (its address, or its pending change's), else "". ``codes`` are the
     mailbox's recent codes (every address of it: each row names its address's key),
-    ``address_sends`` when codes were minted for the exact address within the hour,
+    ``address_sends`` when codes were minted for the exact address within the hour
+    (``address_is_mailbox``: the address is its mailbox's canonical form, so its own codes are
+    what its cap counts),
     ``code_sends`` when codes were minted for it within the hour, ``failures`` when wrong codes
     were tried on its codes within the failure window; ``domain_sends`` and ``all_sends`` count
     codes to its domain and to everyone. ``email_blocked``: the address (or a domain of it) is on
@@ -63,6 +65,7 @@ class View:
     seal_used: bool = False
     address_key: str = ""
     session_address: str = ""
+    address_is_mailbox: bool = False
 
 
 class MailKind(enum.StrEnum):

@@ -61,6 +61,12 @@ def request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context) 
     *CODE_ROWS,
     row(V, V, "code_invalid", "a code works once"),
     row(None, None, "no_session", "no session for this key"),
+    row(
+        P,
+        P,
+        "no_session",
+        "the account moved on (address, backup, revocation); private mode: a decoy's answers",
+    ),
     row(P, P, "email_taken", "signup or register code, but another session activated the account"),
     row(P, P, "pubkey_taken", "register code, but its key was activated by another account meanwhile"),
     row(P, P, "not_activated", "login code, but the account was never activated"),
@@ -75,6 +81,7 @@ def verify_code(request: VerifyCode, pubkey: str, view: View, ctx: Context) -> D
         raise NoSession
     if session.purpose not in (Purpose.SIGNUP, Purpose.LOGIN, Purpose.REGISTER):
         raise NoSession("This key's session is not a signup or login session.")
+    session, user = _unless_void(session, user, view, ctx)
     spent = redeem(session, user, request.code, view, ctx)
     assert user is not None  # a decoy's code never matches
     if session.purpose is Purpose.REGISTER:
@@ -156,6 +163,12 @@ def _finish_register(
     row(P, P, "pow_too_low", "a new code past the mailbox's hourly cap costs more proof of work"),
     row(L, L, "too_many_attempts", "a locked session gets no new code"),
     row(None, None, "no_session", "no pending session for this key"),
+    row(
+        P,
+        P,
+        "no_session",
+        "the account moved on (address, backup, revocation); private mode: a decoy's answers",
+    ),
 )
 def resend_code(request: ResendCode, pubkey: str, view: View, ctx: Context) -> Decision:
     session, user = own_session(view)
@@ -166,6 +179,28 @@ def resend_code(request: ResendCode, pubkey: str, view: View, ctx: Context) -> D
     wait = session.code_sent_at + ctx.rules.resend_cooldown_s - ctx.now
     if wait > 0:
         raise RateLimited("Wait before asking for another code.", retry_after_s=wait)
+    session, user = _unless_void(session, user, view, ctx)
     if session.decoy or user is None:
         return then((P, P), renew_decoy(session, view, ctx))
     return then((P, P), renew(session, user, view, ctx))
+
+
+def _unless_void(
+    session: SessionRow, user: UserRow | None, view: View, ctx: Context
+) -> tuple[SessionRow, UserRow | None]:
+    """A pending session the account has moved past (a new address, a new backup, a revocation)
+    is void: ``no_session``; in private mode one opened by naming the address answers from then
+    on as a decoy's would, so a stranger's session on an address never shows what its owner did
+    (the account's own email-change and deletion sessions answer ``no_session``)."""
+    if session.decoy or user is None:
+        return session, user
+    moved = session.auth_epoch != user.auth_epoch or bool(session.address and not view.session_address)
+    if not moved:
+        return session, user
+    if not ctx.rules.private_mode or session.purpose not in _NAMED:
+        raise NoSession("The account changed since this session began: start again.")
+    return replace(session, decoy=True, user_id=None), None
+
+
+_NAMED = frozenset({Purpose.SIGNUP, Purpose.LOGIN, Purpose.REGISTER})
+"""Sessions anyone may open by naming an address (a stranger's, as like as not)."""

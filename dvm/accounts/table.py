@@ -72,11 +72,12 @@ class Rule:
 
     def refusal(self, outcome: str, view: View) -> Transition | None:
         """The row of a raised refusal: it changes no session, so ``from == to``; where several
-        rows share the outcome, the one whose state is the key's session's state."""
+        rows share the outcome, the one whose state is the key's session's state (else the one
+        for any state)."""
         rows = [r for r in self.rows if r.outcome == outcome and r.session_from == r.session_to]
         if len(rows) > 1:
             state = view.session.state if view.session is not None else None
-            rows = [r for r in rows if r.session_from == state]
+            rows = [r for r in rows if r.session_from == state] or [r for r in rows if r.session_from is None]
         return rows[0] if len(rows) == 1 else None
 
 

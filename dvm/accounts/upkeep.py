@@ -151,7 +151,7 @@ def confirm_email(request: ConfirmEmail, pubkey: str, view: View, ctx: Context) 
     released = replace(user, pending_email="", grace_deadline=None, updated_at=ctx.now)
     if not grace_left(user, ctx):
         return then((P, C), Decision(Failure.of(ChangeExpired()), (PutUser(released), PutSession(spent))))
-    used = redeem(session, user, request.code, view, ctx)
+    used = redeem(session, user, request.code, view, ctx, sealed=view.account_via == "key")
     holder = view.email_user
     if holder is not None and holder.id != user.id and holder.verified:  # proven by its owner meanwhile
         return then((P, C), Decision(Failure.of(EmailTaken()), (*used, PutUser(released), PutSession(spent))))
@@ -225,7 +225,7 @@ def request_deletion(request: RequestDeletion, pubkey: str, view: View, ctx: Con
 def delete_account(request: DeleteAccount, pubkey: str, view: View, ctx: Context) -> Decision:
     user = account(view)
     session = purpose_session(view, user, Purpose.DELETION)
-    redeem(session, user, request.code, view, ctx)  # the code goes with the account
+    redeem(session, user, request.code, view, ctx, sealed=view.account_via == "key")  # goes with it
     notice = Mail(MailKind.ACCOUNT_DELETED, user.email, None, (("at", ctx.now),), ctx.lang or user.lang)
     return then((P, None), Decision(Success(), (DeleteUser(user.id),), (notice,)))
 

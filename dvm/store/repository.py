@@ -269,6 +269,7 @@ def load_view(
         view = replace(
             view,
             address_key=key,
+            address_is_mailbox=box == to,
             code_sends=sends,
             address_sends=to_address,
             domain_sends=_sends(conn, counter_key(salt, domain_of(box)), since),
@@ -276,7 +277,10 @@ def load_view(
         )
     elif (failures or code_to == "session") and session is not None and session.subject:
         mailbox_key = counter_key(salt, session.subject)  # the session's own address and mailbox
-        view = replace(view, address_key=counter_key(salt, session.address) if session.address else "")
+        address_key = counter_key(salt, session.address) if session.address else ""
+        view = replace(
+            view, address_key=address_key, address_is_mailbox=address_key == mailbox_key and bool(address_key)
+        )
         if code_to == "session":  # a resend: the mailbox's and the address's caps count
             sends, to_address = code_sends_since(conn, mailbox_key, now - window_s, view.address_key)
             view = replace(view, code_sends=sends, address_sends=to_address)

@@ -145,7 +145,7 @@ export class SigitDvm {
       expirationS: opts.expirationS === undefined ? 3600 : opts.expirationS,
       scheme: opts.scheme ?? 'nip44',
       powWorkers: opts.powWorkers ?? 1,
-      maxPowBits: opts.maxPowBits ?? 22,
+      maxPowBits: opts.maxPowBits ?? 24,
       workerUrl: opts.workerUrl,
       now: opts.now ?? (() => Math.floor(Date.now() / 1000)),
       sealed: opts.sealed ?? this.version >= 2,
