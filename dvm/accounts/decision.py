@@ -143,6 +143,17 @@ class RecordSeal:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseChange:
+    """Another account's pending change to an address its owner just proved ends: only its
+    pending columns change, and only while it still names ``pending_email`` (that account may
+    be written at the same moment by its own requests, which the store does not wait for)."""
+
+    user_id: str
+    pending_email: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteUser:
     """Erase a user: sessions, code records and mail go with it, its addresses leave the audit
     log and only their salted hash is kept (GDPR erasure). ``at`` None: the store's clock."""
@@ -173,6 +184,7 @@ Write = (
     | SpendCode
     | RecordSeal
     | DecoyWork
+    | ReleaseChange
 )
 
 
