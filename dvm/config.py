@@ -102,6 +102,7 @@ class StoreSettings:
     batch_max: int = 64
     url: str = ""  # postgresql://user@host/db: several daemons share it (docs/operations.md)
     password_file: str = ""  # the PostgreSQL password, when the URL and libpq's files have none
+    takeover_s: float = 3.0  # several daemons: another's request undecided this long is decided here
 
     def redacted_url(self) -> str:
         """The URL without a password in it (for logs and reports)."""
@@ -258,6 +259,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "service.max_email_chars": (6, 254),
     "service.email_grace_s": (60, 90 * DAY_S),
     "store.batch_max": (1, 10_000),
+    "store.takeover_s": (0.5, 600),
     "mail.port": (1, 65535),
     "mail.timeout_s": (1, 600),
     "mail.concurrency": (1, 64),
