@@ -219,9 +219,9 @@ def load_view(
     accounts' pending changes to the address). ``signer`` is the account key that signed the
     request's seal, ``seal_id`` that seal's id (a seal is used once).
 
-    With ``locks`` (a shared PostgreSQL database), the keys these rows reveal are locked before
-    anything else is read, and the rows read again if one was not held yet
-    (:meth:`~dvm.store.keylocks.KeyLocks.cover`): once held, no other decision changes them.
+    With ``locks`` (a shared PostgreSQL database), the keys the session and account rows give
+    are held before anything else is read (the rows are read again if one was not held yet), and
+    a mailbox before its rows are read (``dvm.store.keylocks``): no other decision changes them.
     """
     while True:
         session = session_by_pubkey(conn, event_pubkey)
@@ -238,18 +238,14 @@ def load_view(
                 and session.authorises(now, session_user)
             ):
                 account_user, via = session_user, "session"
-        if locks is None or not locks.cover(
-            event_pubkey,
-            email,
-            account_pubkey,
-            (signer or event_pubkey) if account_key else None,
-            seal_id,
-            (session, session_user, account_user),
-        ):
+        if locks is None or not locks.cover_rows(session, account_user):
             break
+    salt = salt or erasure_salt(conn)
     address = email
     if address is None and account_user is not None and account_user.pending_email:
         address = account_user.pending_email
+        if locks is not None:  # a confirmation: the pending address's owner and codes
+            locks.cover_mailbox(counter_key(salt, canonical_mailbox(address)))
     email_user = user_by_email(conn, address) if address else None
     claimed = account_pubkey or (session.claim_pubkey if session is not None and failures else "")
     pubkey_user = user_by_pubkey(conn, claimed) if claimed else None
@@ -267,12 +263,13 @@ def load_view(
         pending_users,
         account_via=via,
     )
-    salt = salt or erasure_salt(conn)
     to = _code_target(code_to, email, account_user, session, session_user)
     mailbox_key = None
     if to is not None:
         box = canonical_mailbox(to)
         mailbox_key = counter_key(salt, box)
+        if locks is not None:
+            locks.cover_mailbox(mailbox_key)
         since = now - window_s
         view = replace(
             view,

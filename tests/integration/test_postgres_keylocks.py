@@ -23,11 +23,12 @@ def pg(url: str, lock_timeout_ms: int = 10_000) -> postgres.PgConnection:
 
 
 def wait_for_lock_wait(
-    watcher: postgres.PgConnection, conn: postgres.PgConnection, key: int | None = None
+    watcher: postgres.PgConnection, conn: postgres.PgConnection, key: str | None = None
 ) -> None:
     """Return once ``conn``'s backend waits for a lock another transaction holds: any, or the
-    advisory lock ``key`` (pg_locks shows a bigint key as two unsigned halves)."""
-    unsigned = (key or 0) & (2**64 - 1)
+    advisory lock named ``key`` (pg_locks shows its bigint as two unsigned halves)."""
+    number = watcher.execute("SELECT hashtextextended(?, 0)", (key,)).fetchone()[0] if key else 0
+    unsigned = number & (2**64 - 1)
     sql = (
         "SELECT count(*) FROM pg_locks WHERE pid = ? AND NOT granted"
         if key is None
@@ -62,6 +63,21 @@ def test_a_decision_about_another_mailbox_does_not_wait_one_about_the_same_mailb
     finally:
         holder.conn.execute("ROLLBACK")
     assert same.service.commit(same.conn, [same.open(ana)], T0)[0].outcome == "ok"  # retried: through
+
+
+def test_the_clis_transactions_and_decisions_still_exclude_each_other(pg_url):
+    """An admin action (the write lock, exclusive) waits for decisions under way, and they for it."""
+    cli, daemon = pg(pg_url, lock_timeout_ms=300), Harness(pg(pg_url, lock_timeout_ms=300))
+    event = daemon.event(new_client(5), "request_account", {"email": "ana@example.org"})
+    cli.execute("BEGIN IMMEDIATE")
+    with pytest.raises(database.StoreError, match="lock timeout"):
+        daemon.service.commit(daemon.conn, [daemon.open(event)], T0)
+    cli.execute("ROLLBACK")
+    hold(daemon, daemon.event(new_client(6), "request_account", {"email": "bo@example.org"}))
+    with pytest.raises(database.StoreError, match="lock timeout"), database.immediate(cli):
+        pass
+    daemon.conn.execute("ROLLBACK")
+    assert daemon.service.commit(daemon.conn, [daemon.open(event)], T0)[0].outcome == "ok"
 
 
 def test_a_mailbox_code_works_once_when_two_of_its_sessions_redeem_it_at_once(pg_url):
@@ -148,8 +164,7 @@ def test_rows_that_change_between_a_batchs_first_read_and_its_locks_are_locked_w
     ).fetchone()
     # The mover holds the key's session (as a decision from that key would) and repoints it.
     mover.conn.execute(KEYED_BEGIN)
-    mover_locks = keylocks.KeyLocks(mover.conn, lambda text: text)
-    mover_locks.take([keylocks.lock_key("session", client.key.pubkey_hex)])
+    keylocks.KeyLocks(mover.conn).take([keylocks.key("session", client.key.pubkey_hex)])
     mover.conn.execute(
         "UPDATE sessions SET user_id = ?, subject = ? WHERE pubkey = ?",
         (bo_user, bo_subject, client.key.pubkey_hex),
@@ -157,10 +172,10 @@ def test_rows_that_change_between_a_batchs_first_read_and_its_locks_are_locked_w
     # Someone holds bo's mailbox, which the resend's first read could not know it needs.
     hold(mailbox, mailbox.event(new_client(42), "request_login", {"email": "bo@example.org"}))
     resend = h.event(client, "resend_code")
-    bo_mailbox = keylocks.lock_key("mailbox", repository.counter_key("", bo_subject))  # stored hashed
+    bo_mailbox = keylocks.key("mailbox", bo_subject.removeprefix("h:"))  # subjects are stored hashed
     with ThreadPoolExecutor(1) as pool:
         answer = pool.submit(h.service.commit, h.conn, [h.open(resend)], h.now)
-        wait_for_lock_wait(watcher, h.conn, keylocks.lock_key("session", client.key.pubkey_hex))
+        wait_for_lock_wait(watcher, h.conn, keylocks.key("session", client.key.pubkey_hex))
         mover.conn.execute("COMMIT")
         wait_for_lock_wait(watcher, h.conn, bo_mailbox)  # seen in the session it loaded
         mailbox.conn.execute("ROLLBACK")
@@ -169,3 +184,24 @@ def test_rows_that_change_between_a_batchs_first_read_and_its_locks_are_locked_w
     assert h.conn.execute(
         "SELECT recipient FROM mail WHERE kind = 'signup_code' ORDER BY id DESC LIMIT 1"
     ).fetchone() == ("bo@example.org",)
+
+
+def test_a_code_to_a_mailbox_no_row_named_locks_that_mailbox_before_reading_it(pg_url):
+    """A deletion sealed by the account's key names no address and has no session: its code goes
+    to the account's address, whose mailbox it locks before reading its codes and caps."""
+    h, mailbox, watcher = Harness(pg(pg_url)), Harness(pg(pg_url)), pg(pg_url)
+    owner, browser = SecretKey.generate(), new_client(50)
+    backup = bech32.encode("ncryptsec", b"\x02" + bytes(90))
+    assert h.send(browser, "request_account", {"email": "ana@example.org"}).ok
+    assert h.send(browser, "verify_code", {"code": h.last_code("ana@example.org")}).ok
+    assert h.send(browser, "activate", {"pubkey": owner.pubkey_hex, "backup": backup}, seal=owner).ok
+    hold(mailbox, mailbox.event(new_client(51), "request_login", {"email": "ana@example.org"}))
+    ana = keylocks.key("mailbox", repository.mailbox_counter_key(h.conn, "ana@example.org"))
+    deletion = h.event(new_client(52), "request_deletion", seal=owner)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(h.service.commit, h.conn, [h.open(deletion)], T0)
+        wait_for_lock_wait(watcher, h.conn, ana)
+        mailbox.conn.execute("ROLLBACK")
+        (decided,) = answer.result()
+    assert decided.outcome == "ok"
+    assert h.count("mail", "kind = 'deletion_code'") == 1
