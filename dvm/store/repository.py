@@ -38,7 +38,7 @@ from dvm.protocol.email_address import canonical_mailbox, domain_of
 from dvm.store.database import immediate
 from dvm.store.sealed import ParamsSeal
 
-if TYPE_CHECKING:  # keylocks reads the rows through this module
+if TYPE_CHECKING:  # keylocks imports this module (its mailbox keys are counter keys)
     from dvm.store.keylocks import KeyLocks
 
 _SELECT_USER = (
