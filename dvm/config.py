@@ -18,6 +18,7 @@ import re
 import tomllib
 import types
 import typing
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,7 @@ class StoreSettings:
     batch_max: int = 64
     url: str = ""  # postgresql://user@host/db: several daemons share it (docs/operations.md)
     password_file: str = ""  # the PostgreSQL password, when the URL and libpq's files have none
+    takeover_s: float = 3.0  # several daemons: another's request undecided this long is decided here
 
     def redacted_url(self) -> str:
         """The URL without a password in it (for logs and reports)."""
@@ -258,6 +260,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "service.max_email_chars": (6, 254),
     "service.email_grace_s": (60, 90 * DAY_S),
     "store.batch_max": (1, 10_000),
+    "store.takeover_s": (0.5, 600),
     "mail.port": (1, 65535),
     "mail.timeout_s": (1, 600),
     "mail.concurrency": (1, 64),
@@ -459,6 +462,14 @@ def _operator_slips(settings: Settings) -> list[Problem]:
                 "(and an address in a link would leak it to the website's logs)",
             )
         )
+    if any(_breaks_header(c) for c in mail.from_name):
+        out.append(
+            Problem(
+                "mail.from_name",
+                f"has a control or line-breaking character ({mail.from_name!r}): no mail could be "
+                "built with it in its From header",
+            )
+        )
     if "<" in mail.from_address or " " in mail.from_address.strip():
         out.append(
             Problem(
@@ -483,6 +494,12 @@ def _operator_slips(settings: Settings) -> list[Problem]:
                     )
                 )
     return out
+
+
+def _breaks_header(char: str) -> bool:
+    """A character no header may carry: a control or format character, or one Python's email
+    package breaks lines at (``str.splitlines``: form feed, ``\x1c``-``\x1e``, NEL, U+2028...)."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") or len(f"a{char}b".splitlines()) > 1
 
 
 def environment_problems(environ: Mapping[str, str]) -> list[Problem]:

@@ -40,6 +40,7 @@ from dvm.nostr.event import Event
 from dvm.nostr.keys import SecretKey
 from dvm.opener import Opener
 from dvm.outbox import PendingReply
+from dvm.ownership import Ownership
 from dvm.pipeline import Pipeline
 from dvm.pricewatch import PriceWatch
 from dvm.protocol.announcement import announcement, profile
@@ -126,6 +127,7 @@ class Daemon:
         self._junk_gate = (self.service.pubkey, intake.request_kind, intake.pow_gate_bits)
         # Of several daemons on one database: who runs the singletons, which runs are alive.
         self.leader = Leader(self.db, self.mail.run_id, clock)
+        self.ownership = Ownership(self.db, self.mail.run_id, settings.store.takeover_s)
         self.retention = Retention(self.db, settings, clock, self.leader)  # pruning on a timer
         self.metrics = Metrics()  # always kept; served only with health.listen
         self.prices = PriceWatch()
@@ -157,7 +159,10 @@ class Daemon:
             max_queued=d.max_in_flight,
             clock=clock,
             metrics=self.metrics,
+            owner=self.ownership.mine if self.db.shared else None,
         )
+        self.ownership.handback = self._take_over
+        self.ownership.on_settled = lambda outcome: self.metrics.left_to_owner.labels(outcome).inc()
         self._stopping = asyncio.Event()
         self._mail_stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -227,6 +232,10 @@ class Daemon:
             self.prices.priced(len(priced))
         self.prices.tick()
 
+    async def _take_over(self, event: Event, relay: str) -> None:
+        """Decide a request another daemon owned and did not decide (``dvm.ownership``)."""
+        await self.pipeline.submit(event.to_dict(), relay, taken_over=True)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -249,12 +258,14 @@ class Daemon:
             log.warning("%d reply(ies) from a previous run were not published yet; publishing", pending)
         last = await self.db.run(repository.last_processed_at)
         await self.leader.check()  # leader or not, before announcing or retrying anything
+        await self.ownership.join()  # several daemons: which requests are ours, before the first
         await self.pipeline.opener.start()
         self.pipeline.start(last_answered_at=last or 0)
         self._spawn(self.mail.run(self._mail_stopping))
         self._spawn(self.publisher.run())
         if self.db.shared:
             self._spawn(self.leader.run())
+            self._spawn(self.ownership.run())
         self._spawn(self.retention.run())
         if self.notifier.watchdog_interval_s:
             self._spawn(self._watchdog(self.notifier.watchdog_interval_s))
@@ -318,6 +329,8 @@ class Daemon:
             self.health.stopping()
         self._stopping.set()
         self.pipeline.stop_intake()
+        with contextlib.suppress(Exception):  # the others take our share now, not after the lease
+            await self.ownership.leave()
         timeout = self.settings.daemon.drain_timeout_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.pipeline.drain(), timeout)

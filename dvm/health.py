@@ -226,7 +226,7 @@ def database_probe(db: Store) -> Check:
         if path is not None and not path.exists():
             return f"{path} is gone"
         try:
-            with immediate(conn):
+            with immediate(conn, keyed=True):  # PostgreSQL: what a decision takes (not the CLI's lock)
                 pass
         except DATABASE_ERRORS as exc:
             return f"not writable: {exc}"

@@ -71,6 +71,12 @@ class Metrics:
             "Events dropped unanswered (malformed, forged, over the per-key limit)",
             registry=r,
         )
+        self.left_to_owner = Counter(
+            "sigit_requests_left_to_owner",
+            "Requests another daemon owned, left unopened, by what became of them (PostgreSQL)",
+            ["outcome"],
+            registry=r,
+        )
         self.batch_failures = Counter(
             "sigit_batch_failures", "Request batches the database refused (retried with backoff)", registry=r
         )

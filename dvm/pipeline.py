@@ -1,8 +1,9 @@
 """The request path: intake -> open -> commit -> results, one stage each, in this order.
 
 1. **Intake** (:meth:`Pipeline.submit`): a relay connection hands over a raw event. It is parsed,
-   dropped if it is not addressed to us or was already decided in this run, and put on a bounded
-   queue (a full queue stops that relay's reader: back-pressure, not memory growth).
+   dropped if it is not addressed to us or was already decided in this run, left unopened if it is
+   another daemon's to decide (several daemons: ``dvm.ownership``), and put on a bounded queue (a
+   full queue stops that relay's reader: back-pressure, not memory growth).
 2. **Open** (:meth:`Pipeline._open_stage`): whatever is queued (up to ``batch_max``) is verified,
    decrypted and decoded by the :class:`~dvm.opener.Opener`: in its worker process on the other
    core when the batch is large enough, inline otherwise.
@@ -88,8 +89,10 @@ class Pipeline:
         max_queued: int,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        owner: Callable[[Event, str], bool] | None = None,
     ) -> None:
         self.service = service
+        self.owner = owner  # several daemons: False for another one's event (dvm.ownership)
         self.db = db
         self.opener = opener
         self.writebehind = writebehind
@@ -148,8 +151,9 @@ class Pipeline:
 
     # --- 1. intake ---------------------------------------------------------------------------
 
-    async def submit(self, raw: dict[str, Any], relay: str) -> None:
-        """Take one event as a relay sent it; waits while the queue is full (back-pressure)."""
+    async def submit(self, raw: dict[str, Any], relay: str, *, taken_over: bool = False) -> None:
+        """Take one event as a relay sent it; waits while the queue is full (back-pressure).
+        ``taken_over``: parked as another daemon's, which did not decide it (``dvm.ownership``)."""
         if not self._accepting:
             return  # not remembered: a restart's subscription fetches it again
         try:
@@ -164,6 +168,8 @@ class Pipeline:
             return
         if not addressed_to(event, self.service.pubkey, self.service.rules.intake):
             return
+        if self.owner is not None and not taken_over and not self.owner(event, relay):
+            return  # another live daemon's: parked unopened, handed back if it never decides it
         self._queued.add(event)
         await self._queue.put(Queued(event, time.monotonic(), relay))
 

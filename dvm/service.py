@@ -36,8 +36,9 @@ from dvm.protocol.methods import (
 )
 from dvm.protocol.replies import build_reply
 from dvm.rules import ServiceRules
-from dvm.store import repository
+from dvm.store import keylocks, repository
 from dvm.store.database import Conflict, immediate, savepoint
+from dvm.store.keylocks import KeyLocks
 from dvm.store.sealed import ParamsSeal
 
 
@@ -118,24 +119,40 @@ class AccountService:
         commits (replies published) ride along instead of paying for a commit of their own.
         """
         answers: list[Answer | Exception] = []
-        with immediate(conn):
+        with immediate(conn, keyed=True):
             if bookkeeping is not None:
                 repository.write_bookkeeping(conn, bookkeeping)
             salt = repository.erasure_salt(conn)  # once a batch, not once a counter
+            locks = keylocks.lock_batch(conn, batch, salt)  # PostgreSQL: what the batch touches
             for incoming in batch:
-                try:
-                    with savepoint(conn):
-                        answers.append(self._commit_one(conn, incoming, now, salt))
-                except (sqlite3.IntegrityError, Conflict, ValueError, InternalError) as exc:
-                    answers.append(exc)
+                answers.append(self._commit_saved(conn, incoming, now, salt, locks))
         return answers
 
-    def _commit_one(self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str) -> Answer:
+    def _commit_saved(
+        self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str, locks: KeyLocks | None
+    ) -> Answer | Exception:
+        """One request in a savepoint of its own. On a shared database a uniqueness conflict (a
+        row no lock foresaw, written by another daemon meanwhile) is decided again, once: the
+        second try reads that row."""
+        for retry in (False, True):
+            try:
+                with savepoint(conn):
+                    return self._commit_one(conn, incoming, now, salt, locks)
+            except Conflict as exc:
+                if retry or locks is None:
+                    return exc
+            except (sqlite3.IntegrityError, ValueError, InternalError) as exc:
+                return exc
+        raise AssertionError("unreachable")
+
+    def _commit_one(
+        self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str, locks: KeyLocks | None = None
+    ) -> Answer:
         event = incoming.event
         stored = repository.stored_reply(conn, event.id)
         if stored is not None:
             return Answer(event.id, incoming.method, stored.outcome, stored.reply, True)
-        decision = self._decision(conn, incoming, now, salt)
+        decision = self._decision(conn, incoming, now, salt, locks)
         if incoming.peer_secrets is not None:  # opened in the worker: its ECDH serves the reply
             self.encryptor.remember(bytes.fromhex(event.pubkey), incoming.peer_secrets)
         reply = build_reply(
@@ -173,7 +190,9 @@ class AccountService:
         )
         return Answer(event.id, incoming.method, decision.outcome, reply, False, tuple(claimed))
 
-    def _decision(self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str) -> Decision:
+    def _decision(
+        self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str, locks: KeyLocks | None
+    ) -> Decision:
         request = incoming.request
         if request is None:
             refusal = incoming.refusal or InternalError()
@@ -198,6 +217,7 @@ class AccountService:
             code_ttl_s=rules.code_ttl_s,
             seal_id=incoming.seal_id,
             salt=salt,
+            locks=locks,
         )
         context = Context(
             now,

@@ -18,12 +18,16 @@ the figures measure the daemon rather than the relay.
 
 ``SIGIT_BENCH_STORE=postgresql`` puts the daemon's database on a throwaway PostgreSQL cluster
 (tests/support/postgres.py: fsync on, 127.0.0.1) instead of the SQLite file, and
-``SIGIT_BENCH_DAEMONS=2`` runs two daemons on it, active-active: the same key and code secret,
-both subscribed to the relay, so each request reaches both and one decides it. The CPU columns
-then show each daemon and the PostgreSQL server (the postmaster and its backends).
+``SIGIT_BENCH_DAEMONS=2`` (or 3) runs that many daemons on it, active-active: the same key and
+code secret, all subscribed to the relay, so each request reaches all of them and its owner
+(dvm.ownership) decides it. The CPU columns then show each daemon and the PostgreSQL server (the
+postmaster and its backends). ``SIGIT_BENCH_LOCK_SAMPLE_MS=5`` samples ``pg_locks`` that often
+during each rate's sending window and prints how often a transaction waited for an advisory lock
+(a decision's keys, or the write lock) and for any lock (rows included); the sampling costs the
+server CPU, so take CPU figures from runs without it.
 Environment: SIGIT_BENCH_RATES (default 100,200,300), SIGIT_BENCH_SECONDS (default 8),
 SIGIT_BENCH_RELAY (lmdb, sqlite or rust), SIGIT_BENCH_STORE (sqlite or postgresql),
-SIGIT_BENCH_DAEMONS (default 1; more needs postgresql).
+SIGIT_BENCH_DAEMONS (default 1; more needs postgresql), SIGIT_BENCH_LOCK_SAMPLE_MS (default 0: off).
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import psycopg
 from websockets.asyncio.client import connect
 
 from dvm.demo.local import write_local_config
@@ -110,6 +116,48 @@ def start_relay(directory: Path, name: str) -> LocalRelay | RustRelay:
 def postmaster_pid(cluster: Cluster) -> int:
     """The PostgreSQL server's root process: its backends and helpers are its children."""
     return int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
+
+
+_SAMPLE = """
+SELECT count(*) FILTER (WHERE locktype = 'advisory' AND NOT granted),
+       count(*) FILTER (WHERE NOT granted),
+       count(*) FILTER (WHERE locktype = 'advisory' AND granted),
+       count(*) FILTER (WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2)
+FROM pg_locks WHERE pid <> pg_backend_pid()
+"""
+
+
+class LockSampler:
+    """Samples ``pg_locks`` every ``interval_s`` between ``start`` and ``end`` (perf_counter) on a
+    thread of its own: the share of samples in which some transaction waited for an advisory lock,
+    waited for any lock, or held an advisory lock."""
+
+    def __init__(self, url: str, interval_s: float, start: float, end: float) -> None:
+        self.url, self.interval_s, self.start, self.end = url, interval_s, start, end
+        self.samples = [0, 0, 0, 0, 0]  # samples, advisory waits, any waits, advisory held, write lock waits
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while time.perf_counter() < self.start:
+                time.sleep(0.005)
+            while (now := time.perf_counter()) < self.end:
+                adv, any_wait, held, write = conn.execute(_SAMPLE).fetchone()
+                for i, hit in enumerate((True, adv > 0, any_wait > 0, held > 0, write > 0)):
+                    self.samples[i] += int(hit)
+                time.sleep(max(0.0, now + self.interval_s - time.perf_counter()))
+
+    def result(self) -> dict:
+        self.thread.join()
+        n = self.samples[0] or 1
+        return {
+            "lock_samples": self.samples[0],
+            "advisory_wait_pct": round(100 * self.samples[1] / n, 1),
+            "lock_wait_pct": round(100 * self.samples[2] / n, 1),
+            "advisory_held_pct": round(100 * self.samples[3] / n, 1),
+            "write_lock_wait_pct": round(100 * self.samples[4] / n, 1),  # of the advisory waits
+        }
 
 
 def build_events(dvm: str, count: int) -> list[tuple[str, str, str]]:
@@ -186,7 +234,14 @@ def cpu_seconds(root: int) -> float:
     return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
-async def run_rate(url: str, dvm: str, rate: int, seconds: float, pids: dict[str, int]) -> dict:
+async def run_rate(
+    url: str,
+    dvm: str,
+    rate: int,
+    seconds: float,
+    pids: dict[str, int],
+    sample: tuple[str, float] | None = None,
+) -> dict:
     count = int(rate * seconds)
     events = build_events(dvm, count)
     sent: dict[str, float] = {}
@@ -194,6 +249,7 @@ async def run_rate(url: str, dvm: str, rate: int, seconds: float, pids: dict[str
     start = time.perf_counter() + 1.0
     step = 1.0 / rate
     shards = [events[i::CLIENTS] for i in range(CLIENTS)]
+    sampler = LockSampler(sample[0], sample[1], start, start + seconds) if sample else None
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     await asyncio.gather(*(client(url, shard, start, step, i, sent, got) for i, shard in enumerate(shards)))
     cpu_ms = {
@@ -211,6 +267,7 @@ async def run_rate(url: str, dvm: str, rate: int, seconds: float, pids: dict[str
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p99_ms": round(latencies[int(0.99 * (answered - 1))], 1) if latencies else None,
         **cpu_ms,
+        **(sampler.result() if sampler is not None else {}),
     }
 
 
@@ -220,6 +277,7 @@ def main() -> None:
     storage = os.environ.get("SIGIT_BENCH_RELAY", "lmdb")
     store = os.environ.get("SIGIT_BENCH_STORE", "sqlite")
     count = int(os.environ.get("SIGIT_BENCH_DAEMONS", "1"))
+    sample_ms = float(os.environ.get("SIGIT_BENCH_LOCK_SAMPLE_MS", "0"))
     if store not in ("sqlite", "postgresql"):
         sys.exit(f"SIGIT_BENCH_STORE={store}: sqlite or postgresql")
     if count > 1 and store != "postgresql":
@@ -256,7 +314,8 @@ def main() -> None:
                 if cluster is not None:
                     pids["postgres"] = postmaster_pid(cluster)
                 pids["load"] = os.getpid()
-                result = asyncio.run(run_rate(relay.url, key.pubkey_hex, rate, seconds, pids))
+                sample = (store_url, sample_ms / 1000) if cluster is not None and sample_ms > 0 else None
+                result = asyncio.run(run_rate(relay.url, key.pubkey_hex, rate, seconds, pids, sample))
                 results.append({"relay": storage, "store": store, "daemons": count, **result})
         finally:
             for proc in procs:
@@ -274,15 +333,28 @@ def main() -> None:
         f"{store}; CPU is ms per request"
     )
     names = [k.removeprefix("cpu_ms_per_req_") for k in results[0] if k.startswith("cpu_ms_per_req_")]
+    sampled = "lock_samples" in results[0]
     print(
         f"{'offered':>8} {'achieved':>9} {'answered':>10} {'p50 ms':>8} {'p99 ms':>8} "
         + " ".join(f"{name + ' CPU':>12}" for name in names)
+        + (
+            f" {'adv. wait %':>11} {'(write lock)':>12} {'any wait %':>10} {'adv. held %':>11} {'samples':>7}"
+            if sampled
+            else ""
+        )
     )
     for r in results:
         print(
             f"{r['offered_req_per_s']:8} {r['achieved_req_per_s']:9} {r['answered']:>5}/{r['requests']:<4} "
             f"{r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "
             + " ".join(f"{r['cpu_ms_per_req_' + name]:12}" for name in names)
+            + (
+                f" {r['advisory_wait_pct']:11} {r['write_lock_wait_pct']:12} {r['lock_wait_pct']:10} "
+                f"{r['advisory_held_pct']:11} "
+                f"{r['lock_samples']:7}"
+                if sampled
+                else ""
+            )
         )
 
 

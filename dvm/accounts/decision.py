@@ -164,6 +164,17 @@ class RecordSeal:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseChange:
+    """Another account's pending change to an address its owner just proved ends: only its
+    pending columns change, and only while it still names ``pending_email`` (that account may
+    be written at the same moment by its own requests, which the store does not wait for)."""
+
+    user_id: str
+    pending_email: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteUser:
     """Erase a user: sessions, code records and mail go with it, its addresses leave the audit
     log and only their salted hash is kept (GDPR erasure). ``at`` None: the store's clock."""
@@ -195,6 +206,7 @@ Write = (
     | RecordSeal
     | DecoyWork
     | RefreshCode
+    | ReleaseChange
 )
 
 

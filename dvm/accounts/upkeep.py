@@ -21,6 +21,7 @@ from dvm.accounts.decision import (
     MailKind,
     PutSession,
     PutUser,
+    ReleaseChange,
     Success,
     View,
     Write,
@@ -256,7 +257,7 @@ def cancel_pending_changes(
     for other in view.pending_users:
         if other.id == owner.id or other.pending_email != owner.email:
             continue
-        writes.append(PutUser(replace(other, pending_email="", grace_deadline=None, updated_at=ctx.now)))
+        writes.append(ReleaseChange(other.id, other.pending_email, ctx.now))
         params: tuple[tuple[str, str | int], ...] = (("new_email", other.pending_email), ("at", ctx.now))
         mails.append(Mail(MailKind.EMAIL_CHANGE_CANCELLED, other.email, other.id, params, other.lang))
     return tuple(writes), tuple(mails)

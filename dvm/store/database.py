@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("sigit.store")
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 MIGRATION_8 = """
 ALTER TABLE users ADD COLUMN auth_epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN lang TEXT NOT NULL DEFAULT '';
@@ -223,6 +223,21 @@ MIGRATIONS: dict[int, str] = {
     # sessions are revocable (auth_epoch), a pending register claims no key (its key and backup
     # move from the unfinished user to its sessions), and mail has a language.
     7: MIGRATION_8,
+    # 8 -> 9: the per-minute code counters get a writer's row each (shard), so that daemons
+    # sharing a PostgreSQL database never wait for one another's counter row (SQLite: always 0).
+    8: """
+    CREATE TABLE code_send_minutes_v9 (
+        scope    TEXT NOT NULL,
+        minute   INTEGER NOT NULL,
+        shard    INTEGER NOT NULL DEFAULT 0,
+        sends    INTEGER NOT NULL,
+        PRIMARY KEY (scope, minute, shard)
+    ) WITHOUT ROWID;
+    INSERT INTO code_send_minutes_v9 (scope, minute, sends)
+        SELECT scope, minute, sends FROM code_send_minutes;
+    DROP TABLE code_send_minutes;
+    ALTER TABLE code_send_minutes_v9 RENAME TO code_send_minutes;
+    """,
 }
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""
 
@@ -377,14 +392,26 @@ def observed(
             calls.slow(name, elapsed, note)
 
 
+KEYED_BEGIN = "BEGIN /* keyed */"
+"""How :func:`immediate` begins a keyed transaction on PostgreSQL (``dvm.store.postgres``)."""
+
+
 @contextmanager
-def immediate(conn: sqlite3.Connection, *, exclusive: bool = True) -> Iterator[sqlite3.Connection]:
+def immediate(
+    conn: sqlite3.Connection, *, exclusive: bool = True, keyed: bool = False
+) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception.
 
-    The transaction holds the store's one write lock (on PostgreSQL, an advisory lock shared by
-    every daemon: ``dvm.store.postgres``). ``exclusive=False`` lets a transaction that only needs
-    row locks skip it on PostgreSQL (the mail outbox's claims and marks); SQLite has one lock."""
-    conn.execute("BEGIN IMMEDIATE" if exclusive or dialect(conn) == "sqlite" else "BEGIN")
+    The transaction holds the store's one write lock. On PostgreSQL that is an advisory lock of
+    every daemon's (``dvm.store.postgres``): ``keyed=True`` holds it shared, for a transaction
+    that locks the keys it touches itself (decisions: ``dvm.store.keylocks``), so that such
+    transactions wait only for one another's keys and for exclusive holders (the CLI, the
+    retention pass); ``exclusive=False`` skips it, for a transaction that needs only row locks
+    (the mail outbox's claims and marks). SQLite has one lock for all."""
+    if dialect(conn) == "sqlite":
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        conn.execute(KEYED_BEGIN if keyed else "BEGIN IMMEDIATE" if exclusive else "BEGIN")
     try:
         yield conn
     except BaseException:

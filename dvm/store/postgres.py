@@ -11,9 +11,11 @@ repository, and this module gives it what it expects of a ``sqlite3.Connection``
   case); ``date(x, 'unixepoch')`` becomes PostgreSQL's spelling. Everything else the repository
   writes is SQL both engines take (upserts, ``RETURNING``, ``FILTER``, row values).
 - ``BEGIN IMMEDIATE`` (SQLite: take the write lock now) becomes ``BEGIN`` plus a transaction-level
-  advisory lock, :data:`WRITE_LOCK`. Every daemon and the CLI then decide one transaction at a time,
-  exactly as on SQLite, so the account machine's invariants hold across daemons unchanged. The mail
-  outbox's claims skip that lock and use ``FOR UPDATE SKIP LOCKED`` instead (``dvm.mailer.outbox``).
+  advisory lock, :data:`WRITE_LOCK`, taken exclusively: the CLI's admin actions and the retention
+  pass then have the database to themselves, as on SQLite. Decisions hold it shared instead
+  (:data:`~dvm.store.database.KEYED_BEGIN`) and lock what they touch, a mailbox, an account, a
+  key, so that daemons decide requests about different mailboxes at once (``dvm.store.keylocks``).
+  The mail outbox's claims skip it and use ``FOR UPDATE SKIP LOCKED`` (``dvm.mailer.outbox``).
 - Rows read like ``sqlite3.Row`` (by index and by name); booleans come back as 0/1 and integral
   numerics as ints, as SQLite gives them.
 - Errors become :class:`~dvm.store.database.StoreError` (:class:`~dvm.store.database.Conflict` for
@@ -35,7 +37,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from dvm.outage import one_line
-from dvm.store.database import SCHEMA_VERSION, CallLog, Conflict, StoreError, observed
+from dvm.store.database import KEYED_BEGIN, SCHEMA_VERSION, CallLog, Conflict, StoreError, observed
 from dvm.store.leases import MAX_CLOCK_SKEW_S
 
 try:  # an optional dependency: pip install 'sigit-dvm[postgresql]'
@@ -48,7 +50,8 @@ T = TypeVar("T")
 log = logging.getLogger("sigit.store")
 
 WRITE_LOCK = (0x51617, 1)
-"""``pg_advisory_xact_lock(classid, objid)`` taken by every writing transaction: the one writer."""
+"""``pg_advisory_xact_lock(classid, objid)``: exclusive for the writers that need the database to
+themselves (admin actions, retention), shared by decisions (which lock their keys as well)."""
 MIGRATE_LOCK = (0x51617, 2)
 """Held (session level) while a schema is created or migrated: two daemons starting race safely."""
 FIRST_VERSION = 7
@@ -84,6 +87,12 @@ MIGRATIONS: dict[int, str] = {
         id          TEXT PRIMARY KEY,
         until       BIGINT NOT NULL
     );
+    """,
+    # 8 -> 9: the twin of dvm.store.database.MIGRATIONS[8] (a counter row per writer).
+    8: """
+    ALTER TABLE code_send_minutes ADD COLUMN shard BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE code_send_minutes DROP CONSTRAINT code_send_minutes_pkey;
+    ALTER TABLE code_send_minutes ADD PRIMARY KEY (scope, minute, shard);
     """,
 }
 """``{from_version: sql}`` for PostgreSQL, the twin of ``dvm.store.database.MIGRATIONS`` from
@@ -209,6 +218,9 @@ class PgConnection:
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
+        self.shard = int(raw.info.backend_pid)
+        """This connection's own row in shared counters (``code_send_minutes``): no other live
+        connection writes it, so counting never waits for another daemon's transaction."""
 
     @property
     def in_transaction(self) -> bool:
@@ -221,18 +233,19 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         try:
             if sql == "BEGIN IMMEDIATE":
-                return self._begin_locked()
+                return self._begin_locked("pg_advisory_xact_lock")
+            if sql == KEYED_BEGIN:
+                return self._begin_locked("pg_advisory_xact_lock_shared")
             # Always with parameters (maybe none): psycopg then reads the '%%' translate() wrote.
             return Cursor(self.raw.execute(translate(sql), _params(params)))
         except psycopg.Error as exc:
             raise _translate_error(exc) from exc
 
-    def _begin_locked(self) -> Cursor:
-        """BEGIN and take the write lock; like SQLite's BEGIN IMMEDIATE, a lock not won in time
-        leaves no transaction open."""
-        self.raw.execute("BEGIN")
+    def _begin_locked(self, take: str) -> Cursor:
+        """BEGIN and take the write lock (``take``: exclusive or shared) in one round trip; like
+        SQLite's BEGIN IMMEDIATE, a lock not won in time leaves no transaction open."""
         try:
-            return Cursor(self.raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITE_LOCK))
+            return Cursor(self.raw.execute(f"BEGIN; SELECT {take}({WRITE_LOCK[0]}, {WRITE_LOCK[1]})"))
         except BaseException:
             if not self.broken:
                 self.raw.execute("ROLLBACK")

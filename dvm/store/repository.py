@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dvm.accounts.decision import (
     DecoyWork,
@@ -25,6 +25,7 @@ from dvm.accounts.decision import (
     RecordCodeSend,
     RecordSeal,
     RefreshCode,
+    ReleaseChange,
     Sends,
     SpendCode,
     View,
@@ -36,6 +37,9 @@ from dvm.outbox import MailClaim, OutboxMail, PendingReply, ReplyMark
 from dvm.protocol.email_address import canonical_mailbox, domain_of
 from dvm.store.database import immediate
 from dvm.store.sealed import ParamsSeal
+
+if TYPE_CHECKING:  # keylocks imports this module (its mailbox keys are counter keys)
+    from dvm.store.keylocks import KeyLocks
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -207,6 +211,7 @@ def load_view(
     code_ttl_s: int = 900,
     seal_id: str | None = None,
     salt: str | None = None,
+    locks: KeyLocks | None = None,
 ) -> View:
     """The rows one request may need: see :class:`~dvm.accounts.decision.View`.
 
@@ -218,24 +223,34 @@ def load_view(
     checks a code: load the session's mailbox's codes and wrong codes), ``rivals`` (other
     accounts' pending changes to the address). ``signer`` is the account key that signed the
     request's seal, ``seal_id`` that seal's id (a seal is used once).
+
+    With ``locks`` (a shared PostgreSQL database), the keys the session and account rows give
+    are held before anything else is read (the rows are read again if one was not held yet), and
+    a mailbox before its rows are read (``dvm.store.keylocks``): no other decision changes them.
     """
-    session = session_by_pubkey(conn, event_pubkey)
-    session_user = user_by_id(conn, session.user_id) if session and session.user_id else None
-    account_user: UserRow | None = None
-    via: Literal["key", "session"] | None = None
-    if account_key:  # the key signing the event or its seal; else a session that proved the address
-        account_user = user_by_pubkey(conn, signer or event_pubkey)
-        via = "key" if account_user is not None else None
-        if (
-            account_user is None
-            and signer is None
-            and session is not None
-            and session.authorises(now, session_user)
-        ):
-            account_user, via = session_user, "session"
+    while True:
+        session = session_by_pubkey(conn, event_pubkey)
+        session_user = user_by_id(conn, session.user_id) if session and session.user_id else None
+        account_user: UserRow | None = None
+        via: Literal["key", "session"] | None = None
+        if account_key:  # the key signing the event or its seal; else a session that proved the address
+            account_user = user_by_pubkey(conn, signer or event_pubkey)
+            via = "key" if account_user is not None else None
+            if (
+                account_user is None
+                and signer is None
+                and session is not None
+                and session.authorises(now, session_user)
+            ):
+                account_user, via = session_user, "session"
+        if locks is None or not locks.cover_rows(session, account_user):
+            break
+    salt = salt or erasure_salt(conn)
     address = email
     if address is None and account_user is not None and account_user.pending_email:
         address = account_user.pending_email
+        if locks is not None:  # a confirmation: the pending address's owner and codes
+            locks.cover_mailbox(counter_key(salt, canonical_mailbox(address)))
     email_user = user_by_email(conn, address) if address else None
     claimed = account_pubkey or (session.claim_pubkey if session is not None and failures else "")
     pubkey_user = user_by_pubkey(conn, claimed) if claimed else None
@@ -253,7 +268,6 @@ def load_view(
         pending_users,
         account_via=via,
     )
-    salt = salt or erasure_salt(conn)
     if session is not None and session_user is not None and session.address:
         view = replace(view, session_address=_resolve(salt, session.address, session_user))
     to = email if code_to == "email" else None
@@ -263,6 +277,8 @@ def load_view(
     if to is not None:  # a method that may mail a code to this address
         box = canonical_mailbox(to)
         mailbox_key = counter_key(salt, box)
+        if locks is not None:
+            locks.cover_mailbox(mailbox_key)
         since = now - window_s
         key = counter_key(salt, to)
         sends, to_address = code_sends_since(conn, mailbox_key, since, key)
@@ -405,10 +421,12 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                 ),
             )
             if write.unproven:  # only codes to unproven addresses count toward the shares
+                shard = getattr(conn, "shard", 0)  # the connection's own row (PostgreSQL: no waits)
+                domain = counter_key(salt, domain_of(write.mailbox))
                 conn.executemany(
-                    "INSERT INTO code_send_minutes (scope, minute, sends) VALUES (?, ?, 1) "
-                    "ON CONFLICT (scope, minute) DO UPDATE SET sends = code_send_minutes.sends + 1",
-                    [(counter_key(salt, domain_of(write.mailbox)), minute), (ALL_SCOPE, minute)],
+                    "INSERT INTO code_send_minutes (scope, minute, shard, sends) VALUES (?, ?, ?, 1) "
+                    "ON CONFLICT (scope, minute, shard) DO UPDATE SET sends = code_send_minutes.sends + 1",
+                    [(domain, minute, shard), (ALL_SCOPE, minute, shard)],
                 )
         elif isinstance(write, PutCode):
             salt = salt or erasure_salt(conn)
@@ -442,6 +460,12 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
             salt = salt or erasure_salt(conn)
             key = counter_key(salt, write.subject)
             conn.execute("INSERT INTO code_failures (subject, at) VALUES (?, ?)", (key, write.at))
+        elif isinstance(write, ReleaseChange):
+            conn.execute(
+                "UPDATE users SET pending_email = '', grace_deadline = NULL, updated_at = ? "
+                "WHERE id = ? AND pending_email = ?",
+                (write.at, write.user_id, write.pending_email),
+            )
         elif isinstance(write, DeleteUser):
             erase_user(conn, write.user_id, write.at, write.by)
         # DecoyWork needs the mail seal: the service does it (decoy_work).

@@ -2,7 +2,7 @@
 -- database and steps PRAGMA user_version through migrations for older ones.
 -- Times are integer Unix seconds. Booleans are 0/1 with CHECKs.
 
-PRAGMA user_version = 8;
+PRAGMA user_version = 9;
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
@@ -83,12 +83,14 @@ CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
 CREATE INDEX code_sends_time ON code_sends (sent_at);
 
 -- Codes emailed per minute to one domain (scope: salted hash of the domain) and to all ('*'): the
--- per-domain and overall hourly caps read at most 60 rows here instead of counting every send.
+-- per-domain and overall hourly caps read a few rows a minute here instead of counting every send.
+-- Each writer counts in a row of its own (shard), so daemons counting at once never wait for a row.
 CREATE TABLE code_send_minutes (
     scope    TEXT NOT NULL,
     minute   INTEGER NOT NULL,                     -- Unix time // 60
+    shard    INTEGER NOT NULL DEFAULT 0,           -- the writer's own row (PostgreSQL: its backend)
     sends    INTEGER NOT NULL,
-    PRIMARY KEY (scope, minute)
+    PRIMARY KEY (scope, minute, shard)
 ) WITHOUT ROWID;
 
 -- One row per wrong code tried on a mailbox's codes: the guessing budget counts here.

@@ -86,12 +86,14 @@ CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
 CREATE INDEX code_sends_time ON code_sends (sent_at);
 
 -- Codes emailed per minute to one domain (scope: salted hash of the domain) and to all ('*'): the
--- per-domain and overall hourly caps read at most 60 rows here instead of counting every send.
+-- per-domain and overall hourly caps read a few rows a minute here instead of counting every send.
+-- Each writer counts in a row of its own (shard), so daemons counting at once never wait for a row.
 CREATE TABLE code_send_minutes (
     scope    TEXT NOT NULL,
     minute   BIGINT NOT NULL,                     -- Unix time // 60
-    sends    BIGINT NOT NULL,
-    PRIMARY KEY (scope, minute)
+    shard    BIGINT NOT NULL DEFAULT 0,           -- the writer's own row (its backend's pid): daemons
+    sends    BIGINT NOT NULL,                     -- counting at once never wait for one another
+    PRIMARY KEY (scope, minute, shard)
 );
 
 -- One row per wrong code tried on a mailbox's codes: the guessing budget counts here.

@@ -102,5 +102,5 @@ class WriteBehind:
 
 
 def _in_transaction(conn: sqlite3.Connection, marks: Bookkeeping) -> None:
-    with immediate(conn):
+    with immediate(conn, exclusive=False):  # rows of its own replies: PostgreSQL's row locks suffice
         write_bookkeeping(conn, marks)

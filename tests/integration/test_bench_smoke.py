@@ -57,7 +57,7 @@ SECTIONS = [
     pytest.param("e2e", {"SIGIT_BENCH_RELAY": "rust", "SIGIT_BENCH_SECONDS": "2"}, None, id="e2e-rust"),
     pytest.param(
         "e2e",
-        {"SIGIT_BENCH_STORE": "postgresql", "SIGIT_BENCH_DAEMONS": "2"},
+        {"SIGIT_BENCH_STORE": "postgresql", "SIGIT_BENCH_DAEMONS": "2", "SIGIT_BENCH_LOCK_SAMPLE_MS": "20"},
         needs_postgres,
         id="e2e-postgresql-2-daemons",
     ),

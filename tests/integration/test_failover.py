@@ -1,17 +1,20 @@
-"""Active-active on PostgreSQL, proven by killing one of two daemons.
+"""Active-active on PostgreSQL, proven by killing one of three daemons.
 
-Two ``sigit-dvm run`` processes with the same DVM key and code secret share one PostgreSQL
-database, one nostr-relay and one SMTP server. A burst of signups goes out, the daemon that holds
-the ``leader`` lease is killed with SIGKILL in the middle of it, and the survivor must finish the
-job: one decision and one reply event per request, every code mailed (at most one duplicate for
-the kill: a message the killed daemon handed to SMTP before it could record it), the leader lease
-taken over, and new requests served. A smaller test hands the lease over on a clean stop.
+Three ``sigit-dvm run`` processes with the same DVM key and code secret share one PostgreSQL
+database, one nostr-relay and one SMTP server, and split the requests among them
+(``dvm.ownership``). A burst of signups goes out, the daemon that holds the ``leader`` lease is
+killed with SIGKILL in the middle of it, and comes back (a new member joining) in the middle of a
+second burst. The others must finish the job: one decision and one reply event per request, every
+code mailed (at most one duplicate for the kill: a message the killed daemon handed to SMTP before
+it could record it), the leader lease taken over, and new requests served. A smaller test with
+two daemons hands the lease over on a clean stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +90,17 @@ class Daemon:
     @property
     def serving(self) -> bool:
         return " serving as " in self.log()  # "sigit-dvm <version> serving as <pubkey>"
+
+    @property
+    def members(self) -> int:
+        """How many daemons share the requests, as the last change it logged says (1 at first)."""
+        found = re.findall(r"(\d+) daemon\(s\) share the requests", self.log())
+        return int(found[-1]) if found else 1
+
+    @property
+    def decided(self) -> int:
+        """Requests it decided (answered, not from storage) in this run."""
+        return len(re.findall(r" method=\S+ outcome=\S+ latency_ms=", self.log()))
 
     @property
     def leading(self) -> bool:
@@ -197,27 +211,31 @@ def services(tmp_path):
     relay.stop()
 
 
-async def start_pair(tmp_path: Path, relay_url: str, smtp_port: int, pg_url: str) -> dict[str, Daemon]:
-    """Two daemons on one database, both serving and subscribed, one of them the leader."""
-    daemons = {name: Daemon(write_config(tmp_path / name, relay_url, smtp_port, pg_url)) for name in "ab"}
+async def start_daemons(
+    tmp_path: Path, relay_url: str, smtp_port: int, pg_url: str, names: str
+) -> dict[str, Daemon]:
+    """Daemons on one database, all serving and subscribed, one of them the leader."""
+    daemons = {name: Daemon(write_config(tmp_path / name, relay_url, smtp_port, pg_url)) for name in names}
     await wait_until(lambda: all(d.serving for d in daemons.values()), timeout_s=60)
     await wait_until(lambda: any(d.leading for d in daemons.values()), timeout_s=30)
-    await asyncio.sleep(1.5)  # let both subscriptions settle on the relay
+    await wait_until(lambda: all(d.members == len(names) for d in daemons.values()), timeout_s=30)
+    await asyncio.sleep(1.0)  # let the subscriptions settle on the relay
     return daemons
 
 
-async def test_killing_one_of_two_daemons_mid_burst_answers_every_request_once(tmp_path, services, pg_url):
+async def test_killing_one_of_three_daemons_mid_burst_answers_every_request_once(tmp_path, services, pg_url):
+    """Three daemons split the requests (each decides its share); the leader is killed -9 mid-burst
+    and comes back (a new run joining) in the middle of a second burst."""
     relay, catcher, smtp_port = services
     db = Database(pg_url)
-    daemons = await start_pair(tmp_path, relay.url, smtp_port, pg_url)
+    daemons = await start_daemons(tmp_path, relay.url, smtp_port, pg_url, "abc")
     try:
         (victim,) = [d for d in daemons.values() if d.leading]
-        (survivor,) = [d for d in daemons.values() if d is not victim]
+        survivors = [d for d in daemons.values() if d is not victim]
         old_leader = db.leader()
         assert old_leader is not None
         clients = [Client(f"fail{i}@example.org") for i in range(BURST)]
         events = [c.request("request_account", {"email": c.email}) for c in clients]
-        ids = [e.id for e in events]
         sent = [0]
         sender = asyncio.create_task(publish(relay.url, events, gap_s=0.05, sent=sent))
         # The leader dies once some requests are decided, with more of the burst still to come.
@@ -226,18 +244,29 @@ async def test_killing_one_of_two_daemons_mid_burst_answers_every_request_once(t
         decided_at_kill, sent_at_kill = db.count("SELECT count(*) FROM requests"), sent[0]
         await sender
         assert 0 < decided_at_kill < BURST and sent_at_kill < BURST, (decided_at_kill, sent_at_kill)
+        # A second burst, and the killed daemon's config comes back as a new member in its middle.
+        late = [Client(f"late{i}@example.org") for i in range(BURST // 2)]
+        more = [c.request("request_account", {"email": c.email}) for c in late]
+        sender = asyncio.create_task(publish(relay.url, more, gap_s=0.1))
+        await asyncio.sleep(1.0)
+        rejoined = Daemon(victim.config)
+        daemons["a" if daemons["a"] is victim else "b" if daemons["b"] is victim else "c"] = rejoined
+        await sender
+        clients += late
+        ids = [e.id for e in events + more]
+        total = len(ids)
 
         found = await wait_for_replies(relay.url, ids, REPLY_TIMEOUT_S)
         # Every code mail goes out, those the killed daemon had claimed after its claim's lease.
         await wait_until(
-            lambda: db.count("SELECT count(*) FROM mail WHERE status = 'sent'") == BURST,
+            lambda: db.count("SELECT count(*) FROM mail WHERE status = 'sent'") == total,
             timeout_s=MAIL_TIMEOUT_S,
             interval_s=0.5,
         )
         await wait_until(lambda: all(codes_to(catcher.messages, c.email) for c in clients), timeout_s=30)
-        # The survivor took the leader lease over (after its 15 s TTL).
+        # A live daemon took the leader lease over (after its 15 s TTL).
         await wait_until(lambda: db.leader() not in (None, old_leader), timeout_s=60, interval_s=0.5)
-        assert survivor.leading
+        assert any(d.leading for d in [*survivors, rejoined])
 
         # One decision per request, all of them signups that went through.
         requests = {row[0]: row[1:] for row in db.rows("SELECT event_id, outcome, reply_id FROM requests")}
@@ -245,9 +274,11 @@ async def test_killing_one_of_two_daemons_mid_burst_answers_every_request_once(t
         assert {outcome for outcome, _ in requests.values()} == {"ok"}
         # One reply event per request on the relay, the stored one, whoever published it.
         assert {i: list(found[i]) for i in ids} == {i: [requests[i][1]] for i in ids}
+        # The requests were split: each survivor decided a share of them (not replayed).
+        assert all(d.decided > 0 for d in survivors), [d.decided for d in survivors]
         # One mail row per address; on the wire one Message-ID per address, and copies beyond one
         # number at most one for the one kill.
-        assert db.rows("SELECT count(*), count(DISTINCT recipient) FROM mail") == [(BURST, BURST)]
+        assert db.rows("SELECT count(*), count(DISTINCT recipient) FROM mail") == [(total, total)]
         per_address = collections.defaultdict(list)
         for message in catcher.messages:
             per_address[message["To"]].append(message["Message-ID"])
@@ -257,13 +288,14 @@ async def test_killing_one_of_two_daemons_mid_burst_answers_every_request_once(t
         duplicates = sum(len(mids) - 1 for mids in per_address.values())
         assert duplicates <= 1, f"{duplicates} duplicate code emails after one kill -9"
 
-        # The survivor serves on: signups finish with the mailed codes.
+        # All three serve on: signups finish with the mailed codes.
+        await wait_until(lambda: rejoined.members == 3, timeout_s=30)
         for client in clients[:: BURST // 4]:
             code = code_from(catcher.messages, client.email)
             reply = await call(relay.url, client, "verify_code", {"code": code})
             assert reply.ok and len(reply.result["entropy"]) > 0, reply
         assert db.count("SELECT count(*) FROM requests WHERE outcome <> 'ok'") == 0
-        assert db.count("SELECT count(*) FROM requests") == BURST + 4
+        assert db.count("SELECT count(*) FROM requests") == total + len(clients[:: BURST // 4])
     finally:
         for daemon in daemons.values():
             daemon.stop()
@@ -275,7 +307,7 @@ async def test_a_leader_that_stops_cleanly_hands_the_lease_over_at_once(tmp_path
     as a follower and takes the lead when the other one stops; each serves requests meanwhile."""
     relay, catcher, smtp_port = services
     db = Database(pg_url)
-    daemons = await start_pair(tmp_path, relay.url, smtp_port, pg_url)
+    daemons = await start_daemons(tmp_path, relay.url, smtp_port, pg_url, "ab")
     try:
         (first,) = [d for d in daemons.values() if d.leading]
         (second,) = [d for d in daemons.values() if d is not first]

@@ -78,8 +78,9 @@ def test_migrate_creates_the_schema_on_an_empty_database(pg_url, tmp_path, capsy
 
 
 def test_the_same_request_committed_on_two_connections_at_once_is_decided_once(pg_url):
-    """Two daemons saw one event: the write lock orders them; the second finds the first's
-    decision inside its own transaction and answers with the stored, identical reply."""
+    """Two daemons decided one event (ownership taken over, see dvm.ownership): the lock on its
+    request id orders them; the second finds the first's decision inside its own transaction
+    and answers with the stored, identical reply."""
     first, second = Harness(pg(pg_url)), Harness(pg(pg_url))
     client = new_client(1)
     event = first.event(client, "request_account", {"email": "ana@example.org"})

@@ -341,7 +341,7 @@ def test_a_version_1_database_migrates_to_the_current_schema_keeping_its_rows(tm
         )
         return tables, {t: sorted(cols) for t, cols in columns.items()}, indexes
 
-    assert database.user_version(migrated) == database.SCHEMA_VERSION == 8
+    assert database.user_version(migrated) == database.SCHEMA_VERSION == 9
     assert shape(migrated) == shape(fresh)
     assert [tuple(r) for r in migrated.execute("SELECT email, pending_email, notify_login FROM users")] == [
         ("a@example.org", "", 1)

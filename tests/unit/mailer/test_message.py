@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from dvm.accounts.decision import MailKind
+from dvm.config import MailSettings, Settings, validate
 from dvm.mailer.message import Sender, build_message
 from dvm.mailer.templates import Rendered, TemplateContext, Templates
 from tests.support.stdlib_mail import reference
@@ -42,6 +43,9 @@ def test_every_kind_is_byte_identical_to_the_plain_stdlib_build(kind, sender, re
 
 @given(name=st.text(max_size=90), local=st.from_regex(r"[a-z0-9.+_-]{1,70}", fullmatch=True))
 def test_any_display_name_and_ascii_recipient_match_stdlib(name, local):
+    # A name with a control or line-breaking character is refused by the settings check (the
+    # standard library itself cannot build its header: "\x1e0:" reads as an embedded header).
+    assume(not validate(Settings(mail=MailSettings(from_name=name))))
     recipient = f"{local}@example.org"
     rendered = TEMPLATES.render(MailKind.SIGNUP_CODE, recipient, PARAMS, NOW)
     sender = Sender("sigit@example.org", name)
