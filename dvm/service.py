@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dvm.accounts.code_rules import counted
 from dvm.accounts.decision import Decision, DecoyWork, Failure, RecordSeal
 from dvm.accounts.machine import Context, decide
 from dvm.errors import InternalError
@@ -217,6 +218,7 @@ class AccountService:
             code_ttl_s=rules.code_ttl_s,
             seal_id=incoming.seal_id,
             salt=salt,
+            counted=counted(rules),
             locks=locks,
         )
         context = Context(

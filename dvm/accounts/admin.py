@@ -17,13 +17,22 @@ def admin_resend_code(session: SessionRow, user: UserRow, ctx: Context, view: Vi
     """An operator's resend for a pending session: a new code is mailed to its mailbox."""
     if session.state is not SessionState.PENDING:
         raise NoSession(f"session is {session.state}, not pending")
+    _not_void(session, user)
     return renew(session, user, view, ctx, forced=True)
+
+
+def _not_void(session: SessionRow, user: UserRow) -> None:
+    """A session the account moved past (a revocation, a new backup, a move) can never redeem a
+    code: mailing one would only confuse its reader."""
+    if session.auth_epoch != user.auth_epoch:
+        raise NoSession("the account revoked its sessions since this one began: the user starts again")
 
 
 def admin_unlock(session: SessionRow, user: UserRow, ctx: Context, view: View) -> Decision:
     """Unlock a locked session: attempts reset and a new code mailed to its mailbox."""
     if session.state is not SessionState.LOCKED:
         raise NoSession(f"session is {session.state}, not locked")
+    _not_void(session, user)
     unlocked = replace(session, state=SessionState.PENDING, attempts=0)
     return renew(unlocked, user, view, ctx, forced=True)
 

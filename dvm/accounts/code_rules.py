@@ -53,6 +53,7 @@ from dvm.accounts.decision import (
     Write,
 )
 from dvm.accounts.rows import CodeKind, CodeRow, Purpose, SessionRow, SessionState, UserRow
+from dvm.accounts.rules import AccountRules
 from dvm.accounts.table import Context, P, then
 from dvm.errors import CodeExpired, CodeInvalid, NoSession, PowTooLow, RequestError, TooManyAttempts
 from dvm.protocol.email_address import canonical_mailbox
@@ -130,6 +131,14 @@ def price(view: View, ctx: Context, *, domain: bool, mailbox: CodeKind | None) -
             "Many codes went to addresses like this one lately: mine this request to required_bits.",
             required_bits=required,
         )
+
+
+def counted(rules: AccountRules) -> tuple[int, int]:
+    """The most code sends and wrong codes these rules ever count: a price stops rising at
+    ``MAX_PRICE_EXTRA_BITS`` doublings past the cap, and long codes start at
+    ``code_failures_free``. The store loads no more, so a request's work never grows with a
+    mailbox's history."""
+    return rules.max_codes_per_email_per_hour << MAX_PRICE_EXTRA_BITS, rules.code_failures_free
 
 
 def _doublings(count: int, cap: int) -> int:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dvm.accounts import machine
+from dvm.accounts import code_rules, machine
 from dvm.accounts.decision import Decision, Failure, View
 from dvm.accounts.machine import Context
 from dvm.accounts.rows import SessionRow, UserRow
@@ -87,6 +87,7 @@ def _session_action(
             failures=True,
             failure_window_s=rules.code_failure_window_s,
             code_ttl_s=rules.code_ttl_s,
+            counted=code_rules.counted(rules),
         )
         _apply(conn, _decide(lambda: decide(session, user, ctx, view)), ctx)
         audit(conn, ctx.now, actor, action, pubkey, f"user {user.id}", user.id)

@@ -43,7 +43,7 @@ def client_ready() -> bool:
 
 def mail_as_json(messages: list[EmailMessage]) -> bytes:
     """The caught messages, oldest first: recipient, subject, the code and its link if any (the
-    code as mailed: 12 digits are grouped by four), and the text."""
+    code as mailed: 16 digits are grouped by four), and the text."""
     out = []
     for i, message in enumerate(messages):
         body = message.get_body(("plain",))

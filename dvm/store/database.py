@@ -224,7 +224,9 @@ MIGRATIONS: dict[int, str] = {
     # move from the unfinished user to its sessions), and mail has a language.
     7: MIGRATION_8,
     # 8 -> 9: the per-minute code counters get a writer's row each (shard), so that daemons
-    # sharing a PostgreSQL database never wait for one another's counter row (SQLite: always 0).
+    # sharing a PostgreSQL database never wait for one another's counter row (SQLite: always 0);
+    # a request reads its exact address's codes and sends by an index (a flood of other
+    # addresses of the mailbox costs it nothing).
     8: """
     CREATE TABLE code_send_minutes_v9 (
         scope    TEXT NOT NULL,
@@ -237,6 +239,8 @@ MIGRATIONS: dict[int, str] = {
         SELECT scope, minute, sends FROM code_send_minutes;
     DROP TABLE code_send_minutes;
     ALTER TABLE code_send_minutes_v9 RENAME TO code_send_minutes;
+    CREATE INDEX codes_address ON codes (mailbox, address, minted_at);
+    CREATE INDEX code_sends_address ON code_sends (mailbox, address, sent_at);
     """,
 }
 """``{from_version: sql}``: each entry steps the schema one version, inside one transaction."""

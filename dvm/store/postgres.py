@@ -88,11 +88,14 @@ MIGRATIONS: dict[int, str] = {
         until       BIGINT NOT NULL
     );
     """,
-    # 8 -> 9: the twin of dvm.store.database.MIGRATIONS[8] (a counter row per writer).
+    # 8 -> 9: the twin of dvm.store.database.MIGRATIONS[8] (a counter row per writer; codes and
+    # sends read by their exact address).
     8: """
     ALTER TABLE code_send_minutes ADD COLUMN shard BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE code_send_minutes DROP CONSTRAINT code_send_minutes_pkey;
     ALTER TABLE code_send_minutes ADD PRIMARY KEY (scope, minute, shard);
+    CREATE INDEX codes_address ON codes (mailbox, address, minted_at);
+    CREATE INDEX code_sends_address ON code_sends (mailbox, address, sent_at);
     """,
 }
 """``{from_version: sql}`` for PostgreSQL, the twin of ``dvm.store.database.MIGRATIONS`` from

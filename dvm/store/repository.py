@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
+from dvm.accounts.code_rules import DECOY_HMAC
 from dvm.accounts.decision import (
     DecoyWork,
     DeleteUser,
@@ -77,7 +78,8 @@ _PUT_SESSION = (
     "auth_epoch = excluded.auth_epoch, address = excluded.address"
 )
 CODES_LOADED = 20
-"""At most this many of a mailbox's newest codes are loaded (a handful are ever live)."""
+"""At most this many codes are loaded of each kind for the request's address, and of the
+mailbox's other addresses (a handful are ever live: joins keep the newest one so)."""
 
 
 def _user(row: sqlite3.Row | None) -> UserRow | None:
@@ -163,13 +165,22 @@ def users_by_pending_email(conn: sqlite3.Connection, email: str) -> tuple[UserRo
 
 
 def code_sends_since(
-    conn: sqlite3.Connection, mailbox_key: str, since: int, address_key: str = ""
+    conn: sqlite3.Connection, mailbox_key: str, since: int, address_key: str = "", *, counted: int = 1 << 16
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """When codes were minted for the mailbox within the window, and for one address of it."""
-    rows = conn.execute(
-        "SELECT sent_at, address FROM code_sends WHERE mailbox = ? AND sent_at > ?", (mailbox_key, since)
+    """When codes were minted for the mailbox within the window, and for one address of it: at
+    most ``counted`` of each (the most a price ever counts), so a request's work never grows
+    with a mailbox's history."""
+    sends = conn.execute(
+        "SELECT sent_at FROM code_sends WHERE mailbox = ? AND sent_at > ? LIMIT ?",
+        (mailbox_key, since, counted),
     ).fetchall()
-    return tuple(r[0] for r in rows), tuple(r[0] for r in rows if address_key and r[1] == address_key)
+    if not address_key:
+        return tuple(r[0] for r in sends), ()
+    own = conn.execute(
+        "SELECT sent_at FROM code_sends WHERE mailbox = ? AND address = ? AND sent_at > ? LIMIT ?",
+        (mailbox_key, address_key, since, counted),
+    ).fetchall()
+    return tuple(r[0] for r in sends), tuple(r[0] for r in own)
 
 
 def _sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
@@ -185,8 +196,14 @@ def _sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
 ALL_SCOPE = "*"
 
 
-def code_failures_since(conn: sqlite3.Connection, subject: str, since: int) -> tuple[int, ...]:
-    rows = conn.execute("SELECT at FROM code_failures WHERE subject = ? AND at > ?", (subject, since))
+def code_failures_since(
+    conn: sqlite3.Connection, subject: str, since: int, *, counted: int = 1 << 16
+) -> tuple[int, ...]:
+    """When wrong codes were tried on the mailbox's codes within the window: at most
+    ``counted`` (the most the guessing rules ever count)."""
+    rows = conn.execute(
+        "SELECT at FROM code_failures WHERE subject = ? AND at > ? LIMIT ?", (subject, since, counted)
+    )
     return tuple(row[0] for row in rows)
 
 
@@ -212,6 +229,7 @@ def load_view(
     seal_id: str | None = None,
     salt: str | None = None,
     locks: KeyLocks | None = None,
+    counted: tuple[int, int] = (1 << 16, 1 << 16),
 ) -> View:
     """The rows one request may need: see :class:`~dvm.accounts.decision.View`.
 
@@ -222,7 +240,8 @@ def load_view(
     the codes, caps and wrong codes of the mailbox it would go to), ``failures`` (the method
     checks a code: load the session's mailbox's codes and wrong codes), ``rivals`` (other
     accounts' pending changes to the address). ``signer`` is the account key that signed the
-    request's seal, ``seal_id`` that seal's id (a seal is used once).
+    request's seal, ``seal_id`` that seal's id (a seal is used once). ``counted``: the most
+    sends and wrong codes the rules ever count (:func:`dvm.accounts.code_rules.counted`).
 
     With ``locks`` (a shared PostgreSQL database), the keys the session and account rows give
     are held before anything else is read (the rows are read again if one was not held yet), and
@@ -281,7 +300,7 @@ def load_view(
             locks.cover_mailbox(mailbox_key)
         since = now - window_s
         key = counter_key(salt, to)
-        sends, to_address = code_sends_since(conn, mailbox_key, since, key)
+        sends, to_address = code_sends_since(conn, mailbox_key, since, key, counted=counted[0])
         view = replace(
             view,
             address_key=key,
@@ -298,13 +317,15 @@ def load_view(
             view, address_key=address_key, address_is_mailbox=address_key == mailbox_key and bool(address_key)
         )
         if code_to == "session":  # a resend: the mailbox's and the address's caps count
-            sends, to_address = code_sends_since(conn, mailbox_key, now - window_s, view.address_key)
+            sends, to_address = code_sends_since(
+                conn, mailbox_key, now - window_s, view.address_key, counted=counted[0]
+            )
             view = replace(view, code_sends=sends, address_sends=to_address)
     if mailbox_key is not None:
         view = replace(
             view,
-            codes=codes_of(conn, mailbox_key, now - window_s - code_ttl_s, now),
-            failures=code_failures_since(conn, mailbox_key, now - failure_window_s),
+            codes=codes_of(conn, mailbox_key, view.address_key, now - window_s - code_ttl_s, now),
+            failures=code_failures_since(conn, mailbox_key, now - failure_window_s, counted=counted[1]),
         )
     if address and is_blocked(conn, address):
         view = replace(view, email_blocked=True)
@@ -321,18 +342,43 @@ def _resolve(salt: str, key: str, user: UserRow) -> str:
     return ""
 
 
-def codes_of(conn: sqlite3.Connection, mailbox_key: str, since: int, now: int) -> tuple[CodeRow, ...]:
-    """A mailbox's codes minted after ``since`` or still live at ``now`` (a join keeps a code
-    alive), newest first (at most ``CODES_LOADED``)."""
+def codes_of(
+    conn: sqlite3.Connection, mailbox_key: str, address_key: str, since: int, now: int
+) -> tuple[CodeRow, ...]:
+    """The codes one request compares: the exact address's newest of each kind (minted after
+    ``since``, or still live at ``now``: a join keeps a code alive), and the mailbox's newest
+    live real codes at its other addresses (a slip, typed from another mail). Each part is
+    bounded on its own, so no flood of other addresses ever pushes the address's codes out."""
     rows = conn.execute(
-        "SELECT id, kind, code_hmac, minted_at, expires_at, long, address, used FROM codes "
-        "WHERE mailbox = ? AND (minted_at > ? OR expires_at > ?) ORDER BY minted_at DESC, id DESC LIMIT ?",
-        (mailbox_key, since, now, CODES_LOADED),
+        _CODES_OF,
+        (
+            mailbox_key,
+            address_key,
+            since,
+            now,
+            CODES_LOADED,
+            mailbox_key,
+            address_key,
+            DECOY_HMAC,
+            now,
+            CODES_LOADED,
+        ),
     )
     return tuple(
         CodeRow(int(r[0]), CodeKind(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]), r[6], bool(r[7]))
         for r in rows
     )
+
+
+_CODE_COLUMNS = "id, kind, code_hmac, minted_at, expires_at, long, address, used"
+_CODES_OF = (
+    f"SELECT {_CODE_COLUMNS} FROM (SELECT {_CODE_COLUMNS}, ROW_NUMBER() OVER "  # noqa: S608 (constants)
+    "(PARTITION BY kind ORDER BY minted_at DESC, id DESC) AS n FROM codes "
+    "WHERE mailbox = ? AND address = ? AND (minted_at > ? OR expires_at > ?)) AS own WHERE n <= ? "
+    f"UNION ALL SELECT {_CODE_COLUMNS} FROM (SELECT {_CODE_COLUMNS} FROM codes "
+    "WHERE mailbox = ? AND address <> ? AND code_hmac <> ? AND expires_at > ? "
+    "ORDER BY minted_at DESC, id DESC LIMIT ?) AS others"
+)
 
 
 def seal_seen(conn: sqlite3.Connection, seal_id: str) -> bool:

@@ -60,11 +60,12 @@ CREATE TABLE codes (
     kind        TEXT NOT NULL CHECK (kind IN ('signup', 'login', 'email_change', 'deletion')),
     code_hmac   TEXT NOT NULL,                     -- HMAC of "<kind>:<digits>"; '-' a decoy's (matches nothing)
     used        INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1)),  -- a code works once
-    long        INTEGER NOT NULL DEFAULT 0 CHECK (long IN (0, 1)),  -- 12 digits (the mailbox was guessed at)
+    long        INTEGER NOT NULL DEFAULT 0 CHECK (long IN (0, 1)),  -- 16 digits (the mailbox was guessed at)
     minted_at   INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL                   -- moves when a request joins it
 );
 CREATE INDEX codes_mailbox ON codes (mailbox, minted_at);
+CREATE INDEX codes_address ON codes (mailbox, address, minted_at);
 CREATE INDEX codes_expires ON codes (expires_at);
 
 -- Seals carried by a request: a seal is used once (until its own created_at window closes).
@@ -80,6 +81,7 @@ CREATE TABLE code_sends (
     sent_at  INTEGER NOT NULL
 );
 CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
+CREATE INDEX code_sends_address ON code_sends (mailbox, address, sent_at);
 CREATE INDEX code_sends_time ON code_sends (sent_at);
 
 -- Codes emailed per minute to one domain (scope: salted hash of the domain) and to all ('*'): the

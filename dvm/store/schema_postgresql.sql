@@ -62,11 +62,12 @@ CREATE TABLE codes (
     kind        TEXT NOT NULL CHECK (kind IN ('signup', 'login', 'email_change', 'deletion')),
     code_hmac   TEXT NOT NULL,                     -- HMAC of "<kind>:<digits>"; '-' a decoy's (matches nothing)
     used        BIGINT NOT NULL DEFAULT 0 CHECK (used IN (0, 1)),  -- a code works once
-    long        BIGINT NOT NULL DEFAULT 0 CHECK (long IN (0, 1)),  -- 12 digits (the mailbox was guessed at)
+    long        BIGINT NOT NULL DEFAULT 0 CHECK (long IN (0, 1)),  -- 16 digits (the mailbox was guessed at)
     minted_at   BIGINT NOT NULL,
     expires_at  BIGINT NOT NULL
 );
 CREATE INDEX codes_mailbox ON codes (mailbox, minted_at);
+CREATE INDEX codes_address ON codes (mailbox, address, minted_at);
 CREATE INDEX codes_expires ON codes (expires_at);
 
 -- Seals carried by a request: a seal is used once (until its own created_at window closes).
@@ -83,6 +84,7 @@ CREATE TABLE code_sends (
     sent_at  BIGINT NOT NULL
 );
 CREATE INDEX code_sends_mailbox ON code_sends (mailbox, sent_at);
+CREATE INDEX code_sends_address ON code_sends (mailbox, address, sent_at);
 CREATE INDEX code_sends_time ON code_sends (sent_at);
 
 -- Codes emailed per minute to one domain (scope: salted hash of the domain) and to all ('*'): the

@@ -169,8 +169,9 @@ async def test_a_seal_is_used_once(tmp_path, relay, smtp, store_url):
     """Seen: the same seal in a new outer event from the same carrier was decided again."""
     async with service(tmp_path, relay, smtp, store_url) as browser:
         owner = await make_owner(browser, smtp)
-        first = browser.request("update_backup", {"backup": NEW_BACKUP}, seal=owner)
-        again = browser.request("update_backup", {"backup": NEW_BACKUP}, seal=owner)  # same second
+        sealed = browser.seal("update_backup", {"backup": NEW_BACKUP}, owner)
+        first = browser.request("update_backup", {"backup": NEW_BACKUP}, seal_event=sealed)
+        again = browser.request("update_backup", {"backup": NEW_BACKUP}, seal_event=sealed)
         if first.id() == again.id():
             pytest.skip("both events mined to the same id")
         await browser.publish(first)

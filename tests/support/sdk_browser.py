@@ -58,21 +58,17 @@ class SdkBrowser:
         nip04: bool = False,
         keys: rn.Keys | None = None,
         seal: rn.Keys | None = None,
+        seal_event: rn.Event | None = None,
     ):
         """The request event; with ``seal`` (the account's keys) the request is sealed by them
-        (docs/protocol.md, "Sealed requests") and carried by the ephemeral key."""
+        (docs/protocol.md, "Sealed requests") and carried by the ephemeral key; ``seal_event``
+        carries a seal made before (:meth:`seal`) instead."""
         keys = keys or self.keys
         plaintext = json.dumps({"method": method, "params": params})
         if seal is not None:
-            seal_tags = [
-                rn.Tag.parse(["p", self.dvm.to_hex()]),
-                rn.Tag.parse(["client", keys.public_key().to_hex()]),
-            ]
-            unsigned = (
-                rn.EventBuilder(rn.Kind(13), plaintext).tags(seal_tags).finalize_unsigned(seal.public_key())
-            )
-            sealed = unsigned.sign(seal)
-            plaintext = json.dumps({"seal": json.loads(sealed.as_json())})
+            seal_event = self.seal(method, params, seal, keys=keys)
+        if seal_event is not None:
+            plaintext = json.dumps({"seal": json.loads(seal_event.as_json())})
         if nip04:
             content = rn.nip04_encrypt(keys.secret_key(), self.dvm, plaintext)
         else:
@@ -82,6 +78,19 @@ class SdkBrowser:
             rn.EventBuilder(rn.Kind(self.kind), content).tags(tags).finalize_unsigned(keys.public_key())
         )
         return unsigned.mine(rn.MultiThreadPow(), self.pow_bits).sign(keys)
+
+    def seal(self, method: str, params: dict[str, Any], signer: rn.Keys, *, keys: rn.Keys | None = None):
+        """A seal of the request by ``signer`` (the account's keys), for the carrier ``keys``."""
+        keys = keys or self.keys
+        plaintext = json.dumps({"method": method, "params": params})
+        seal_tags = [
+            rn.Tag.parse(["p", self.dvm.to_hex()]),
+            rn.Tag.parse(["client", keys.public_key().to_hex()]),
+        ]
+        unsigned = (
+            rn.EventBuilder(rn.Kind(13), plaintext).tags(seal_tags).finalize_unsigned(signer.public_key())
+        )
+        return unsigned.sign(signer)
 
     async def publish(self, event: rn.Event) -> None:
         output = await self.client.send_event(event)
