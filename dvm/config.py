@@ -55,6 +55,7 @@ class ServiceSettings:
     max_codes_per_email_per_hour: int = _ACCOUNTS.max_codes_per_email_per_hour
     max_codes_per_domain_per_hour: int = _ACCOUNTS.max_codes_per_domain_per_hour
     max_codes_per_hour: int = _ACCOUNTS.max_codes_per_hour
+    code_window_s: int = _ACCOUNTS.code_window_s
     code_failures_free: int = _ACCOUNTS.code_failures_free
     code_failure_window_s: int = _ACCOUNTS.code_failure_window_s
     resend_cooldown_s: int = _ACCOUNTS.resend_cooldown_s
@@ -83,6 +84,7 @@ class ServiceSettings:
                 max_codes_per_email_per_hour=self.max_codes_per_email_per_hour,
                 max_codes_per_domain_per_hour=self.max_codes_per_domain_per_hour,
                 max_codes_per_hour=self.max_codes_per_hour,
+                code_window_s=self.code_window_s,
                 code_failures_free=self.code_failures_free,
                 code_failure_window_s=self.code_failure_window_s,
                 resend_cooldown_s=self.resend_cooldown_s,
@@ -249,6 +251,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "service.max_codes_per_email_per_hour": (1, 1_000_000),
     "service.max_codes_per_domain_per_hour": (1, 100_000_000),
     "service.max_codes_per_hour": (1, 100_000_000),
+    "service.code_window_s": (60, DAY_S),
     "service.code_failures_free": (1, 1000),
     "service.code_failure_window_s": (3600, 90 * DAY_S),
     "service.resend_cooldown_s": (0, 3600),

@@ -8,12 +8,15 @@ import sqlite3
 
 import pytest
 
+from dvm.accounts.rules import AccountRules
 from dvm.config import RetentionSettings, ServiceSettings, Settings
+from dvm.nostr.keys import SecretKey
 from dvm.outbox import ReplyMark
+from dvm.rules import ServiceRules
 from dvm.store import database, repository
 from dvm.store.database import Database, immediate
 from dvm.store.retention import Retention
-from tests.support.flows import T0, Harness, new_client
+from tests.support.flows import LOW_POW, T0, Harness, make_service, new_client
 
 HOUR, DAY = 3600, 86400
 SETTINGS = Settings(
@@ -120,10 +123,50 @@ async def test_sessions_codes_and_code_counters_go_once_no_limit_reads_them(worl
     assert h.count("sessions") == 0
 
 
+def with_service(**changes: int) -> Settings:
+    return dataclasses.replace(SETTINGS, service=dataclasses.replace(SETTINGS.service, **changes))
+
+
+async def test_short_settings_shorten_every_keep_so_a_soak_levels_off_in_minutes(world):
+    h = world
+    short = {"code_ttl_s": 60, "activation_window_s": 60, "account_session_s": 60, "code_window_s": 600}
+    h.service = make_service(ServiceRules(intake=LOW_POW.intake, accounts=AccountRules(**short)))
+    settings = with_service(**short)
+    h.send(new_client(1), "request_account", {"email": "ana@example.org"})
+    # A session is kept while its code, its signup or its right to act lasts, and a code's life.
+    await prune_at(h, T0 + 119, settings)
+    assert (h.count("sessions"), h.count("code_sends"), h.count("codes")) == (1, 1, 1)
+    await prune_at(h, T0 + 121, settings)
+    assert (h.count("sessions"), h.count("code_sends"), h.count("codes")) == (0, 1, 1)
+    # Code counters: the caps' window and a minute (a minute bucket once all of it is past);
+    # codes: that and a code's life.
+    await prune_at(h, T0 + 600 + 61, settings)
+    assert (h.count("code_sends"), h.count("codes")) == (0, 1)
+    await prune_at(h, T0 + 600 + 60 + 61, settings)
+    assert (h.count("code_send_minutes"), h.count("codes")) == (0, 0)
+
+
+async def test_a_session_is_kept_as_long_as_it_may_act_for_its_account(world):
+    """account_session_s may be days: its session was pruned after two hours, taking the right
+    with it."""
+    h = world
+    h.service = make_service(
+        ServiceRules(intake=LOW_POW.intake, accounts=AccountRules(account_session_s=DAY))
+    )
+    settings = with_service(account_session_s=DAY)
+    browser, account = new_client(1), SecretKey.generate()
+    h.send(browser, "request_account", {"email": "ana@example.org"})
+    h.send(browser, "verify_code", {"code": h.last_code("ana@example.org")})
+    assert h.send(browser, "activate", {"pubkey": account.pubkey_hex, "backup": "QUJD"}, seal=account).ok
+    h.now = T0 + DAY - 60
+    await prune_at(h, h.now, settings)
+    assert h.send(browser, "status").ok  # still acts for the account through its session
+    await prune_at(h, T0 + DAY + SETTINGS.service.code_ttl_s + 1, settings)
+    assert h.count("sessions") == 0
+
+
 async def test_wrong_codes_stay_for_the_guessing_window_and_used_seals_for_theirs(world):
     h = world
-    from dvm.nostr.keys import SecretKey
-
     browser = new_client(1)
     h.send(browser, "request_account", {"email": "ana@example.org"})
     h.send(
