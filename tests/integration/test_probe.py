@@ -22,7 +22,8 @@ from dvm.cli import main
 from dvm.demo.local import write_local_config
 from dvm.nostr import bech32
 from dvm.protocol.announcement import nip05_document
-from tests.support.daemon import DVM_KEY
+from tests.support.daemon import DVM_KEY, make_settings, start_daemon
+from tests.support.imap import ImapAccount, ImapServer
 from tests.support.relay import wait_until
 from tests.support.smtp import start_smtp
 
@@ -30,10 +31,15 @@ SIGIT = Path(sys.executable).parent / "sigit-dvm"
 PROBE = "probe@example.org"
 
 
-def probe(*args: str, cwd: Path | None = None) -> tuple[int, dict]:
+def probe(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[int, dict]:
     """``sigit-dvm ... probe --json``: its exit code and report."""
     out = subprocess.run(
-        [str(SIGIT), *args, "--json"], capture_output=True, text=True, timeout=120, cwd=cwd, env=_env()
+        [str(SIGIT), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=_env() | (env or {}),
     )
     assert out.stdout, out.stderr
     return out.returncode, json.loads(out.stdout)
@@ -60,7 +66,7 @@ class Nip05:
         data = json.dumps(body).encode()
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 ok = self.path.startswith("/.well-known/nostr.json?name=dvm")
                 self.send_response(200 if ok else 404)
                 self.send_header("Content-Type", "application/json")
@@ -169,6 +175,37 @@ async def test_the_probe_follows_a_signup_to_the_mailbox_shares_live_codes_and_f
             daemon.kill()
             daemon.wait()
         smtp.stop()
+
+
+@pytest.mark.slow
+async def test_the_probe_reads_its_code_over_imap_and_deletes_it(tmp_path, relay):
+    account = ImapAccount("probe", "imap-secret")
+    imap = ImapServer(account)
+    smtp = start_smtp(account)  # the daemon's mail lands in the IMAP account
+    daemon = await start_daemon(make_settings(tmp_path / "dvm", [relay.url], smtp.port))
+    url = f"imap://probe@127.0.0.1:{imap.port}/INBOX"
+    args = ["probe", "--dvm", DVM_KEY.pubkey_hex, "--relay", relay.url, "--email", PROBE, "--mailbox", url]
+    try:
+        code, report = await asyncio.to_thread(
+            probe, *args, cwd=tmp_path, env={"SIGIT_PROBE_MAILBOX_PASSWORD": "imap-secret"}
+        )
+        assert code == 0, report
+        assert step(report, "mailbox")["status"] == "ok" and url in step(report, "mailbox")["detail"]
+        assert step(report, "verify")["status"] == "ok"
+        assert account.live() == [] and account.logins == 1  # read, verified, deleted
+        code, report = await asyncio.to_thread(
+            probe, *args, cwd=tmp_path, env={"SIGIT_PROBE_MAILBOX_PASSWORD": "wrong"}
+        )
+        assert code == 1
+        assert (
+            step(report, "mailbox")["status"] == "failed"
+            and "wrong password" in step(report, "mailbox")["detail"]
+        )
+        assert step(report, "verify")["status"] == "skipped"
+    finally:
+        await daemon.shutdown()
+        smtp.stop()
+        imap.stop()
 
 
 @pytest.mark.parametrize(
