@@ -125,6 +125,8 @@ async def probe(options: ProbeOptions) -> Report:
             line.end(Status.FAILED, f"{type(exc).__name__}: {exc}" if not str(exc).strip() else str(exc))
     finally:
         await run.close()
+    if run.request is not None:
+        run.notes()
     done = {s.name for s in report.steps}
     for name in ("announce", "publish", "reply", "outbox", "mailbox", "verify"):
         if name not in done:
@@ -165,7 +167,6 @@ class ProbeRun:
         await self.outbox()
         found = await self.mail()
         await self.verify(found)
-        self.notes()
 
     # --- dvm -----------------------------------------------------------------------------------
 
