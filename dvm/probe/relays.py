@@ -47,7 +47,10 @@ class ProbeRelay:
         self._reader: asyncio.Task[None] | None = None
         self._oks: dict[str, asyncio.Future[messages.OkMsg]] = {}
         self._eose: dict[str, asyncio.Event] = {}
-        self._closed: dict[str, str] = {}
+        self._filters: dict[str, tuple[dict[str, Any], ...]] = {}
+        self._refused: set[str] = set()  # subscriptions closed with auth-required, asked again after AUTH
+        self._asked_again: set[str] = set()
+        self._authenticated = False
         self._challenge = ""  # a NIP-42 challenge to answer (from the reader, between messages)
 
     async def open(self, timeout_s: float) -> bool:
@@ -72,6 +75,7 @@ class ProbeRelay:
         if self._ws is None:
             return
         self._eose[name] = asyncio.Event()
+        self._filters[name] = filters
         await self._ws.send(messages.req(name, *filters))
 
     async def stored(self, name: str, timeout_s: float) -> None:
@@ -120,6 +124,10 @@ class ProbeRelay:
                 if self._challenge:
                     challenge, self._challenge = self._challenge, ""
                     await self._authenticate(challenge)
+                if self._refused and self._authenticated:  # asked again, behind the AUTH
+                    for name in sorted(self._refused):
+                        await self._ws.send(messages.req(name, *self._filters[name]))
+                    self._refused.clear()
         except Exception as exc:  # closed by the relay, or a network error: the report says so
             self.error = self.error or f"connection lost: {type(exc).__name__}"
         finally:
@@ -142,8 +150,15 @@ class ProbeRelay:
             if future is not None and not future.done():
                 future.set_result(msg)
         elif isinstance(msg, messages.EoseMsg | messages.ClosedMsg):
-            if isinstance(msg, messages.ClosedMsg):
-                self._closed[msg.subscription] = msg.message
+            if (
+                isinstance(msg, messages.ClosedMsg)
+                and msg.message.startswith("auth-required:")
+                and msg.subscription in self._filters
+                and msg.subscription not in self._asked_again
+            ):
+                self._asked_again.add(msg.subscription)  # once: a relay that refuses again is said so
+                self._refused.add(msg.subscription)
+                return
             done = self._eose.get(msg.subscription)
             if done is not None:
                 done.set()
@@ -156,9 +171,7 @@ class ProbeRelay:
         tags = [("relay", self.url), ("challenge", challenge[:256])]
         auth = sign_event(self.key, AUTH_KIND, "", int(time.time()), tags)
         await self._ws.send(messages.auth(auth.to_dict()))
-        for name in self._eose:  # subscriptions refused before the AUTH are asked for again
-            if name in self._closed:
-                self._closed.pop(name)
+        self._authenticated = True  # relays handle messages in order: what follows is authenticated
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -25,6 +25,7 @@ from dvm.protocol.announcement import nip05_document
 from tests.support.daemon import DVM_KEY, make_settings, start_daemon
 from tests.support.imap import ImapAccount, ImapServer
 from tests.support.relay import wait_until
+from tests.support.rust_relay import RustRelay
 from tests.support.smtp import start_smtp
 
 SIGIT = Path(sys.executable).parent / "sigit-dvm"
@@ -178,7 +179,8 @@ async def test_the_probe_follows_a_signup_to_the_mailbox_shares_live_codes_and_f
 
 
 @pytest.mark.slow
-async def test_the_probe_reads_its_code_over_imap_and_deletes_it(tmp_path, relay):
+async def test_the_probe_reads_its_code_over_imap_and_authenticates_to_a_relay_that_asks(tmp_path):
+    relay = RustRelay(tmp_path / "relay", auth="read").start()  # NIP-42 before anything is read
     account = ImapAccount("probe", "imap-secret")
     imap = ImapServer(account)
     smtp = start_smtp(account)  # the daemon's mail lands in the IMAP account
@@ -206,6 +208,7 @@ async def test_the_probe_reads_its_code_over_imap_and_deletes_it(tmp_path, relay
         await daemon.shutdown()
         smtp.stop()
         imap.stop()
+        relay.stop()
 
 
 @pytest.mark.parametrize(
