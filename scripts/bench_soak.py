@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e import relay_label, start_relay
 
 POW_BITS = 8
-TABLES = (  # every table that grows with traffic
+TABLES = (  # every table that grows with traffic, then the others (blocks, leases, meta...)
     "users",
     "sessions",
     "codes",
@@ -62,8 +62,14 @@ TABLES = (  # every table that grows with traffic
     "requests",
     "mail",
     "audit",
+    "erased_addresses",
 )
-ABBREVIATED = {"code_send_minutes": "minutes", "code_failures": "failures", "code_sends": "sends"}
+ABBREVIATED = {
+    "code_send_minutes": "minutes",
+    "code_failures": "failures",
+    "code_sends": "sends",
+    "erased_addresses": "erased",
+}
 FLAT_SHARE = 0.02  # growth over the window under this share of the level is flat
 FLAT_ROWS, FLAT_BYTES, FLAT_RSS_KIB = 20, 4 * 4096, 1024  # ...or under these (noise at low levels)
 CODE_WINDOW_S = 1800  # the code caps' window, and never-verified signups' keep (its floor)
@@ -129,10 +135,11 @@ def database_sample(path: Path) -> dict:
         page = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
         owner = dict(
             conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')")
         )
+        others = sorted({t for t in owner.values() if not t.startswith("sqlite_")} - set(TABLES))
+        rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in (*TABLES, *others)}
         by_name = dict(conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
     finally:
         conn.close()
@@ -145,7 +152,7 @@ def database_sample(path: Path) -> dict:
         "wal_bytes": wal.stat().st_size if wal.exists() else 0,
         "used_bytes": (pages - free) * page,
         "rows": rows,
-        "bytes": {t: by_table.get(t, 0) for t in TABLES},
+        "bytes": {t: by_table.get(t, 0) for t in rows},
         "bytes_by_name": by_name,
     }
 
@@ -252,8 +259,8 @@ def fit(points: list[tuple[float, float]]) -> float | None:
 
 def series(sample: dict) -> dict[str, float]:
     """What the verdict judges in one sample: rows and bytes per table, bytes in use, RSS."""
-    out: dict[str, float] = {f"{t} rows": sample["rows"][t] for t in TABLES}
-    out |= {f"{t} bytes": sample["bytes"][t] for t in TABLES}
+    out: dict[str, float] = {f"{t} rows": n for t, n in sample["rows"].items()}
+    out |= {f"{t} bytes": b for t, b in sample["bytes"].items()}
     out["bytes in use"] = sample["used_bytes"]
     out["daemon RSS KiB"] = sample["rss_kib"]
     return out

@@ -219,7 +219,7 @@ def prune_unverified(conn: sqlite3.Connection, cut: Cutoffs, limit: int, after_r
             (user_id, cut.unverified_created),
         ).fetchone()[0]
         if not recent:
-            erase_user(conn, user_id)
+            erase_user(conn, user_id, record=False)  # nobody's erasure: no erased_addresses row
             erased += 1
     return erased, mark
 
