@@ -256,17 +256,31 @@ class ProbeRun:
             {"kinds": [self.announced.reply_kind], "#p": [self.client.key.pubkey_hex], "since": since},
         )
         bits = self.announced.bits("request_account")
-        reply = await self.call("request_account", {"email": self.o.email}, bits, first=True)
+        params = {"email": self.o.email}
+        reply, relay, ms = await self.call("request_account", params, bits, first=True)
         if reply.code == "pow_too_low" and reply.error and int(reply.error.get("required_bits", 0)) > bits:
             required = int(reply.error["required_bits"])
             self.report.notes.append(
                 f"the DVM asked for {required} bits of PoW instead of {bits} (a busy domain's price); paid"
             )
-            reply = await self.call("request_account", {"email": self.o.email}, required, first=False)
+            reply, relay, more_ms = await self.call("request_account", params, required, first=False)
+            ms += more_ms
+        message = "" if reply.ok or reply.error is None else f": {reply.error.get('message', '')}"
+        detail = f"{reply.code} from {relay} after {ms:.0f} ms{message}"
+        self.line.end(Status.OK if reply.ok else Status.FAILED, detail, outcome=reply.code)
+        if reply.code == "email_taken":
+            self.report.notes.append(
+                f"{self.o.email} has an activated account, so it cannot probe signups: give the "
+                "probe an address of its own, or delete that account "
+                f"(sigit-dvm users delete {self.o.email} --yes)"
+            )
         return reply
 
-    async def call(self, method: str, params: dict[str, Any], bits: int, *, first: bool) -> OpenedReply:
-        """Publish one request (the ``publish`` step for the first) and wait for its reply."""
+    async def call(
+        self, method: str, params: dict[str, Any], bits: int, *, first: bool
+    ) -> tuple[OpenedReply, str, float]:
+        """Publish one request (the ``publish`` step for the first; the ``reply`` step begins
+        then) and wait for its reply: the reply, the relay it came from, and how long it took."""
         assert self.relays is not None
         if first:
             self.line.begin("publish")
@@ -296,10 +310,6 @@ class ProbeRun:
             self.line.begin("reply")
         elif not accepted:
             raise OSError(f"no relay accepted the {method} request")
-        return await self.reply(event, method, first)
-
-    async def reply(self, event: Event, method: str, first: bool) -> OpenedReply:
-        assert self.relays is not None
         sent = time.monotonic()
 
         def answers(candidate: Event) -> bool:
@@ -317,20 +327,7 @@ class ProbeRun:
             opened = open_reply(self.client, answer, self.pubkey)
         except (NostrError, ValueError) as exc:
             opened = OpenedReply(event.id, None, {"code": "unreadable_reply", "message": str(exc)})
-        ms = (time.monotonic() - sent) * 1000
-        if first:
-            message = "" if opened.ok or opened.error is None else f": {opened.error.get('message', '')}"
-            status = Status.OK if opened.ok else Status.FAILED
-            self.line.end(
-                status, f"{opened.code} from {relay} after {ms:.0f} ms{message}", outcome=opened.code
-            )
-            if opened.code == "email_taken":
-                self.report.notes.append(
-                    f"{self.o.email} has an activated account, so it cannot probe signups: give the "
-                    "probe an address of its own, or delete that account "
-                    f"(sigit-dvm users delete {self.o.email} --yes)"
-                )
-        return opened
+        return opened, relay, (time.monotonic() - sent) * 1000
 
     # --- outbox --------------------------------------------------------------------------------
 
@@ -424,7 +421,8 @@ class ProbeRun:
             return
         self.line.begin("verify")
         bits = self.announced.bits("verify_code")
-        reply = await self.call_quietly("verify_code", {"code": found.code}, bits)
+        self.line.progress = "no reply to verify_code yet"
+        reply, _, _ = await self.call("verify_code", {"code": found.code}, bits, first=False)
         self.used.append(found.id)
         if not reply.ok:
             message = (reply.error or {}).get("message", "")
@@ -436,11 +434,6 @@ class ProbeRun:
         else:
             shape = "the signup is verified (never activated: the probe stops here)"
         self.line.end(Status.OK, f"verify_code ok: {shape}", outcome="ok")
-
-    async def call_quietly(self, method: str, params: dict[str, Any], bits: int) -> OpenedReply:
-        """A request whose publish and reply belong to the step already running."""
-        self.line.progress = f"no reply to {method} yet"
-        return await self.call(method, params, bits, first=False)
 
     # --- the end -------------------------------------------------------------------------------
 

@@ -97,7 +97,12 @@ async def test_the_probe_follows_a_signup_to_the_mailbox_shares_live_codes_and_f
         smtp.port,
         key=DVM_KEY,
         overrides={
-            "service": {"pow_request_account_bits": 8, "pow_request_login_bits": 8, "pow_other_bits": 4},
+            "service": {
+                "pow_request_account_bits": 8,
+                "pow_request_login_bits": 8,
+                "pow_other_bits": 4,
+                "max_codes_per_domain_per_hour": 1,  # from the second probe on, example.org is busy
+            },
             "mail": {"poll_s": 0.2},
             "probe": {"email": PROBE, "mailbox": str(maildir), "timeout_s": 30},
         },
@@ -146,6 +151,7 @@ async def test_the_probe_follows_a_signup_to_the_mailbox_shares_live_codes_and_f
             "verify": "skipped",
         }
         assert step(report, "dvm")["source"] == f"NIP-05 {nip05.name}"
+        assert any("asked for 9 bits of PoW instead of 8" in n for n in report["notes"])  # and paid
 
         # A probe right after joins that live code (codes are shared per mailbox): no new mail,
         # and the report says so; the live code from the mailbox verifies.
