@@ -128,6 +128,7 @@ class ProbeRelay:
                     for name in sorted(self._refused):
                         await self._ws.send(messages.req(name, *self._filters[name]))
                     self._refused.clear()
+            self.error = self.error or "connection closed by the relay"
         except Exception as exc:  # closed by the relay, or a network error: the report says so
             self.error = self.error or f"connection lost: {type(exc).__name__}"
         finally:
