@@ -4,6 +4,7 @@ its announcement."""
 from __future__ import annotations
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dvm.accounts.decision import MailKind
 from dvm.errors import ConfigError
@@ -11,6 +12,7 @@ from dvm.mailer.templates import TemplateContext, Templates
 from dvm.nostr import bech32
 from dvm.nostr.keys import SecretKey
 from dvm.probe.mailbox import code_of, parse
+from dvm.probe.report import Report, Status, Step
 from dvm.probe.target import Named, nip05_url, parse_name, read_announcement, read_nip05
 from dvm.protocol.announcement import announcement, nip05_document
 from dvm.protocol.intake import IntakeRules
@@ -69,3 +71,23 @@ def test_the_announcement_is_read_as_the_daemon_writes_it():
     assert (found.request_kind, found.reply_kind) == (rules.request_kind, rules.reply_kind)
     assert found.bits("request_account") == 16 and found.bits("verify_code") == 12
     assert found.protocols == ("sigit-dvm/3",) and found.created_at == 1_800_000_000
+
+
+def test_the_metrics_file_parses_as_prometheus_text_with_one_sample_per_step_and_status():
+    report = Report(dvm="npub1x", email="probe@example.org", started_at=1_800_000_000.0, duration_ms=1234.0)
+    report.steps = [
+        Step("publish", Status.OK, 50.0, 40.0, "", {"relays": [{"relay": 'ws://a"b', "accepted": True}]}),
+        Step("reply", Status.FAILED, 5000.0, 4950.0, "timed out"),
+        Step("verify", Status.SKIPPED, None, None, "not reached"),
+    ]
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(report.metrics())
+        for s in family.samples
+    }
+    assert samples[("sigit_probe_success", ())] == 0
+    assert samples[("sigit_probe_step_status", (("status", "failed"), ("step", "reply")))] == 1
+    assert samples[("sigit_probe_step_status", (("status", "ok"), ("step", "reply")))] == 0
+    assert samples[("sigit_probe_step_seconds", (("step", "reply"),))] == 5.0
+    assert ("sigit_probe_step_seconds", (("step", "verify"),)) not in samples
+    assert samples[("sigit_probe_relay_accepted", (("relay", 'ws://a"b'),))] == 1
