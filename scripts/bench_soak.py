@@ -72,6 +72,7 @@ ABBREVIATED = {
 }
 FLAT_SHARE = 0.02  # growth over the window under this share of the level is flat
 FLAT_ROWS, FLAT_BYTES, FLAT_RSS_KIB = 20, 4 * 4096, 1024  # ...or under these (noise at low levels)
+RETENTION_INTERVAL_S = 5  # a pruned table's level saws by this much traffic: the noise allowed
 CODE_WINDOW_S = 1800  # the code caps' window, and never-verified signups' keep (its floor)
 BACKUP = bech32.encode("ncryptsec", b"\x02" + bytes(90))  # the shape of a real key backup
 
@@ -100,7 +101,7 @@ def start_daemon(
             },
             "relays": {"since_margin_s": 0},
             "mail": {"backend": "file", "outbox_dir": str(mail_dir)},
-            "retention": {"interval_s": 5, "mail_s": 60, "unverified_s": CODE_WINDOW_S},
+            "retention": {"interval_s": RETENTION_INTERVAL_S, "mail_s": 60, "unverified_s": CODE_WINDOW_S},
             "health": {"listen": f"127.0.0.1:{port}", "probe_interval_s": 1},
         },
     )
@@ -266,22 +267,31 @@ def series(sample: dict) -> dict[str, float]:
     return out
 
 
-def slack(name: str) -> float:
-    if name.endswith("rows"):
-        return FLAT_ROWS
+def slack(name: str, sample: dict, rate: float) -> float:
+    """The noise a flat series still shows: a pruned table's level saws by one retention pass's
+    worth of traffic (its rows, or their bytes), sampled at a drifting phase; a few rows or pages
+    at low levels; a MiB of RSS."""
+    sawtooth_rows = rate * RETENTION_INTERVAL_S
+    table, _, unit = name.rpartition(" ")
+    if unit == "rows":
+        return max(FLAT_ROWS, sawtooth_rows)
+    if unit == "bytes" and table in sample["rows"]:
+        per_row = sample["bytes"][table] / max(1, sample["rows"][table])
+        return max(FLAT_BYTES, sawtooth_rows * per_row)
     return FLAT_RSS_KIB if name.endswith("KiB") else FLAT_BYTES
 
 
-def judge(samples: list[dict], window_s: float) -> dict:
+def judge(samples: list[dict], window_s: float, rate: float) -> dict:
     """Each series over the last ``window_s``: level, growth over the window (least squares),
-    growth per 1,000 requests, and whether it is flat."""
+    growth per 1,000 requests, and whether it is flat: growth within 2 % of the level, or within
+    the series' noise (:func:`slack`)."""
     end = samples[-1]["t_s"]
     last = [s for s in samples if s["t_s"] >= end - window_s]
     span = last[-1]["t_s"] - last[0]["t_s"] if len(last) > 1 else 0
     answered = last[-1]["answered"] - last[0]["answered"] if last else 0
     out: dict[str, dict] = {}
     for name in series(samples[-1]):
-        values = [(s["t_s"], series(s)[name]) for s in last]
+        values = [(s["t_s"], series(s).get(name, 0)) for s in last]
         per_s = fit(values)
         growth = 0.0 if per_s is None else per_s * span
         level = sum(v for _, v in values) / len(values)
@@ -291,9 +301,16 @@ def judge(samples: list[dict], window_s: float) -> dict:
             "level": round(level, 1),
             "growth": round(growth, 1),
             "per_1000_requests": round(growth / answered * 1000, 1) if answered else None,
-            "flat": abs(growth) <= max(FLAT_SHARE * level, slack(name)),
+            "flat": abs(growth) <= max(FLAT_SHARE * level, slack(name, samples[-1], rate)),
         }
     return {"window_s": span, "answered_in_window": answered, "series": out}
+
+
+def verdict(result: dict, window_s: float) -> None:
+    """Judge ``result``'s samples (again: ``--judge`` reads a saved ``--json`` run)."""
+    result["window"] = judge(result["samples"], window_s, result["rate_req_per_s"])
+    result["growing"] = [name for name, v in result["window"]["series"].items() if not v["flat"]]
+    result["flat"] = not result["growing"]
 
 
 async def run(rate: float, seconds: float, every_s: float, relay_name: str, window_s: float) -> dict:
@@ -321,20 +338,17 @@ async def run(rate: float, seconds: float, every_s: float, relay_name: str, wind
             proc.wait(30)
             relay.stop()
         log = (directory / "daemon.log").read_text()
-    verdict = judge(samples, window_s)
-    growing = [name for name, v in verdict["series"].items() if not v["flat"]]
-    return {
+    result = {
         "rate_req_per_s": rate,
         "seconds": seconds,
         "sent": samples[-1]["sent"],
         "answered": samples[-1]["answered"],
         "daemon_log_warnings": [line for line in log.splitlines() if " WARNING " in line][:5],
         "bytes_by_name_at_end": samples[-1]["bytes_by_name"],
-        "window": verdict,
-        "flat": not growing,
-        "growing": growing,
         "samples": samples,
     }
+    verdict(result, window_s)
+    return result
 
 
 def thin(samples: list[dict], most: int = 40) -> list[dict]:
@@ -365,7 +379,13 @@ def main() -> None:
         f"through {relay_label(relay_name)}",
         file=sys.stderr,
     )
-    result = asyncio.run(run(rate, seconds, every_s, relay_name, window_s))
+    if "--judge" in sys.argv:  # a saved run (--json), judged and printed again
+        result = json.loads(Path(sys.argv[sys.argv.index("--judge") + 1]).read_text())
+        rate, seconds = result["rate_req_per_s"], result["seconds"]
+        window_s = float(os.environ.get("SIGIT_BENCH_WINDOW_S", str(min(900.0, seconds / 2))))
+        verdict(result, window_s)
+    else:
+        result = asyncio.run(run(rate, seconds, every_s, relay_name, window_s))
     if "--json" in sys.argv:
         print(json.dumps(result, indent=2))
         return
