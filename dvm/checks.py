@@ -31,10 +31,12 @@ from dvm.config import (
     read_secret,
     read_settings,
 )
-from dvm.errors import ConfigError
+from dvm.errors import ConfigError, InvalidEmail
 from dvm.keyfile import parse_secret
 from dvm.mailer.kinds import SAMPLE_AT, SPECS
 from dvm.mailer.templates import TemplateContext, Templates
+from dvm.probe.target import parse_name
+from dvm.protocol.email_address import normalise_email
 from dvm.relays import messages
 from dvm.store import backends, postgres
 from dvm.store.database import StoreError
@@ -73,6 +75,7 @@ def check(config: str | None, *, connect: bool = False, environ: Mapping[str, st
     relays = _relays(settings, report)
     _templates(settings, report)
     _store(settings, report)
+    _probe(settings, report, environ)
     if connect:
         asyncio.run(_connect_all(settings, secrets, relays, report))
     return report
@@ -124,6 +127,34 @@ def _secrets(settings: Settings, report: Report, environ: Mapping[str, str] | No
     if "code_secret" in found and len(found["code_secret"].encode()) < 16:
         report.add("secret code_secret", "must be at least 16 characters (e.g. 32 random bytes as hex)")
     return found
+
+
+def _probe(settings: Settings, report: Report, environ: Mapping[str, str] | None) -> None:
+    """``[probe]`` (read by ``sigit-dvm probe`` only): an address, a DVM name and a mailbox it
+    can use, and the IMAP password when the mailbox needs one."""
+    probe = settings.probe
+    if probe.email:
+        try:
+            normalise_email(probe.email)
+        except InvalidEmail as exc:
+            report.add("probe.email", str(exc))
+    if probe.dvm:
+        try:
+            parse_name(probe.dvm)
+        except ConfigError as exc:
+            report.add("probe.dvm", str(exc).removeprefix("--dvm: "))
+    if probe.mailbox.startswith(("imap://", "imaps://")):
+        try:
+            if not optional_secret("probe_mailbox_password", probe.mailbox_password_file, settings, environ):
+                report.add(
+                    "probe.mailbox", "an IMAP mailbox needs the secret probe_mailbox_password", warning=True
+                )
+        except ConfigError as exc:
+            report.add(
+                "secret probe_mailbox_password", str(exc).removeprefix("secret probe_mailbox_password ")
+            )
+    elif "://" in probe.mailbox:
+        report.add("probe.mailbox", "must be a directory, or an imap:// or imaps:// URL")
 
 
 def _relays(settings: Settings, report: Report) -> tuple[str, ...]:

@@ -38,6 +38,7 @@ from dvm.invocation import (
 )
 from dvm.keyfile import parse_secret, write_new_key
 from dvm.nostr import bech32
+from dvm.probe.command import probe_command
 from dvm.protocol.announcement import nip05_document
 from dvm.store import backends, database
 from dvm.store.database import DATABASE_ERRORS
@@ -193,6 +194,7 @@ def migrate(inv: Invocation, as_json: bool) -> None:
 
 for _command in COMMANDS:
     cli.add_command(_command)
+cli.add_command(probe_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

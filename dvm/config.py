@@ -56,6 +56,7 @@ class ServiceSettings:
     max_codes_per_email_per_hour: int = _ACCOUNTS.max_codes_per_email_per_hour
     max_codes_per_domain_per_hour: int = _ACCOUNTS.max_codes_per_domain_per_hour
     max_codes_per_hour: int = _ACCOUNTS.max_codes_per_hour
+    code_window_s: int = _ACCOUNTS.code_window_s
     code_failures_free: int = _ACCOUNTS.code_failures_free
     code_failure_window_s: int = _ACCOUNTS.code_failure_window_s
     resend_cooldown_s: int = _ACCOUNTS.resend_cooldown_s
@@ -84,6 +85,7 @@ class ServiceSettings:
                 max_codes_per_email_per_hour=self.max_codes_per_email_per_hour,
                 max_codes_per_domain_per_hour=self.max_codes_per_domain_per_hour,
                 max_codes_per_hour=self.max_codes_per_hour,
+                code_window_s=self.code_window_s,
                 code_failures_free=self.code_failures_free,
                 code_failure_window_s=self.code_failure_window_s,
                 resend_cooldown_s=self.resend_cooldown_s,
@@ -194,6 +196,17 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeSettings:
+    """``sigit-dvm probe``: the address it signs up and where it reads its code (dvm.probe)."""
+
+    email: str = ""  # the probe's address (a mailbox of the operator's)
+    dvm: str = ""  # npub, hex or NIP-05 name; "": the DVM key, else dvm@<daemon.nip05_domain>
+    mailbox: str = ""  # a directory (Maildir, .eml files) or imap[s]://user@host[:port][/folder]
+    mailbox_password_file: str = ""  # the IMAP password, as the secret probe_mailbox_password
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
@@ -202,6 +215,7 @@ class Settings:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
     base_dir: Path = Path()
 
     def path(self, value: str) -> Path:
@@ -218,6 +232,7 @@ SECTIONS: dict[str, type] = {
     "daemon": DaemonSettings,
     "health": HealthSettings,
     "retention": RetentionSettings,
+    "probe": ProbeSettings,
 }
 CHOICES: dict[tuple[str, str], frozenset[str]] = {
     ("mail", "backend"): frozenset({"smtp", "file"}),
@@ -251,6 +266,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "service.max_codes_per_email_per_hour": (1, 1_000_000),
     "service.max_codes_per_domain_per_hour": (1, 100_000_000),
     "service.max_codes_per_hour": (1, 100_000_000),
+    "service.code_window_s": (60, DAY_S),
     "service.code_failures_free": (1, 1000),
     "service.code_failure_window_s": (3600, 90 * DAY_S),
     "service.resend_cooldown_s": (0, 3600),
@@ -294,6 +310,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "retention.audit_s": (60, 36500 * DAY_S),
     "retention.batch_rows": (1, 100_000),
     "retention.vacuum_pages": (0, 1_000_000),
+    "probe.timeout_s": (5, 3600),
 }
 """Inclusive bounds of every numeric setting (a test checks none is missing)."""
 BROWSER_POW_BITS = 20
@@ -637,6 +654,7 @@ SECRETS: dict[str, str] = {
     "code_secret": "daemon.code_secret_file",
     "smtp_password": "mail.password_file",
     "store_password": "store.password_file",
+    "probe_mailbox_password": "probe.mailbox_password_file",
 }
 """Each secret's credential (and file) name, and the setting that may name its file instead."""
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"

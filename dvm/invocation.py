@@ -193,8 +193,8 @@ def global_options(f: Callable[P, R]) -> Callable[P, R]:
         expose_value=False,
         callback=_credentials_dir,
         metavar="DIR",
-        help="Read secrets (dvm_key, code_secret, smtp_password, store_password) from files in DIR "
-        "(default: $CREDENTIALS_DIRECTORY, as systemd sets it).",
+        help="Read secrets (dvm_key, code_secret, smtp_password, store_password, probe_mailbox_password) "
+        "from files in DIR (default: $CREDENTIALS_DIRECTORY, as systemd sets it).",
     )(f)
     f = click.option(
         "--actor",

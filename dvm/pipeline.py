@@ -68,7 +68,7 @@ class PipelineStats:
 
     queued: int  # waiting to be opened
     in_progress: int  # batches taken and not yet committed
-    remembered: int  # decided event ids kept to drop copies (bounded by SEEN_CAPACITY)
+    remembered: int  # decided event ids kept to drop copies (within the window, SEEN_CAPACITY at most)
     handled: int  # requests answered in this run
     failures: int  # consecutive failed commits (0 when the last one went through)
     last_answered_at: int  # our clock when the latest request was answered (a restart's catch-up)
@@ -104,7 +104,9 @@ class Pipeline:
         self.metrics = metrics or Metrics()
         self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=max_queued)
         self._opened: asyncio.Queue[tuple[list[Queued], Opened, int]] = asyncio.Queue(maxsize=2)
-        self._seen: OrderedDict[str, None] = OrderedDict()  # decided event ids (bounded LRU)
+        # Decided event ids, each with the time past which a copy is stale anyway (created_at +
+        # the window): bounded by that time and by SEEN_CAPACITY, oldest decided first.
+        self._seen: OrderedDict[str, int] = OrderedDict()
         self._queued: set[Event] = set()  # events waiting (bounded by the queue's size)
         self._accepting = False
         self._in_progress = 0
@@ -281,9 +283,7 @@ class Pipeline:
             if isinstance(result, Exception):
                 log.error("request %s failed: %s", item.event.id[:12], type(result).__name__)
                 continue
-            self._seen[item.event.id] = None
-            if len(self._seen) > SEEN_CAPACITY:
-                self._seen.popitem(last=False)
+            self._remember(item.event, now)
             self._handled += 1
             self._newest = max(self._newest, now)
             latency_s = time.monotonic() - item.received
@@ -292,6 +292,14 @@ class Pipeline:
             answered.append(result)
         if answered:
             self.on_answered(answered)
+
+    def _remember(self, event: Event, now: int) -> None:
+        """Keep a decided id to drop its copies, and forget the ids whose copies intake refuses
+        anyway (created_at outside the window). Ids leave in the order they were decided, so one
+        dated in the future holds those after it for at most two windows."""
+        self._seen[event.id] = event.created_at + self.service.rules.intake.created_at_window_s
+        while self._seen and (len(self._seen) > SEEN_CAPACITY or next(iter(self._seen.values())) < now):
+            self._seen.popitem(last=False)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -527,13 +527,16 @@ def decoy_work(
     conn.execute("DELETE FROM mail WHERE id = ?", (row.id,))
 
 
-def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by: str = "") -> None:
+def erase_user(
+    conn: sqlite3.Connection, user_id: str, at: int | None = None, by: str = "", *, record: bool = True
+) -> None:
     """Delete a user (GDPR erasure): sessions and code records cascade; its mail rows go, and the
     sent notices of an earlier erasure of the same address; its addresses (current, pending, and
     earlier ones its mail and audit rows name) are replaced in the audit log by a salted hash,
     which :func:`erased_address` can still match. On a ``secure_delete`` connection
     (:func:`~dvm.store.database.connect`), nothing of them stays in the file once the WAL is
-    checkpointed."""
+    checkpointed. ``record=False`` (retention dropping a signup never verified: no account, no
+    one's erasure) writes no ``erased_addresses`` row."""
     user = user_by_id(conn, user_id)
     if user is None:
         return
@@ -559,7 +562,7 @@ def erase_user(conn: sqlite3.Connection, user_id: str, at: int | None = None, by
         "INSERT INTO erased_addresses (address_hash, erased_at, erased_by) VALUES (?, ?, ?) "
         "ON CONFLICT (address_hash) DO UPDATE SET erased_at = excluded.erased_at, "
         "erased_by = excluded.erased_by",
-        [(address_hash(salt, a), at, by or "the account owner") for a in sorted(addresses)],
+        [(address_hash(salt, a), at, by or "the account owner") for a in sorted(addresses) if record],
     )
     conn.execute("DELETE FROM mail WHERE user_id = ?", (user_id,))
     conn.executemany(  # notices of an earlier erasure of the same address, once sent or dead

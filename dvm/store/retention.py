@@ -6,18 +6,24 @@ Left alone the database grows with every request (measured: 1.5 MB per 1,000 req
 - ``requests``: once a replay would be refused anyway (its ``created_at`` is outside the window,
   plus the subscription's margin) and its reply was published or has expired (``reply_ttl_s``);
   ``retention.request_keep_s`` keeps them longer for ``events`` and ``stats``.
-- ``sessions``: untouched for longer than a code lives or a verified session may activate, plus an
-  hour (a client coming back later is told ``no_session`` instead of ``code_expired``).
-- ``code_sends``, ``code_send_minutes``: older than the hourly caps' window (and a minute);
-  ``codes``: a code's life after they expired (a request that joins a code keeps it alive; an
-  expired one is kept that long to answer ``code_expired`` rather than a wrong code);
-  ``code_failures``: older than the guessing budget's window (``code_failure_window_s``, and a
-  minute); ``seals``: past the end of their own window.
+- ``sessions``: untouched for longer than anything a session holds can still be used (its code's
+  life, ``activation_window_s``, ``account_session_s``), plus a code's life (a client coming back
+  that late is told ``code_expired`` or ``session_expired``, not ``no_session``).
+- ``code_sends``, ``code_send_minutes``: older than the caps' window (``code_window_s``, and
+  :data:`CLOCK_MARGIN_S`); ``codes``: a code's life after they expired (a request that joins a
+  code keeps it alive; an expired one is kept that long to answer ``code_expired`` rather than a
+  wrong code; the caps count ``code_sends``, not codes); ``code_failures``: older than the
+  guessing budget's window (``code_failure_window_s``, and the margin); ``seals``: past the
+  end of their own window.
 - ``mail``: sent or dead, queued longer ago than ``retention.mail_s``.
 - ``users``: never verified, created longer ago than ``retention.unverified_s``, and no session
-  or code still on record since then (those go after an hour or two; erased like an admin deletion:
+  touched since then (sessions go after :func:`session_keep_s`; erased like an admin deletion:
   sessions, code records and mail go too).
 - ``audit``: older than ``retention.audit_s``.
+
+Every keep is derived from the settings it serves (:meth:`Cutoffs.at`); the settings' own floors
+(``code_ttl_s`` and ``activation_window_s`` a minute, ``code_failure_window_s`` an hour) bound it
+from below, so a soak with short settings reaches its steady state in minutes.
 
 Each step deletes at most ``retention.batch_rows`` rows in one ``BEGIN IMMEDIATE`` transaction on
 the daemon's connection, so the event loop never waits long; a pass repeats a step until it
@@ -45,8 +51,9 @@ from dvm.store.repository import erase_user
 log = logging.getLogger("sigit.store")
 
 DAY_S = 86400
-SESSION_MARGIN_S = 3600
-CODE_SENDS_MARGIN_S = 60
+CLOCK_MARGIN_S = 60
+"""Counters are kept this much past the window that reads them: daemons sharing a database
+(PostgreSQL) may disagree on the time by a few seconds, and a minute bucket is whole."""
 INCREMENTAL = 2  # PRAGMA auto_vacuum
 
 
@@ -71,20 +78,29 @@ class Cutoffs:
         service, keep = settings.service, settings.retention
         rules = service.rules().accounts
         replay_s = service.created_at_window_s + settings.relays.since_margin_s
-        session_s = max(service.code_ttl_s, service.activation_window_s) + SESSION_MARGIN_S
         return cls(
             request_created=now - replay_s,
             request_processed=now - keep.request_keep_s,
             reply_expired=now - service.reply_ttl_s,
-            session_updated=now - session_s,
-            code_sent=now - rules.code_window_s - CODE_SENDS_MARGIN_S,
-            code_expired=now - rules.code_ttl_s - CODE_SENDS_MARGIN_S,
-            code_failed=now - rules.code_failure_window_s - CODE_SENDS_MARGIN_S,
+            session_updated=now - session_keep_s(settings),
+            code_sent=now - rules.code_window_s - CLOCK_MARGIN_S,
+            code_expired=now - rules.code_ttl_s - CLOCK_MARGIN_S,
+            code_failed=now - rules.code_failure_window_s - CLOCK_MARGIN_S,
             seal_until=now,
             mail_created=now - keep.mail_s,
             unverified_created=now - keep.unverified_s,
             audit_at=now - keep.audit_s,
         )
+
+
+def session_keep_s(settings: Settings) -> int:
+    """How long a session is kept after its last change: while its code, its verified signup
+    (``activation_window_s``) or its right to act for the account (``account_session_s``) may
+    still be used, and a code's life more, so a late client hears why rather than
+    ``no_session``."""
+    service = settings.service
+    usable_s = max(service.code_ttl_s, service.activation_window_s, service.account_session_s)
+    return usable_s + service.code_ttl_s
 
 
 @dataclass
@@ -205,7 +221,7 @@ def prune_unverified(conn: sqlite3.Connection, cut: Cutoffs, limit: int, after_r
             (user_id, cut.unverified_created),
         ).fetchone()[0]
         if not recent:
-            erase_user(conn, user_id)
+            erase_user(conn, user_id, record=False)  # nobody's erasure: no erased_addresses row
             erased += 1
     return erased, mark
 

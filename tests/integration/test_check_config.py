@@ -80,6 +80,10 @@ BAD = [
     ("relays.reconnect_max_s", in_section("relays", "reconnect_base_s = 10.0\nreconnect_max_s = 1.0")),
     ("health.listen", in_section("health", 'listen = "127.0.0.1:http"')),
     ("retention.unverified_s", in_section("retention", "unverified_s = 60")),
+    ("service.code_window_s", in_section("service", "code_window_s = 30")),
+    ("probe.email", in_section("probe", 'email = "probe at example"')),
+    ("probe.dvm", in_section("probe", 'dvm = "nobody"')),
+    ("probe.mailbox", in_section("probe", 'mailbox = "pop3://probe@mail.example.org"')),
     ("[nope]", "[nope]\nx = 1\n"),
 ]
 

@@ -321,3 +321,36 @@ async def test_a_late_copy_of_a_decided_request_gets_the_stored_reply_not_a_refu
     async with SdkBrowser([relay.url], DVM_KEY.pubkey_hex) as browser:
         found = await browser.client.fetch_events(rn.ReqTarget.auto([query]), timeout=timedelta(seconds=3))
     assert [e.id().to_hex() for e in found] == [stored[0]]
+
+
+async def test_decided_ids_are_forgotten_once_a_copy_would_be_stale_and_a_late_copy_is_replayed(
+    tmp_path, relay, smtp
+):
+    """The ids kept to drop copies at intake are bounded by the created_at window as well as by
+    count: a copy arriving later is refused as stale anyway (and answered from the store)."""
+    now = [time.time()]
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port, created_at_window_s=30)
+    daemon = await start_daemon(settings, clock=lambda: now[0])
+
+    def signup(email: str, created_at: float):
+        client = Encryptor(SecretKey.generate())
+        return build_request(
+            client, DVM_KEY.pubkey_hex, "request_account", {"email": email}, int(created_at), pow_bits=8
+        )
+
+    try:
+        first = signup("first@example.org", now[0] - 25)
+        await daemon.pipeline.submit(first.to_dict(), "test")
+        await wait_until(lambda: daemon.handled == 1)
+        await daemon.pipeline.submit(first.to_dict(), "other")  # a copy: dropped at intake
+        assert daemon.pipeline.stats.remembered == 1
+        now[0] += 10  # the first one's copies are stale from now on
+        await daemon.pipeline.submit(signup("second@example.org", now[0]).to_dict(), "test")
+        await wait_until(lambda: daemon.handled == 2)
+        assert daemon.pipeline.stats.remembered == 1  # the first one is forgotten
+        await daemon.pipeline.submit(first.to_dict(), "late")  # answered from the store, not decided
+        await wait_until(lambda: daemon.handled == 3)
+        outcomes = db_rows(settings, "SELECT outcome FROM requests WHERE event_id = ?", first.id)
+        assert outcomes == [("ok",)]
+    finally:
+        await daemon.shutdown()

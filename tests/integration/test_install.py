@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 OPERATIONS = REPO / "docs" / "operations.md"
 UNIT = REPO / "scripts" / "sigit-dvm.service"
+PROBE_UNIT = REPO / "scripts" / "sigit-dvm-probe.service"
+PROBE_TIMER = REPO / "scripts" / "sigit-dvm-probe.timer"
 BIN = Path(sys.executable).parent
 SERVICE_UID = 61234  # stands in for the unit's DynamicUser=
 SMTP_PASSWORD = "correct horse battery staple"
@@ -50,6 +52,7 @@ def localise(text: str, root: Path) -> str:
         ("/usr/local/bin/", f"{root}/usr/local/bin/"),
         ("/etc/sigit-dvm", f"{root}/etc/sigit-dvm"),
         ("/var/lib/sigit-dvm", f"{root}/var/lib/sigit-dvm"),
+        ("/run/sigit-dvm-probe", f"{root}/run/sigit-dvm-probe"),
     ):
         text = text.replace(old, new)
     return text
@@ -74,9 +77,9 @@ def install_script(root: Path, relay_url: str) -> str:
     return localise("\n".join(out), root)
 
 
-def unit_values(key: str, root: Path | None = None) -> list[str]:
+def unit_values(key: str, root: Path | None = None, unit: Path = UNIT) -> list[str]:
     """``key``'s values in the unit, and with ``root`` in the drop-ins installed under it too."""
-    texts = [UNIT.read_text()]
+    texts = [unit.read_text()]
     if root is not None:
         texts += [p.read_text() for p in sorted(root.glob("etc/systemd/system/sigit-dvm.service.d/*.conf"))]
     return [line.split("=", 1)[1] for t in texts for line in t.splitlines() if line.startswith(f"{key}=")]
@@ -125,6 +128,24 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path):
     out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert str(unit) not in out.stderr + out.stdout, out.stderr  # no "Unknown key" or similar
+
+
+def test_the_probe_units_pass_systemd_analyze_verify_and_share_the_daemons_user(tmp_path):
+    """The probe runs as the daemon's dynamic user (the same name: the same user while both run)
+    with its state directory, so it reads the outbox; it loads no credential."""
+    assert unit_values("User", unit=PROBE_UNIT) == ["sigit-dvm"] == [UNIT.stem]
+    assert unit_values("StateDirectory", unit=PROBE_UNIT) == unit_values("StateDirectory")
+    assert unit_values("LoadCredential", unit=PROBE_UNIT) == []
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+    for source in (PROBE_UNIT, PROBE_TIMER):
+        (tmp_path / source.name).write_text(
+            source.read_text().replace("/opt/sigit-dvm/.venv/bin/", f"{BIN}/")
+        )
+    units = [str(tmp_path / PROBE_UNIT.name), str(tmp_path / PROBE_TIMER.name)]
+    out = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert str(tmp_path) not in out.stderr + out.stdout, out.stderr
 
 
 def test_the_unit_is_hardened_by_systemd_analyze_security():
@@ -279,6 +300,50 @@ async def test_the_documented_install_serves_a_signup_as_an_unprivileged_user(wo
         )
         assert resend.returncode == 0, resend.stderr
         await wait_until(lambda: len(catcher.messages) >= 2, timeout_s=30)  # the daemon's worker sent it
+
+        # The probe, as its timer's unit runs it: the daemon's user, no credential (the guide wrote
+        # the DVM's npub into [probe]), its metrics in its runtime directory; the database read.
+        runtime = root / "run" / "sigit-dvm-probe"
+        runtime.mkdir(parents=True)
+        os.chown(runtime, SERVICE_UID, SERVICE_UID)
+        (probe_start,) = unit_values("ExecStart", unit=PROBE_UNIT)
+        program, *arguments = shlex.split(probe_start)
+        assert program == "/opt/sigit-dvm/.venv/bin/sigit-dvm"
+        (probe_dir,) = unit_values("WorkingDirectory", unit=PROBE_UNIT)
+        probed = subprocess.run(
+            as_service_user(python, "-m", "dvm.cli", *(localise(a, root) for a in arguments), "--json"),
+            cwd=localise(probe_dir, root),
+            env=env | python_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert probed.returncode == 0, probed.stdout + probed.stderr
+        report = json.loads(probed.stdout)
+        steps = {step["step"]: step["status"] for step in report["steps"]}
+        assert steps == {
+            "dvm": "ok",
+            "announce": "ok",
+            "publish": "ok",
+            "reply": "ok",
+            "outbox": "ok",
+            "mailbox": "skipped",  # the guide's probe has no mailbox to read
+            "verify": "skipped",
+        }, report
+        assert report["email"] == "probe@sigit.example.org"
+        metrics = (runtime / "sigit-dvm-probe.prom").read_text()
+        assert "sigit_probe_success 1" in metrics
+        # Root's CLI next to the service runs it too, as "Probe" shows (the code it mails now
+        # joins the live one of the probe before: codes are shared per mailbox).
+        again = subprocess.run(
+            [*cli, "probe", "--json"], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        outbox = next(s for s in json.loads(again.stdout)["steps"] if s["step"] == "outbox")
+        assert outbox["status"] == "ok" and outbox["new_code"] is False
+        await wait_until(
+            lambda: any(m["To"] == "probe@sigit.example.org" for m in catcher.messages), timeout_s=30
+        )
 
         database = state / "sigit-dvm.sqlite3"
         assert database.stat().st_uid == SERVICE_UID and database.stat().st_mode & 0o777 == 0o600

@@ -8,12 +8,15 @@ import sqlite3
 
 import pytest
 
+from dvm.accounts.rules import AccountRules
 from dvm.config import RetentionSettings, ServiceSettings, Settings
+from dvm.nostr.keys import SecretKey
 from dvm.outbox import ReplyMark
+from dvm.rules import ServiceRules
 from dvm.store import database, repository
 from dvm.store.database import Database, immediate
 from dvm.store.retention import Retention
-from tests.support.flows import T0, Harness, new_client
+from tests.support.flows import LOW_POW, T0, Harness, make_service, new_client
 
 HOUR, DAY = 3600, 86400
 SETTINGS = Settings(
@@ -134,10 +137,52 @@ async def test_a_code_kept_alive_by_requests_that_join_it_is_never_pruned_while_
     assert h.send(new_client(7), "verify_code", {"code": h.last_code("ana@example.org")}).ok
 
 
+def with_service(**changes: int) -> Settings:
+    return dataclasses.replace(SETTINGS, service=dataclasses.replace(SETTINGS.service, **changes))
+
+
+async def test_short_settings_shorten_every_keep_so_a_soak_levels_off_in_minutes(world):
+    h = world
+    short = {"code_ttl_s": 60, "activation_window_s": 60, "account_session_s": 60, "code_window_s": 600}
+    h.service = make_service(ServiceRules(intake=LOW_POW.intake, accounts=AccountRules(**short)))
+    settings = with_service(**short)
+    h.send(new_client(1), "request_account", {"email": "ana@example.org"})
+    # A session is kept while its code, its signup or its right to act lasts, and a code's life.
+    await prune_at(h, T0 + 119, settings)
+    assert (h.count("sessions"), h.count("code_sends"), h.count("codes")) == (1, 1, 1)
+    await prune_at(h, T0 + 121, settings)
+    assert (h.count("sessions"), h.count("code_sends"), h.count("codes")) == (0, 1, 1)
+    # Codes: a code's life and a minute after they expired (at T0 + 60).
+    await prune_at(h, T0 + 60 + 60 + 61, settings)
+    assert (h.count("code_sends"), h.count("codes")) == (1, 0)
+    # Code counters: the caps' window and a minute (a minute bucket once all of it is past).
+    await prune_at(h, T0 + 600 + 61, settings)
+    assert h.count("code_sends") == 0
+    await prune_at(h, T0 + 600 + 60 + 61, settings)
+    assert h.count("code_send_minutes") == 0
+
+
+async def test_a_session_is_kept_as_long_as_it_may_act_for_its_account(world):
+    """account_session_s may be days: its session was pruned after two hours, taking the right
+    with it."""
+    h = world
+    h.service = make_service(
+        ServiceRules(intake=LOW_POW.intake, accounts=AccountRules(account_session_s=DAY))
+    )
+    settings = with_service(account_session_s=DAY)
+    browser, account = new_client(1), SecretKey.generate()
+    h.send(browser, "request_account", {"email": "ana@example.org"})
+    h.send(browser, "verify_code", {"code": h.last_code("ana@example.org")})
+    assert h.send(browser, "activate", {"pubkey": account.pubkey_hex, "backup": "QUJD"}, seal=account).ok
+    h.now = T0 + DAY - 60
+    await prune_at(h, h.now, settings)
+    assert h.send(browser, "status").ok  # still acts for the account through its session
+    await prune_at(h, T0 + DAY + SETTINGS.service.code_ttl_s + 1, settings)
+    assert h.count("sessions") == 0
+
+
 async def test_wrong_codes_stay_for_the_guessing_window_and_used_seals_for_theirs(world):
     h = world
-    from dvm.nostr.keys import SecretKey
-
     browser = new_client(1)
     h.send(browser, "request_account", {"email": "ana@example.org"})
     h.send(
@@ -187,6 +232,8 @@ async def test_never_verified_signups_go_after_unverified_s_accounts_stay(world)
     ghost_ids = "SELECT id FROM users WHERE email LIKE 'ghost%'"
     assert h.count("mail", f"user_id NOT IN ({ghost_ids}) AND recipient LIKE 'ghost%'") == 0
     assert h.count("sessions", "user_id NOT IN (SELECT id FROM users)") == 0
+    # Not an erasure: nothing is recorded (it grew by one row per never-verified signup, for ever).
+    assert h.count("erased_addresses") == 0
 
 
 async def test_audit_rows_go_after_audit_s(world):
