@@ -127,7 +127,8 @@ def open_session(
     mailbox's live code, or on a new code mailed now (see the module docstring)."""
     address = code_address(purpose, user)
     price(view, ctx, applies=unproven(purpose, user) or (ctx.rules.private_mode and purpose in _NAMED))
-    writes, mails = _code_for(address, purpose, user, view, ctx)
+    mailbox = canonical_mailbox(address)
+    writes, mails = _code_for(address, mailbox, purpose, user, view, ctx)
     session = SessionRow(
         pubkey=pubkey,
         user_id=user.id,
@@ -140,7 +141,7 @@ def open_session(
         verified_at=None,
         created_at=ctx.now,
         updated_at=ctx.now,
-        subject=canonical_mailbox(address),
+        subject=mailbox,
         claim_pubkey=claim[0],
         claim_backup=claim[1],
     )
@@ -153,21 +154,30 @@ def renew(session: SessionRow, user: UserRow, view: View, ctx: Context, *, force
     its own deadline starts again. The codes mailed before keep working. Not priced: the request
     that opened the session paid, and its mailbox's cap bounds what resends can mail."""
     address = code_address(session.purpose, user)
-    writes, mails = _code_for(address, session.purpose, user, view, ctx, forced=forced)
+    mailbox = canonical_mailbox(address)
+    writes, mails = _code_for(address, mailbox, session.purpose, user, view, ctx, forced=forced)
     renewed = replace(
         session,
         code_sent_at=ctx.now,
         code_expires_at=ctx.now + ctx.rules.code_ttl_s,
         updated_at=ctx.now,
-        subject=canonical_mailbox(address),
+        subject=mailbox,
     )
     return Decision(Success(), (PutSession(renewed), *writes), mails)
 
 
 def _code_for(
-    address: str, purpose: Purpose, user: UserRow, view: View, ctx: Context, *, forced: bool = False
+    address: str,
+    mailbox: str,
+    purpose: Purpose,
+    user: UserRow,
+    view: View,
+    ctx: Context,
+    *,
+    forced: bool = False,
 ) -> tuple[tuple[Write, ...], tuple[Mail, ...]]:
-    """Mint and mail a code for ``address``'s mailbox, or nothing (the live code serves)."""
+    """Mint and mail a code for ``address``'s mailbox (``mailbox``: its canonical form), or
+    nothing (the live code serves)."""
     kind, rules, now = purpose.code_kind, ctx.rules, ctx.now
     long = long_codes(view, ctx)  # then six-digit codes no longer work: they serve nobody
     live = [
@@ -190,7 +200,6 @@ def _code_for(
     row = CodeRow(
         None, kind, codes.code_hmac(ctx.code_secret, kind.value, code), now, now + rules.code_ttl_s, long
     )
-    mailbox = canonical_mailbox(address)
     params: tuple[tuple[str, str | int], ...] = (("code", code), ("expires_at", row.expires_at))
     mail = Mail(_CODE_MAILS[kind], address, user.id, params, ctx.lang or user.lang)
     writes = (PutCode(mailbox, row), RecordCodeSend(mailbox, now, unproven(purpose, user)))
@@ -210,7 +219,8 @@ def decoy(
     burnt = CodeRow(None, kind, "", ctx.now, ctx.now + ctx.rules.code_ttl_s)
     codes.code_hmac(ctx.code_secret, kind.value, code)  # the same work as a real code's
     params: tuple[tuple[str, str | int], ...] = (("code", code), ("expires_at", burnt.expires_at))
-    work = DecoyWork(canonical_mailbox(address), _CODE_MAILS[kind], params)
+    mailbox = canonical_mailbox(address)
+    work = DecoyWork(mailbox, _CODE_MAILS[kind], params)
     session = SessionRow(
         pubkey=pubkey,
         user_id=owner.id if owner is not None else None,
@@ -223,7 +233,7 @@ def decoy(
         verified_at=None,
         created_at=ctx.now,
         updated_at=ctx.now,
-        subject=canonical_mailbox(address),
+        subject=mailbox,
         decoy=True,
     )
     return then((None, P), Decision(Success(), (PutSession(session), work)))
