@@ -37,7 +37,8 @@ from dvm.protocol.methods import (
 from dvm.protocol.replies import build_reply
 from dvm.rules import ServiceRules
 from dvm.store import repository
-from dvm.store.database import Conflict, immediate, savepoint
+from dvm.store.database import Conflict, immediate
+from dvm.store.memo import Batch, Memo
 from dvm.store.sealed import ParamsSeal
 
 
@@ -78,6 +79,7 @@ class AccountService:
         self.mail_seal = mail_seal or ParamsSeal(code_secret)  # queued mail's values sealed at rest
         self._secret = code_secret
         self._rng = rng
+        self._memo = Memo()  # what only the daemon's own writes change, across transactions
 
     @property
     def pubkey(self) -> str:
@@ -118,24 +120,28 @@ class AccountService:
         commits (replies published) ride along instead of paying for a commit of their own.
         """
         answers: list[Answer | Exception] = []
-        with immediate(conn):
-            if bookkeeping is not None:
-                repository.write_bookkeeping(conn, bookkeeping)
-            salt = repository.erasure_salt(conn)  # once a batch, not once a counter
-            for incoming in batch:
-                try:
-                    with savepoint(conn):
-                        answers.append(self._commit_one(conn, incoming, now, salt))
-                except (sqlite3.IntegrityError, Conflict, ValueError, InternalError) as exc:
-                    answers.append(exc)
+        try:
+            with immediate(conn):
+                if bookkeeping is not None:
+                    repository.write_bookkeeping(conn, bookkeeping)
+                keys = self._memo.batch(conn)  # salted keys once a batch, not once a counter
+                for incoming in batch:
+                    try:
+                        with keys.request():
+                            answers.append(self._commit_one(conn, incoming, now, keys))
+                    except (sqlite3.IntegrityError, Conflict, ValueError, InternalError) as exc:
+                        answers.append(exc)
+        except BaseException:
+            self._memo.forget()  # rolled back: what it remembered of this transaction is wrong
+            raise
         return answers
 
-    def _commit_one(self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str) -> Answer:
+    def _commit_one(self, conn: sqlite3.Connection, incoming: Incoming, now: int, keys: Batch) -> Answer:
         event = incoming.event
         stored = repository.stored_reply(conn, event.id)
         if stored is not None:
             return Answer(event.id, incoming.method, stored.outcome, stored.reply, True)
-        decision = self._decision(conn, incoming, now, salt)
+        decision = self._decision(conn, incoming, now, keys)
         if incoming.peer_secrets is not None:  # opened in the worker: its ECDH serves the reply
             self.encryptor.remember(bytes.fromhex(event.pubkey), incoming.peer_secrets)
         reply = build_reply(
@@ -148,15 +154,15 @@ class AccountService:
             self.rules.reply_ttl_s,
             empty_success=self.rules.empty_success,
         )
-        repository.apply_writes(conn, decision.writes, salt)
+        repository.apply_writes(conn, decision.writes, keys)
         for work in decision.writes:
             if isinstance(work, DecoyWork):
-                repository.decoy_work(conn, work, self._rng(16).hex(), now, salt, seal=self.mail_seal)
+                repository.decoy_work(conn, work, self._rng(16).hex(), now, keys, seal=self.mail_seal)
         if incoming.seal_id is not None and incoming.request is not None:
             # A seal is used once: its own created_at window (at most twice the request's
             # from now) closes before this record goes.
             until = now + 2 * self.rules.intake.created_at_window_s
-            repository.apply_writes(conn, (RecordSeal(incoming.seal_id, until),), salt)
+            repository.apply_writes(conn, (RecordSeal(incoming.seal_id, until),), keys)
         claimed = []
         for mail in decision.mails:
             token = self._rng(16).hex()
@@ -173,7 +179,7 @@ class AccountService:
         )
         return Answer(event.id, incoming.method, decision.outcome, reply, False, tuple(claimed))
 
-    def _decision(self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str) -> Decision:
+    def _decision(self, conn: sqlite3.Connection, incoming: Incoming, now: int, keys: Batch) -> Decision:
         request = incoming.request
         if request is None:
             refusal = incoming.refusal or InternalError()
@@ -197,7 +203,7 @@ class AccountService:
             failure_window_s=rules.code_failure_window_s,
             code_ttl_s=rules.code_ttl_s,
             seal_id=incoming.seal_id,
-            salt=salt,
+            batch=keys,
         )
         context = Context(
             now,

@@ -11,8 +11,9 @@ import hmac
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Literal
 
 from dvm.accounts.code_rules import code_address
 from dvm.accounts.decision import (
@@ -36,6 +37,9 @@ from dvm.outbox import MailClaim, OutboxMail, PendingReply, ReplyMark
 from dvm.protocol.email_address import canonical_mailbox, domain_of
 from dvm.store.database import immediate
 from dvm.store.sealed import ParamsSeal
+
+if TYPE_CHECKING:
+    from dvm.store.memo import Batch
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -156,14 +160,7 @@ def users_by_pending_email(conn: sqlite3.Connection, email: str) -> tuple[UserRo
     return tuple(u for row in conn.execute(sql, (email,)) if (u := _user(row)) is not None)
 
 
-def code_sends_since(conn: sqlite3.Connection, mailbox_key: str, since: int) -> tuple[int, ...]:
-    rows = conn.execute(
-        "SELECT sent_at FROM code_sends WHERE mailbox = ? AND sent_at > ?", (mailbox_key, since)
-    )
-    return tuple(row[0] for row in rows)
-
-
-def _sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
+def minute_sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
     """Codes sent to ``scope`` (a domain's key, or ``*``) in the minutes after ``since``: how
     many, and when the oldest minute counted began. Counted by the minute: at most 60 rows."""
     row = conn.execute(
@@ -173,12 +170,19 @@ def _sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
     return Sends(int(row[0]), None if row[1] is None else int(row[1]) * 60)
 
 
+def count_minute_sends(conn: sqlite3.Connection, scopes: Sequence[str], minute: int) -> None:
+    """One more code in ``minute`` for each of ``scopes`` (distinct), in one statement."""
+    if not scopes:
+        return
+    values = ", ".join("(?, ?, 1)" for _ in scopes)
+    conn.execute(
+        f"INSERT INTO code_send_minutes (scope, minute, sends) VALUES {values} "  # noqa: S608
+        "ON CONFLICT (scope, minute) DO UPDATE SET sends = code_send_minutes.sends + 1",
+        [value for scope in scopes for value in (scope, minute)],
+    )
+
+
 ALL_SCOPE = "*"
-
-
-def code_failures_since(conn: sqlite3.Connection, subject: str, since: int) -> tuple[int, ...]:
-    rows = conn.execute("SELECT at FROM code_failures WHERE subject = ? AND at > ?", (subject, since))
-    return tuple(row[0] for row in rows)
 
 
 CodeTo = Literal["email", "account", "session"]
@@ -201,7 +205,7 @@ def load_view(
     failure_window_s: int = 7 * 24 * 3600,
     code_ttl_s: int = 900,
     seal_id: str | None = None,
-    salt: str | None = None,
+    batch: Batch | None = None,
 ) -> View:
     """The rows one request may need: see :class:`~dvm.accounts.decision.View`.
 
@@ -212,7 +216,9 @@ def load_view(
     the codes, caps and wrong codes of the mailbox it would go to), ``failures`` (the method
     checks a code: load the session's mailbox's codes and wrong codes), ``rivals`` (other
     accounts' pending changes to the address). ``signer`` is the account key that signed the
-    request's seal, ``seal_id`` that seal's id (a seal is used once).
+    request's seal, ``seal_id`` that seal's id (a seal is used once). ``batch`` (its
+    transaction's :class:`~dvm.store.memo.Batch`) computes each salted key once and reads the
+    block list and the minute counters from memory where it may.
     """
     session = session_by_pubkey(conn, event_pubkey)
     session_user = user_by_id(conn, session.user_id) if session and session.user_id else None
@@ -238,42 +244,47 @@ def load_view(
     if rivals:
         owned = address or (session_user.email if session_user else None)
         pending_users = users_by_pending_email(conn, owned) if owned else ()
-    view = View(
-        session,
-        session_user,
-        email_user,
-        pubkey_user,
-        (),
-        account_user,
-        pending_users,
-        account_via=via,
-    )
-    salt = salt or erasure_salt(conn)
     to = _code_target(code_to, email, account_user, session, session_user)
-    mailbox_key = None
+    code_sends: tuple[int, ...] = ()
+    codes: tuple[CodeRow, ...] = ()
+    failed: tuple[int, ...] = ()
+    domain_sends = all_sends = Sends()
+    since = now - window_s
     if to is not None:
-        box = canonical_mailbox(to)
-        mailbox_key = counter_key(salt, box)
-        since = now - window_s
-        view = replace(
-            view,
-            code_sends=code_sends_since(conn, mailbox_key, since),
-            domain_sends=_sends(conn, counter_key(salt, domain_of(box)), since),
-            all_sends=_sends(conn, ALL_SCOPE, since),
+        box = batch.mailbox(to) if batch else canonical_mailbox(to)
+        code_sends, codes, failed = mailbox_rows(
+            conn, _key(conn, batch, box), since, since - code_ttl_s, now - failure_window_s
         )
+        sends = batch.sends if batch else partial(minute_sends, conn)
+        domain_sends = sends(_key(conn, batch, domain_of(box)), since)
+        all_sends = sends(ALL_SCOPE, since)
     elif failures and session is not None and session.subject:
-        mailbox_key = counter_key(salt, session.subject)
-    if mailbox_key is not None:
-        view = replace(
-            view,
-            codes=codes_of(conn, mailbox_key, now - window_s - code_ttl_s),
-            failures=code_failures_since(conn, mailbox_key, now - failure_window_s),
-        )
-    if address and is_blocked(conn, address):
-        view = replace(view, email_blocked=True)
-    if seal_id is not None and seal_seen(conn, seal_id):
-        view = replace(view, seal_used=True)
-    return view
+        key = _key(conn, batch, session.subject)
+        _, codes, failed = mailbox_rows(conn, key, None, since - code_ttl_s, now - failure_window_s)
+    blocked = False
+    if address:
+        blocked = batch.blocked(address) if batch else is_blocked(conn, address)
+    return View(
+        session=session,
+        session_user=session_user,
+        email_user=email_user,
+        pubkey_user=pubkey_user,
+        code_sends=code_sends,
+        account_user=account_user,
+        pending_users=pending_users,
+        domain_sends=domain_sends,
+        all_sends=all_sends,
+        failures=failed,
+        email_blocked=blocked,
+        codes=codes,
+        account_via=via,
+        seal_used=seal_id is not None and seal_seen(conn, seal_id),
+    )
+
+
+def _key(conn: sqlite3.Connection, batch: Batch | None, text: str) -> str:
+    """The counter key of ``text``: the batch's, or hashed under the salt read now."""
+    return batch.key(text) if batch else counter_key(erasure_salt(conn), text)
 
 
 def _code_target(
@@ -293,24 +304,52 @@ def _code_target(
     return None
 
 
-def codes_of(conn: sqlite3.Connection, mailbox_key: str, since: int) -> tuple[CodeRow, ...]:
-    """A mailbox's codes minted after ``since``, newest first (at most ``CODES_LOADED``)."""
-    rows = conn.execute(
-        "SELECT id, kind, code_hmac, minted_at, expires_at, long FROM codes "
-        "WHERE mailbox = ? AND minted_at > ? ORDER BY minted_at DESC, id DESC LIMIT ?",
-        (mailbox_key, since, CODES_LOADED),
-    )
-    return tuple(CodeRow(int(r[0]), CodeKind(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5])) for r in rows)
+_MAILBOX_CODES = (
+    "SELECT * FROM (SELECT 2, id, kind, code_hmac, minted_at, expires_at, long FROM codes "
+    "WHERE mailbox = ? AND minted_at > ? ORDER BY minted_at DESC, id DESC LIMIT ?) AS newest"
+)
+_MAILBOX_FAILURES = (
+    "SELECT 1, at, NULL, NULL, NULL, NULL, NULL FROM code_failures WHERE subject = ? AND at > ?"
+)
+_MAILBOX_SENDS = (
+    "SELECT 0, sent_at, NULL, NULL, NULL, NULL, NULL FROM code_sends WHERE mailbox = ? AND sent_at > ?"
+)
+
+
+def mailbox_rows(
+    conn: sqlite3.Connection, key: str, sends_since: int | None, codes_since: int, failures_since: int
+) -> tuple[tuple[int, ...], tuple[CodeRow, ...], tuple[int, ...]]:
+    """When codes were minted for one mailbox key since ``sends_since`` (unless None), its newest
+    codes minted since ``codes_since`` (newest first, at most ``CODES_LOADED``) and when wrong
+    codes were tried on them since ``failures_since``: three reads in one statement."""
+    parts = [_MAILBOX_FAILURES, _MAILBOX_CODES]
+    args: list[str | int] = [key, failures_since, key, codes_since, CODES_LOADED]
+    if sends_since is not None:
+        parts.append(_MAILBOX_SENDS)
+        args += [key, sends_since]
+    sends: list[int] = []
+    failed: list[int] = []
+    codes: list[CodeRow] = []
+    for r in conn.execute(" UNION ALL ".join(parts), args):
+        if r[0] == 0:
+            sends.append(int(r[1]))
+        elif r[0] == 1:
+            failed.append(int(r[1]))
+        else:
+            codes.append(CodeRow(int(r[1]), CodeKind(r[2]), r[3], int(r[4]), int(r[5]), bool(r[6])))
+    codes.sort(key=lambda c: (c.minted_at, c.id), reverse=True)  # a union keeps no order
+    return tuple(sends), tuple(codes), tuple(failed)
 
 
 def seal_seen(conn: sqlite3.Connection, seal_id: str) -> bool:
     return conn.execute("SELECT 1 FROM seals WHERE id = ?", (seal_id,)).fetchone() is not None
 
 
-def block_keys(email: str) -> tuple[str, ...]:
+def block_keys(email: str, mailbox: str | None = None) -> tuple[str, ...]:
     """What a block may name for a normalised address: the address, its domain and every parent
-    domain (a blocked ``example.org`` covers ``mail.example.org``)."""
-    mailbox = canonical_mailbox(email)
+    domain (a blocked ``example.org`` covers ``mail.example.org``). ``mailbox``: its canonical
+    mailbox, when known already."""
+    mailbox = mailbox or canonical_mailbox(email)
     labels = email.rpartition("@")[2].split(".")
     domains = (".".join(labels[i:]) for i in range(len(labels)))
     return tuple(dict.fromkeys((email, mailbox, *domains, mailbox.rpartition("@")[2])))
@@ -318,13 +357,18 @@ def block_keys(email: str) -> tuple[str, ...]:
 
 def is_blocked(conn: sqlite3.Connection, email: str) -> bool:
     """True when the address or one of its domains is on the block list (``sigit-dvm blocks``)."""
-    keys = block_keys(email)
+    return any_blocked(conn, block_keys(email))
+
+
+def any_blocked(conn: sqlite3.Connection, keys: Sequence[str]) -> bool:
+    """True when one of ``keys`` (:func:`block_keys`) is on the block list."""
     marks = ", ".join("?" * len(keys))
     return conn.execute(f"SELECT 1 FROM blocks WHERE value IN ({marks}) LIMIT 1", keys).fetchone() is not None  # noqa: S608
 
 
-def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | None = None) -> None:
-    """Write a decision's rows; ``salt`` (:func:`erasure_salt`) saves a lookup per counter."""
+def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], batch: Batch | None = None) -> None:
+    """Write a decision's rows; ``batch`` (:class:`~dvm.store.memo.Batch`) hashes each counter
+    key once and keeps the minute counters it remembers current."""
     for write in writes:
         if isinstance(write, PutUser):
             u = write.row
@@ -353,7 +397,6 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
             )
         elif isinstance(write, PutSession):
             s = write.row
-            salt = salt or erasure_salt(conn)
             conn.execute(
                 _PUT_SESSION,
                 (
@@ -368,7 +411,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                     s.verified_at,
                     s.created_at,
                     s.updated_at,
-                    HASHED + counter_key(salt, s.subject) if s.subject else "",
+                    HASHED + _key(conn, batch, s.subject) if s.subject else "",
                     s.decoy,
                     s.auth_until,
                     s.claim_pubkey,
@@ -377,26 +420,23 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                 ),
             )
         elif isinstance(write, RecordCodeSend):
-            salt = salt or erasure_salt(conn)
-            minute = write.at // 60
             conn.execute(
                 "INSERT INTO code_sends (mailbox, sent_at) VALUES (?, ?)",
-                (counter_key(salt, write.mailbox), write.at),
+                (_key(conn, batch, write.mailbox), write.at),
             )
             if write.unproven:  # only codes to unproven addresses count toward the shares
-                conn.executemany(
-                    "INSERT INTO code_send_minutes (scope, minute, sends) VALUES (?, ?, 1) "
-                    "ON CONFLICT (scope, minute) DO UPDATE SET sends = code_send_minutes.sends + 1",
-                    [(counter_key(salt, domain_of(write.mailbox)), minute), (ALL_SCOPE, minute)],
-                )
+                scopes = (_key(conn, batch, domain_of(write.mailbox)), ALL_SCOPE)
+                if batch:
+                    batch.count_sends(scopes, write.at // 60)
+                else:
+                    count_minute_sends(conn, scopes, write.at // 60)
         elif isinstance(write, PutCode):
-            salt = salt or erasure_salt(conn)
             c = write.row
             conn.execute(
                 "INSERT INTO codes (mailbox, kind, code_hmac, long, minted_at, expires_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    counter_key(salt, write.mailbox),
+                    _key(conn, batch, write.mailbox),
                     c.kind.value,
                     c.code_hmac,
                     c.long,
@@ -412,8 +452,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                 (write.seal_id, write.until),
             )
         elif isinstance(write, RecordCodeFailure):
-            salt = salt or erasure_salt(conn)
-            key = counter_key(salt, write.subject)
+            key = _key(conn, batch, write.subject)
             conn.execute("INSERT INTO code_failures (subject, at) VALUES (?, ?)", (key, write.at))
         elif isinstance(write, DeleteUser):
             erase_user(conn, write.user_id, write.at, write.by)
@@ -421,10 +460,10 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
 
 
 def decoy_work(
-    conn: sqlite3.Connection, work: DecoyWork, message_id: str, now: int, salt: str, *, seal: ParamsSeal
+    conn: sqlite3.Connection, work: DecoyWork, message_id: str, now: int, batch: Batch, *, seal: ParamsSeal
 ) -> None:
     """What a real code costs the store, withdrawn at once (see :class:`DecoyWork`)."""
-    key = counter_key(salt, work.mailbox)
+    key = batch.key(work.mailbox)
     code_id = conn.execute(
         "INSERT INTO codes (mailbox, kind, code_hmac, long, minted_at, expires_at) "
         "VALUES (?, 'login', '', 0, ?, ?) RETURNING id",
