@@ -75,12 +75,20 @@ class Memo:
         self._blocks, self._blocks_loaded = None, False
         self._minutes.clear()
 
-    def blocked(self, conn: sqlite3.Connection, keys: Sequence[str]) -> bool:
+    def nothing_blocked(self, conn: sqlite3.Connection) -> bool:
+        """The block list is empty (the usual case: no address needs its keys computed)."""
+        self._load_blocks(conn)
+        return self._blocks is not None and not self._blocks
+
+    def _load_blocks(self, conn: sqlite3.Connection) -> None:
         if not self._blocks_loaded:  # the whole list, once a change: not a scan per request
             self._blocks_loaded = True
             rows = conn.execute(BLOCK_LIST, (self.max_blocks + 1,)).fetchall()
             if len(rows) <= self.max_blocks:
                 self._blocks = frozenset(row[0] for row in rows)
+
+    def blocked(self, conn: sqlite3.Connection, keys: Sequence[str]) -> bool:
+        self._load_blocks(conn)
         if self._blocks is None:
             return repository.any_blocked(conn, keys)
         return any(key in self._blocks for key in keys)
@@ -142,6 +150,8 @@ class Batch:
 
     def blocked(self, address: str) -> bool:
         """:func:`repository.is_blocked`, from memory when the block list is held there."""
+        if self._memo is not None and self._memo.nothing_blocked(self._conn):
+            return False
         keys = repository.block_keys(address, self.mailbox(address))
         if self._memo is None:
             return repository.any_blocked(self._conn, keys)
