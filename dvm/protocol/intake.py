@@ -65,15 +65,15 @@ class IntakeRules:
     pow_bits: Mapping[Method, int] = field(default_factory=lambda: DEFAULT_POW_BITS)
     request_limits: RequestLimits = field(default_factory=RequestLimits)
     accept_unproven_keys: bool = False  # versions 1 and 2: register/activate not signed by their key
+    pow_gate_bits: int = field(init=False, compare=False, repr=False)
+    """The minimum any method accepts: checked before decrypting (computed once: every event asks)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pow_gate_bits", min(self.pow_bits.get(method, 0) for method in Method))
 
     @property
     def reply_kind(self) -> int:
         return self.request_kind + 1000
-
-    @property
-    def pow_gate_bits(self) -> int:
-        """The minimum any method accepts: checked before decrypting."""
-        return min(self.pow_bits.get(method, 0) for method in Method)
 
 
 @dataclass(frozen=True, slots=True)
