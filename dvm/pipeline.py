@@ -313,6 +313,8 @@ class Pipeline:
 
 
 def _log_answer(item: Queued, answer: Answer, latency_s: float) -> None:
+    if not log.isEnabledFor(logging.INFO):  # its fields cost more than the check, every request
+        return
     latency_ms = latency_s * 1000
     fields = {
         "event": item.event.id,

@@ -367,13 +367,18 @@ def observed(
         if observe is not None:
             observe(elapsed)
         calls = calls or CallLog()
-        name = operation(fn)
-        if error is None:
-            calls.outage.ok(name)  # only an operation that failed tells that it works again
-        elif unavailable(error):  # the outage says it; a slow failure is no news beside it
-            calls.outage.failed(f"{one_line(str(error)) or type(error).__name__} (in {name})", name)
-        if elapsed >= SLOW_CALL_S and (error is None or not unavailable(error)):
-            calls.slow(name, elapsed, note)
+        # The usual case, every request: nothing to tell, so no name to build.
+        if error is not None or calls.outage.since is not None or elapsed >= SLOW_CALL_S:
+            _tell(calls, operation(fn), error, elapsed, note)
+
+
+def _tell(calls: CallLog, name: str, error: BaseException | None, elapsed: float, note: str) -> None:
+    if error is None:
+        calls.outage.ok(name)  # only an operation that failed tells that it works again
+    elif unavailable(error):  # the outage says it; a slow failure is no news beside it
+        calls.outage.failed(f"{one_line(str(error)) or type(error).__name__} (in {name})", name)
+    if elapsed >= SLOW_CALL_S and (error is None or not unavailable(error)):
+        calls.slow(name, elapsed, note)
 
 
 @contextmanager

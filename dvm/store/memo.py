@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dvm.accounts.decision import Sends
 from dvm.protocol.email_address import canonical_mailbox
 from dvm.store import repository
-from dvm.store.database import dialect, savepoint
+from dvm.store.database import dialect
 
 MAX_SCOPES = 4096
 """Scopes (domains, and ``*``) whose counted minutes are kept; the least recently used go first."""
@@ -171,15 +170,21 @@ class Batch:
                 self._memo.count(scope, minute, 1)
                 self._counted.append((scope, minute))
 
-    @contextmanager
-    def request(self) -> Iterator[None]:
-        """One request's savepoint: rolled back alone, its counts taken back out of memory."""
+    def request(self) -> Batch:
+        """One request's savepoint (``with batch.request():``): rolled back alone, its counts
+        taken back out of memory. (A class, not a generator: it runs for every request.)"""
+        return self
+
+    def __enter__(self) -> None:
         self._counted.clear()
-        with savepoint(self._conn):
-            try:
-                yield
-            except BaseException:
-                if self._memo is not None:
-                    for scope, minute in self._counted:
-                        self._memo.count(scope, minute, -1)
-                raise
+        self._conn.execute("SAVEPOINT request")
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if kind is None:
+            self._conn.execute("RELEASE request")
+            return
+        self._conn.execute("ROLLBACK TO request")
+        self._conn.execute("RELEASE request")
+        if self._memo is not None:
+            for scope, minute in self._counted:
+                self._memo.count(scope, minute, -1)
