@@ -40,6 +40,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self._request_counters: dict[tuple[str, str, bool], Counter] = {}  # labelled children, by key
+        self._publish_counters: dict[tuple[str, str], Counter] = {}
         ProcessCollector(registry=r)  # process_resident_memory_bytes, ..._cpu_seconds_total, ...
         self.build_info = Gauge(
             "sigit_build_info",
@@ -132,9 +134,16 @@ class Metrics:
     # --- hooks the request path calls -------------------------------------------------------
 
     def request(self, method: str, outcome: str, replayed: bool, latency_s: float) -> None:
-        method = method if method in _METHODS else "other"
-        outcome = outcome if outcome in _OUTCOMES else "other"
-        self.requests.labels(method, outcome, "true" if replayed else "false").inc()
+        key = (method, outcome, replayed)
+        counter = self._request_counters.get(key)
+        if counter is None:  # a labelled child per key, looked up once: every request counts here
+            labels = (
+                method if method in _METHODS else "other",
+                outcome if outcome in _OUTCOMES else "other",
+                "true" if replayed else "false",
+            )
+            counter = self._request_counters[key] = self.requests.labels(*labels)
+        counter.inc()
         self.request_seconds.observe(latency_s)
 
     def priced(self, method: str) -> None:
@@ -152,7 +161,10 @@ class Metrics:
             self.reply_publish_seconds.observe(seconds)
             for relay, accepted, message in outcome:
                 result = "accepted" if accepted else "error" if message.startswith("error:") else "refused"
-                self.reply_publish.labels(relay, result).inc()
+                counter = self._publish_counters.get((relay, result))
+                if counter is None:
+                    counter = self._publish_counters[relay, result] = self.reply_publish.labels(relay, result)
+                counter.inc()
 
     def relay_connected(self, relay: str) -> None:
         self.relay_connects.labels(relay).inc()

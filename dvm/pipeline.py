@@ -1,9 +1,13 @@
 """The request path: intake -> open -> commit -> results, one stage each, in this order.
 
 1. **Intake** (:meth:`Pipeline.submit`): a relay connection hands over a raw event. It is parsed,
-   dropped if it is not addressed to us or was already decided in this run, left unopened if it is
-   another daemon's to decide (several daemons: ``dvm.ownership``), and put on a bounded queue (a
-   full queue stops that relay's reader: back-pressure, not memory growth).
+   dropped if it is not addressed to us or was already decided in this run, and dropped as junk
+   unless its recomputed id carries the proof of work it commits to (a hash, no signature:
+   :func:`~dvm.protocol.intake.paid_work`), so no junk ever waits in the queue or reaches the
+   worker. It is left unopened if it is another daemon's to decide (several daemons:
+   ``dvm.ownership``). The rest goes on a bounded queue (a full queue stops that relay's reader:
+   back-pressure, not memory growth) ordered by the work each event committed to, then by
+   arrival: a request that paid its method's price passes one that paid only the lowest.
 2. **Open** (:meth:`Pipeline._open_stage`): whatever is queued (up to ``batch_max``) is verified,
    decrypted and decoded by the :class:`~dvm.opener.Opener`: in its worker process on the other
    core when the batch is large enough, inline otherwise.
@@ -27,6 +31,7 @@ the next.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -38,9 +43,10 @@ from typing import Any
 from dvm.backoff import Backoff
 from dvm.errors import NostrError, StaleEvent
 from dvm.metrics import Metrics
+from dvm.nostr import nip13
 from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
 from dvm.opener import Opened, Opener
-from dvm.protocol.intake import Incoming, addressed_to
+from dvm.protocol.intake import Incoming, addressed_to, paid_work
 from dvm.ratelimit import KeyRateLimiter
 from dvm.service import AccountService, Answer
 from dvm.store import repository
@@ -60,6 +66,11 @@ class Queued:
     event: Event
     received: float  # monotonic
     relay: str
+
+
+Waiting = tuple[int, int, Queued]
+"""A queued event's place: minus the PoW it committed to, then its arrival number (ties are
+FIFO, and two entries never compare their events)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +113,8 @@ class Pipeline:
         self.batch_max = max(1, batch_max)
         self._clock = clock
         self.metrics = metrics or Metrics()
-        self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=max_queued)
+        self._queue: asyncio.PriorityQueue[Waiting] = asyncio.PriorityQueue(maxsize=max_queued)
+        self._arrivals = itertools.count()
         self._opened: asyncio.Queue[tuple[list[Queued], Opened, int]] = asyncio.Queue(maxsize=2)
         # Decided event ids, each with the time past which a copy is stale anyway (created_at +
         # the window): bounded by that time and by SEEN_CAPACITY, oldest decided first.
@@ -170,19 +182,25 @@ class Pipeline:
             return
         if not addressed_to(event, self.service.pubkey, self.service.rules.intake):
             return
+        try:
+            work = paid_work(event, self.service.rules.intake)
+        except NostrError as exc:  # a forged id or no real work: junk, dropped before any cost
+            self.metrics.dropped_event()
+            log.debug("dropped junk from %s: %s", relay, exc)
+            return
         if self.owner is not None and not taken_over and not self.owner(event, relay):
             return  # another live daemon's: parked unopened, handed back if it never decides it
         self._queued.add(event)
-        await self._queue.put(Queued(event, time.monotonic(), relay))
+        await self._queue.put((-work, next(self._arrivals), Queued(event, time.monotonic(), relay)))
 
     # --- 2. open -----------------------------------------------------------------------------
 
     async def _open_stage(self) -> None:
         while True:
-            items = [await self._queue.get()]
+            items = [(await self._queue.get())[2]]
             self._in_progress += 1
             while len(items) < self.batch_max and not self._queue.empty():
-                items.append(self._queue.get_nowait())
+                items.append(self._queue.get_nowait()[2])
             now = int(self._clock())
             opened = await self.opener.open([item.event for item in items], now)
             await self._opened.put((items, opened, now))
@@ -261,8 +279,9 @@ class Pipeline:
     async def _requeue(self, items: list[Queued], delay: float) -> None:
         """Put a failed batch back after ``delay``: a database error is retried, never dropped."""
         await asyncio.sleep(delay)
-        for item in items:
-            await self._queue.put(item)
+        for item in items:  # behind what came meanwhile at the same price: they were not refused
+            work = nip13.committed_target(item.event.tags) or 0
+            await self._queue.put((-work, next(self._arrivals), item))
 
     # --- 4. results --------------------------------------------------------------------------
 
@@ -308,6 +327,8 @@ class Pipeline:
 
 
 def _log_answer(item: Queued, answer: Answer, latency_s: float) -> None:
+    if not log.isEnabledFor(logging.INFO):  # its fields cost more than the check, every request
+        return
     latency_ms = latency_s * 1000
     fields = {
         "event": item.event.id,

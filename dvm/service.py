@@ -38,8 +38,9 @@ from dvm.protocol.methods import (
 from dvm.protocol.replies import build_reply
 from dvm.rules import ServiceRules
 from dvm.store import keylocks, repository
-from dvm.store.database import Conflict, immediate, savepoint
+from dvm.store.database import Conflict, immediate
 from dvm.store.keylocks import KeyLocks
+from dvm.store.memo import Batch, Memo
 from dvm.store.sealed import ParamsSeal
 
 
@@ -80,6 +81,7 @@ class AccountService:
         self.mail_seal = mail_seal or ParamsSeal(code_secret)  # queued mail's values sealed at rest
         self._secret = code_secret
         self._rng = rng
+        self._memo = Memo()  # what only the daemon's own writes change, across transactions
 
     @property
     def pubkey(self) -> str:
@@ -120,25 +122,29 @@ class AccountService:
         commits (replies published) ride along instead of paying for a commit of their own.
         """
         answers: list[Answer | Exception] = []
-        with immediate(conn, keyed=True):
-            if bookkeeping is not None:
-                repository.write_bookkeeping(conn, bookkeeping)
-            salt = repository.erasure_salt(conn)  # once a batch, not once a counter
-            locks = keylocks.lock_batch(conn, batch, salt)  # PostgreSQL: what the batch touches
-            for incoming in batch:
-                answers.append(self._commit_saved(conn, incoming, now, salt, locks))
+        try:
+            with immediate(conn, keyed=True):
+                if bookkeeping is not None:
+                    repository.write_bookkeeping(conn, bookkeeping)
+                keys = self._memo.batch(conn)  # salted keys once a batch, not once a counter
+                locks = keylocks.lock_batch(conn, batch, keys.salt)  # PostgreSQL: what the batch touches
+                for incoming in batch:
+                    answers.append(self._commit_saved(conn, incoming, now, keys, locks))
+        except BaseException:
+            self._memo.forget()  # rolled back: what it remembered of this transaction is wrong
+            raise
         return answers
 
     def _commit_saved(
-        self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str, locks: KeyLocks | None
+        self, conn: sqlite3.Connection, incoming: Incoming, now: int, keys: Batch, locks: KeyLocks | None
     ) -> Answer | Exception:
-        """One request in a savepoint of its own. On a shared database a uniqueness conflict (a
-        row no lock foresaw, written by another daemon meanwhile) is decided again, once: the
-        second try reads that row."""
+        """One request in a savepoint of its own (its counts taken back out of memory if it
+        rolls back). On a shared database a uniqueness conflict (a row no lock foresaw, written
+        by another daemon meanwhile) is decided again, once: the second try reads that row."""
         for retry in (False, True):
             try:
-                with savepoint(conn):
-                    return self._commit_one(conn, incoming, now, salt, locks)
+                with keys.request():
+                    return self._commit_one(conn, incoming, now, keys, locks)
             except Conflict as exc:
                 if retry or locks is None:
                     return exc
@@ -147,13 +153,13 @@ class AccountService:
         raise AssertionError("unreachable")
 
     def _commit_one(
-        self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str, locks: KeyLocks | None = None
+        self, conn: sqlite3.Connection, incoming: Incoming, now: int, keys: Batch, locks: KeyLocks | None
     ) -> Answer:
         event = incoming.event
         stored = repository.stored_reply(conn, event.id)
         if stored is not None:
             return Answer(event.id, incoming.method, stored.outcome, stored.reply, True)
-        decision = self._decision(conn, incoming, now, salt, locks)
+        decision = self._decision(conn, incoming, now, keys, locks)
         if incoming.peer_secrets is not None:  # opened in the worker: its ECDH serves the reply
             self.encryptor.remember(bytes.fromhex(event.pubkey), incoming.peer_secrets)
         reply = build_reply(
@@ -166,7 +172,7 @@ class AccountService:
             self.rules.reply_ttl_s,
             empty_success=self.rules.empty_success,
         )
-        repository.apply_writes(conn, decision.writes, salt)
+        repository.apply_writes(conn, decision.writes, keys)
         for work in decision.writes:
             if isinstance(work, DecoyWork):
                 repository.decoy_work(conn, work, self._rng(16).hex(), now, seal=self.mail_seal)
@@ -174,7 +180,7 @@ class AccountService:
             # A seal is used once: its own created_at window (at most twice the request's
             # from now) closes before this record goes.
             until = now + 2 * self.rules.intake.created_at_window_s
-            repository.apply_writes(conn, (RecordSeal(incoming.seal_id, until),), salt)
+            repository.apply_writes(conn, (RecordSeal(incoming.seal_id, until),), keys)
         claimed = []
         for mail in decision.mails:
             token = self._rng(16).hex()
@@ -192,7 +198,7 @@ class AccountService:
         return Answer(event.id, incoming.method, decision.outcome, reply, False, tuple(claimed))
 
     def _decision(
-        self, conn: sqlite3.Connection, incoming: Incoming, now: int, salt: str, locks: KeyLocks | None
+        self, conn: sqlite3.Connection, incoming: Incoming, now: int, keys: Batch, locks: KeyLocks | None
     ) -> Decision:
         request = incoming.request
         if request is None:
@@ -217,7 +223,7 @@ class AccountService:
             failure_window_s=rules.code_failure_window_s,
             code_ttl_s=rules.code_ttl_s,
             seal_id=incoming.seal_id,
-            salt=salt,
+            batch=keys,
             counted=counted(rules),
             locks=locks,
         )

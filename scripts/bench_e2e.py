@@ -65,16 +65,18 @@ def start_daemon(
     store_url: str = "",
     key: SecretKey | None = None,
     code_secret: bytes | None = None,
+    log_level: str = "warning",
 ) -> tuple[subprocess.Popen[bytes], SecretKey]:
     """``sigit-dvm run`` on the SQLite file in ``directory`` or the database at ``store_url``;
-    ``key`` and ``code_secret`` make it a twin of another daemon (active-active)."""
+    ``key`` and ``code_secret`` make it a twin of another daemon (active-active). Its log goes
+    to ``directory/daemon.log``."""
     config, key = write_local_config(
         directory,
         [relay_url],
         25,
         key=key,
         overrides={
-            "daemon": {"log_level": "warning"},
+            "daemon": {"log_level": log_level},
             "store": {"url": store_url} if store_url else {},
             "service": {
                 "pow_request_account_bits": POW_BITS,

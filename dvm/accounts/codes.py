@@ -35,12 +35,12 @@ def new_code(rng: Rng, digits: int = CODE_DIGITS) -> str:
 
 def code_hmac(secret: bytes, kind: str, code: str) -> str:
     """Hex HMAC-SHA256 of ``kind:code`` under the server secret: what a code row stores."""
-    return hmac.new(secret, f"{kind}:{code}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, f"{kind}:{code}".encode(), hashlib.sha256).hex()
 
 
 def session_code_hmac(secret: bytes, session_pubkey: str, code: str) -> str:
     """The HMAC of a code of an older version, which belonged to one session key."""
-    return hmac.new(secret, f"{session_pubkey}:{code}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, f"{session_pubkey}:{code}".encode(), hashlib.sha256).hex()
 
 
 def same_hmac(computed: str, stored: str) -> bool:

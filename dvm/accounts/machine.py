@@ -126,7 +126,8 @@ def _checked(entry: Rule, decision: Decision, view: View, ctx: Context) -> Decis
         state = write.row.state if isinstance(write, PutSession) else None
         if isinstance(write, PutSession) and state is not taken.session_to and state is not kept:
             raise UndeclaredTransition(f"{entry.method} wrote a {state} session, row says {taken}")
-    return replace(decision, writes=_keep_authorisation(decision.writes, view, ctx), transition=taken)
+    writes = _keep_authorisation(decision.writes, view, ctx)
+    return Decision(decision.reply, writes, decision.mails, decision.step, taken)
 
 
 def _keep_authorisation(writes: tuple[Write, ...], view: View, ctx: Context) -> tuple[Write, ...]:

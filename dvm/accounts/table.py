@@ -10,7 +10,7 @@ checks that the two agree.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from dvm.accounts.decision import Decision, Step, Transition, View
@@ -129,4 +129,4 @@ def rule(method: Method, *rows: Row) -> Callable[[Handler], Handler]:
 
 def then(step: Step, decision: Decision) -> Decision:
     """``decision``, taking the session from ``step[0]`` to ``step[1]``."""
-    return replace(decision, step=step)
+    return Decision(decision.reply, decision.writes, decision.mails, step, decision.transition)

@@ -8,7 +8,10 @@ its mails concurrently. Each outcome is written in a transaction of its own as s
 a message the server accepted is marked ``sent`` before the backend lets any other message reach
 its end of data (see :class:`~dvm.mailer.backends.Backend`; while the database refuses the mark,
 the worker keeps trying and sends nothing more), so a crash can leave at most one accepted message
-unmarked, and only that one goes out again (with the same Message-ID). Temporary failures back off
+unmarked, and only that one goes out again (with the same Message-ID). The outcome's commit does
+not wait for fsync on the event loop (:meth:`~dvm.store.database.Database.run_unsynced`): a killed
+process loses no outcome, and a power loss loses at most those of the last
+``store.database.SYNC_WINDOW_S`` (1 s), whose mails then go out once more. Temporary failures back off
 exponentially (``retry_base_s * 2**(attempt-1)``, capped at ``retry_max_s``) up to
 ``max_attempts``; permanent ones (a 5xx reply, an address not mailable under today's rules, no
 SMTPUTF8 for a non-ASCII address, values that cannot be encoded or opened) go straight to the dead
@@ -35,7 +38,7 @@ from dvm.mailer.message import Outgoing, Sender, build_message
 from dvm.mailer.templates import Templates
 from dvm.outage import Outage
 from dvm.protocol.email_address import normalise_email
-from dvm.store.database import Store, unavailable
+from dvm.store.database import Store, run_unsynced, unavailable
 from dvm.store.leases import MAX_CLOCK_SKEW_S
 from dvm.store.sealed import ParamsSeal, UnsealError
 
@@ -211,11 +214,13 @@ class MailWorker:
     async def _write(self, outcome: outbox.Outcome) -> None:
         """Write an outcome now, in a transaction of its own; while the database refuses, try again
         every ``WRITE_RETRY_S``. A ``sent`` mark is written under the backend's acceptance turn,
-        so meanwhile no other message is accepted (and none can become a second duplicate)."""
+        so meanwhile no other message is accepted (and none can become a second duplicate). The
+        commit reaches the WAL before this returns (a kill loses nothing) and the disk within the
+        store's sync window (see the module docstring)."""
         refused = False
         while True:
             try:
-                await self.db.run(partial(outbox.record, outcomes=[outcome]))
+                await run_unsynced(self.db, partial(outbox.record, outcomes=[outcome]))
                 return
             except Exception as exc:  # locked or full: the row stays claimed under our lease
                 if not refused:

@@ -15,6 +15,7 @@ steps an older ``PRAGMA user_version`` forward, one version per entry.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -251,6 +252,8 @@ DAEMON_BUSY_TIMEOUT_MS = 250
 """The daemon's wait, shorter: it blocks the event loop, and a refused batch is retried anyway."""
 SLOW_CALL_S = 0.1
 """A database call at least this long is logged: the event loop (every relay, mail) waited for it."""
+SYNC_WINDOW_S = 1.0
+"""An unsynced commit (:meth:`Database.run_unsynced`) reaches the disk within this long."""
 
 
 class StoreError(DVMError):
@@ -387,13 +390,18 @@ def observed(
         if observe is not None:
             observe(elapsed)
         calls = calls or CallLog()
-        name = operation(fn)
-        if error is None:
-            calls.outage.ok(name)  # only an operation that failed tells that it works again
-        elif unavailable(error):  # the outage says it; a slow failure is no news beside it
-            calls.outage.failed(f"{one_line(str(error)) or type(error).__name__} (in {name})", name)
-        if elapsed >= SLOW_CALL_S and (error is None or not unavailable(error)):
-            calls.slow(name, elapsed, note)
+        # The usual case, every request: nothing to tell, so no name to build.
+        if error is not None or calls.outage.since is not None or elapsed >= SLOW_CALL_S:
+            _tell(calls, operation(fn), error, elapsed, note)
+
+
+def _tell(calls: CallLog, name: str, error: BaseException | None, elapsed: float, note: str) -> None:
+    if error is None:
+        calls.outage.ok(name)  # only an operation that failed tells that it works again
+    elif unavailable(error):  # the outage says it; a slow failure is no news beside it
+        calls.outage.failed(f"{one_line(str(error)) or type(error).__name__} (in {name})", name)
+    if elapsed >= SLOW_CALL_S and (error is None or not unavailable(error)):
+        calls.slow(name, elapsed, note)
 
 
 KEYED_BEGIN = "BEGIN /* keyed */"
@@ -425,6 +433,21 @@ def immediate(
 
 
 @contextmanager
+def unsynced(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Transactions in the block commit without waiting for fsync (SQLite ``synchronous =
+    NORMAL``): written to the WAL, so a killed process loses none of them, but a power loss may,
+    until the WAL is next synced (see :meth:`Database.run_unsynced`). Other backends: unchanged."""
+    if dialect(conn) != "sqlite":
+        yield conn
+        return
+    conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield conn
+    finally:
+        conn.execute("PRAGMA synchronous = FULL")  # connect()'s: every other commit waits for fsync
+
+
+@contextmanager
 def savepoint(conn: sqlite3.Connection, name: str = "request") -> Iterator[sqlite3.Connection]:
     """A nested unit inside a transaction: rolled back alone if its body raises."""
     conn.execute(f"SAVEPOINT {name}")
@@ -448,12 +471,21 @@ class Database:
     shared = False
     """One daemon per file (a lock file sees to it): no leases, and a new run takes over claims."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = DAEMON_BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = DAEMON_BUSY_TIMEOUT_MS,
+        sync_window_s: float = SYNC_WINDOW_S,
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.sync_window_s = sync_window_s
         self._conn: sqlite3.Connection | None = None
         self.observe: Callable[[float], None] | None = None  # each call's seconds (dvm.metrics)
         self.calls = CallLog()  # outages and slow calls, as the log tells them
+        self._unsynced = False  # a commit since the WAL was last synced did not wait for fsync
+        self._syncer: asyncio.Task[None] | None = None
 
     async def open(self) -> Database:
         """Connect and migrate, waiting for locks as long as the CLI does (nothing is served yet),
@@ -475,10 +507,75 @@ class Database:
         with observed(fn, self.observe, " (the event loop waited)", self.calls):  # on the loop's thread
             return fn(conn)
 
+    async def run_unsynced(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`run`, with ``fn``'s commits not waiting for fsync (:func:`unsynced`): they cost
+        the event loop their writes, not a disk's flush (about 1 ms here). A killed process loses
+        none of them; a power loss loses at most those of the last ``sync_window_s``, since the
+        WAL is synced that long after the first of them (in a thread, off the loop) if no fsync'd
+        commit (every request batch) did it first. For bookkeeping that may be repeated, never
+        for a decision: a mail's outcome, a reply's publication."""
+        result = await self.run(partial(_unsynced_call, fn))
+        self._unsynced = True
+        if self._syncer is None or self._syncer.done():
+            self._syncer = asyncio.ensure_future(self._sync_later())
+        return result
+
+    async def sync(self) -> None:
+        """Flush the WAL to the disk now (in a thread): every commit so far survives a power loss."""
+        self._unsynced = False
+        wal = Path(f"{self.path}-wal")
+        await asyncio.to_thread(_fsync, wal)
+
+    @property
+    def unsynced(self) -> bool:
+        """Whether a commit made since the WAL was last synced did not wait for fsync."""
+        return self._unsynced
+
+    async def _sync_later(self) -> None:
+        """Sync ``sync_window_s`` after an unsynced commit, and again while more came meanwhile
+        (one that came during a sync may have missed it)."""
+        while self._unsynced:
+            await asyncio.sleep(self.sync_window_s)
+            try:
+                await self.sync()
+            except OSError as exc:  # the disk refused: try again in a window
+                self._unsynced = True
+                log.warning("syncing the database's WAL failed (%s); retrying", exc)
+
     async def close(self) -> None:
+        if self._syncer is not None and not self._syncer.done():
+            self._syncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._syncer
+        if self._unsynced and self._conn is not None:
+            await self.sync()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+def _unsynced_call(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    with unsynced(conn):
+        return fn(conn)
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # not in WAL mode, or nothing written yet: nothing to sync
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def run_unsynced(store: Store, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn`` on ``store`` with its commits not waiting for fsync where the backend runs them on
+    the event loop (SQLite: :meth:`Database.run_unsynced`); elsewhere as :meth:`Store.run`."""
+    if isinstance(store, Database):
+        return await store.run_unsynced(fn)
+    return await store.run(fn)
 
 
 class Store(Protocol):

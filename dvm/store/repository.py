@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from dvm.accounts.code_rules import DECOY_HMAC
@@ -41,6 +42,7 @@ from dvm.store.sealed import ParamsSeal
 
 if TYPE_CHECKING:  # keylocks imports this module (its mailbox keys are counter keys)
     from dvm.store.keylocks import KeyLocks
+    from dvm.store.memo import Batch
 
 _SELECT_USER = (
     "SELECT id, email, verified, activated, entropy, pubkey, bkp, created_at, updated_at, "
@@ -183,7 +185,7 @@ def code_sends_since(
     return tuple(r[0] for r in sends), tuple(r[0] for r in own)
 
 
-def _sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
+def minute_sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
     """Codes sent to ``scope`` (a domain's key, or ``*``) in the minutes after ``since``: how
     many, and when the oldest minute counted began. Counted by the minute: at most 60 rows."""
     row = conn.execute(
@@ -191,6 +193,20 @@ def _sends(conn: sqlite3.Connection, scope: str, since: int) -> Sends:
         (scope, since // 60),
     ).fetchone()
     return Sends(int(row[0]), None if row[1] is None else int(row[1]) * 60)
+
+
+def count_minute_sends(conn: sqlite3.Connection, scopes: Sequence[str], minute: int) -> None:
+    """One more code in ``minute`` for each of ``scopes`` (distinct), in one statement, on the
+    connection's own shard row (PostgreSQL: several daemons never wait on one another's)."""
+    if not scopes:
+        return
+    shard = getattr(conn, "shard", 0)
+    values = ", ".join("(?, ?, ?, 1)" for _ in scopes)
+    conn.execute(
+        f"INSERT INTO code_send_minutes (scope, minute, shard, sends) VALUES {values} "  # noqa: S608
+        "ON CONFLICT (scope, minute, shard) DO UPDATE SET sends = code_send_minutes.sends + 1",
+        [value for scope in scopes for value in (scope, minute, shard)],
+    )
 
 
 ALL_SCOPE = "*"
@@ -228,6 +244,7 @@ def load_view(
     code_ttl_s: int = 900,
     seal_id: str | None = None,
     salt: str | None = None,
+    batch: Batch | None = None,
     locks: KeyLocks | None = None,
     counted: tuple[int, int] = (1 << 16, 1 << 16),
 ) -> View:
@@ -242,6 +259,9 @@ def load_view(
     accounts' pending changes to the address). ``signer`` is the account key that signed the
     request's seal, ``seal_id`` that seal's id (a seal is used once). ``counted``: the most
     sends and wrong codes the rules ever count (:func:`dvm.accounts.code_rules.counted`).
+    ``batch`` (its transaction's :class:`~dvm.store.memo.Batch`) computes each salted key and
+    canonical mailbox once and reads the block list and the minute counters from memory where it
+    may.
 
     With ``locks`` (a shared PostgreSQL database), the keys the session and account rows give
     are held before anything else is read (the rows are read again if one was not held yet), and
@@ -264,12 +284,14 @@ def load_view(
                 account_user, via = session_user, "session"
         if locks is None or not locks.cover_rows(session, account_user):
             break
-    salt = salt or erasure_salt(conn)
+    salt = batch.salt if batch else salt or erasure_salt(conn)
+    key_of = batch.key if batch else partial(counter_key, salt)
+    sends_in = batch.sends if batch else partial(minute_sends, conn)
     address = email
     if address is None and account_user is not None and account_user.pending_email:
         address = account_user.pending_email
         if locks is not None:  # a confirmation: the pending address's owner and codes
-            locks.cover_mailbox(counter_key(salt, canonical_mailbox(address)))
+            locks.cover_mailbox(key_of(canonical_mailbox(address)))
     email_user = user_by_email(conn, address) if address else None
     claimed = account_pubkey or (session.claim_pubkey if session is not None and failures else "")
     pubkey_user = user_by_pubkey(conn, claimed) if claimed else None
@@ -294,12 +316,12 @@ def load_view(
         to = account_user.email
     mailbox_key = None
     if to is not None:  # a method that may mail a code to this address
-        box = canonical_mailbox(to)
-        mailbox_key = counter_key(salt, box)
+        box = batch.mailbox(to) if batch else canonical_mailbox(to)
+        mailbox_key = key_of(box)
         if locks is not None:
             locks.cover_mailbox(mailbox_key)
         since = now - window_s
-        key = counter_key(salt, to)
+        key = key_of(to)
         sends, to_address = code_sends_since(conn, mailbox_key, since, key, counted=counted[0])
         view = replace(
             view,
@@ -307,12 +329,12 @@ def load_view(
             address_is_mailbox=box == to,
             code_sends=sends,
             address_sends=to_address,
-            domain_sends=_sends(conn, counter_key(salt, domain_of(box)), since),
-            all_sends=_sends(conn, ALL_SCOPE, since),
+            domain_sends=sends_in(key_of(domain_of(box)), since),
+            all_sends=sends_in(ALL_SCOPE, since),
         )
     elif (failures or code_to == "session") and session is not None and session.subject:
-        mailbox_key = counter_key(salt, session.subject)  # the session's own address and mailbox
-        address_key = counter_key(salt, session.address) if session.address else ""
+        mailbox_key = key_of(session.subject)  # the session's own address and mailbox
+        address_key = key_of(session.address) if session.address else ""
         view = replace(
             view, address_key=address_key, address_is_mailbox=address_key == mailbox_key and bool(address_key)
         )
@@ -327,7 +349,7 @@ def load_view(
             codes=codes_of(conn, mailbox_key, view.address_key, now - window_s - code_ttl_s, now),
             failures=code_failures_since(conn, mailbox_key, now - failure_window_s, counted=counted[1]),
         )
-    if address and is_blocked(conn, address):
+    if address and (batch.blocked(address) if batch else is_blocked(conn, address)):
         view = replace(view, email_blocked=True)
     if seal_id is not None and seal_seen(conn, seal_id):
         view = replace(view, seal_used=True)
@@ -385,10 +407,11 @@ def seal_seen(conn: sqlite3.Connection, seal_id: str) -> bool:
     return conn.execute("SELECT 1 FROM seals WHERE id = ?", (seal_id,)).fetchone() is not None
 
 
-def block_keys(email: str) -> tuple[str, ...]:
+def block_keys(email: str, mailbox: str | None = None) -> tuple[str, ...]:
     """What a block may name for a normalised address: the address, its domain and every parent
-    domain (a blocked ``example.org`` covers ``mail.example.org``)."""
-    mailbox = canonical_mailbox(email)
+    domain (a blocked ``example.org`` covers ``mail.example.org``). ``mailbox``: its canonical
+    mailbox, when known already."""
+    mailbox = mailbox or canonical_mailbox(email)
     labels = email.rpartition("@")[2].split(".")
     domains = (".".join(labels[i:]) for i in range(len(labels)))
     return tuple(dict.fromkeys((email, mailbox, *domains, mailbox.rpartition("@")[2])))
@@ -396,13 +419,19 @@ def block_keys(email: str) -> tuple[str, ...]:
 
 def is_blocked(conn: sqlite3.Connection, email: str) -> bool:
     """True when the address or one of its domains is on the block list (``sigit-dvm blocks``)."""
-    keys = block_keys(email)
+    return any_blocked(conn, block_keys(email))
+
+
+def any_blocked(conn: sqlite3.Connection, keys: Sequence[str]) -> bool:
+    """True when one of ``keys`` (:func:`block_keys`) is on the block list."""
     marks = ", ".join("?" * len(keys))
     return conn.execute(f"SELECT 1 FROM blocks WHERE value IN ({marks}) LIMIT 1", keys).fetchone() is not None  # noqa: S608
 
 
-def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | None = None) -> None:
-    """Write a decision's rows; ``salt`` (:func:`erasure_salt`) saves a lookup per counter."""
+def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], batch: Batch | None = None) -> None:
+    """Write a decision's rows; ``batch`` (:class:`~dvm.store.memo.Batch`) hashes each counter
+    key once and keeps the minute counters it remembers current."""
+    key_of = batch.key if batch else partial(counter_key, erasure_salt(conn))
     for write in writes:
         if isinstance(write, PutUser):
             u = write.row
@@ -431,7 +460,6 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
             )
         elif isinstance(write, PutSession):
             s = write.row
-            salt = salt or erasure_salt(conn)
             conn.execute(
                 _PUT_SESSION,
                 (
@@ -446,43 +474,34 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                     s.verified_at,
                     s.created_at,
                     s.updated_at,
-                    HASHED + counter_key(salt, s.subject) if s.subject else "",
+                    HASHED + key_of(s.subject) if s.subject else "",
                     s.decoy,
                     s.auth_until,
                     s.claim_pubkey,
                     s.claim_backup,
                     s.auth_epoch,
-                    HASHED + counter_key(salt, s.address) if s.address else "",
+                    HASHED + key_of(s.address) if s.address else "",
                 ),
             )
         elif isinstance(write, RecordCodeSend):
-            salt = salt or erasure_salt(conn)
-            minute = write.at // 60
             conn.execute(
                 "INSERT INTO code_sends (mailbox, address, sent_at) VALUES (?, ?, ?)",
-                (
-                    counter_key(salt, write.mailbox),
-                    counter_key(salt, write.address) if write.address else "",
-                    write.at,
-                ),
+                (key_of(write.mailbox), key_of(write.address) if write.address else "", write.at),
             )
             if write.unproven:  # only codes to unproven addresses count toward the shares
-                shard = getattr(conn, "shard", 0)  # the connection's own row (PostgreSQL: no waits)
-                domain = counter_key(salt, domain_of(write.mailbox))
-                conn.executemany(
-                    "INSERT INTO code_send_minutes (scope, minute, shard, sends) VALUES (?, ?, ?, 1) "
-                    "ON CONFLICT (scope, minute, shard) DO UPDATE SET sends = code_send_minutes.sends + 1",
-                    [(domain, minute, shard), (ALL_SCOPE, minute, shard)],
-                )
+                scopes = (key_of(domain_of(write.mailbox)), ALL_SCOPE)
+                if batch:
+                    batch.count_sends(scopes, write.at // 60)
+                else:
+                    count_minute_sends(conn, scopes, write.at // 60)
         elif isinstance(write, PutCode):
-            salt = salt or erasure_salt(conn)
             c = write.row
             conn.execute(
                 "INSERT INTO codes (mailbox, address, kind, code_hmac, long, minted_at, expires_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    counter_key(salt, write.mailbox),
-                    counter_key(salt, write.address),
+                    key_of(write.mailbox),
+                    key_of(write.address),
                     c.kind.value,
                     c.code_hmac,
                     c.long,
@@ -503,8 +522,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], salt: str | 
                 (write.seal_id, write.until),
             )
         elif isinstance(write, RecordCodeFailure):
-            salt = salt or erasure_salt(conn)
-            key = counter_key(salt, write.subject)
+            key = key_of(write.subject)
             conn.execute("INSERT INTO code_failures (subject, at) VALUES (?, ?)", (key, write.at))
         elif isinstance(write, ReleaseChange):
             conn.execute(

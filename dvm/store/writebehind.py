@@ -6,7 +6,8 @@ instead, as data (:class:`~dvm.outbox.ReplyMark`): the next batch of requests ta
 transaction (``take``), and when no batch comes within ``delay_s`` they go in one transaction of
 their own (kept and retried while the database refuses writes, and put back if the batch that
 took them rolls back). Losing them in a crash only repeats work whose repetition nobody sees: a
-reply published again is the same event, which relays and clients take once.
+reply published again is the same event, which relays and clients take once. For the same reason
+their own transaction does not wait for fsync (:func:`~dvm.store.database.run_unsynced`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from dvm.outbox import ReplyMark
-from dvm.store.database import Store, immediate, unavailable
+from dvm.store.database import Store, immediate, run_unsynced, unavailable
 from dvm.store.repository import Bookkeeping, write_bookkeeping
 
 log = logging.getLogger("sigit.store")
@@ -70,7 +71,7 @@ class WriteBehind:
         if along is None:
             return True
         try:
-            await self.db.run(lambda conn: _in_transaction(conn, along))
+            await run_unsynced(self.db, lambda conn: _in_transaction(conn, along))
         except Exception as exc:
             level = logging.DEBUG if unavailable(exc) else logging.WARNING  # outages: the store says
             log.log(level, "bookkeeping not written yet (%s: %s); retrying", type(exc).__name__, exc)

@@ -280,6 +280,36 @@ async def test_a_burst_opened_by_the_worker_and_single_events_opened_inline_are_
         await daemon.shutdown()
 
 
+async def test_junk_claiming_work_is_dropped_at_intake_and_requests_that_paid_more_go_first(
+    tmp_path, relay, smtp, caplog
+):
+    """A forged claim of work (a made-up id with leading zeros) is dropped before the queue and the
+    worker; of queued requests, one that paid its method's price (8 bits) passes those that paid
+    only the lowest minimum (4), and requests of one price keep their order."""
+    caplog.set_level("INFO", logger="sigit.pipeline")
+    settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+    daemon = await start_daemon(settings)
+    try:
+        now = int(time.time())
+        cheap = [
+            build_request(Encryptor(SecretKey.generate()), DVM_KEY.pubkey_hex, "status", {}, now, pow_bits=4)
+            for _ in range(3)
+        ]
+        (paid,) = signup_events(1, "paid")
+        forged = {**signup_events(1, "forged")[0].to_dict(), "id": "00" * 32}
+        await daemon.pipeline.submit(forged, "test")
+        assert daemon.pipeline.stats.queued == 0  # never queued
+        for event in [*cheap, paid]:  # queued together, before the open stage runs
+            await daemon.pipeline.submit(event.to_dict(), "test")
+        assert daemon.pipeline.stats.queued == 4
+        await wait_until(lambda: daemon.handled == 4)
+        order = [row[0] for row in db_rows(settings, "SELECT event_id FROM requests ORDER BY rowid")]
+        assert order == [paid.id, *(e.id for e in cheap)]
+        assert not any("00" * 6 in r.getMessage() for r in caplog.records)  # nor opened, nor logged
+    finally:
+        await daemon.shutdown()
+
+
 async def test_a_late_copy_of_a_decided_request_gets_the_stored_reply_not_a_refusal(
     tmp_path, relay, smtp, store_url
 ):

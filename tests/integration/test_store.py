@@ -23,7 +23,7 @@ from dvm.nostr import bech32
 from dvm.nostr.event import parse_event_json
 from dvm.nostr.keys import SecretKey
 from dvm.outbox import ReplyMark
-from dvm.store import database, repository
+from dvm.store import database, memo, repository
 from dvm.store.writebehind import WriteBehind
 from tests.support.flows import T0, Harness, commit_one, dump, mail_params, make_service, new_client
 
@@ -173,7 +173,7 @@ def test_concurrent_requests_for_one_email_from_four_processes_create_one_user(d
 CRASH_SCRIPT = """
 import os, signal, sys
 from dvm.nostr.event import parse_event_json
-from dvm.store import database, repository
+from dvm.store import database, memo, repository
 from tests.support.flows import commit_one, make_service
 
 path, point, raw, now = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -525,6 +525,8 @@ def test_no_statement_of_the_request_or_delivery_paths_scans_a_whole_table(db_pa
         for row in plain.execute("EXPLAIN QUERY PLAN " + sql, params):
             words = row["detail"].split()
             if words[0] == "SCAN" and words[1] in tables and not (set(words) & partial_indexes):
+                if sql == memo.BLOCK_LIST:  # read whole once after each change, not per request
+                    continue
                 scans.add(f"{row['detail']}: {sql}")
     plain.close()
     assert len({s for s, _ in statements}) > 30  # the flows above really ran through the recorder

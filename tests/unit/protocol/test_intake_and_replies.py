@@ -15,7 +15,7 @@ from dvm.nostr.encryption import Encryptor, Scheme
 from dvm.nostr.event import sign_event, verify_event
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request, open_reply
-from dvm.protocol.intake import IntakeRules, open_request
+from dvm.protocol.intake import IntakeRules, open_request, paid_work
 from dvm.protocol.methods import Method, RequestAccount
 from dvm.protocol.replies import build_reply, reply_plaintext
 
@@ -58,6 +58,19 @@ def test_forged_events_are_dropped_silently_before_any_decryption():
         open_request(replace(event, sig="00" * 64), DVM, RULES, NOW)
     with pytest.raises(InvalidEvent, match="id"):
         open_request(replace(event, content="tampered"), DVM, RULES, NOW)
+
+
+def test_without_real_work_not_even_the_signature_is_checked():
+    """Cost before work, in order of cost: the id (a hash) and the PoW, then the signature (50-70 us)."""
+    unsigned = replace(request(pow_bits=0), sig="00" * 64)
+    with pytest.raises(InsufficientPow):  # not InvalidSignature: the signature was never looked at
+        open_request(unsigned, DVM, RULES, NOW)
+    assert paid_work(request(pow_bits=8), RULES) == 8
+    with pytest.raises(InsufficientPow):
+        paid_work(request(pow_bits=0), RULES)
+    forged = request(pow_bits=8)
+    with pytest.raises(InvalidEvent, match="id"):  # work claimed by an id that is not the event's
+        paid_work(replace(forged, id="00" * 32), RULES)
 
 
 def refusal(event, now=NOW, rules=RULES) -> str:
