@@ -11,9 +11,9 @@ import hmac
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dvm.accounts.code_rules import DECOY_HMAC
 from dvm.accounts.decision import (
@@ -299,33 +299,23 @@ def load_view(
     if rivals:
         owned = address or (session_user.email if session_user else None)
         pending_users = users_by_pending_email(conn, owned) if owned else ()
-    view = View(
-        session,
-        session_user,
-        email_user,
-        pubkey_user,
-        (),
-        account_user,
-        pending_users,
-        account_via=via,
-    )
+    rows: dict[str, Any] = {}  # the View's code fields, built once at the end
     if session is not None and session_user is not None and session.address:
-        view = replace(view, session_address=_resolve(salt, session.address, session_user))
+        rows["session_address"] = _resolve(salt, session.address, session_user)
     to = email if code_to == "email" else None
     if code_to == "account" and account_user is not None:
         to = account_user.email
     mailbox_key = None
+    address_key = ""
     if to is not None:  # a method that may mail a code to this address
         box = batch.mailbox(to) if batch else canonical_mailbox(to)
         mailbox_key = key_of(box)
         if locks is not None:
             locks.cover_mailbox(mailbox_key)
         since = now - window_s
-        key = key_of(to)
-        sends, to_address = code_sends_since(conn, mailbox_key, since, key, counted=counted[0])
-        view = replace(
-            view,
-            address_key=key,
+        address_key = key_of(to)
+        sends, to_address = code_sends_since(conn, mailbox_key, since, address_key, counted=counted[0])
+        rows.update(
             address_is_mailbox=box == to,
             code_sends=sends,
             address_sends=to_address,
@@ -335,25 +325,34 @@ def load_view(
     elif (failures or code_to == "session") and session is not None and session.subject:
         mailbox_key = key_of(session.subject)  # the session's own address and mailbox
         address_key = key_of(session.address) if session.address else ""
-        view = replace(
-            view, address_key=address_key, address_is_mailbox=address_key == mailbox_key and bool(address_key)
-        )
+        rows["address_is_mailbox"] = address_key == mailbox_key and bool(address_key)
         if code_to == "session":  # a resend: the mailbox's and the address's caps count
             sends, to_address = code_sends_since(
-                conn, mailbox_key, now - window_s, view.address_key, counted=counted[0]
+                conn, mailbox_key, now - window_s, address_key, counted=counted[0]
             )
-            view = replace(view, code_sends=sends, address_sends=to_address)
+            rows.update(code_sends=sends, address_sends=to_address)
     if mailbox_key is not None:
-        view = replace(
-            view,
-            codes=codes_of(conn, mailbox_key, view.address_key, now - window_s - code_ttl_s, now),
-            failures=code_failures_since(conn, mailbox_key, now - failure_window_s, counted=counted[1]),
-        )
-    if address and (batch.blocked(address) if batch else is_blocked(conn, address)):
-        view = replace(view, email_blocked=True)
-    if seal_id is not None and seal_seen(conn, seal_id):
-        view = replace(view, seal_used=True)
-    return view
+        rows["codes"] = codes_of(conn, mailbox_key, address_key, now - window_s - code_ttl_s, now)
+        rows["failures"] = code_failures_since(conn, mailbox_key, now - failure_window_s, counted=counted[1])
+    return View(
+        session=session,
+        session_user=session_user,
+        email_user=email_user,
+        pubkey_user=pubkey_user,
+        account_user=account_user,
+        pending_users=pending_users,
+        account_via=via,
+        address_key=address_key,
+        email_blocked=_blocked(conn, batch, address),
+        seal_used=seal_id is not None and seal_seen(conn, seal_id),
+        **rows,
+    )
+
+
+def _blocked(conn: sqlite3.Connection, batch: Batch | None, address: str | None) -> bool:
+    if not address:
+        return False
+    return batch.blocked(address) if batch else is_blocked(conn, address)
 
 
 def _resolve(salt: str, key: str, user: UserRow) -> str:
