@@ -210,12 +210,8 @@ async def client(
         task.cancel()
 
 
-def cpu_seconds(root: int) -> float:
-    """User + system CPU of ``root`` and its live descendants, from /proc (Linux); this process alone
-    for its own pid (the relay and the daemon are its children)."""
-    if root == os.getpid():
-        own = os.times()
-        return own.user + own.system
+def processes() -> tuple[dict[int, int], dict[int, int]]:
+    """Every live process's parent and its user + system clock ticks, from /proc (Linux)."""
     parents: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -227,6 +223,16 @@ def cpu_seconds(root: int) -> float:
             continue
         parents[int(entry.name)] = int(fields[1])
         ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+    return parents, ticks
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU of ``root`` and its live descendants, from /proc (Linux); this process alone
+    for its own pid (the relay and the daemon are its children)."""
+    if root == os.getpid():
+        own = os.times()
+        return own.user + own.system
+    parents, ticks = processes()
     tree, frontier = {root}, [root]
     while frontier:
         pid = frontier.pop()

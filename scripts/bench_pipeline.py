@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_e2e import processes
 from coincurve import PublicKeyXOnly
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
@@ -119,18 +120,9 @@ def own_cpu_s() -> float:
 
 def workers_cpu_s() -> float:
     """User + system CPU of this process's live children (the opening worker), from /proc."""
-    total = 0
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if fields[1] == me:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    parents, ticks = processes()
+    me = os.getpid()
+    return sum(ticks[pid] for pid, parent in parents.items() if parent == me) / os.sysconf("SC_CLK_TCK")
 
 
 def floor(events: list[dict], directory: Path, key: SecretKey, batch: int) -> float:
