@@ -11,7 +11,7 @@ from dvm.accounts.code_rules import decoy, open_session, redeem, renew, renew_de
 from dvm.accounts.decision import Decision, Mail, MailKind, PutSession, PutUser, Success, View, Write
 from dvm.accounts.rows import Purpose, SessionRow, SessionState, UserRow
 from dvm.accounts.signup import is_retry, own_session
-from dvm.accounts.table import CODE_ROWS, PRICED, C, Context, L, P, V, row, rule, then
+from dvm.accounts.table import CODE_ROWS, PRICED, VOIDED, C, Context, L, P, V, row, rule, then
 from dvm.accounts.upkeep import cancel_pending_changes
 from dvm.errors import (
     CodeInvalid,
@@ -61,12 +61,7 @@ def request_login(request: RequestLogin, pubkey: str, view: View, ctx: Context) 
     *CODE_ROWS,
     row(V, V, "code_invalid", "a code works once"),
     row(None, None, "no_session", "no session for this key"),
-    row(
-        P,
-        P,
-        "no_session",
-        "the account moved on (address, backup, revocation); private mode: a decoy's answers",
-    ),
+    VOIDED,
     row(P, P, "email_taken", "signup or register code, but another session activated the account"),
     row(P, P, "pubkey_taken", "register code, but its key was activated by another account meanwhile"),
     row(P, P, "not_activated", "login code, but the account was never activated"),
@@ -163,12 +158,7 @@ def _finish_register(
     row(P, P, "pow_too_low", "a new code past the mailbox's hourly cap costs more proof of work"),
     row(L, L, "too_many_attempts", "a locked session gets no new code"),
     row(None, None, "no_session", "no pending session for this key"),
-    row(
-        P,
-        P,
-        "no_session",
-        "the account moved on (address, backup, revocation); private mode: a decoy's answers",
-    ),
+    VOIDED,
 )
 def resend_code(request: ResendCode, pubkey: str, view: View, ctx: Context) -> Decision:
     session, user = own_session(view)

@@ -95,6 +95,12 @@ CODE_ROWS = (
 )
 """The rows every method that checks a code shares (:func:`dvm.accounts.code_rules.redeem`)."""
 
+VOIDED = row(
+    P, P, "no_session", "the account moved on (address, backup, revocation); private mode: a decoy's answers"
+)
+"""The row of every method that uses a pending session the account has since voided
+(``dvm.accounts.login``: ``verify_code``, ``resend_code``)."""
+
 PRICED = row(
     None, None, "pow_too_low", "a code past its domain's or mailbox's hourly share costs more proof of work"
 )
