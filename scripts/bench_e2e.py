@@ -41,10 +41,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Container
 from pathlib import Path
 
 import psycopg
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from dvm.demo.local import write_local_config
 from dvm.nostr.encryption import Encryptor
@@ -175,6 +176,16 @@ def build_events(dvm: str, count: int) -> list[tuple[str, str, str]]:
     return out
 
 
+async def read_replies(ws: ClientConnection, sent: Container[str], got: dict[str, float]) -> None:
+    """Stamp in ``got`` when each reply arrives: an event whose ``e`` tag names a request in ``sent``."""
+    async for raw in ws:
+        msg = messages.parse_relay_message(raw)
+        if isinstance(msg, messages.EventMsg):
+            for tag in msg.event.get("tags", []):
+                if tag[:1] == ["e"] and tag[1] in sent and tag[1] not in got:
+                    got[tag[1]] = time.perf_counter()
+
+
 async def client(
     url: str,
     events: list[tuple[str, str, str]],
@@ -187,15 +198,7 @@ async def client(
     async with connect(url, max_size=2**22) as ws:
         await ws.send(messages.req("replies", {"kinds": [6780], "#p": [pk for _, pk, _ in events]}))
 
-        async def reader() -> None:
-            async for raw in ws:
-                msg = messages.parse_relay_message(raw)
-                if isinstance(msg, messages.EventMsg):
-                    for tag in msg.event.get("tags", []):
-                        if tag[:1] == ["e"] and tag[1] in sent and tag[1] not in got:
-                            got[tag[1]] = time.perf_counter()
-
-        task = asyncio.create_task(reader())
+        task = asyncio.create_task(read_replies(ws, sent, got))
         await asyncio.sleep(0.5)  # let the subscription settle before the clock starts
         for j, (event_id, _, raw) in enumerate(events):
             due = start + (offset + j * CLIENTS) * step

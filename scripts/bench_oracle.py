@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_e2e import read_replies
 from websockets.asyncio.client import connect
 
 from dvm.demo.local import write_local_config
@@ -116,15 +117,7 @@ async def probe(
         keys = [json.loads(raw)["pubkey"] for _, raw in pairs]
         await ws.send(messages.req("replies", {"kinds": [6780], "#p": keys}))
 
-        async def reader() -> None:
-            async for raw in ws:
-                msg = messages.parse_relay_message(raw)
-                if isinstance(msg, messages.EventMsg):
-                    for tag in msg.event.get("tags", []):
-                        if tag[:1] == ["e"] and tag[1] in sent and tag[1] not in got:
-                            got[tag[1]] = time.perf_counter()
-
-        task = asyncio.create_task(reader())
+        task = asyncio.create_task(read_replies(ws, sent, got))
         await asyncio.sleep(0.5)
         for group, raw in pairs:
             event_id = json.loads(raw)["id"]
