@@ -18,7 +18,7 @@ from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request
 from dvm.relays import messages
 from tests.support.daemon import DVM_KEY, make_settings, start_daemon
-from tests.support.relay import RELAYS, RustRelay, wait_until
+from tests.support.relay import RELAYS, RustRelay, replies_on_relay, wait_until
 
 pytestmark = pytest.mark.slow
 REQUESTS = 700  # more than rust-nostr's relay returns for one filter (500)
@@ -97,25 +97,6 @@ async def stored_requests(url: str) -> int:
                 return count
             count += isinstance(msg, messages.EventMsg)
     return count
-
-
-async def replies_on_relay(url: str, request_ids: list[str]) -> dict[str, set[str]]:
-    """Every reply event on the relay, by the request it answers; 100 requests per filter, so no
-    relay's cap hides a second reply."""
-    found: dict[str, set[str]] = collections.defaultdict(set)
-    async with connect(url, max_size=2**24) as ws:
-        for start in range(0, len(request_ids), 100):
-            chunk = request_ids[start : start + 100]
-            await ws.send(messages.req("r", {"kinds": [KIND + 1000], "#e": chunk, "limit": 1000}))
-            async for raw in ws:
-                msg = messages.parse_relay_message(raw)
-                if isinstance(msg, messages.EoseMsg):
-                    break
-                if isinstance(msg, messages.EventMsg):
-                    for tag in msg.event["tags"]:
-                        if tag[:1] == ["e"] and tag[1] in chunk:
-                            found[tag[1]].add(msg.event["id"])
-    return found
 
 
 @pytest.mark.parametrize("relay", RELAYS, indirect=True)

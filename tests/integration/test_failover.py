@@ -32,12 +32,11 @@ from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request, open_reply
 from dvm.relays import messages
 from tests.support.daemon import CODE_SECRET, DVM_KEY, TEST_POW, code_from, codes_to
-from tests.support.relay import LocalRelay, wait_until
+from tests.support.relay import LocalRelay, replies_on_relay, wait_until
 from tests.support.smtp import Catcher, start_smtp
 
 pytestmark = pytest.mark.slow
 SIGIT = Path(sys.executable).parent / "sigit-dvm"
-REPLY_KIND = 6780
 BURST = 60
 LEADING = "now running the singletons"
 # A killed daemon's unsent mail was committed claimed by its run under a lease of
@@ -163,22 +162,6 @@ async def publish(url: str, events: list[Event], gap_s: float = 0.0, sent: list[
                 sent[0] += 1
             if gap_s:
                 await asyncio.sleep(gap_s)
-
-
-async def replies_on_relay(url: str, request_ids: list[str]) -> dict[str, dict[str, dict]]:
-    """Every reply event on the relay, by the request it answers, then by its own id."""
-    found: dict[str, dict[str, dict]] = collections.defaultdict(dict)
-    async with connect(url, max_size=2**24) as ws:
-        await ws.send(messages.req("all", {"kinds": [REPLY_KIND], "#e": request_ids, "limit": 10000}))
-        async for raw in ws:
-            msg = messages.parse_relay_message(raw)
-            if isinstance(msg, messages.EoseMsg):
-                break
-            if isinstance(msg, messages.EventMsg):
-                for tag in msg.event["tags"]:
-                    if tag[:1] == ["e"]:
-                        found[tag[1]][msg.event["id"]] = msg.event
-    return found
 
 
 async def wait_for_replies(url: str, request_ids: list[str], timeout_s: float) -> dict[str, dict[str, dict]]:

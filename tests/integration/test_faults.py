@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from dvm.demo.local import write_local_config
 from dvm.relays import messages
 from tests.support.daemon import DVM_KEY, make_settings, signup_events, start_daemon
-from tests.support.relay import LocalRelay, free_port, wait_until
+from tests.support.relay import LocalRelay, free_port, replies_on_relay, wait_until
 from tests.support.smtp import Catcher, start_smtp
 
 pytestmark = pytest.mark.slow
@@ -33,22 +33,6 @@ async def publish(url: str, events: list) -> None:
         for event in events:
             await ws.send(messages.event_raw(event.to_json()))
             await ws.recv()  # the relay's OK
-
-
-async def replies_on_relay(url: str, request_ids: list[str]) -> dict[str, set[str]]:
-    """Every reply event on the relay, grouped by the request it answers."""
-    found: dict[str, set[str]] = collections.defaultdict(set)
-    async with connect(url, max_size=2**24) as ws:
-        await ws.send(messages.req("all", {"kinds": [6780], "#e": request_ids, "limit": 10000}))
-        async for raw in ws:
-            msg = messages.parse_relay_message(raw)
-            if isinstance(msg, messages.EoseMsg):
-                break
-            if isinstance(msg, messages.EventMsg):
-                for tag in msg.event["tags"]:
-                    if tag[:1] == ["e"]:
-                        found[tag[1]].add(msg.event["id"])
-    return found
 
 
 def write_daemon_config(directory: Path, relay_url: str, smtp_port: int) -> Path:
