@@ -17,7 +17,7 @@ from dvm.nostr.event import Event, sign_event
 from dvm.nostr.keys import SecretKey
 from dvm.protocol.client import build_request
 from dvm.relays import messages
-from tests.support.daemon import DVM_KEY, make_settings, start_daemon
+from tests.support.daemon import DVM_KEY, make_settings, signup_events, start_daemon
 from tests.support.relay import RELAYS, RustRelay, replies_on_relay, wait_until
 
 pytestmark = pytest.mark.slow
@@ -36,19 +36,8 @@ SERVICE = {  # low PoW keeps the test fast; the caps let one domain take every s
 
 
 def signups(count: int, tag: str, first_created_at: int, per_second: int) -> list[Event]:
-    """Signups from fresh keys, ``per_second`` sharing each second from ``first_created_at`` on,
-    so pages end inside a second."""
-    return [
-        build_request(
-            Encryptor(SecretKey.generate()),
-            DVM_KEY.pubkey_hex,
-            "request_account",
-            {"email": f"{tag}{i}@example.org"},
-            first_created_at + i // per_second,
-            pow_bits=POW_BITS,
-        )
-        for i in range(count)
-    ]
+    """Signups from fresh keys, ``per_second`` sharing each second, so pages end inside a second."""
+    return signup_events(count, tag, first_created_at, per_second, pow_bits=POW_BITS)
 
 
 def junk(count: int, first_created_at: int) -> list[Event]:

@@ -91,17 +91,20 @@ def code_from(messages: list, email: str) -> str:
     return found[-1]
 
 
-def signup_events(count: int, tag: str) -> list[Event]:
-    """``count`` signed request_account events to DVM_KEY, each from a new key (PoW 8 bits)."""
-    now = int(time.time())
+def signup_events(
+    count: int, tag: str, first_created_at: int | None = None, per_second: int = 0, pow_bits: int = 8
+) -> list[Event]:
+    """``count`` signed request_account events to DVM_KEY, each from a new key, created now or,
+    ``per_second`` sharing each second, from ``first_created_at`` on."""
+    start = int(time.time()) if first_created_at is None else first_created_at
     return [
         build_request(
             Encryptor(SecretKey.generate()),
             DVM_KEY.pubkey_hex,
             "request_account",
             {"email": f"{tag}{i}@example.org"},
-            now,
-            pow_bits=8,
+            start + (i // per_second if per_second else 0),
+            pow_bits=pow_bits,
         )
         for i in range(count)
     ]
