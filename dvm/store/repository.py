@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -243,7 +243,6 @@ def load_view(
     failure_window_s: int = 7 * 24 * 3600,
     code_ttl_s: int = 900,
     seal_id: str | None = None,
-    salt: str | None = None,
     batch: Batch | None = None,
     locks: KeyLocks | None = None,
     counted: tuple[int, int] = (1 << 16, 1 << 16),
@@ -284,8 +283,7 @@ def load_view(
                 account_user, via = session_user, "session"
         if locks is None or not locks.cover_rows(session, account_user):
             break
-    salt = batch.salt if batch else salt or erasure_salt(conn)
-    key_of = batch.key if batch else partial(counter_key, salt)
+    key_of = batch.key if batch else partial(counter_key, erasure_salt(conn))
     sends_in = batch.sends if batch else partial(minute_sends, conn)
     address = email
     if address is None and account_user is not None and account_user.pending_email:
@@ -301,7 +299,7 @@ def load_view(
         pending_users = users_by_pending_email(conn, owned) if owned else ()
     rows: dict[str, Any] = {}  # the View's code fields, built once at the end
     if session is not None and session_user is not None and session.address:
-        rows["session_address"] = _resolve(salt, session.address, session_user)
+        rows["session_address"] = _resolve(key_of, session.address, session_user)
     to = email if code_to == "email" else None
     if code_to == "account" and account_user is not None:
         to = account_user.email
@@ -355,10 +353,10 @@ def _blocked(conn: sqlite3.Connection, batch: Batch | None, address: str | None)
     return batch.blocked(address) if batch else is_blocked(conn, address)
 
 
-def _resolve(salt: str, key: str, user: UserRow) -> str:
+def _resolve(key_of: Callable[[str], str], key: str, user: UserRow) -> str:
     """The session's address in full, if its key is the user's address or pending change's."""
     for address in (user.email, user.pending_email):
-        if address and counter_key(salt, address) == counter_key(salt, key):
+        if address and key_of(address) == key_of(key):
             return address
     return ""
 
