@@ -85,25 +85,42 @@ def unit_values(key: str, root: Path | None = None, unit: Path = UNIT) -> list[s
     return [line.split("=", 1)[1] for t in texts for line in t.splitlines() if line.startswith(f"{key}=")]
 
 
-def service_python() -> tuple[str, dict[str, str]]:
+def service_python(root: Path) -> tuple[str, dict[str, str]]:
     """An interpreter the service's user can run, with this checkout importable: the venv's own,
     or (when it lives where that user cannot reach, e.g. under /root) the system's python of the
-    same version with the venv's packages on PYTHONPATH. The daemon spawns its opening worker
-    with the same interpreter, so the probe spawns one too."""
+    same version with the venv's packages on PYTHONPATH, or, when the checkout itself is out of
+    that user's reach (a clone in a 0700 ``mktemp -d``), the same with a copy of the package and
+    the venv's packages under ``root`` (hard links where the file system allows). The daemon
+    spawns its opening worker with the same interpreter, so the probe spawns one too."""
+    site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
+    system = str(Path(f"/usr/bin/python3.{sys.version_info.minor}"))
+    candidates = [(sys.executable, {}), (system, {"PYTHONPATH": f"{REPO}:{site}"})]
+    for python, env in candidates:
+        if _importable(python, env):
+            return python, env
+    mirror = root / "checkout"
+    shutil.copytree(REPO / "dvm", mirror / "dvm", ignore=shutil.ignore_patterns("__pycache__"))
+    try:
+        shutil.copytree(site, mirror / "site-packages", copy_function=os.link)
+    except (OSError, shutil.Error):  # another file system: copy
+        shutil.rmtree(mirror / "site-packages", ignore_errors=True)
+        shutil.copytree(site, mirror / "site-packages")
+    env = {"PYTHONPATH": f"{mirror}:{mirror / 'site-packages'}"}
+    if _importable(system, env):
+        return system, env
+    pytest.skip(f"no python that uid {SERVICE_UID} can run with this checkout importable")
+
+
+def _importable(python: str, env: dict[str, str]) -> bool:
+    """Whether the service's user can import the daemon (and spawn a child that can) with it."""
     probe = (
         "import subprocess, sys; "
         "sys.exit(subprocess.run([sys.executable, '-c', 'import dvm.cli']).returncode)"
     )
-    site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
-    system = Path(f"/usr/bin/python3.{sys.version_info.minor}")
-    candidates = [(sys.executable, {}), (str(system), {"PYTHONPATH": f"{REPO}:{site}"})]
-    for python, env in candidates:
-        run = subprocess.run(
-            as_service_user(python, "-c", probe), capture_output=True, env=os.environ | env, timeout=60
-        )
-        if run.returncode == 0:
-            return python, env
-    pytest.skip(f"no python that uid {SERVICE_UID} can run with this checkout importable")
+    run = subprocess.run(
+        as_service_user(python, "-c", probe), capture_output=True, env=os.environ | env, timeout=60
+    )
+    return run.returncode == 0
 
 
 def as_service_user(*command: str) -> list[str]:
@@ -185,8 +202,8 @@ def test_the_guide_and_the_unit_agree_on_paths():
 async def test_the_documented_install_serves_a_signup_as_an_unprivileged_user(world_root, relay):
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv (util-linux) to run the daemon as another user")
-    python, python_env = service_python()
     root = world_root
+    python, python_env = service_python(root)
     (root / "etc" / "systemd" / "system").mkdir(parents=True)
     (root / "usr" / "local" / "bin").mkdir(parents=True)
     # systemd's StateDirectory=: the dynamic user's own 0700 directory (made at the unit's start).
@@ -366,7 +383,7 @@ def test_the_daemon_refuses_unreadable_settings_in_one_line(world_root):
     etc = world_root / "etc"
     etc.mkdir(mode=0o700)  # the old guide's mode: the dynamic user cannot read the settings
     (etc / "sigit-dvm.toml").write_text("")
-    python, python_env = service_python()
+    python, python_env = service_python(world_root)
     out = subprocess.run(
         as_service_user(python, "-m", "dvm.cli", "--config", str(etc / "sigit-dvm.toml"), "run"),
         env=os.environ | python_env,
