@@ -126,7 +126,15 @@ class RelayConnection:
         while not self._closing:
             try:
                 async with connect(
-                    self.url, max_size=MAX_MESSAGE_BYTES, open_timeout=10, ping_interval=20, ping_timeout=20
+                    self.url,
+                    max_size=MAX_MESSAGE_BYTES,
+                    open_timeout=10,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    # No permessage-deflate: requests and replies are mostly NIP-44 ciphertext, which
+                    # does not compress, and deflating it cost the daemon (and the relay) about a
+                    # tenth of a reply's CPU (docs/performance.md).
+                    compression=None,
                 ) as ws:
                     self._ws = ws
                     delays = self._backoff.delays()
