@@ -245,8 +245,9 @@ def open_session(
         shares=counts_toward_shares(purpose, user, ctx),
         domain_price=unproven(purpose, user) or named_price,
     )
-    session = _new_session(pubkey, user.id, purpose, mailbox, address, ctx, claim=claim)
-    session = replace(session, auth_epoch=user.auth_epoch)
+    session = _new_session(
+        pubkey, user.id, purpose, mailbox, address, ctx, claim=claim, epoch=user.auth_epoch
+    )
     return then((None, P), Decision(Success(), (*first, PutSession(session), *writes), mails))
 
 
@@ -260,6 +261,7 @@ def _new_session(
     *,
     decoy: bool = False,
     claim: tuple[str, str] = ("", ""),
+    epoch: int = 0,
 ) -> SessionRow:
     return SessionRow(
         pubkey=pubkey,
@@ -277,6 +279,7 @@ def _new_session(
         decoy=decoy,
         claim_pubkey=claim[0],
         claim_backup=claim[1],
+        auth_epoch=epoch,
         address=address,
     )
 
