@@ -261,7 +261,12 @@ def convert_to_incremental(conn: sqlite3.Connection) -> bool:
     if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == INCREMENTAL:
         return False
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-    conn.execute("VACUUM")
+    temp_store = int(conn.execute("PRAGMA temp_store").fetchone()[0])
+    conn.execute("PRAGMA temp_store = FILE")  # VACUUM copies the whole file: not into memory
+    try:
+        conn.execute("VACUUM")
+    finally:
+        conn.execute(f"PRAGMA temp_store = {temp_store}")
     return True
 
 
