@@ -15,8 +15,6 @@
    taken together (group commit), keys over their request budget are dropped, and the rest is
    decided and written by :meth:`dvm.service.AccountService.commit` in ONE database call and
    transaction, each request in its own savepoint. Reply marks from the write-behind ride along.
-   The commit writes the WAL; the flush that makes it survive a power loss runs in a thread
-   (:meth:`~dvm.store.database.Database.run_durable`), and only then do its results go out.
    A failed transaction (locked or full database) commits nothing; its events are queued again
    after a back-off, never dropped. Requests refused at intake (stale, undecodable, below their
    method's PoW) are not committed: they are answered from memory while the global refusal
@@ -27,7 +25,7 @@
 
 The database call runs on the event loop's thread (``dvm.store.database`` says why), so the
 stages are coroutines on one loop: the commit of one batch overlaps only the worker's opening of
-the next, and its flush overlaps everything else.
+the next.
 """
 
 from __future__ import annotations
@@ -52,7 +50,7 @@ from dvm.protocol.intake import Incoming, addressed_to, paid_work
 from dvm.ratelimit import KeyRateLimiter
 from dvm.service import AccountService, Answer
 from dvm.store import repository
-from dvm.store.database import Store, run_durable, unavailable
+from dvm.store.database import Store, unavailable
 from dvm.store.writebehind import WriteBehind
 
 log = logging.getLogger("sigit.pipeline")
@@ -247,7 +245,7 @@ class Pipeline:
             along = self.writebehind.take()  # reply marks learnt since the last commit ride along
             commit = partial(self.service.commit, batch=requests, now=now, bookkeeping=along)
             try:
-                answers = iter(await run_durable(self.db, commit))
+                answers = iter(await self.db.run(commit))
             except BaseException:
                 self.writebehind.put_back(along)  # rolled back with the batch: next transaction
                 raise

@@ -525,21 +525,6 @@ class Database:
             self._syncer = asyncio.ensure_future(self._sync_later())
         return result
 
-    async def run_durable(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """:meth:`run`, returning once ``fn``'s commits survive a power loss, as with
-        ``synchronous = FULL``; but the commit writes the WAL without waiting, and the flush that
-        makes it durable runs in a thread, so the event loop serves other work meanwhile (the
-        fsync is most of a small batch's wall time). For the decisions: the caller publishes
-        nothing of ``fn``'s before this returns. Should the flush fail, the commit may still be
-        on the disk: the error says so, and a retry finds what was committed."""
-        result = await self.run(partial(_unsynced_call, fn))
-        try:
-            await self.sync()
-        except OSError as exc:
-            self._unsynced = True  # the next sync (the window's, or close's) tries again
-            raise StoreError(f"syncing the database's WAL failed ({exc})") from exc
-        return result
-
     async def sync(self) -> None:
         """Flush the WAL to the disk now (in a thread): every commit so far survives a power loss."""
         self._unsynced = False
@@ -595,15 +580,6 @@ async def run_unsynced(store: Store, fn: Callable[[sqlite3.Connection], T]) -> T
     the event loop (SQLite: :meth:`Database.run_unsynced`); elsewhere as :meth:`Store.run`."""
     if isinstance(store, Database):
         return await store.run_unsynced(fn)
-    return await store.run(fn)
-
-
-async def run_durable(store: Store, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """``fn`` on ``store``, returning once its commits are durable, without the event loop
-    waiting for the flush where the backend runs commits on it (SQLite:
-    :meth:`Database.run_durable`); elsewhere as :meth:`Store.run`."""
-    if isinstance(store, Database):
-        return await store.run_durable(fn)
     return await store.run(fn)
 
 

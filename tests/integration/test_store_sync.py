@@ -1,12 +1,9 @@
-"""Commits that do not wait for fsync on the event loop, on the SQLite store: a decision batch's
-(synced in a thread before the call returns), and those of mail outcomes and reply marks (synced
-within the store's sync window); every other commit still waits for its fsync."""
+"""Commits that do not wait for fsync (mail outcomes, reply marks) on the SQLite store: only
+they skip it, and the WAL still reaches the disk within the store's sync window."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from pathlib import Path
 
 import pytest
 
@@ -61,38 +58,6 @@ async def test_unsynced_commits_reach_the_disk_within_the_window_and_at_close(tm
     await slow.close()  # a clean shutdown syncs what is left
     assert not slow.unsynced
     await db.close()
-
-
-async def test_a_durable_call_returns_once_its_commit_is_flushed_by_another_thread(tmp_path, monkeypatch):
-    """The decision batches' path (dvm.pipeline): the commit writes the WAL without waiting, the
-    flush runs off the event loop's thread, and the call returns only after it."""
-    flushed: list[tuple[Path, int]] = []
-    real = database._fsync
-
-    def spy(path: Path) -> None:
-        real(path)
-        flushed.append((path, threading.get_ident()))
-
-    monkeypatch.setattr(database, "_fsync", spy)
-    db = await database.Database(tmp_path / "db.sqlite3", sync_window_s=3600).open()
-    try:
-        assert await db.run_durable(write) == NORMAL  # the commit itself did not wait
-        assert [path for path, _ in flushed] == [tmp_path / "db.sqlite3-wal"]  # flushed before returning
-        assert flushed[0][1] != threading.get_ident()  # by another thread than the loop's
-        assert not db.unsynced
-        assert await db.run(synchronous) == FULL  # nothing else changed: other commits wait
-
-        def flush_fails(path: Path) -> None:
-            raise OSError(5, "Input/output error")
-
-        monkeypatch.setattr(database, "_fsync", flush_fails)
-        with pytest.raises(database.StoreError, match="syncing"):
-            await db.run_durable(write)  # the caller publishes nothing of it; a retry finds it
-        assert db.unsynced  # and the next sync tries again
-    finally:
-        monkeypatch.setattr(database, "_fsync", real)
-        await db.close()
-    assert not db.unsynced
 
 
 async def test_the_daemons_connection_keeps_savepoint_journals_in_memory(tmp_path):
