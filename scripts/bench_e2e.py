@@ -91,8 +91,11 @@ def start_daemon(
     if code_secret is not None:
         (directory / "code.secret").write_bytes(code_secret)
     log = (directory / "daemon.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dvm.cli", "-c", str(config), "run"], stdout=log, stderr=subprocess.STDOUT
+    proc = subprocess.Popen(  # in its own directory: ``-m`` would put the caller's first on sys.path
+        [sys.executable, "-m", "dvm.cli", "-c", str(config), "run"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=directory,
     )
     return proc, key
 
