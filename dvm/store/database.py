@@ -298,6 +298,12 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA secure_delete = ON")  # erased rows and scrubbed codes leave no trace in the file
     migrate(conn)
+    # A savepoint keeps the pages it changes in a statement journal, which past 64 KiB spills to
+    # a deleted temporary file in /var/tmp by default: for the daemon, a write and a read of that
+    # file for every request of a batch (about 50 us a request, docs/performance.md), and for
+    # everyone, images of rows (erased ones too) outside the file that secure_delete scrubs. In
+    # memory instead: a transaction's journal is a few MiB at most. Migrations above sort in files.
+    conn.execute("PRAGMA temp_store = MEMORY")
     return conn
 
 
@@ -492,11 +498,6 @@ class Database:
         then shorten the wait for serving."""
         conn = connect(self.path)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-        # Each request's savepoint keeps the pages it changes in a statement journal, which past
-        # 64 KiB spills to a temporary file by default: a write and a read of a file for every
-        # request of a batch. In memory instead (a batch's journal is a few MiB at most): 50 us
-        # less a request (docs/performance.md). Migrations above still sort in files.
-        conn.execute("PRAGMA temp_store = MEMORY")
         self._conn = conn
         return self
 

@@ -60,11 +60,17 @@ async def test_unsynced_commits_reach_the_disk_within_the_window_and_at_close(tm
     await db.close()
 
 
-async def test_the_daemons_connection_keeps_savepoint_journals_in_memory(tmp_path):
-    """A request's savepoint journal never spills to a temporary file (a write and a read of
-    /var/tmp per request, and page images of its rows outside the database file)."""
+async def test_savepoint_journals_stay_in_memory_on_every_connection(tmp_path):
+    """A savepoint's journal never spills to a temporary file (for the daemon a write and a read
+    of /var/tmp per request; for the CLI's erasures too, page images of rows outside the database
+    file): the daemon's store and the CLI's open their connections the same way."""
     db = await database.Database(tmp_path / "db.sqlite3").open()
     try:
         assert await db.run(lambda conn: conn.execute("PRAGMA temp_store").fetchone()[0]) == 2  # MEMORY
     finally:
         await db.close()
+    cli = database.connect(tmp_path / "db.sqlite3")  # another connection to the same file
+    try:
+        assert cli.execute("PRAGMA temp_store").fetchone()[0] == 2
+    finally:
+        cli.close()
