@@ -466,6 +466,10 @@ def savepoint(conn: sqlite3.Connection, name: str = "request") -> Iterator[sqlit
     conn.execute(f"RELEASE {name}")
 
 
+PAGE_CACHE_KIB = 32 * 1024
+"""The daemon's page cache (SQLite's default is 2 MiB): part of its memory, within the unit's 512M."""
+
+
 class Database:
     """The daemon's one connection; ``await db.run(fn)`` runs ``fn(conn)`` as one call (see above).
 
@@ -498,6 +502,10 @@ class Database:
         then shorten the wait for serving."""
         conn = connect(self.path)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        # Every request inserts into a dozen indexes on random keys (event ids, keys, addresses'
+        # hashes); SQLite's default 2 MiB page cache holds few of their pages once the file is
+        # tens of MiB. At 15,000 signups (56 MB) this cache took a request 681-805 us -> 654-711.
+        conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
         self._conn = conn
         return self
 

@@ -67,6 +67,8 @@ async def test_savepoint_journals_stay_in_memory_on_every_connection(tmp_path):
     db = await database.Database(tmp_path / "db.sqlite3").open()
     try:
         assert await db.run(lambda conn: conn.execute("PRAGMA temp_store").fetchone()[0]) == 2  # MEMORY
+        # and its page cache is the 32 MiB docs/operations.md counts in its memory
+        assert await db.run(lambda conn: conn.execute("PRAGMA cache_size").fetchone()[0]) == -32 * 1024
     finally:
         await db.close()
     cli = database.connect(tmp_path / "db.sqlite3")  # another connection to the same file
