@@ -132,8 +132,8 @@ class RelayConnection:
                     ping_interval=20,
                     ping_timeout=20,
                     # No permessage-deflate: requests and replies are mostly NIP-44 ciphertext, which
-                    # does not compress, and deflating it cost the daemon (and the relay) about a
-                    # tenth of a reply's CPU (docs/performance.md).
+                    # does not compress; deflating it was a third of the daemon's CPU for sending a
+                    # reply (py-spy), and it cost the relay too (docs/performance.md, section 3).
                     compression=None,
                 ) as ws:
                     self._ws = ws
