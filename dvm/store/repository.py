@@ -12,7 +12,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from dvm.accounts.code_rules import DECOY_HMAC
@@ -260,7 +259,7 @@ def load_view(
     sends and wrong codes the rules ever count (:func:`dvm.accounts.code_rules.counted`).
     ``batch`` (its transaction's :class:`~dvm.store.memo.Batch`) computes each salted key and
     canonical mailbox once and reads the block list and the minute counters from memory where it
-    may.
+    may; without one, every read goes to the database.
 
     With ``locks`` (a shared PostgreSQL database), the keys the session and account rows give
     are held before anything else is read (the rows are read again if one was not held yet), and
@@ -283,8 +282,8 @@ def load_view(
                 account_user, via = session_user, "session"
         if locks is None or not locks.cover_rows(session, account_user):
             break
-    key_of = batch.key if batch else partial(counter_key, erasure_salt(conn))
-    sends_in = batch.sends if batch else partial(minute_sends, conn)
+    batch = batch or _plain_batch(conn)
+    key_of = batch.key
     address = email
     if address is None and account_user is not None and account_user.pending_email:
         address = account_user.pending_email
@@ -306,7 +305,7 @@ def load_view(
     mailbox_key = None
     address_key = ""
     if to is not None:  # a method that may mail a code to this address
-        box = batch.mailbox(to) if batch else canonical_mailbox(to)
+        box = batch.mailbox(to)
         mailbox_key = key_of(box)
         if locks is not None:
             locks.cover_mailbox(mailbox_key)
@@ -317,8 +316,8 @@ def load_view(
             address_is_mailbox=box == to,
             code_sends=sends,
             address_sends=to_address,
-            domain_sends=sends_in(key_of(domain_of(box)), since),
-            all_sends=sends_in(ALL_SCOPE, since),
+            domain_sends=batch.sends(key_of(domain_of(box)), since),
+            all_sends=batch.sends(ALL_SCOPE, since),
         )
     elif (failures or code_to == "session") and session is not None and session.subject:
         mailbox_key = key_of(session.subject)  # the session's own address and mailbox
@@ -341,16 +340,18 @@ def load_view(
         pending_users=pending_users,
         account_via=via,
         address_key=address_key,
-        email_blocked=_blocked(conn, batch, address),
+        email_blocked=batch.blocked(address) if address else False,
         seal_used=seal_id is not None and seal_seen(conn, seal_id),
         **rows,
     )
 
 
-def _blocked(conn: sqlite3.Connection, batch: Batch | None, address: str | None) -> bool:
-    if not address:
-        return False
-    return batch.blocked(address) if batch else is_blocked(conn, address)
+def _plain_batch(conn: sqlite3.Connection) -> Batch:
+    """A caller outside the daemon's batches (the admin CLI): a :class:`~dvm.store.memo.Batch`
+    that remembers nothing, so every read goes to the database."""
+    from dvm.store.memo import Batch  # noqa: PLC0415 (memo builds on this module)
+
+    return Batch(conn, erasure_salt(conn))
 
 
 def _resolve(key_of: Callable[[str], str], key: str, user: UserRow) -> str:
@@ -428,7 +429,8 @@ def any_blocked(conn: sqlite3.Connection, keys: Sequence[str]) -> bool:
 def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], batch: Batch | None = None) -> None:
     """Write a decision's rows; ``batch`` (:class:`~dvm.store.memo.Batch`) hashes each counter
     key once and keeps the minute counters it remembers current."""
-    key_of = batch.key if batch else partial(counter_key, erasure_salt(conn))
+    batch = batch or _plain_batch(conn)
+    key_of = batch.key
     for write in writes:
         if isinstance(write, PutUser):
             u = write.row
@@ -486,11 +488,7 @@ def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write], batch: Batch
                 (key_of(write.mailbox), key_of(write.address) if write.address else "", write.at),
             )
             if write.unproven:  # only codes to unproven addresses count toward the shares
-                scopes = (key_of(domain_of(write.mailbox)), ALL_SCOPE)
-                if batch:
-                    batch.count_sends(scopes, write.at // 60)
-                else:
-                    count_minute_sends(conn, scopes, write.at // 60)
+                batch.count_sends((key_of(domain_of(write.mailbox)), ALL_SCOPE), write.at // 60)
         elif isinstance(write, PutCode):
             c = write.row
             conn.execute(
