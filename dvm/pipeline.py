@@ -43,7 +43,6 @@ from typing import Any
 from dvm.backoff import Backoff
 from dvm.errors import NostrError, StaleEvent
 from dvm.metrics import Metrics
-from dvm.nostr import nip13
 from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
 from dvm.opener import Opened, Opener
 from dvm.protocol.intake import Incoming, addressed_to, paid_work
@@ -61,11 +60,13 @@ FAILED_BATCH_BACKOFF = Backoff(0.5, 10.0)  # a failing database is retried at le
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """An event waiting in the pipeline, with when and where it came in."""
+    """An event waiting in the pipeline, with when and where it came in, and the proof of work
+    it committed to (its place in the queue)."""
 
     event: Event
     received: float  # monotonic
     relay: str
+    work: int = 0
 
 
 Waiting = tuple[int, int, Queued]
@@ -191,7 +192,10 @@ class Pipeline:
         if self.owner is not None and not taken_over and not self.owner(event, relay):
             return  # another live daemon's: parked unopened, handed back if it never decides it
         self._queued.add(event)
-        await self._queue.put((-work, next(self._arrivals), Queued(event, time.monotonic(), relay)))
+        await self._enqueue(Queued(event, time.monotonic(), relay, work))
+
+    async def _enqueue(self, item: Queued) -> None:
+        await self._queue.put((-item.work, next(self._arrivals), item))
 
     # --- 2. open -----------------------------------------------------------------------------
 
@@ -280,8 +284,7 @@ class Pipeline:
         """Put a failed batch back after ``delay``: a database error is retried, never dropped."""
         await asyncio.sleep(delay)
         for item in items:  # behind what came meanwhile at the same price: they were not refused
-            work = nip13.committed_target(item.event.tags) or 0
-            await self._queue.put((-work, next(self._arrivals), item))
+            await self._enqueue(item)
 
     # --- 4. results --------------------------------------------------------------------------
 

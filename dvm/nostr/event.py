@@ -199,5 +199,5 @@ def verify_signature(event: Event, event_id: bytes) -> None:
 def _check_tag_types(tags: Tags) -> None:
     for tag in tags:  # plain loops: every reply's tags pass here
         for item in tag:
-            if type(item) is not str and not isinstance(item, str):
+            if not isinstance(item, str):
                 raise InvalidEvent("tag items must be strings")
