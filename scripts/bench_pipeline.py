@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_e2e import processes
+from bench_e2e import cpu_seconds, processes
 from coincurve import PublicKeyXOnly
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
@@ -97,25 +97,20 @@ async def pipeline(events: list[dict], directory: Path, key: SecretKey) -> float
     daemon.pool = daemon.publisher.pool = AcceptingPool()  # type: ignore[assignment]
     await daemon.start()
     daemon._mail_stopping.set()  # mail is section 3: here the mail rows are only queued
-    started, cpu = time.perf_counter(), (own_cpu_s(), workers_cpu_s())
+    started, cpu = time.perf_counter(), (cpu_seconds(os.getpid()), workers_cpu_s())
     for raw in events:
         await daemon.pipeline.submit(raw, "bench")
     while daemon.handled < len(events):
         await asyncio.sleep(0.001)
     await daemon.publisher.drain(60.0)
     elapsed = time.perf_counter() - started
-    CPU_S.update(daemon=own_cpu_s() - cpu[0], worker=workers_cpu_s() - cpu[1])
+    CPU_S.update(daemon=cpu_seconds(os.getpid()) - cpu[0], worker=workers_cpu_s() - cpu[1])
     await daemon.shutdown()
     return elapsed
 
 
 CPU_S: dict[str, float] = {}
 """The pipeline run's CPU seconds: this process (the daemon's event loop), and its opening worker."""
-
-
-def own_cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def workers_cpu_s() -> float:
