@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from dvm.cli import main
+from dvm.daemon import WRITE_BEHIND_S
 from dvm.nostr import bech32
 from dvm.nostr.event import parse_event_json
 from dvm.nostr.keys import SecretKey
 from dvm.outbox import ReplyMark
+from dvm.rules import ServiceRules
 from dvm.store import database, memo, repository
 from dvm.store.writebehind import WriteBehind
 from tests.support.flows import T0, Harness, commit_one, dump, mail_params, make_service, new_client
@@ -441,6 +443,12 @@ async def test_write_behind_marks_wait_for_a_transaction_then_flush_on_their_own
     finally:
         await later.close()
         await db.close()
+
+
+def test_the_daemons_write_behind_delay_never_lets_a_reply_be_republished_meanwhile():
+    """A reply's mark waits up to WRITE_BEHIND_S for a batch; the retry loop must not take the
+    reply for an unpublished one before then (it would publish it twice, harmlessly, for nothing)."""
+    assert ServiceRules().publish_grace_s >= WRITE_BEHIND_S * 10
 
 
 class _RecordingConnection(sqlite3.Connection):
