@@ -53,6 +53,12 @@ class InvalidSignature(InvalidEvent):
     """A BIP-340 signature that does not verify for the event id and pubkey."""
 
 
+class Unopenable(InvalidEvent):
+    """An event whose opening raised an error no check expected: a bug met by someone's input,
+    not a verdict on it. The event is dropped unanswered like any invalid one, and the daemon
+    logs it; the batch around it and the stages after it go on."""
+
+
 class DecryptionError(NostrError):
     """A NIP-44 or NIP-04 payload that cannot be decrypted."""
 

@@ -33,6 +33,7 @@ from dvm.errors import (
     PowTooLow,
     RequestError,
     StaleEvent,
+    Unopenable,
 )
 from dvm.nostr import nip13
 from dvm.nostr.encryption import Encryptor, Scheme
@@ -180,12 +181,16 @@ def open_batch(
             opened.append(open_request(event, encryptor, rules, now))
         except NostrError as exc:
             opened.append(exc)
+        except Exception as exc:  # a bug met by one sender's event must not stop the others'
+            # repr: the sender chose the text, so no control character reaches a log line
+            opened.append(Unopenable(f"opening it raised {type(exc).__name__}: {str(exc)[:200]!r}"))
     return opened
 
 
 def _expired(value: str, now: int) -> bool:
-    """A NIP-40 timestamp in the past; one that is not a number is ignored, as relays do."""
-    return value.isdigit() and len(value) <= 12 and int(value) <= now
+    """A NIP-40 timestamp in the past; one that is not a number is ignored, as relays do.
+    ASCII digits only: ``str.isdigit`` also takes ``"²"``, which ``int`` refuses."""
+    return value.isascii() and value.isdigit() and len(value) <= 12 and int(value) <= now
 
 
 def _check_pow(event_id: bytes, event: Event, minimum: int) -> None:

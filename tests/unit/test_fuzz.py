@@ -8,7 +8,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dvm.errors import DecryptionError, InvalidEvent, RequestError
+from dvm.errors import DecryptionError, InvalidEvent, NostrError, RequestError, Unopenable
 from dvm.nostr import nip04, nip44
 from dvm.nostr.event import parse_event, parse_event_json, verify_event
 from dvm.protocol.methods import decode_request
@@ -64,3 +64,31 @@ def test_request_decoder_raises_only_request_errors(body):
     for text in (json.dumps(body), json.dumps({"method": "activate", "params": body})):
         with contextlib.suppress(RequestError):
             decode_request(text)
+
+
+KNOWN_TAGS = st.sampled_from(["expiration", "nonce", "p", "e", "encrypted", "t", ""])
+TAG_TEXT = st.text(max_size=8) | st.sampled_from(["²", "١٢", "٣", "⁹", "1²", "-1", "0" * 13, "𝟗"])
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(st.tuples(KNOWN_TAGS, TAG_TEXT, TAG_TEXT), max_size=3))
+def test_a_signed_request_with_any_tags_is_opened_or_dropped_never_raised(extra):
+    """A signed event with real PoW reaches the opening's every check; whatever its tags say,
+    one sender's event comes back opened or as a drop: a ``²`` in ``expiration`` once raised
+    ``ValueError`` out of the batch and stopped every request after it."""
+    from dvm.nostr import nip13
+    from dvm.nostr.encryption import Encryptor
+    from dvm.nostr.event import sign_event
+    from dvm.nostr.keys import SecretKey
+    from dvm.protocol.client import request_plaintext
+    from dvm.protocol.intake import Incoming, IntakeRules, open_batch
+
+    dvm, client = Encryptor(SecretKey(b"\xd0" * 32)), Encryptor(SecretKey(b"\xc0" * 32))
+    now = 1_800_000_000
+    content = client.encrypt(dvm.key.pubkey, request_plaintext("status", {}))
+    tags = [("p", dvm.key.pubkey_hex), *extra]
+    tags = nip13.mine(client.key.pubkey_hex, now, 5780, tags, content, target=4)
+    event = sign_event(client.key, 5780, content, now, tags)
+    [opened] = open_batch([event], dvm, IntakeRules(pow_bits={}), now)
+    assert isinstance(opened, Incoming | NostrError)
+    assert not isinstance(opened, Unopenable), opened  # a drop the checks chose, not a bug caught
