@@ -41,7 +41,7 @@ from functools import partial
 from typing import Any
 
 from dvm.backoff import Backoff
-from dvm.errors import NostrError, StaleEvent
+from dvm.errors import NostrError, StaleEvent, Unopenable
 from dvm.metrics import Metrics
 from dvm.nostr.event import DEFAULT_LIMITS, Event, parse_event
 from dvm.opener import Opened, Opener
@@ -127,6 +127,8 @@ class Pipeline:
         self._handled = 0
         self._newest = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.broken = ""  # why a stage stopped, if one did (a bug)
+        self.on_broken: Callable[[str], None] | None = None
 
     @property
     def stats(self) -> PipelineStats:
@@ -147,16 +149,30 @@ class Pipeline:
         """Serve; ``last_answered_at`` is when the store last answered a request (our clock)."""
         self._newest = max(self._newest, last_answered_at)
         self._accepting = True
-        self._spawn(self._open_stage())
-        self._spawn(self._commit_stage())
+        for name, stage in (("open", self._open_stage()), ("commit", self._commit_stage())):
+            task = self._spawn(stage)
+            task.add_done_callback(partial(self._stage_ended, name))
+
+    def _stage_ended(self, name: str, task: asyncio.Task[None]) -> None:
+        """A stage loops until cancelled; one that ended otherwise (a bug) serves no request
+        again, so the daemon is told (``on_broken``) rather than staying up, deaf."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
+        self.broken = f"the {name} stage stopped ({why})"
+        log.critical("%s", self.broken, exc_info=exc)
+        if self.on_broken is not None:
+            self.on_broken(self.broken)
 
     def stop_intake(self) -> None:
         """Take no more events; those not taken are fetched again by the next run's subscription."""
         self._accepting = False
 
     async def drain(self) -> None:
-        """Return once everything taken in has been committed (or failed and been queued again)."""
-        while not self._queue.empty() or self._in_progress:
+        """Return once everything taken in has been committed (or failed and been queued again),
+        or at once if a stage stopped (nothing more will be)."""
+        while (not self._queue.empty() or self._in_progress) and not self.broken:
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:
@@ -206,7 +222,11 @@ class Pipeline:
             while len(items) < self.batch_max and not self._queue.empty():
                 items.append(self._queue.get_nowait()[2])
             now = int(self._clock())
-            opened = await self.opener.open([item.event for item in items], now)
+            try:
+                opened = await self.opener.open([item.event for item in items], now)
+            except Exception as exc:  # a bug, not the senders' doing: drop the batch, keep serving
+                log.exception("opening a batch of %d event(s) failed; they are dropped", len(items))
+                opened = [Unopenable(f"its batch failed to open ({type(exc).__name__})") for _ in items]
             await self._opened.put((items, opened, now))
 
     # --- 3. commit ---------------------------------------------------------------------------
@@ -300,7 +320,8 @@ class Pipeline:
             self._queued.discard(item.event)
             if not isinstance(incoming, Incoming):
                 self.metrics.dropped_event()
-                log.info("dropped event %s from %s: %s", item.event.id[:12], item.relay, incoming)
+                level = logging.WARNING if isinstance(incoming, Unopenable) else logging.INFO
+                log.log(level, "dropped event %s from %s: %s", item.event.id[:12], item.relay, incoming)
                 continue
             if isinstance(result, Exception):
                 log.error("request %s failed: %s", item.event.id[:12], type(result).__name__)
@@ -323,10 +344,11 @@ class Pipeline:
         while self._seen and (len(self._seen) > SEEN_CAPACITY or next(iter(self._seen.values())) < now):
             self._seen.popitem(last=False)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 def _log_answer(item: Queued, answer: Answer, latency_s: float) -> None:

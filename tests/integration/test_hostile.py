@@ -8,11 +8,13 @@ hands events over (``Pipeline.submit``): a hostile or broken relay could send ex
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 
 import pytest
 
 from dvm.daemon import Daemon, Secrets
+from dvm.errors import DVMError
 from dvm.nostr import nip13
 from dvm.nostr.encryption import Encryptor
 from dvm.nostr.event import compute_id, parse_event_json, sign_event
@@ -326,6 +328,99 @@ async def test_a_restart_catches_up_from_when_it_last_answered_not_from_a_future
             await daemon.start()
             await wait_until(lambda: during.id in outcomes(daemon), timeout_s=20)
         await daemon.shutdown()
+    finally:
+        smtp.stop()
+        relay.stop()
+
+
+def tagged(*extra: tuple[str, ...], method="request_account", params=None) -> dict:
+    """A signed request with real PoW (8 bits) and ``extra`` tags after its ``p`` tag."""
+    key = SecretKey.generate()
+    params = {"email": f"t{key.pubkey_hex[:8]}@example.org"} if params is None else params
+    content = Encryptor(key).encrypt(DVM_KEY.pubkey, json.dumps({"method": method, "params": params}))
+    now = daemon_now()
+    tags = nip13.mine(key.pubkey_hex, now, KIND, [("p", DVM_KEY.pubkey_hex), *extra], content, target=8)
+    return signed(key, content, tags, now)
+
+
+async def test_an_expiration_in_digits_that_are_not_ascii_is_ignored_not_a_crash(daemon):
+    """``"²".isdigit()`` is True and ``int("²")`` raises: one such event with 12 bits of PoW once
+    stopped the daemon answering anything, and again after each restart (the catch-up brought it
+    back). NIP-40 timestamps are ASCII digits; anything else is ignored, as relays do."""
+    odd = [tagged(("expiration", value)) for value in ("²", "1²", "١٢٣")]
+    for event in odd:
+        await feed(daemon, event)
+    after = legit().to_dict()
+    await feed(daemon, after)
+    await wait_until(lambda: daemon.handled == 4)
+    assert outcomes(daemon) == dict.fromkeys([*(e["id"] for e in odd), after["id"]], "ok")
+    assert daemon.pipeline.broken == ""
+
+
+class Faulty(Encryptor):
+    """The daemon's own encryptor with a bug that one sender's key meets."""
+
+    victim = ""
+
+    def decrypt(self, peer, content):
+        if peer.hex() == self.victim:
+            raise RuntimeError("a bug\nwith a second line")
+        return super().decrypt(peer, content)
+
+
+async def test_an_event_that_meets_a_bug_in_opening_is_dropped_and_logged_and_the_rest_served(daemon, caplog):
+    """Defence in depth behind the fix above: an error no check expects drops that one event (no
+    reply, no row), says so in a WARNING with the control characters escaped, and every other
+    request, in its batch and after it, is served."""
+    poison = tagged()
+    Faulty.victim = poison["pubkey"]
+    opener = daemon.pipeline.opener
+    opener.encryptor = Faulty(DVM_KEY)  # batches below the worker's minimum open inline, here
+    before, poisoned = legit().to_dict(), legit().to_dict()
+    for event in (before, poison, poisoned):
+        await feed(daemon, event)
+    await wait_until(lambda: daemon.handled == 2)
+    later = legit().to_dict()
+    await feed(daemon, later)
+    await wait_until(lambda: daemon.handled == 3)
+    assert outcomes(daemon) == dict.fromkeys([before["id"], poisoned["id"], later["id"]], "ok")
+    assert daemon.pipeline.broken == ""
+    [record] = [r for r in caplog.records if poison["id"][:12] in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert "opening it raised RuntimeError: 'a bug\\nwith a second line'" in record.getMessage()
+    await wait_until(lambda: daemon.publisher.idle)
+    assert await replies_on_relay(daemon, [poison["id"]]) == {}
+
+
+class StageBug(BaseException):
+    """Not an ``Exception``: it passes the stage's own guard, as a bug in the stage itself would."""
+
+
+class BrokenOpener:
+    async def open(self, events, now):
+        raise StageBug("a bug past every guard")
+
+    def close(self) -> None:
+        return None
+
+
+async def test_a_request_stage_that_stops_stops_the_daemon_with_an_error(tmp_path):
+    """A stage that ends (a bug outside every per-event guard) would leave the daemon up, connected
+    and answering nothing, its health green: ``run`` stops instead, at once (no drain wait), and
+    raises, so ``sigit-dvm run`` exits non-zero and systemd's ``Restart=on-failure`` starts it again."""
+    relay = LocalRelay(tmp_path / "relay").start()
+    catcher = Catcher()
+    smtp = start_smtp(catcher)
+    try:
+        settings = make_settings(tmp_path / "dvm", [relay.url], smtp.port)
+        daemon = Daemon(settings, Secrets(DVM_KEY, CODE_SECRET))
+        running = asyncio.ensure_future(daemon.run())
+        await wait_until(lambda: daemon.pool.connected)
+
+        daemon.pipeline.opener = BrokenOpener()
+        await feed(daemon, legit().to_dict())
+        with pytest.raises(DVMError, match=r"the open stage stopped \(StageBug: a bug past every guard\)"):
+            await asyncio.wait_for(running, 20)
     finally:
         smtp.stop()
         relay.stop()
