@@ -420,7 +420,12 @@ def _coerce(hint: Any, value: object, *, from_env: bool) -> Any:
         if isinstance(value, bool):
             return value
     elif target is int:
-        if from_env and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if (
+            from_env
+            and isinstance(value, str)
+            and value.strip().lstrip("-").isascii()
+            and value.strip().lstrip("-").isdigit()
+        ):
             return int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -625,7 +630,7 @@ def listen_address(health: HealthSettings) -> tuple[str, int] | None:
         return None
     host, _, port = text.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise ValueError(f"must be PORT or HOST:PORT with a port in 1..65535 (got {text!r})")
     return host, int(port)
 

@@ -83,7 +83,7 @@ def to_journal(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool
     """Whether ``stream`` is the journal's: ``$JOURNAL_STREAM`` (``device:inode``) names it."""
     environ = os.environ if environ is None else environ
     device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
-    if not (device.isdigit() and inode.isdigit()):
+    if not (device.isascii() and device.isdigit() and inode.isascii() and inode.isdigit()):
         return False
     try:
         found = os.fstat(stream.fileno())

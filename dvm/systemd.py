@@ -20,7 +20,7 @@ class Notifier:
         self._address = address
         usec = environ.get("WATCHDOG_USEC", "")
         pid = environ.get("WATCHDOG_PID", "")
-        watched = usec.isdigit() and (not pid or pid == str(os.getpid()))
+        watched = usec.isascii() and usec.isdigit() and (not pid or pid == str(os.getpid()))
         self.watchdog_interval_s: float | None = int(usec) / 2e6 if watched else None
 
     def notify(self, *lines: str) -> None:
