@@ -608,3 +608,27 @@ def test_a_request_below_its_methods_minimum_costs_no_row_and_a_decoy_leaves_wha
         "code_send_minutes": 2,
     }
     assert h.conn.execute("SELECT code_hmac FROM codes").fetchone()[0] == "-"
+
+
+# --- A third review (2026-12-07): codes of another step at the canonical address -------------------
+
+
+def test_email_changes_aimed_at_the_canonical_address_cost_the_owners_signup_one_price_step(tmp_path):
+    """docs/threat-model.md, second row: codes a stranger's own account sends to ``owner@`` for an
+    email change count under ``owner@``'s cap. Past it the owner's first signup code costs what
+    the stranger's next new code costs (here one bit more); the owner is never refused, and the
+    owner's next request joins that code at the minimum."""
+    h = harness(tmp_path, "crosskind")
+    stranger = make_account(h, "stranger@evil.example")
+    for _ in range(h.service.rules.accounts.max_codes_per_email_per_hour):
+        assert h.send(fresh(), "change_email", {"email": OWNER}, seal=stranger).ok
+        h.now += 61
+    owner = fresh()
+    minimum = h.service.rules.intake.pow_bits[Method.REQUEST_ACCOUNT]
+    refused = h.send(owner, "request_account", {"email": OWNER}, pow_bits=minimum)
+    assert refused.error is not None
+    assert (refused.error["code"], refused.error["required_bits"]) == ("pow_too_low", minimum + 1)
+    assert h.send(owner, "request_account", {"email": OWNER}, pow_bits=minimum + 1).ok
+    h.now += 61
+    assert h.send(fresh(), "request_account", {"email": OWNER}, pow_bits=minimum).ok  # joins it
+    assert h.send(owner, "verify_code", {"code": h.last_code(OWNER)}).ok
