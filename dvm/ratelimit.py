@@ -1,6 +1,9 @@
 """Per-key request limits: a token bucket per (verified) pubkey, bounded in memory.
 
-Checked after the signature is verified, so nobody can spend another key's budget. Requests over
+Checked after the signature is verified, so nobody can spend another key's budget with events of
+their own; a copy of the key's own signed events, replayed through a relay that did not hold it
+yet, does count (a client signing with one long-lived key exposes that, one with fresh keys per
+request does not). Requests over
 the limit are dropped without an answer: answering a flood would cost the crypto the limit saves.
 A bucket that has refilled is the same as no bucket, so it is dropped: memory follows the keys
 active in the last ``burst / per_s`` seconds, not every key ever seen.
