@@ -323,8 +323,8 @@ class Pipeline:
                 level = logging.WARNING if isinstance(incoming, Unopenable) else logging.INFO
                 log.log(level, "dropped event %s from %s: %s", item.event.id[:12], item.relay, incoming)
                 continue
-            if isinstance(result, Exception):
-                log.error("request %s failed: %s", item.event.id[:12], type(result).__name__)
+            if isinstance(result, Exception):  # rolled back alone, unanswered: a bug or a conflict
+                log.error("request %s failed: %s", item.event.id[:12], type(result).__name__, exc_info=result)
                 continue
             self._remember(item.event, now)
             self._handled += 1

@@ -38,7 +38,7 @@ from dvm.protocol.methods import (
 from dvm.protocol.replies import build_reply
 from dvm.rules import ServiceRules
 from dvm.store import keylocks, repository
-from dvm.store.database import Conflict, immediate
+from dvm.store.database import DATABASE_ERRORS, Conflict, immediate
 from dvm.store.keylocks import KeyLocks
 from dvm.store.memo import Batch, Memo
 from dvm.store.sealed import ParamsSeal
@@ -150,6 +150,10 @@ class AccountService:
                     return exc
             except (sqlite3.IntegrityError, ValueError, InternalError) as exc:
                 return exc
+            except DATABASE_ERRORS:
+                raise  # locked, full, unreachable: the whole batch is retried, never dropped
+            except Exception as exc:  # a bug this request met: it alone rolls back, unanswered,
+                return exc  # so that it cannot hold the rest of its batch back on every retry
         raise AssertionError("unreachable")
 
     def _commit_one(

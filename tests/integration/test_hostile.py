@@ -392,6 +392,39 @@ async def test_an_event_that_meets_a_bug_in_opening_is_dropped_and_logged_and_th
     assert await replies_on_relay(daemon, [poison["id"]]) == {}
 
 
+class FaultyReply(Encryptor):
+    """The daemon's own encryptor with a bug that encrypting one sender's reply meets."""
+
+    victim = ""
+
+    def encrypt(self, peer, plaintext, *args, **kwargs):
+        if peer.hex() == self.victim:
+            raise RuntimeError("a bug while deciding")
+        return super().encrypt(peer, plaintext, *args, **kwargs)
+
+
+async def test_a_request_that_meets_a_bug_in_deciding_rolls_back_alone_and_its_batch_is_answered(
+    daemon, caplog
+):
+    """A decision's unexpected error once failed its whole batch, which was retried, with the same
+    request in it, forever: one request held back every other in its batch. Now that request alone
+    is rolled back (no row, no mail, no reply) and logged with its traceback; the others in its batch
+    are answered at once, and nothing is retried."""
+    poison = legit().to_dict()
+    FaultyReply.victim = poison["pubkey"]
+    daemon.service.encryptor = FaultyReply(DVM_KEY)
+    others = [legit().to_dict() for _ in range(3)]
+    for event in (others[0], poison, *others[1:]):  # fed without a pause: one batch
+        await feed(daemon, event)
+    await wait_until(lambda: daemon.handled == 3)
+    assert outcomes(daemon) == dict.fromkeys([e["id"] for e in others], "ok")
+    assert daemon.pipeline.stats.failures == 0
+    [record] = [r for r in caplog.records if f"request {poison['id'][:12]} failed" in r.getMessage()]
+    assert record.levelname == "ERROR" and record.exc_info is not None
+    await asyncio.sleep(1.0)  # a retried batch would come back within FAILED_BATCH_BACKOFF's first step
+    assert daemon.handled == 3 and poison["id"] not in outcomes(daemon)
+
+
 class StageBug(BaseException):
     """Not an ``Exception``: it passes the stage's own guard, as a bug in the stage itself would."""
 
