@@ -420,13 +420,9 @@ def _coerce(hint: Any, value: object, *, from_env: bool) -> Any:
         if isinstance(value, bool):
             return value
     elif target is int:
-        if (
-            from_env
-            and isinstance(value, str)
-            and value.strip().lstrip("-").isascii()
-            and value.strip().lstrip("-").isdigit()
-        ):
-            return int(value)
+        digits = value.strip().lstrip("-") if from_env and isinstance(value, str) else ""
+        if digits.isascii() and digits.isdigit():  # str.isdigit alone takes "²", which int refuses
+            return int(str(value))
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif target is float:

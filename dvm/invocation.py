@@ -296,9 +296,8 @@ class Duration(click.ParamType[int, Any]):
         text = str(value).strip().lower()
         unit = self._UNITS.get(text[-1:], 0)
         number = text[:-1] if unit else text
-        if not (
-            number.isascii() and number.isdigit()
-        ):  # no sign: a negative duration reaches into the future
+        # No sign: a negative duration reaches into the future. ASCII: int() refuses "²".
+        if not (number.isascii() and number.isdigit()):
             self.fail(f"{value!r} is not a duration (seconds, or a number with s, m, h or d)", param, ctx)
         return int(number) * (unit or 1)
 
