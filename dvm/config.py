@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from dvm.accounts.rules import AccountRules
 from dvm.errors import ConfigError, InvalidEmail
+from dvm.nostr.encoding import is_digits
 from dvm.protocol.email_address import normalise_email
 from dvm.protocol.intake import DEFAULT_POW_BITS, IntakeRules
 from dvm.protocol.methods import Method, RequestLimits
@@ -421,7 +422,7 @@ def _coerce(hint: Any, value: object, *, from_env: bool) -> Any:
             return value
     elif target is int:
         digits = value.strip().lstrip("-") if from_env and isinstance(value, str) else ""
-        if digits.isascii() and digits.isdigit():  # str.isdigit alone takes "²", which int refuses
+        if is_digits(digits):
             return int(str(value))
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -626,7 +627,7 @@ def listen_address(health: HealthSettings) -> tuple[str, int] | None:
         return None
     host, _, port = text.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+    if not is_digits(port) or not 1 <= int(port) <= 65535:
         raise ValueError(f"must be PORT or HOST:PORT with a port in 1..65535 (got {text!r})")
     return host, int(port)
 

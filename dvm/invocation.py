@@ -28,6 +28,7 @@ from dvm.accounts.machine import Context
 from dvm.admin import render
 from dvm.config import Settings, load_settings, optional_secret, read_secret, use_credentials_dir
 from dvm.errors import AdminError, ConfigError
+from dvm.nostr.encoding import is_digits
 from dvm.store import backends
 from dvm.store.database import SCHEMA_VERSION
 from dvm.store.sealed import ParamsSeal
@@ -296,8 +297,7 @@ class Duration(click.ParamType[int, Any]):
         text = str(value).strip().lower()
         unit = self._UNITS.get(text[-1:], 0)
         number = text[:-1] if unit else text
-        # No sign: a negative duration reaches into the future. ASCII: int() refuses "²".
-        if not (number.isascii() and number.isdigit()):
+        if not is_digits(number):  # no sign: a negative duration reaches into the future
             self.fail(f"{value!r} is not a duration (seconds, or a number with s, m, h or d)", param, ctx)
         return int(number) * (unit or 1)
 

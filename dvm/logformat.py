@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from dvm.nostr.encoding import is_digits
+
 SYSLOG_PRIORITY = {
     logging.CRITICAL: 2,
     logging.ERROR: 3,
@@ -83,7 +85,7 @@ def to_journal(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool
     """Whether ``stream`` is the journal's: ``$JOURNAL_STREAM`` (``device:inode``) names it."""
     environ = os.environ if environ is None else environ
     device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
-    if not (device.isascii() and device.isdigit() and inode.isascii() and inode.isdigit()):
+    if not (is_digits(device) and is_digits(inode)):
         return False
     try:
         found = os.fstat(stream.fileno())

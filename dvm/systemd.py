@@ -10,6 +10,8 @@ import os
 import socket
 from collections.abc import Mapping
 
+from dvm.nostr.encoding import is_digits
+
 
 class Notifier:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -20,7 +22,7 @@ class Notifier:
         self._address = address
         usec = environ.get("WATCHDOG_USEC", "")
         pid = environ.get("WATCHDOG_PID", "")
-        watched = usec.isascii() and usec.isdigit() and (not pid or pid == str(os.getpid()))
+        watched = is_digits(usec) and (not pid or pid == str(os.getpid()))
         self.watchdog_interval_s: float | None = int(usec) / 2e6 if watched else None
 
     def notify(self, *lines: str) -> None:

@@ -30,6 +30,12 @@ def is_lower_hex(value: object, nbytes: int) -> bool:
     return isinstance(value, str) and len(value) == 2 * nbytes and _LOWER_HEX.issuperset(value)
 
 
+def is_digits(value: str) -> bool:
+    """True for one or more ASCII digits: what ``int`` takes. ``str.isdigit`` alone also takes
+    ``"²"`` and other digits ``int`` refuses (one such NIP-40 tag once stopped the daemon)."""
+    return value.isascii() and value.isdigit()
+
+
 def decode_base64(value: str, what: str) -> bytes:
     """Decode standard, padded base64; reject other alphabets, whitespace and bad padding."""
     try:

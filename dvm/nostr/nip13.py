@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Sequence
 
 from dvm.errors import InsufficientPow
+from dvm.nostr.encoding import is_digits
 from dvm.nostr.event import serialize
 
 MAX_TARGET = 256
@@ -28,7 +29,7 @@ def committed_target(tags: Sequence[Sequence[str]]) -> int | None:
             if len(tag) < 3:
                 return None
             target = tag[2]
-            if not target.isascii() or not target.isdigit() or len(target) > 3:
+            if not is_digits(target) or len(target) > 3:
                 return None
             value = int(target)
             return value if value <= MAX_TARGET else None

@@ -36,6 +36,7 @@ from dvm.errors import (
     Unopenable,
 )
 from dvm.nostr import nip13
+from dvm.nostr.encoding import is_digits
 from dvm.nostr.encryption import Encryptor, Scheme
 from dvm.nostr.event import Event, check_id, verify_signature
 from dvm.protocol.methods import (
@@ -188,9 +189,8 @@ def open_batch(
 
 
 def _expired(value: str, now: int) -> bool:
-    """A NIP-40 timestamp in the past; one that is not a number is ignored, as relays do.
-    ASCII digits only: ``str.isdigit`` also takes ``"²"``, which ``int`` refuses."""
-    return value.isascii() and value.isdigit() and len(value) <= 12 and int(value) <= now
+    """A NIP-40 timestamp in the past; one that is not a number is ignored, as relays do."""
+    return is_digits(value) and len(value) <= 12 and int(value) <= now
 
 
 def _check_pow(event_id: bytes, event: Event, minimum: int) -> None:

@@ -18,7 +18,7 @@ import orjson
 
 from dvm.errors import BadRequest, EncodingError, InvalidKey
 from dvm.nostr import bech32
-from dvm.nostr.encoding import decode_base64
+from dvm.nostr.encoding import decode_base64, is_digits
 from dvm.nostr.keys import parse_pubkey_hex
 from dvm.protocol.email_address import MAX_EMAIL_CHARS, normalise_email
 
@@ -314,7 +314,7 @@ def _email(value: object, limits: RequestLimits) -> str:
 
 def _code(value: object) -> str:
     """Six digits, or sixteen (a long code, mailed while a mailbox is being guessed at)."""
-    if not isinstance(value, str) or len(value) not in (6, 16) or not value.isascii() or not value.isdigit():
+    if not isinstance(value, str) or len(value) not in (6, 16) or not is_digits(value):
         raise BadRequest("code must be a string of six (or sixteen) digits")
     return value
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dvm.nostr.encoding import is_lower_hex
+from dvm.nostr.encoding import is_digits, is_lower_hex
 from dvm.nostr.nip13 import MAX_TARGET
 
 
@@ -56,6 +56,6 @@ def _target(tag: list[Any]) -> int | None:
     if len(tag) < 3 or not isinstance(tag[2], str):
         return None
     text = tag[2]
-    if not text.isascii() or not text.isdigit() or len(text) > 3 or int(text) > MAX_TARGET:
+    if not is_digits(text) or len(text) > 3 or int(text) > MAX_TARGET:
         return None
     return int(text)
