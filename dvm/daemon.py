@@ -166,7 +166,7 @@ class Daemon:
             owner=self.ownership.mine if self.db.shared else None,
         )
         self.ownership.handback = self._take_over
-        self.pipeline.on_broken = self._pipeline_broken
+        self.pipeline.on_broken = self.request_stop  # a stage stopped (a bug): stop, not stay up deaf
         self.ownership.on_settled = lambda outcome: self.metrics.left_to_owner.labels(outcome).inc()
         self._stopping = asyncio.Event()
         self._mail_stopping = asyncio.Event()
@@ -323,10 +323,6 @@ class Daemon:
                 loop.remove_signal_handler(sig)
         if self.pipeline.broken:  # exit non-zero: systemd's Restart=on-failure starts us again
             raise DVMError(f"{self.pipeline.broken}; the daemon stopped (see the log for the traceback)")
-
-    def _pipeline_broken(self, why: str) -> None:
-        """A request stage stopped (a bug): stop the daemon rather than stay up and answer nothing."""
-        self.request_stop()
 
     async def _reload_logged(self) -> None:
         try:

@@ -128,7 +128,7 @@ class Pipeline:
         self._newest = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.broken = ""  # why a stage stopped, if one did (a bug)
-        self.on_broken: Callable[[str], None] | None = None
+        self.on_broken: Callable[[], None] | None = None
 
     @property
     def stats(self) -> PipelineStats:
@@ -163,7 +163,7 @@ class Pipeline:
         self.broken = f"the {name} stage stopped ({why})"
         log.critical("%s", self.broken, exc_info=exc)
         if self.on_broken is not None:
-            self.on_broken(self.broken)
+            self.on_broken()
 
     def stop_intake(self) -> None:
         """Take no more events; those not taken are fetched again by the next run's subscription."""
@@ -222,11 +222,9 @@ class Pipeline:
             while len(items) < self.batch_max and not self._queue.empty():
                 items.append(self._queue.get_nowait()[2])
             now = int(self._clock())
-            try:
-                opened = await self.opener.open([item.event for item in items], now)
-            except Exception as exc:  # a bug, not the senders' doing: drop the batch, keep serving
-                log.exception("opening a batch of %d event(s) failed; they are dropped", len(items))
-                opened = [Unopenable(f"its batch failed to open ({type(exc).__name__})") for _ in items]
+            # An event's own error comes back as its drop (open_batch); anything else is a bug of the
+            # stage's, which stops it (see _stage_ended).
+            opened = await self.opener.open([item.event for item in items], now)
             await self._opened.put((items, opened, now))
 
     # --- 3. commit ---------------------------------------------------------------------------

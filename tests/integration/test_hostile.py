@@ -426,7 +426,7 @@ async def test_a_request_that_meets_a_bug_in_deciding_rolls_back_alone_and_its_b
 
 
 class StageBug(BaseException):
-    """Not an ``Exception``: it passes the stage's own guard, as a bug in the stage itself would."""
+    """A bug in the stage itself (its events' own errors come back as drops, from ``open_batch``)."""
 
 
 class BrokenOpener:
