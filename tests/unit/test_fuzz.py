@@ -9,8 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dvm.errors import DecryptionError, InvalidEvent, NostrError, RequestError, Unopenable
-from dvm.nostr import nip04, nip44
-from dvm.nostr.event import parse_event, parse_event_json, verify_event
+from dvm.nostr import nip04, nip13, nip44
+from dvm.nostr.encryption import Encryptor
+from dvm.nostr.event import parse_event, parse_event_json, sign_event, verify_event
+from dvm.nostr.keys import SecretKey
+from dvm.protocol.client import request_plaintext
+from dvm.protocol.intake import Incoming, IntakeRules, open_batch
 from dvm.protocol.methods import decode_request
 
 JSON = st.recursive(
@@ -76,13 +80,6 @@ def test_a_signed_request_with_any_tags_is_opened_or_dropped_never_raised(extra)
     """A signed event with real PoW reaches the opening's every check; whatever its tags say,
     one sender's event comes back opened or as a drop: a ``²`` in ``expiration`` once raised
     ``ValueError`` out of the batch and stopped every request after it."""
-    from dvm.nostr import nip13
-    from dvm.nostr.encryption import Encryptor
-    from dvm.nostr.event import sign_event
-    from dvm.nostr.keys import SecretKey
-    from dvm.protocol.client import request_plaintext
-    from dvm.protocol.intake import Incoming, IntakeRules, open_batch
-
     dvm, client = Encryptor(SecretKey(b"\xd0" * 32)), Encryptor(SecretKey(b"\xc0" * 32))
     now = 1_800_000_000
     content = client.encrypt(dvm.key.pubkey, request_plaintext("status", {}))
